@@ -1,0 +1,96 @@
+//! The agent's main loop: start the exec service, tell the host we are ready, and obey the
+//! control connection.
+
+use crate::exec;
+use crate::reaper::Reaper;
+use airlock_proto::codec::Decoder;
+use airlock_proto::{
+    CONTROL_PORT, ControlRequest, EXEC_PORT, Frame, GuestEvent, PROTOCOL_VERSION, encode,
+};
+use std::io::{self, Read, Write};
+use std::thread;
+use std::time::Duration;
+use vsock::{VsockListener, VsockStream};
+
+/// vsock CID of the host.
+const HOST_CID: u32 = 2;
+/// Attempts to reach the host's control port; the host listens before boot, so retries only
+/// cover a slow vsock device start.
+const CONNECT_ATTEMPTS: u32 = 50;
+
+/// Serves until the host asks for shutdown (`Ok`) or the control connection is lost (`Err`).
+pub fn serve() -> io::Result<()> {
+    let reaper = Reaper::start()?;
+    let listener = VsockListener::bind_with_cid_port(libc::VMADDR_CID_ANY, EXEC_PORT)?;
+    thread::Builder::new()
+        .name("exec-accept".into())
+        .spawn(move || {
+            for conn in listener.incoming() {
+                match conn {
+                    Ok(stream) => {
+                        let reaper = reaper.clone();
+                        let _ = thread::Builder::new()
+                            .name("exec".into())
+                            .spawn(move || exec::serve(stream, &reaper));
+                    }
+                    Err(e) => eprintln!("airlock-guest: accept: {e}"),
+                }
+            }
+        })?;
+
+    let mut control = connect_host()?;
+    let ready = GuestEvent::Ready {
+        protocol: PROTOCOL_VERSION,
+        agent_version: env!("CARGO_PKG_VERSION").to_string(),
+        kernel_release: nix::sys::utsname::uname()
+            .map(|u| u.release().to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        uptime_ms: uptime_ms(),
+    };
+    let mut buf = Vec::new();
+    encode(&Frame::Message(ready), &mut buf).map_err(io::Error::other)?;
+    control.write_all(&buf)?;
+
+    let mut decoder = Decoder::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        while let Some(frame) = decoder
+            .next_frame::<ControlRequest>()
+            .map_err(io::Error::other)?
+        {
+            match frame {
+                Frame::Message(ControlRequest::Shutdown) => return Ok(()),
+                other => eprintln!("airlock-guest: ignoring control frame {other:?}"),
+            }
+        }
+        let n = control.read(&mut chunk)?;
+        match chunk.get(..n) {
+            Some(bytes) if !bytes.is_empty() => decoder.extend(bytes),
+            _ => return Err(io::Error::other("host closed the control connection")),
+        }
+    }
+}
+
+fn connect_host() -> io::Result<VsockStream> {
+    let mut last = None;
+    for _ in 0..CONNECT_ATTEMPTS {
+        match VsockStream::connect_with_cid_port(HOST_CID, CONTROL_PORT) {
+            Ok(s) => return Ok(s),
+            Err(e) => last = Some(e),
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    Err(last.unwrap_or_else(|| io::Error::other("no connect attempt")))
+}
+
+fn uptime_ms() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME)
+        .map(|t| {
+            let ms = t
+                .tv_sec()
+                .saturating_mul(1000)
+                .saturating_add(t.tv_nsec() / 1_000_000);
+            u64::try_from(ms).unwrap_or(0)
+        })
+        .unwrap_or(0)
+}

@@ -1,0 +1,409 @@
+//! One exec session: run the requested command with pipes or a PTY, stream its stdio over the
+//! connection, forward resizes and signals, and report how it ended.
+//!
+//! Threads per session: the session thread (spawn, wait, report), one output pump per stream,
+//! an input thread that decodes host frames, and a stdin writer behind a bounded queue so that
+//! control frames keep flowing while the workload is slow to read its input.
+
+use crate::pty;
+use crate::reaper::Reaper;
+use airlock_proto::codec::{DATA_CHUNK, Decoder};
+use airlock_proto::{
+    ExecControl, ExecEvent, ExecRequest, ExitStatus, Frame, SpawnFailure, Stream, encode,
+};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{Signal, killpg};
+use nix::sys::wait::WaitStatus;
+use nix::unistd::Pid;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread;
+use vsock::VsockStream;
+
+/// Search path for commands, as Debian's login shells set it.
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// Chunks of stdin queued for a workload that is not reading (bounded: backpressure beyond it).
+const STDIN_QUEUE: usize = 16;
+/// After the command exits, an output stream that stays silent this long is held open by a
+/// background process; stop waiting for it so the exit status is not delayed forever.
+const DRAIN_IDLE_MS: u16 = 200;
+
+/// Serves one exec connection to completion; errors end this session only.
+pub fn serve(stream: VsockStream, reaper: &Reaper) {
+    if let Err(e) = session(stream, reaper) {
+        eprintln!("airlock-guest: exec session: {e}");
+    }
+}
+
+/// Sends frames on the shared connection; after `close` further output is dropped.
+struct Writer {
+    state: Mutex<WriterState>,
+}
+
+struct WriterState {
+    stream: VsockStream,
+    buf: Vec<u8>,
+    closed: bool,
+}
+
+impl Writer {
+    fn send(&self, frame: &Frame<ExecEvent>) -> io::Result<()> {
+        let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if st.closed {
+            return Ok(());
+        }
+        let WriterState { stream, buf, .. } = &mut *st;
+        buf.clear();
+        encode(frame, buf).map_err(io::Error::other)?;
+        stream.write_all(buf)
+    }
+
+    /// Sends the last frame and half-closes the connection.
+    fn close_with(&self, frame: &Frame<ExecEvent>) -> io::Result<()> {
+        self.send(frame)?;
+        let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        st.closed = true;
+        st.stream.shutdown(std::net::Shutdown::Write)
+    }
+}
+
+/// Reads whole frames from the connection.
+struct FrameReader {
+    stream: VsockStream,
+    decoder: Decoder,
+    buf: Vec<u8>,
+}
+
+impl FrameReader {
+    fn new(stream: VsockStream) -> Self {
+        FrameReader {
+            stream,
+            decoder: Decoder::new(),
+            buf: vec![0; DATA_CHUNK],
+        }
+    }
+
+    /// The next frame, or `None` when the host closed the connection cleanly.
+    fn next<M: serde::de::DeserializeOwned>(&mut self) -> io::Result<Option<Frame<M>>> {
+        loop {
+            if let Some(frame) = self.decoder.next_frame().map_err(io::Error::other)? {
+                return Ok(Some(frame));
+            }
+            let n = self.stream.read(&mut self.buf)?;
+            let Some(bytes) = self.buf.get(..n).filter(|b| !b.is_empty()) else {
+                self.decoder.finish().map_err(io::Error::other)?;
+                return Ok(None);
+            };
+            self.decoder.extend(bytes);
+        }
+    }
+}
+
+/// Where stdin data goes.
+enum StdinSink {
+    Pipe(std::process::ChildStdin),
+    Pty(std::fs::File),
+}
+
+fn session(stream: VsockStream, reaper: &Reaper) -> io::Result<()> {
+    let mut reader = FrameReader::new(stream.try_clone()?);
+    let writer = Arc::new(Writer {
+        state: Mutex::new(WriterState {
+            stream,
+            buf: Vec::new(),
+            closed: false,
+        }),
+    });
+    let request: ExecRequest = match reader.next()? {
+        Some(Frame::Message(req)) => req,
+        Some(_) => return Err(io::Error::other("first frame is not an exec request")),
+        None => return Ok(()),
+    };
+
+    let spawned = match spawn(&request, reaper) {
+        Ok(s) => s,
+        Err((reason, message)) => {
+            return writer.close_with(&Frame::Message(ExecEvent::SpawnFailed { reason, message }));
+        }
+    };
+    let Spawned {
+        pid,
+        status_rx,
+        outputs,
+        stdin,
+        pty_master,
+    } = spawned;
+    writer.send(&Frame::Message(ExecEvent::Started { pid }))?;
+    let pgid = Pid::from_raw(i32::try_from(pid).unwrap_or(i32::MAX));
+    let exited = Arc::new(AtomicBool::new(false));
+
+    // The exit notifier: the write end is dropped when the command exits, which wakes the pumps.
+    let (exit_r, exit_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    let exit_r = Arc::new(exit_r);
+    let mut pumps = Vec::new();
+    for (fd, which) in outputs {
+        let (writer, exit_r) = (writer.clone(), exit_r.clone());
+        pumps.push(thread::spawn(move || pump(fd, which, &writer, &exit_r)));
+    }
+
+    let (stdin_tx, stdin_rx) = sync_channel::<Option<Vec<u8>>>(STDIN_QUEUE);
+    let is_pty = matches!(stdin, StdinSink::Pty(_));
+    thread::spawn(move || stdin_writer(stdin, &stdin_rx));
+    {
+        let exited = exited.clone();
+        thread::spawn(move || input(reader, stdin_tx, pty_master, pgid, is_pty, &exited));
+    }
+
+    let status = match status_rx.recv() {
+        Ok(WaitStatus::Signaled(_, sig, _)) => ExitStatus::Signal { signal: sig as i32 },
+        Ok(WaitStatus::Exited(_, code)) => ExitStatus::Code { code },
+        Ok(other) => {
+            return Err(io::Error::other(format!(
+                "unexpected wait status {other:?}"
+            )));
+        }
+        Err(_) => return Err(io::Error::other("reaper stopped")),
+    };
+    exited.store(true, Ordering::SeqCst);
+    drop(exit_w);
+    for p in pumps {
+        let _ = p.join();
+    }
+    writer.close_with(&Frame::Message(ExecEvent::Exited { status }))
+}
+
+struct Spawned {
+    pid: u32,
+    status_rx: Receiver<WaitStatus>,
+    outputs: Vec<(OwnedFd, Stream)>,
+    stdin: StdinSink,
+    pty_master: Option<OwnedFd>,
+}
+
+fn spawn(req: &ExecRequest, reaper: &Reaper) -> Result<Spawned, (SpawnFailure, String)> {
+    let invalid = |m: String| (SpawnFailure::InvalidRequest, m);
+    let (program, args) = req
+        .argv
+        .split_first()
+        .ok_or_else(|| invalid("empty argv".into()))?;
+    let mut cmd = Command::new(program);
+    cmd.args(args).env_clear();
+    cmd.env("PATH", DEFAULT_PATH)
+        .env("HOME", "/root")
+        .env("LANG", "C.UTF-8");
+    cmd.env(
+        "TERM",
+        if req.tty.is_some() {
+            "xterm-256color"
+        } else {
+            "dumb"
+        },
+    );
+    for (k, v) in &req.env {
+        if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
+            return Err(invalid(format!("invalid environment variable {k:?}")));
+        }
+        cmd.env(k, v);
+    }
+    let cwd = req.cwd.as_deref().unwrap_or("/");
+    if !std::path::Path::new(cwd).is_dir() {
+        return Err(invalid(format!(
+            "working directory {cwd:?} does not exist in the guest"
+        )));
+    }
+    cmd.current_dir(cwd);
+
+    let other = |e: io::Error| (SpawnFailure::Other, e.to_string());
+    let mut pty_master = None;
+    if let Some(size) = req.tty {
+        let (master, slave) = pty::open(size).map_err(other)?;
+        cmd.stdin(Stdio::from(slave.try_clone().map_err(other)?));
+        cmd.stdout(Stdio::from(slave.try_clone().map_err(other)?));
+        cmd.stderr(Stdio::from(slave));
+        // SAFETY: the closure runs between fork and exec in the child; it only calls setsid and
+        // ioctl, both async-signal-safe, and touches no memory shared with other threads.
+        unsafe {
+            cmd.pre_exec(|| {
+                nix::unistd::setsid()?;
+                pty::make_controlling_terminal()
+            });
+        }
+        pty_master = Some(master);
+    } else {
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        // SAFETY: runs between fork and exec in the child; setsid is async-signal-safe. A new
+        // session makes the command a process group the host can signal as a whole.
+        unsafe {
+            cmd.pre_exec(|| nix::unistd::setsid().map(drop).map_err(io::Error::from));
+        }
+    }
+
+    let spawn_result = reaper.spawn(|| {
+        let child = cmd.spawn()?;
+        let pid = child.id();
+        Ok((child, pid))
+    });
+    drop(cmd); // closes our copies of the PTY slave, so the master sees EIO when the command ends
+    let (mut child, status_rx) = spawn_result.map_err(|e| {
+        let reason = match e.kind() {
+            io::ErrorKind::NotFound => SpawnFailure::NotFound,
+            io::ErrorKind::PermissionDenied => SpawnFailure::PermissionDenied,
+            io::ErrorKind::InvalidInput => SpawnFailure::InvalidRequest,
+            _ => SpawnFailure::Other,
+        };
+        (reason, format!("{program}: {e}"))
+    })?;
+    let pid = child.id();
+
+    let (outputs, stdin) = match pty_master.as_ref() {
+        Some(master) => {
+            let out = master.try_clone().map_err(other)?;
+            let input = std::fs::File::from(master.try_clone().map_err(other)?);
+            (vec![(out, Stream::Stdout)], StdinSink::Pty(input))
+        }
+        None => {
+            let missing = || (SpawnFailure::Other, "child pipes missing".to_string());
+            let stdout = child.stdout.take().ok_or_else(missing)?;
+            let stderr = child.stderr.take().ok_or_else(missing)?;
+            let stdin = child.stdin.take().ok_or_else(missing)?;
+            (
+                vec![
+                    (OwnedFd::from(stdout), Stream::Stdout),
+                    (OwnedFd::from(stderr), Stream::Stderr),
+                ],
+                StdinSink::Pipe(stdin),
+            )
+        }
+    };
+    Ok(Spawned {
+        pid,
+        status_rx,
+        outputs,
+        stdin,
+        pty_master,
+    })
+}
+
+/// Copies one output stream to the host until EOF, or until it idles after the command exited.
+fn pump(fd: OwnedFd, which: Stream, writer: &Writer, exit_r: &OwnedFd) {
+    let mut file = std::fs::File::from(fd);
+    let mut buf = vec![0u8; DATA_CHUNK];
+    let mut command_exited = false;
+    loop {
+        let timeout = if command_exited {
+            PollTimeout::from(DRAIN_IDLE_MS)
+        } else {
+            PollTimeout::NONE
+        };
+        let mut fds = [
+            PollFd::new(file.as_fd(), PollFlags::POLLIN),
+            PollFd::new(exit_r.as_fd(), PollFlags::POLLIN),
+        ];
+        let polled = if command_exited {
+            poll(&mut fds[..1], timeout)
+        } else {
+            poll(&mut fds, timeout)
+        };
+        match polled {
+            Ok(0) => break, // idle after exit: a background process holds the stream
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => break,
+        }
+        let [data, exit] = &fds;
+        if !command_exited && exit.any().unwrap_or(false) {
+            command_exited = true;
+        }
+        if !data.any().unwrap_or(false) {
+            continue;
+        }
+        match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                let chunk = buf.get(..n).unwrap_or_default().to_vec();
+                if writer.send(&Frame::Data(which, chunk)).is_err() {
+                    return;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => break, // EIO on a PTY master once the last slave holder is gone
+        }
+    }
+    let _ = writer.send(&Frame::Eof(which));
+}
+
+/// Decodes host frames: stdin data, resizes, signals. A vanished host kills the command.
+fn input(
+    mut reader: FrameReader,
+    stdin_tx: SyncSender<Option<Vec<u8>>>,
+    pty_master: Option<OwnedFd>,
+    pgid: Pid,
+    is_pty: bool,
+    exited: &AtomicBool,
+) {
+    let mut stdin_tx = Some(stdin_tx);
+    loop {
+        match reader.next::<ExecControl>() {
+            Ok(Some(Frame::Data(Stream::Stdin, bytes))) => {
+                if let Some(tx) = &stdin_tx {
+                    let _ = tx.send(Some(bytes));
+                }
+            }
+            Ok(Some(Frame::Eof(Stream::Stdin))) => {
+                if let Some(tx) = stdin_tx.take() {
+                    // On a terminal, end-of-input is the VEOF character (^D).
+                    let _ = tx.send(if is_pty { Some(vec![0x04]) } else { None });
+                }
+            }
+            Ok(Some(Frame::Message(ExecControl::Resize { size }))) => {
+                if let Some(master) = &pty_master {
+                    let _ = pty::resize(master.as_fd(), size);
+                }
+            }
+            Ok(Some(Frame::Message(ExecControl::Signal { signal }))) => {
+                if let Ok(sig) = Signal::try_from(signal)
+                    && !exited.load(Ordering::SeqCst)
+                {
+                    let _ = killpg(pgid, sig);
+                }
+            }
+            Ok(Some(other)) => {
+                eprintln!("airlock-guest: ignoring unexpected frame {other:?}");
+            }
+            Ok(None) | Err(_) => {
+                if !exited.load(Ordering::SeqCst) {
+                    let _ = killpg(pgid, Signal::SIGKILL);
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// Writes queued stdin to the command; `None` closes its stdin.
+fn stdin_writer(sink: StdinSink, rx: &Receiver<Option<Vec<u8>>>) {
+    let mut sink = Some(sink);
+    while let Ok(item) = rx.recv() {
+        match (item, sink.as_mut()) {
+            (Some(bytes), Some(StdinSink::Pipe(p))) => {
+                if p.write_all(&bytes).is_err() {
+                    sink = None; // the command closed its stdin; discard the rest
+                }
+            }
+            (Some(bytes), Some(StdinSink::Pty(f))) => {
+                if f.write_all(&bytes).is_err() {
+                    sink = None;
+                }
+            }
+            (None, _) => sink = None,
+            (Some(_), None) => {}
+        }
+    }
+}

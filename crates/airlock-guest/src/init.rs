@@ -1,0 +1,115 @@
+//! PID 1 duties: mount the pseudo filesystems, wire the console to stdio, power off.
+//!
+//! Called from `main` only when the agent is PID 1 inside the guest.
+
+use nix::mount::{MsFlags, mount};
+use nix::sys::stat::Mode;
+use std::io;
+use std::os::fd::AsRawFd;
+
+const NOSUID_NODEV_NOEXEC: MsFlags = MsFlags::MS_NOSUID
+    .union(MsFlags::MS_NODEV)
+    .union(MsFlags::MS_NOEXEC);
+
+/// Mounts `/proc`, `/sys`, `/dev`, `/dev/pts`, `/dev/shm`, `/tmp` and `/run`, points stdio at the
+/// console, sets the hostname and brings up loopback.
+pub fn setup() -> io::Result<()> {
+    let mounts: [(&str, &str, &str, MsFlags, Option<&str>); 7] = [
+        ("proc", "/proc", "proc", NOSUID_NODEV_NOEXEC, None),
+        ("sysfs", "/sys", "sysfs", NOSUID_NODEV_NOEXEC, None),
+        (
+            "devtmpfs",
+            "/dev",
+            "devtmpfs",
+            MsFlags::MS_NOSUID,
+            Some("mode=0755"),
+        ),
+        (
+            "devpts",
+            "/dev/pts",
+            "devpts",
+            MsFlags::MS_NOSUID.union(MsFlags::MS_NOEXEC),
+            Some("ptmxmode=0666,mode=0620,gid=5"),
+        ),
+        (
+            "tmpfs",
+            "/dev/shm",
+            "tmpfs",
+            NOSUID_NODEV_NOEXEC,
+            Some("mode=1777"),
+        ),
+        (
+            "tmpfs",
+            "/tmp",
+            "tmpfs",
+            MsFlags::MS_NOSUID.union(MsFlags::MS_NODEV),
+            Some("mode=1777"),
+        ),
+        (
+            "tmpfs",
+            "/run",
+            "tmpfs",
+            NOSUID_NODEV_NOEXEC,
+            Some("mode=0755"),
+        ),
+    ];
+    for (source, target, fstype, flags, data) in mounts {
+        std::fs::create_dir_all(target)?;
+        mount(Some(source), target, Some(fstype), flags, data)
+            .map_err(|e| io::Error::other(format!("mount {fstype} on {target}: {e}")))?;
+    }
+    console_stdio()?;
+    nix::unistd::sethostname("airlock")?;
+    nix::sys::stat::umask(Mode::from_bits_truncate(0o022));
+    loopback_up()?;
+    Ok(())
+}
+
+/// The kernel starts init with no open files when the initramfs lacks `/dev/console`.
+fn console_stdio() -> io::Result<()> {
+    let console = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/console")?;
+    for target in 0..=2 {
+        nix::unistd::dup2(console.as_raw_fd(), target)?;
+    }
+    Ok(())
+}
+
+/// Brings `lo` up so the workload can use 127.0.0.1 (the guest has no other interface).
+fn loopback_up() -> io::Result<()> {
+    let sock = nix::sys::socket::socket(
+        nix::sys::socket::AddressFamily::Inet,
+        nix::sys::socket::SockType::Datagram,
+        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    // SAFETY: `ifreq` is plain old data; all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    // IFF_UP | IFF_RUNNING = 0x41 fits in the kernel's short flags field.
+    req.ifr_ifru.ifru_flags = libc::c_short::try_from(libc::IFF_UP | libc::IFF_RUNNING)
+        .map_err(|_| io::Error::other("interface flags out of range"))?;
+    // SAFETY: SIOCSIFFLAGS reads a `struct ifreq` through the pointer, which points at a live,
+    // initialised `ifreq` with a NUL-terminated name; `sock` is an open socket for the call.
+    // JUSTIFICATION: neither nix nor rustix wraps interface flag changes.
+    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Syncs and leaves through the reboot syscall: with `reboot=t` and QEMU's `-no-reboot` this ends
+/// the VM at once (`poweroff` never completes on microvm, which has no ACPI).
+pub fn power_off() -> ! {
+    nix::unistd::sync();
+    let err = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_AUTOBOOT);
+    eprintln!("airlock-guest: reboot failed: {err:?}");
+    loop {
+        std::thread::park();
+    }
+}

@@ -1,0 +1,37 @@
+//! `airlock-guest`: the agent that runs as `/init` inside every airlock microVM.
+//!
+//! As PID 1 it sets up the minimal system ([`init`]), then serves the host over vsock: it accepts
+//! exec connections ([`exec`]) and reports readiness on the control connection ([`control`]).
+//! Everything it receives comes from the host, but it still parses defensively: a bad frame ends
+//! that connection, never the agent.
+#![warn(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+
+mod control;
+mod exec;
+mod init;
+mod pty;
+mod reaper;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let pid1 = std::process::id() == 1;
+    if pid1 && let Err(e) = init::setup() {
+        eprintln!("airlock-guest: init failed: {e}");
+        init::power_off();
+    }
+    let result = control::serve();
+    if let Err(e) = &result {
+        eprintln!("airlock-guest: {e}");
+    }
+    if pid1 {
+        // PID 1 must never return: the kernel would panic. Leave through the reboot syscall,
+        // which QEMU (-no-reboot) turns into a clean exit.
+        init::power_off();
+    }
+    if result.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}

@@ -1,0 +1,193 @@
+//! Message types exchanged over vsock between host and guest.
+//!
+//! Two kinds of connection exist:
+//! - the **control** connection, opened by the guest to host port [`CONTROL_PORT`] once it is up:
+//!   the guest sends [`GuestEvent::Ready`], the host may send [`ControlRequest::Shutdown`];
+//! - one **exec** connection per command, opened by the host to guest port [`EXEC_PORT`]: the host
+//!   sends [`ExecRequest`] first, then [`ExecControl`] messages and stdin data; the guest answers
+//!   with [`ExecEvent`] messages and stdout/stderr data.
+
+use serde::{Deserialize, Serialize};
+
+/// Version of this protocol; both sides refuse a peer with another one.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// The guest's vsock context id (every sandbox has its own vsock device, so it is constant).
+pub const GUEST_CID: u32 = 3;
+/// Guest vsock port on which `airlock-guest` accepts exec connections.
+pub const EXEC_PORT: u32 = 1024;
+/// Host vsock port the guest connects to when it is ready (the control connection).
+pub const CONTROL_PORT: u32 = 1025;
+
+/// First message of an exec connection: what to run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecRequest {
+    /// Program and arguments; `argv[0]` is looked up in `PATH`.
+    pub argv: Vec<String>,
+    /// Extra environment variables, applied over the guest's defaults.
+    pub env: Vec<(String, String)>,
+    /// Working directory; the guest's default when absent.
+    pub cwd: Option<String>,
+    /// Run under a pseudo-terminal of this size instead of pipes.
+    pub tty: Option<WindowSize>,
+}
+
+/// Terminal size in character cells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowSize {
+    /// Rows.
+    pub rows: u16,
+    /// Columns.
+    pub cols: u16,
+}
+
+/// Host → guest messages on an exec connection, after the [`ExecRequest`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ExecControl {
+    /// The host terminal changed size.
+    Resize {
+        /// New size.
+        size: WindowSize,
+    },
+    /// Deliver a signal to the command's process group.
+    Signal {
+        /// Signal number (Linux x86_64 numbering).
+        signal: i32,
+    },
+}
+
+/// Guest → host messages on an exec connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ExecEvent {
+    /// The command started.
+    Started {
+        /// Its pid inside the guest.
+        pid: u32,
+    },
+    /// The command could not be started.
+    SpawnFailed {
+        /// Why, as a class the host maps to an exit status.
+        reason: SpawnFailure,
+        /// Human-readable detail from the guest (untrusted text).
+        message: String,
+    },
+    /// The command ended; all of its output has been sent before this message.
+    Exited {
+        /// How it ended.
+        status: ExitStatus,
+    },
+}
+
+/// Why a command could not be started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SpawnFailure {
+    /// The program does not exist in the guest (shell convention: exit 127).
+    NotFound,
+    /// The program exists but cannot be executed (shell convention: exit 126).
+    PermissionDenied,
+    /// The request itself was invalid (empty argv, bad cwd, NUL bytes).
+    InvalidRequest,
+    /// Anything else.
+    Other,
+}
+
+impl SpawnFailure {
+    /// The exit status a shell would give for this failure.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            SpawnFailure::NotFound => 127,
+            SpawnFailure::PermissionDenied => 126,
+            SpawnFailure::InvalidRequest | SpawnFailure::Other => 125,
+        }
+    }
+}
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ExitStatus {
+    /// It exited with this code.
+    Code {
+        /// The exit code (0..=255).
+        code: i32,
+    },
+    /// It was killed by this signal.
+    Signal {
+        /// The signal number.
+        signal: i32,
+    },
+}
+
+impl ExitStatus {
+    /// The status a shell reports: the code, or 128 + the signal number.
+    pub fn shell_code(self) -> i32 {
+        match self {
+            ExitStatus::Code { code } => code,
+            ExitStatus::Signal { signal } => 128_i32.saturating_add(signal),
+        }
+    }
+}
+
+/// Guest → host messages on the control connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum GuestEvent {
+    /// The guest agent is up and serving exec connections.
+    Ready {
+        /// [`PROTOCOL_VERSION`] as the guest knows it.
+        protocol: u32,
+        /// The guest agent's version.
+        agent_version: String,
+        /// `uname -r` of the guest kernel.
+        kernel_release: String,
+        /// Milliseconds since the guest kernel booted (CLOCK_BOOTTIME).
+        uptime_ms: u64,
+    },
+}
+
+/// Host → guest messages on the control connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ControlRequest {
+    /// Sync filesystems and power the guest off.
+    Shutdown,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_tagged_by_type() {
+        let json = serde_json::to_string(&ExecEvent::Exited {
+            status: ExitStatus::Signal { signal: 9 },
+        })
+        .unwrap();
+        assert_eq!(
+            json,
+            r#"{"type":"exited","status":{"type":"signal","signal":9}}"#
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected() {
+        let err = serde_json::from_str::<ExecControl>(r#"{"type":"signal","signal":2,"x":1}"#);
+        assert!(err.is_err());
+    }
+
+    #[test]
+    fn shell_codes() {
+        assert_eq!(ExitStatus::Code { code: 7 }.shell_code(), 7);
+        assert_eq!(ExitStatus::Signal { signal: 2 }.shell_code(), 130);
+        assert_eq!(
+            ExitStatus::Signal { signal: i32::MAX }.shell_code(),
+            i32::MAX
+        );
+        assert_eq!(SpawnFailure::NotFound.exit_code(), 127);
+        assert_eq!(SpawnFailure::PermissionDenied.exit_code(), 126);
+    }
+}

@@ -1,0 +1,164 @@
+//! Test helpers for airlock's integration tests (a `publish = false` dev-dependency).
+//!
+//! [`Airlock`] runs the real `airlock` binary with a private state dir, so each test can check
+//! afterwards that nothing it started is left: no process whose command line names that dir, and
+//! no sandbox directory inside it.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The `airlock` binary under test with an isolated state dir.
+pub struct Airlock {
+    bin: PathBuf,
+    state: tempfile::TempDir,
+}
+
+impl Airlock {
+    /// Wraps the binary at `bin` (pass `env!("CARGO_BIN_EXE_airlock")`).
+    pub fn new(bin: impl Into<PathBuf>) -> Airlock {
+        // Short path: unix socket paths inside it must stay under 108 bytes.
+        let state = tempfile::Builder::new()
+            .prefix("al-")
+            .tempdir_in("/tmp")
+            .expect("state dir");
+        Airlock {
+            bin: bin.into(),
+            state,
+        }
+    }
+
+    /// The state dir handed to airlock.
+    pub fn state_dir(&self) -> &Path {
+        self.state.path()
+    }
+
+    /// A `Command` for `airlock ARGS` with the state dir set and stdin closed.
+    pub fn command<I, S>(&self, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let mut c = Command::new(&self.bin);
+        c.args(args)
+            .env("AIRLOCK_STATE_DIR", self.state.path())
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// Runs `airlock ARGS` to completion.
+    pub fn run<I, S>(&self, args: I) -> Output
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        self.command(args).output().expect("running airlock")
+    }
+
+    /// Runs `airlock ARGS` with `input` on stdin.
+    pub fn run_with_input(&self, args: &[&str], input: Vec<u8>) -> Output {
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawning airlock");
+        let mut stdin = child.stdin.take().unwrap();
+        let writer = std::thread::spawn(move || {
+            use std::io::Write;
+            let _ = stdin.write_all(&input);
+        });
+        let out = child.wait_with_output().expect("waiting for airlock");
+        writer.join().unwrap();
+        out
+    }
+
+    /// Processes still running whose command line mentions this state dir.
+    pub fn leftover_processes(&self) -> Vec<String> {
+        processes_mentioning(self.state.path())
+    }
+
+    /// Entries left in the state dir.
+    pub fn leftover_files(&self) -> Vec<PathBuf> {
+        std::fs::read_dir(self.state.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect()
+    }
+
+    /// Asserts that nothing airlock started is left: processes get a short time to be reaped.
+    pub fn assert_clean(&self) {
+        let ok = wait_until(Duration::from_secs(5), || {
+            self.leftover_processes().is_empty()
+        });
+        assert!(ok, "processes left behind: {:?}", self.leftover_processes());
+        assert!(
+            self.leftover_files().is_empty(),
+            "files left behind: {:?}",
+            self.leftover_files()
+        );
+    }
+}
+
+/// `pid: cmdline` of every process whose command line contains `needle`.
+pub fn processes_mentioning(needle: &Path) -> Vec<String> {
+    let needle = needle.to_string_lossy().into_owned();
+    let me = std::process::id().to_string();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.chars().all(|c| c.is_ascii_digit()) || name == me {
+            continue;
+        }
+        // Zombies have an empty cmdline and hold nothing; a gone process reads as an error.
+        let Ok(raw) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&raw).replace('\0', " ");
+        if cmdline.contains(&needle) {
+            found.push(format!("{name}: {cmdline}"));
+        }
+    }
+    found
+}
+
+/// Polls `cond` until it holds or `timeout` passes; returns whether it held.
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Lossy UTF-8 of a byte buffer, for assertions.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// SHA-256 of `bytes` as printed by `sha256sum`, using the host tool.
+pub fn host_sha256(bytes: &[u8]) -> String {
+    use std::io::Write;
+    let mut child = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("sha256sum");
+    let mut stdin = child.stdin.take().unwrap();
+    let data = bytes.to_vec();
+    let w = std::thread::spawn(move || stdin.write_all(&data));
+    let out = child.wait_with_output().unwrap();
+    w.join().unwrap().unwrap();
+    text(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}

@@ -1,0 +1,80 @@
+//! The engine interface: the only part of airlock that depends on a particular hypervisor.
+//!
+//! An engine boots a VM from a [`BootSpec`] and hands back a [`Vm`] handle. QEMU microvm
+//! ([`crate::qemu`]) is the first engine; pause/resume and snapshot/restore join the interface
+//! when the warm pool needs them.
+
+use crate::accel::Accel;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything needed to boot one sandbox VM.
+#[derive(Debug, Clone)]
+pub struct BootSpec {
+    /// Uncompressed guest kernel (booted through its PVH note).
+    pub kernel: PathBuf,
+    /// Initramfs.
+    pub initrd: PathBuf,
+    /// Extra kernel command line, appended to airlock's defaults.
+    pub cmdline: String,
+    /// Virtual CPUs.
+    pub cpus: u32,
+    /// Guest memory in MiB.
+    pub memory_mib: u64,
+    /// Accelerator.
+    pub accel: Accel,
+    /// File receiving the serial console.
+    pub console_log: PathBuf,
+    /// File receiving the engine's own stderr.
+    pub engine_log: PathBuf,
+    /// vhost-user socket of the vsock backend.
+    pub vsock_socket: PathBuf,
+}
+
+/// Why a VM could not be booted or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The engine binary is not installed.
+    #[error("{binary} not found in PATH; install it with: apt-get install {package}")]
+    NotInstalled {
+        /// Binary name.
+        binary: &'static str,
+        /// Debian package.
+        package: &'static str,
+    },
+    /// The engine process could not be started.
+    #[error("starting {binary}")]
+    Spawn {
+        /// Binary path.
+        binary: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Waiting for or signalling the engine failed.
+    #[error("controlling the VM process")]
+    Control(#[source] std::io::Error),
+    /// The spec is unusable.
+    #[error("invalid boot spec: {0}")]
+    InvalidSpec(String),
+}
+
+/// A hypervisor that can boot sandboxes.
+pub trait Engine {
+    /// Its VM handle.
+    type Vm: Vm;
+    /// Starts a VM; returns once the engine process runs (not when the guest is ready).
+    fn boot(&self, spec: &BootSpec) -> Result<Self::Vm, EngineError>;
+}
+
+/// A running VM.
+pub trait Vm {
+    /// Host pid of the engine process, while it runs.
+    fn pid(&self) -> Option<u32>;
+    /// Waits for the engine process to exit.
+    fn wait(
+        &mut self,
+    ) -> impl Future<Output = Result<std::process::ExitStatus, EngineError>> + Send;
+    /// Stops the VM: waits up to `grace` for it to exit on its own, then kills it.
+    fn stop(&mut self, grace: Duration) -> impl Future<Output = Result<(), EngineError>> + Send;
+}

@@ -1,0 +1,134 @@
+//! Pure argv builder for QEMU microvm; tested without starting QEMU.
+
+use crate::accel::Accel;
+use crate::engine::{BootSpec, EngineError};
+use std::ffi::OsString;
+
+/// Kernel command line every guest gets. `reboot=t` plus `-no-reboot` turns the guest's reboot
+/// syscall into a QEMU exit (microvm has no ACPI power-off); `panic=-1` does the same on panic.
+pub const BASE_CMDLINE: &str = "console=ttyS0 reboot=t panic=-1 quiet";
+
+/// The argv (without the binary) that boots `spec`.
+pub fn args(spec: &BootSpec) -> Result<Vec<OsString>, EngineError> {
+    if spec.cpus == 0 || spec.memory_mib < 64 {
+        return Err(EngineError::InvalidSpec(format!(
+            "need at least 1 cpu and 64 MiB (got {} cpus, {} MiB)",
+            spec.cpus, spec.memory_mib
+        )));
+    }
+    let check = |p: &std::path::Path| {
+        let s = p.to_string_lossy();
+        if s.contains(',') {
+            return Err(EngineError::InvalidSpec(format!(
+                "path {s:?} contains ',' which QEMU options cannot carry"
+            )));
+        }
+        Ok(s.into_owned())
+    };
+    let mem = spec.memory_mib;
+    let mut a: Vec<String> = vec![
+        // rtc=on: without kvmclock the kernel otherwise waits ~1 s for a missing RTC.
+        "-M".into(),
+        "microvm,x-option-roms=off,isa-serial=on,rtc=on,acpi=off,memory-backend=mem".into(),
+        // vhost-user devices map guest memory, so it must be a shared memfd.
+        "-object".into(),
+        format!("memory-backend-memfd,id=mem,size={mem}M,share=on"),
+        "-m".into(),
+        format!("{mem}M"),
+        "-smp".into(),
+        spec.cpus.to_string(),
+    ];
+    match spec.accel {
+        Accel::Kvm => a.extend(["-accel".into(), "kvm".into(), "-cpu".into(), "host".into()]),
+        Accel::Tcg => a.extend([
+            "-accel".into(),
+            "tcg,thread=multi".into(),
+            "-cpu".into(),
+            "max".into(),
+        ]),
+    }
+    a.extend([
+        "-nodefaults".into(),
+        "-no-user-config".into(),
+        "-display".into(),
+        "none".into(),
+        "-no-reboot".into(),
+        "-chardev".into(),
+        format!("file,id=console,path={}", check(&spec.console_log)?),
+        "-serial".into(),
+        "chardev:console".into(),
+        "-chardev".into(),
+        format!("socket,id=vsock,path={}", check(&spec.vsock_socket)?),
+        "-device".into(),
+        "vhost-user-vsock-device,chardev=vsock".into(),
+        "-kernel".into(),
+        check(&spec.kernel)?,
+        "-initrd".into(),
+        check(&spec.initrd)?,
+        "-append".into(),
+        if spec.cmdline.is_empty() {
+            BASE_CMDLINE.to_string()
+        } else {
+            format!("{BASE_CMDLINE} {}", spec.cmdline)
+        },
+    ]);
+    Ok(a.into_iter().map(OsString::from).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn spec(accel: Accel) -> BootSpec {
+        BootSpec {
+            kernel: PathBuf::from("/k/vmlinux"),
+            initrd: PathBuf::from("/k/initrd"),
+            cmdline: String::new(),
+            cpus: 2,
+            memory_mib: 512,
+            accel,
+            console_log: PathBuf::from("/s/console.log"),
+            engine_log: PathBuf::from("/s/qemu.log"),
+            vsock_socket: PathBuf::from("/s/vsock.sock"),
+        }
+    }
+
+    fn joined(s: &BootSpec) -> String {
+        args(s)
+            .unwrap()
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    #[test]
+    fn tcg_microvm_without_nic() {
+        let a = joined(&spec(Accel::Tcg));
+        assert!(a.starts_with("-M microvm,"), "{a}");
+        assert!(a.contains("-accel tcg,thread=multi -cpu max"));
+        assert!(a.contains("memory-backend-memfd,id=mem,size=512M,share=on"));
+        assert!(a.contains("-nodefaults"));
+        assert!(a.contains("-smp 2"));
+        assert!(a.contains("vhost-user-vsock-device,chardev=vsock"));
+        assert!(a.contains("file,id=console,path=/s/console.log"));
+        assert!(!a.contains("-netdev") && !a.contains("-nic") && !a.contains("virtio-net"));
+        assert!(a.ends_with("-append console=ttyS0 reboot=t panic=-1 quiet"));
+    }
+
+    #[test]
+    fn kvm_uses_host_cpu() {
+        assert!(joined(&spec(Accel::Kvm)).contains("-accel kvm -cpu host"));
+    }
+
+    #[test]
+    fn rejects_unusable_specs() {
+        let mut s = spec(Accel::Tcg);
+        s.console_log = PathBuf::from("/a,b/console.log");
+        assert!(matches!(args(&s), Err(EngineError::InvalidSpec(m)) if m.contains("','")));
+        let mut s = spec(Accel::Tcg);
+        s.cpus = 0;
+        assert!(args(&s).is_err());
+    }
+}

@@ -1,0 +1,235 @@
+//! The vsock device: the rust-vmm `vhost-device-vsock` backend in hybrid mode, and the host side
+//! of its unix-socket protocol.
+//!
+//! Hybrid vsock maps guest vsock to host unix sockets: the host connects to `<uds>` and writes
+//! `CONNECT <port>\n` to reach a guest listener; a guest connecting to the host's `<port>` lands
+//! on the host listener at `<uds>_<port>`.
+
+use crate::child::contain;
+use crate::qemu::find_in_path;
+use airlock_proto::GUEST_CID;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{UnixListener, UnixStream};
+
+const BINARY: &str = "vhost-device-vsock";
+/// Longest accepted reply to `CONNECT` (`OK <port>\n`).
+const MAX_REPLY: usize = 32;
+
+/// Why the vsock device failed.
+#[derive(Debug, thiserror::Error)]
+pub enum VsockError {
+    /// The backend binary is not installed.
+    #[error(
+        "{BINARY} not found in PATH or ~/.cargo/bin; install it with: cargo install --locked vhost-device-vsock"
+    )]
+    NotInstalled,
+    /// The backend could not be started or did not come up.
+    #[error("vsock backend: {0}")]
+    Backend(String),
+    /// I/O with the backend or through it.
+    #[error("vsock {context}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The backend refused or garbled a `CONNECT`.
+    #[error("vsock connect to guest port {port}: unexpected reply \"{reply}\"")]
+    Refused {
+        /// Guest port.
+        port: u32,
+        /// What came back (escaped).
+        reply: String,
+    },
+}
+
+fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> VsockError {
+    let context = context.into();
+    move |source| VsockError::Io { context, source }
+}
+
+/// Finds the backend binary (`$AIRLOCK_VHOST_VSOCK`, `$PATH`, then `~/.cargo/bin`).
+pub fn locate_backend() -> Result<PathBuf, VsockError> {
+    if let Some(p) = std::env::var_os("AIRLOCK_VHOST_VSOCK") {
+        return Ok(p.into());
+    }
+    find_in_path(BINARY)
+        .or_else(|| {
+            let home = std::env::var_os("CARGO_HOME")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))?;
+            Some(home.join("bin").join(BINARY)).filter(|p| p.is_file())
+        })
+        .ok_or(VsockError::NotInstalled)
+}
+
+/// A running vsock backend for one VM.
+#[derive(Debug)]
+pub struct VsockBackend {
+    child: tokio::process::Child,
+    /// vhost-user socket for QEMU.
+    pub socket: PathBuf,
+    /// Hybrid vsock base path for the host side.
+    pub uds: PathBuf,
+}
+
+impl VsockBackend {
+    /// Starts the backend with its sockets in `dir`, and waits until QEMU can connect.
+    pub async fn start(dir: &Path, log: &Path) -> Result<VsockBackend, VsockError> {
+        let binary = locate_backend()?;
+        let socket = dir.join("vhost-vsock.sock");
+        let uds = dir.join("vsock");
+        let log = std::fs::File::create(log).map_err(io(format!("creating {}", log.display())))?;
+        let mut cmd = tokio::process::Command::new(&binary);
+        cmd.arg("--vm")
+            .arg(format!(
+                "guest-cid={GUEST_CID},socket={},uds-path={}",
+                socket.display(),
+                uds.display()
+            ))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        contain(&mut cmd);
+        let mut child = cmd
+            .spawn()
+            .map_err(io(format!("starting {}", binary.display())))?;
+        // The backend creates its listening socket after parsing arguments; QEMU needs it to exist.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !socket.exists() {
+            if let Some(status) = child.try_wait().map_err(io("waiting for backend"))? {
+                return Err(VsockError::Backend(format!(
+                    "{} exited with {status} before listening",
+                    binary.display()
+                )));
+            }
+            if Instant::now() > deadline {
+                return Err(VsockError::Backend(format!(
+                    "{} did not create {} within 10 s",
+                    binary.display(),
+                    socket.display()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Ok(VsockBackend { child, socket, uds })
+    }
+
+    /// Host pid of the backend.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// Stops the backend.
+    pub async fn stop(&mut self) {
+        let _ = self.child.kill().await;
+    }
+
+    /// Listens for guest connections to host `port`.
+    pub fn listen(&self, port: u32) -> Result<UnixListener, VsockError> {
+        let path = PathBuf::from(format!("{}_{port}", self.uds.display()));
+        UnixListener::bind(&path).map_err(io(format!("listening on {}", path.display())))
+    }
+
+    /// Connects to a guest listener on `port`.
+    pub async fn connect(&self, port: u32) -> Result<UnixStream, VsockError> {
+        connect(&self.uds, port).await
+    }
+}
+
+/// Connects through the hybrid socket `uds` to guest `port`.
+pub async fn connect(uds: &Path, port: u32) -> Result<UnixStream, VsockError> {
+    let mut s = UnixStream::connect(uds)
+        .await
+        .map_err(io(format!("connecting to {}", uds.display())))?;
+    s.write_all(format!("CONNECT {port}\n").as_bytes())
+        .await
+        .map_err(io("sending CONNECT"))?;
+    // Read the reply byte by byte: anything after the newline is guest data.
+    let mut reply = Vec::with_capacity(MAX_REPLY);
+    loop {
+        let b = s
+            .read_u8()
+            .await
+            .map_err(io(format!("reading CONNECT reply for port {port}")))?;
+        if b == b'\n' {
+            break;
+        }
+        reply.push(b);
+        if reply.len() > MAX_REPLY {
+            break;
+        }
+    }
+    match parse_reply(&reply) {
+        Some(_) => Ok(s),
+        None => Err(VsockError::Refused {
+            port,
+            reply: String::from_utf8_lossy(&reply).escape_debug().to_string(),
+        }),
+    }
+}
+
+/// Parses `OK <host port>`.
+fn parse_reply(reply: &[u8]) -> Option<u32> {
+    std::str::from_utf8(reply)
+        .ok()?
+        .strip_prefix("OK ")?
+        .trim()
+        .parse()
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies() {
+        assert_eq!(parse_reply(b"OK 1073741824"), Some(1073741824));
+        assert_eq!(parse_reply(b"OK"), None);
+        assert_eq!(parse_reply(b"ERR"), None);
+        assert_eq!(parse_reply(b"OK x"), None);
+    }
+
+    #[tokio::test]
+    async fn connect_speaks_the_hybrid_protocol() {
+        let dir = tempfile::tempdir().unwrap();
+        let uds = dir.path().join("v");
+        let listener = UnixListener::bind(&uds).unwrap();
+        let server = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut line = vec![0u8; 13];
+            s.read_exact(&mut line).await.unwrap();
+            assert_eq!(&line, b"CONNECT 1024\n");
+            s.write_all(b"OK 5\nhello").await.unwrap();
+        });
+        let mut s = connect(&uds, 1024).await.unwrap();
+        let mut rest = String::new();
+        s.read_to_string(&mut rest).await.unwrap();
+        assert_eq!(rest, "hello");
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn refusal_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let uds = dir.path().join("v");
+        let listener = UnixListener::bind(&uds).unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 13];
+            s.read_exact(&mut buf).await.unwrap();
+            s.write_all(b"\x1b[31mNO\n").await.unwrap();
+        });
+        let err = connect(&uds, 1024).await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "vsock connect to guest port 1024: unexpected reply \"\\u{1b}[31mNO\""
+        );
+    }
+}

@@ -1,0 +1,403 @@
+//! `airlock run`: boot a sandbox, run one command with its stdio bridged, tear down, and exit with
+//! the command's status.
+//!
+//! Signals: SIGINT/SIGTERM/SIGHUP are forwarded to the command's process group in the guest; if
+//! it has not ended after [`GRACE`], or a second signal arrives, the sandbox is torn down and
+//! airlock exits with 128+N. Teardown runs on every path, so nothing is left behind.
+
+use airlock::exit;
+use airlock::supervisor::{ExecIo, ExecOutcome, Images, Sandbox, SandboxConfig};
+use airlock_proto::{ExecControl, ExecRequest, SpawnFailure, WindowSize};
+use airlock_vm::image::{Cache, kernel};
+use anyhow::Context;
+use clap::Args;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::io::{IsTerminal, Read};
+use std::time::{Duration, Instant};
+use tokio::signal::unix::{Signal, SignalKind, signal};
+use tokio::sync::mpsc;
+
+/// How long a forwarded signal may take to end the command before airlock tears down.
+const GRACE: Duration = Duration::from_secs(5);
+/// Default time allowed for the guest to boot (TCG on a loaded 2-core host needs headroom).
+const DEFAULT_BOOT_TIMEOUT_SECS: u64 = 60;
+
+/// Arguments of `airlock run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Allocate a pseudo-terminal in the guest (puts this terminal in raw mode).
+    #[arg(short = 't', long)]
+    tty: bool,
+    /// Set an environment variable in the guest (KEY=VALUE, or KEY to pass this host's value).
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE", value_parser = parse_env)]
+    env: Vec<(String, String)>,
+    /// Working directory inside the guest (absolute path).
+    #[arg(short = 'w', long, value_name = "DIR", value_parser = parse_workdir)]
+    workdir: Option<String>,
+    /// Virtual CPUs.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=16))]
+    cpus: u32,
+    /// Guest memory in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 512, value_parser = clap::value_parser!(u64).range(64..=65536))]
+    memory: u64,
+    /// Keep the sandbox's state dir (console log, sockets) and print its path.
+    #[arg(long)]
+    keep: bool,
+    /// Print start-up phase timings as JSON on stderr when done.
+    #[arg(long)]
+    timings: bool,
+    /// The command and its arguments.
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "CMD"
+    )]
+    command: Vec<String>,
+}
+
+fn parse_env(s: &str) -> Result<(String, String), String> {
+    let (k, v) = match s.split_once('=') {
+        Some((k, v)) => (k.to_string(), v.to_string()),
+        None => match std::env::var(s) {
+            Ok(v) => (s.to_string(), v),
+            Err(_) => {
+                return Err(format!(
+                    "'{s}' has no '=' and is not set on the host; use KEY=VALUE"
+                ));
+            }
+        },
+    };
+    if k.is_empty() || k.contains('\0') || v.contains('\0') {
+        return Err(format!(
+            "'{s}': expected KEY=VALUE with a non-empty KEY and no NUL bytes"
+        ));
+    }
+    Ok((k, v))
+}
+
+fn parse_workdir(s: &str) -> Result<String, String> {
+    if !s.starts_with('/') || s.contains('\0') {
+        return Err(format!("'{s}' must be an absolute path inside the guest"));
+    }
+    Ok(s.to_string())
+}
+
+/// Runs the subcommand; returns the exit code.
+pub fn main(args: RunArgs) -> anyhow::Result<u8> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let result = rt.block_on(run(args));
+    // The stdin reader thread may be blocked in read(2); do not wait for it.
+    rt.shutdown_background();
+    result
+}
+
+struct Signals {
+    int: Signal,
+    term: Signal,
+    hup: Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Signals> {
+        Ok(Signals {
+            int: signal(SignalKind::interrupt()).context("installing SIGINT handler")?,
+            term: signal(SignalKind::terminate()).context("installing SIGTERM handler")?,
+            hup: signal(SignalKind::hangup()).context("installing SIGHUP handler")?,
+        })
+    }
+
+    /// The next signal number received.
+    async fn recv(&mut self) -> i32 {
+        tokio::select! {
+            _ = self.int.recv() => libc::SIGINT,
+            _ = self.term.recv() => libc::SIGTERM,
+            _ = self.hup.recv() => libc::SIGHUP,
+        }
+    }
+}
+
+#[derive(serde::Serialize)]
+struct Timings {
+    image_resolve_ms: f64,
+    engine_start_ms: f64,
+    guest_ready_ms: f64,
+    guest_uptime_ms: u64,
+    exec_ms: f64,
+    teardown_ms: f64,
+    total_ms: f64,
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<u8> {
+    let started = Instant::now();
+    let mut signals = Signals::install()?;
+    let cache = Cache::from_env()?;
+    let images = tokio::select! {
+        r = resolve_images(cache) => r?,
+        sig = signals.recv() => return Ok(interrupted(sig, "preparing images")),
+    };
+    let image_resolve = started.elapsed();
+
+    let boot_timeout = std::env::var("AIRLOCK_BOOT_TIMEOUT")
+        .ok()
+        .map(|s| {
+            s.parse::<u64>()
+                .with_context(|| format!("AIRLOCK_BOOT_TIMEOUT={s:?} is not a number of seconds"))
+        })
+        .transpose()?
+        .unwrap_or(DEFAULT_BOOT_TIMEOUT_SECS);
+    let config = SandboxConfig {
+        cpus: args.cpus,
+        memory_mib: args.memory,
+        keep: args.keep,
+        boot_timeout: Duration::from_secs(boot_timeout),
+        accel: airlock_vm::accel::probe(),
+    };
+    tracing::debug!(accel = %config.accel.accel, reason = %config.accel.reason, "accelerator");
+    let sandbox = tokio::select! {
+        r = Sandbox::start(&config, &images) => r.context("starting the sandbox")?,
+        sig = signals.recv() => return Ok(interrupted(sig, "booting")),
+    };
+    if args.keep {
+        eprintln!("airlock: state dir {}", sandbox.state_dir().display());
+    }
+
+    let exec_started = Instant::now();
+    let outcome = exec(&sandbox, &args, &mut signals).await;
+    let exec_time = exec_started.elapsed();
+    let teardown_started = Instant::now();
+    let start_timings = sandbox.timings.clone();
+    let shutdown = sandbox.shutdown().await;
+    let teardown = teardown_started.elapsed();
+    if args.timings {
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        let t = Timings {
+            image_resolve_ms: ms(image_resolve),
+            engine_start_ms: start_timings.engine_start_ms,
+            guest_ready_ms: start_timings.guest_ready_ms,
+            guest_uptime_ms: start_timings.guest_uptime_ms,
+            exec_ms: ms(exec_time),
+            teardown_ms: ms(teardown),
+            total_ms: ms(started.elapsed()),
+        };
+        eprintln!("{}", serde_json::to_string(&t).unwrap_or_default());
+    }
+    let code = outcome?;
+    shutdown.context("tearing down the sandbox")?;
+    Ok(code)
+}
+
+/// A signal before the command ran: what was started is already torn down by drop.
+fn interrupted(sig: i32, phase: &str) -> u8 {
+    eprintln!("airlock: interrupted by signal {sig} while {phase}");
+    exit::clamp(128 + sig)
+}
+
+async fn resolve_images(cache: Cache) -> anyhow::Result<Images> {
+    let building = matches!(kernel::cached(&cache), Ok(None));
+    let bar = if building {
+        let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} building guest kernel [{elapsed_precise}] {bar:30} {pos}/~{len} {wide_msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar.enable_steady_tick(Duration::from_millis(200));
+        if !std::io::stderr().is_terminal() {
+            eprintln!(
+                "airlock: building the guest kernel on first use (several minutes; cached under {})",
+                cache.root().display()
+            );
+        }
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    let task_bar = bar.clone();
+    let images = tokio::task::spawn_blocking(move || Images::resolve(&cache, &task_bar))
+        .await
+        .context("image build task")?;
+    bar.finish_and_clear();
+    if building && images.is_ok() && !std::io::stderr().is_terminal() {
+        eprintln!("airlock: guest kernel built");
+    }
+    Ok(images?)
+}
+
+async fn exec(sandbox: &Sandbox, args: &RunArgs, signals: &mut Signals) -> anyhow::Result<u8> {
+    let stdin_is_tty = std::io::stdin().is_terminal();
+    let tty = args
+        .tty
+        .then(|| terminal_size().unwrap_or(WindowSize { rows: 24, cols: 80 }));
+    let mut env = args.env.clone();
+    if tty.is_some() && !env.iter().any(|(k, _)| k == "TERM") {
+        if let Ok(term) = std::env::var("TERM") {
+            env.push(("TERM".into(), term));
+        }
+    }
+    let request = ExecRequest {
+        argv: args.command.clone(),
+        env,
+        cwd: args.workdir.clone(),
+        tty,
+    };
+    let (control_tx, control_rx) = mpsc::unbounded_channel();
+    let io = ExecIo {
+        stdin: Some(spawn_stdin_reader()),
+        stdout: Box::pin(tokio::io::stdout()),
+        stderr: Box::pin(tokio::io::stderr()),
+        control: control_rx,
+    };
+    // Raw mode only when our own terminal is the input; restored when the guard drops.
+    let _raw = if args.tty && stdin_is_tty {
+        RawMode::enter().ok()
+    } else {
+        None
+    };
+    if args.tty {
+        let tx = control_tx.clone();
+        let mut winch =
+            signal(SignalKind::window_change()).context("installing SIGWINCH handler")?;
+        tokio::spawn(async move {
+            while winch.recv().await.is_some() {
+                if let Some(size) = terminal_size() {
+                    if tx.send(ExecControl::Resize { size }).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+    }
+
+    let exec = sandbox.exec(request, io);
+    tokio::pin!(exec);
+    let mut forwarded: Option<(i32, tokio::time::Instant)> = None;
+    let outcome = loop {
+        let deadline = forwarded.map(|(_, at)| at + GRACE);
+        tokio::select! {
+            r = &mut exec => break r.context("running the command")?,
+            sig = signals.recv() => {
+                if forwarded.is_some() {
+                    return Ok(exit::clamp(128 + sig)); // second signal: stop waiting
+                }
+                let _ = control_tx.send(ExecControl::Signal { signal: sig });
+                forwarded = Some((sig, tokio::time::Instant::now()));
+            }
+            _ = async { tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)).await }, if deadline.is_some() => {
+                let sig = forwarded.map_or(libc::SIGTERM, |(s, _)| s);
+                eprintln!("airlock: the command did not exit within {} s of signal {sig}; stopping the sandbox", GRACE.as_secs());
+                return Ok(exit::clamp(128 + sig));
+            }
+        }
+    };
+    drop(_raw);
+    Ok(match outcome {
+        ExecOutcome::Exited(status) => exit::clamp(status.shell_code()),
+        ExecOutcome::SpawnFailed { reason, message } => {
+            let what = match reason {
+                SpawnFailure::NotFound => "command not found in the guest",
+                SpawnFailure::PermissionDenied => "command cannot be executed in the guest",
+                SpawnFailure::InvalidRequest => "invalid command request",
+                SpawnFailure::Other => "could not start the command in the guest",
+            };
+            eprintln!("airlock: {what}: {}", message.escape_debug());
+            exit::clamp(reason.exit_code())
+        }
+    })
+}
+
+/// Reads this process's stdin on a plain thread (a blocked read must not hold up shutdown).
+fn spawn_stdin_reader() -> mpsc::Receiver<Vec<u8>> {
+    let (tx, rx) = mpsc::channel::<Vec<u8>>(8);
+    let _ = std::thread::Builder::new()
+        .name("stdin".into())
+        .spawn(move || {
+            let mut stdin = std::io::stdin().lock();
+            let mut buf = vec![0u8; airlock_proto::codec::DATA_CHUNK];
+            loop {
+                match stdin.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if tx
+                            .blocking_send(buf.get(..n).unwrap_or_default().to_vec())
+                            .is_err()
+                        {
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+    rx
+}
+
+/// The size of the terminal on stdin or stdout, if either is one.
+fn terminal_size() -> Option<WindowSize> {
+    for fd in [libc::STDIN_FILENO, libc::STDOUT_FILENO] {
+        // SAFETY: `winsize` is plain old data, so all-zero is valid.
+        let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+        // SAFETY: TIOCGWINSZ writes one `struct winsize` through the pointer, which points at a
+        // live local; the fd is one of our standard streams and an invalid one only yields ENOTTY.
+        // JUSTIFICATION: nix has no safe wrapper for TIOCGWINSZ.
+        let rc = unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) };
+        if rc == 0 && ws.ws_row > 0 && ws.ws_col > 0 {
+            return Some(WindowSize {
+                rows: ws.ws_row,
+                cols: ws.ws_col,
+            });
+        }
+    }
+    None
+}
+
+/// Puts the terminal on stdin into raw mode until dropped.
+struct RawMode {
+    saved: nix::sys::termios::Termios,
+}
+
+impl RawMode {
+    fn enter() -> nix::Result<RawMode> {
+        use nix::sys::termios::{SetArg, cfmakeraw, tcgetattr, tcsetattr};
+        let stdin = std::io::stdin();
+        let saved = tcgetattr(&stdin)?;
+        let mut raw = saved.clone();
+        cfmakeraw(&mut raw);
+        tcsetattr(&stdin, SetArg::TCSANOW, &raw)?;
+        Ok(RawMode { saved })
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        let _ = nix::sys::termios::tcsetattr(
+            std::io::stdin(),
+            nix::sys::termios::SetArg::TCSANOW,
+            &self.saved,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_values() {
+        assert_eq!(parse_env("A=b=c"), Ok(("A".into(), "b=c".into())));
+        assert_eq!(parse_env("A="), Ok(("A".into(), String::new())));
+        assert!(parse_env("=x").unwrap_err().contains("non-empty KEY"));
+        assert!(
+            parse_env("AIRLOCK_SURELY_UNSET_VAR")
+                .unwrap_err()
+                .contains("not set on the host")
+        );
+    }
+
+    #[test]
+    fn workdir_must_be_absolute() {
+        assert_eq!(parse_workdir("/tmp"), Ok("/tmp".into()));
+        assert!(parse_workdir("tmp").unwrap_err().contains("absolute"));
+    }
+}

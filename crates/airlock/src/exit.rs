@@ -1,0 +1,17 @@
+//! airlock's exit codes.
+//!
+//! `airlock run` passes the command's status through unchanged (128+N for a signal). Codes that
+//! airlock itself produces follow the shell and container-runtime conventions so scripts can tell
+//! them apart from the command's own.
+
+/// airlock itself failed (bad arguments, boot failure, missing dependency).
+pub const AIRLOCK_ERROR: u8 = 125;
+/// The command exists in the guest but cannot be executed.
+pub const CANNOT_EXECUTE: u8 = 126;
+/// The command was not found in the guest.
+pub const NOT_FOUND: u8 = 127;
+
+/// Converts a shell-style status (0..=255, or 128+N) to a process exit code.
+pub fn clamp(status: i32) -> u8 {
+    u8::try_from(status.clamp(0, 255)).unwrap_or(AIRLOCK_ERROR)
+}

@@ -1,0 +1,56 @@
+//! The `airlock` command line: parse, install logging, dispatch, map errors to exit codes.
+
+mod cmd;
+
+use airlock::exit;
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Run untrusted AI coding agents in microVMs under one policy.
+#[derive(Debug, Parser)]
+#[command(name = "airlock", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Boot a sandbox, run a command in it, and tear it down; exits with the command's status.
+    Run(cmd::run::RunArgs),
+    /// Check this host: accelerator, QEMU, vsock backend, kernel and image cache.
+    Doctor(cmd::doctor::DoctorArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            // Usage errors use airlock's own code so they never look like the command's status.
+            return if e.use_stderr() {
+                ExitCode::from(exit::AIRLOCK_ERROR)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("AIRLOCK_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Run(args) => cmd::run::main(args),
+        Command::Doctor(args) => cmd::doctor::main(&args),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("airlock: {e:#}");
+            ExitCode::from(exit::AIRLOCK_ERROR)
+        }
+    }
+}

@@ -1,0 +1,318 @@
+//! One sandbox's lifecycle: state dir, vsock backend, VM, guest readiness, exec, teardown.
+//!
+//! Everything a sandbox starts is tied to its [`Sandbox`] value: helper processes die with
+//! airlock (PDEATHSIG) and are killed on drop, and the state dir is removed on shutdown unless
+//! `keep` was asked for. A failed start tears down what it had started before returning.
+
+mod exec;
+mod state;
+
+pub use exec::{ExecIo, ExecOutcome};
+pub use state::{StateDir, state_root};
+
+use airlock_proto::codec::Decoder;
+use airlock_proto::{
+    CONTROL_PORT, ControlRequest, EXEC_PORT, ExecRequest, Frame, GuestEvent, PROTOCOL_VERSION,
+    encode,
+};
+use airlock_vm::image::{Cache, ImageError, kernel, tiny};
+use airlock_vm::qemu::QemuEngine;
+use airlock_vm::vsock::{VsockBackend, VsockError};
+use airlock_vm::{AccelChoice, BootSpec, Engine, EngineError, Vm};
+use indicatif::ProgressBar;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
+
+/// Lines of the guest console shown when the guest fails to come up.
+const CONSOLE_TAIL: usize = 20;
+
+/// Why a sandbox could not be started or used.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    /// Images could not be resolved.
+    #[error("resolving guest images")]
+    Image(#[from] ImageError),
+    /// The engine failed.
+    #[error("VM engine")]
+    Engine(#[from] EngineError),
+    /// The vsock device failed.
+    #[error("vsock device")]
+    Vsock(#[from] VsockError),
+    /// State dir problems.
+    #[error("state dir {path}")]
+    State {
+        /// The path.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The VM process exited before the guest agent reported ready.
+    #[error("the VM exited during boot ({status}); {hint}\n{detail}")]
+    BootExited {
+        /// QEMU's exit status.
+        status: String,
+        /// What to do.
+        hint: &'static str,
+        /// QEMU's stderr and the last console lines.
+        detail: String,
+    },
+    /// The guest agent did not report ready in time.
+    #[error(
+        "the guest did not become ready within {secs} s (set AIRLOCK_BOOT_TIMEOUT to wait longer); last console lines:\n{console}"
+    )]
+    BootTimeout {
+        /// Seconds waited.
+        secs: u64,
+        /// The last console lines.
+        console: String,
+    },
+    /// The guest spoke an unexpected protocol.
+    #[error("guest protocol: {0}")]
+    Protocol(String),
+    /// I/O with the guest.
+    #[error("talking to the guest: {context}")]
+    Io {
+        /// What was being done.
+        context: &'static str,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// How to size and keep a sandbox.
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    /// Virtual CPUs.
+    pub cpus: u32,
+    /// Guest memory in MiB.
+    pub memory_mib: u64,
+    /// Keep the state dir (console log, sockets) after shutdown.
+    pub keep: bool,
+    /// How long to wait for the guest agent.
+    pub boot_timeout: Duration,
+    /// Accelerator choice.
+    pub accel: AccelChoice,
+}
+
+/// Guest images resolved for booting.
+#[derive(Debug, Clone)]
+pub struct Images {
+    /// The kernel.
+    pub kernel: kernel::Kernel,
+    /// The initramfs.
+    pub tiny: tiny::TinyImage,
+}
+
+impl Images {
+    /// Resolves the kernel and tiny image, building them on first use; `bar` shows progress.
+    pub fn resolve(cache: &Cache, bar: &ProgressBar) -> Result<Images, ImageError> {
+        let kernel = kernel::ensure(cache, bar)?;
+        let tiny = tiny::ensure(cache)?;
+        Ok(Images { kernel, tiny })
+    }
+}
+
+/// Wall-clock phases of a sandbox start, for `--timings` and the benchmark.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct StartTimings {
+    /// Starting the vsock backend and the engine process.
+    pub engine_start_ms: f64,
+    /// From engine start until the guest agent reported ready.
+    pub guest_ready_ms: f64,
+    /// The guest's own view: kernel boot to agent ready.
+    pub guest_uptime_ms: u64,
+}
+
+/// A running sandbox.
+pub struct Sandbox {
+    state: StateDir,
+    backend: VsockBackend,
+    vm: airlock_vm::qemu::QemuVm,
+    control: UnixStream,
+    /// Guest kernel release as the guest reported it.
+    pub kernel_release: String,
+    /// Start phases.
+    pub timings: StartTimings,
+}
+
+impl Sandbox {
+    /// Boots a sandbox and waits until its agent is ready.
+    pub async fn start(config: &SandboxConfig, images: &Images) -> Result<Sandbox, SandboxError> {
+        let state = StateDir::create(config.keep)?;
+        let t0 = Instant::now();
+        let backend = VsockBackend::start(state.path(), &state.path().join("vsock.log")).await?;
+        let listener = backend.listen(CONTROL_PORT)?;
+        let engine = QemuEngine::locate()?;
+        let spec = BootSpec {
+            kernel: images.kernel.vmlinux.clone(),
+            initrd: images.tiny.initrd.clone(),
+            cmdline: String::new(),
+            cpus: config.cpus,
+            memory_mib: config.memory_mib,
+            accel: config.accel.accel,
+            console_log: state.path().join("console.log"),
+            engine_log: state.path().join("qemu.log"),
+            vsock_socket: backend.socket.clone(),
+        };
+        let mut vm = engine.boot(&spec)?;
+        let engine_start = t0.elapsed();
+        tracing::debug!(state = %state.path().display(), pid = vm.pid(), "vm booting");
+
+        let accept = async {
+            let (mut stream, _) = listener.accept().await.map_err(|source| SandboxError::Io {
+                context: "accepting the guest's control connection",
+                source,
+            })?;
+            let ready = read_ready(&mut stream).await?;
+            Ok::<_, SandboxError>((stream, ready))
+        };
+        let outcome = tokio::select! {
+            r = tokio::time::timeout(config.boot_timeout, accept) => match r {
+                Ok(r) => r,
+                Err(_) => Err(SandboxError::BootTimeout { secs: config.boot_timeout.as_secs(), console: tail(&spec.console_log, CONSOLE_TAIL) }),
+            },
+            status = vm.wait() => Err(match status {
+                Ok(status) => SandboxError::BootExited {
+                    status: status.to_string(),
+                    hint: "check the engine log below; run `airlock doctor` to check the host",
+                    detail: format!("{}\n--- console ---\n{}", tail(&spec.engine_log, CONSOLE_TAIL), tail(&spec.console_log, CONSOLE_TAIL)),
+                },
+                Err(e) => SandboxError::Engine(e),
+            }),
+        };
+        let (control, ready) = match outcome {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = vm.stop(Duration::ZERO).await;
+                let mut backend = backend;
+                backend.stop().await;
+                return Err(e);
+            }
+        };
+        let GuestEvent::Ready {
+            protocol,
+            kernel_release,
+            uptime_ms,
+            ..
+        } = ready;
+        if protocol != PROTOCOL_VERSION {
+            let _ = vm.stop(Duration::ZERO).await;
+            let mut backend = backend;
+            backend.stop().await;
+            return Err(SandboxError::Protocol(format!(
+                "guest speaks protocol {protocol}, host {PROTOCOL_VERSION}"
+            )));
+        }
+        let timings = StartTimings {
+            engine_start_ms: ms(engine_start),
+            guest_ready_ms: ms(t0.elapsed().saturating_sub(engine_start)),
+            guest_uptime_ms: uptime_ms,
+        };
+        Ok(Sandbox {
+            state,
+            backend,
+            vm,
+            control,
+            kernel_release,
+            timings,
+        })
+    }
+
+    /// The state dir.
+    pub fn state_dir(&self) -> &std::path::Path {
+        self.state.path()
+    }
+
+    /// Host pids of the processes this sandbox runs (engine, vsock backend).
+    pub fn pids(&self) -> Vec<u32> {
+        [self.vm.pid(), self.backend.pid()]
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
+    /// Runs one command in the guest, bridging `io`; returns how it ended.
+    pub async fn exec(
+        &self,
+        request: ExecRequest,
+        io: ExecIo,
+    ) -> Result<ExecOutcome, SandboxError> {
+        let stream = self.backend.connect(EXEC_PORT).await?;
+        exec::run(stream, request, io).await
+    }
+
+    /// Stops the guest and everything the sandbox started, and removes the state dir unless kept.
+    pub async fn shutdown(mut self) -> Result<(), SandboxError> {
+        let mut buf = Vec::new();
+        if encode(&Frame::Message(ControlRequest::Shutdown), &mut buf).is_ok() {
+            let _ = self.control.write_all(&buf).await;
+        }
+        let stopped = self.vm.stop(Duration::from_secs(3)).await;
+        self.backend.stop().await;
+        self.state.finish()?;
+        stopped.map_err(SandboxError::Engine)
+    }
+}
+
+async fn read_ready(stream: &mut UnixStream) -> Result<GuestEvent, SandboxError> {
+    let mut decoder = Decoder::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match decoder.next_frame::<GuestEvent>() {
+            Ok(Some(Frame::Message(ev))) => return Ok(ev),
+            Ok(Some(other)) => {
+                return Err(SandboxError::Protocol(format!(
+                    "unexpected control frame {other:?}"
+                )));
+            }
+            Ok(None) => {}
+            Err(e) => return Err(SandboxError::Protocol(e.to_string())),
+        }
+        let n = stream
+            .read(&mut buf)
+            .await
+            .map_err(|source| SandboxError::Io {
+                context: "reading the ready message",
+                source,
+            })?;
+        match buf.get(..n) {
+            Some(b) if !b.is_empty() => decoder.extend(b),
+            _ => {
+                return Err(SandboxError::Protocol(
+                    "guest closed the control connection before ready".into(),
+                ));
+            }
+        }
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// The last `n` lines of a log file, with control characters escaped (guest output is untrusted).
+pub fn tail(path: &std::path::Path, n: usize) -> String {
+    let text = std::fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..]
+        .iter()
+        .map(|l| {
+            l.chars()
+                .flat_map(|c| {
+                    if c.is_control() && c != '\t' {
+                        c.escape_default().collect::<Vec<_>>()
+                    } else {
+                        vec![c]
+                    }
+                })
+                .collect::<String>()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
