@@ -27,6 +27,11 @@ fn main() {
         ])
         .arg("--target-dir")
         .arg(&target_dir)
+        // An outer `cargo clippy` must not lint (or fail) this inner build: the guest is linted
+        // as a workspace member already.
+        .env_remove("RUSTC_WORKSPACE_WRAPPER")
+        .env_remove("CLIPPY_ARGS")
+        .env_remove("CLIPPY_CONF_DIR")
         .env_remove("RUSTFLAGS")
         .env(
             "CARGO_ENCODED_RUSTFLAGS",

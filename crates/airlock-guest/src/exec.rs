@@ -5,6 +5,7 @@
 //! an input thread that decodes host frames, and a stdin writer behind a bounded queue so that
 //! control frames keep flowing while the workload is slow to read its input.
 
+use crate::harden;
 use crate::pty;
 use crate::reaper::Reaper;
 use airlock_proto::codec::{DATA_CHUNK, Decoder};
@@ -191,10 +192,27 @@ fn spawn(req: &ExecRequest, reaper: &Reaper) -> Result<Spawned, (SpawnFailure, S
         .argv
         .split_first()
         .ok_or_else(|| invalid("empty argv".into()))?;
+    let account = match &req.user {
+        Some(name) => {
+            let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+            let account = harden::lookup_user(&passwd, name);
+            Some(account.ok_or_else(|| {
+                invalid(format!("user {name:?} does not exist in the guest image"))
+            })?)
+        }
+        None => None,
+    };
+    let filters = harden::filters(req.seccomp).map_err(|e| {
+        (
+            SpawnFailure::Other,
+            format!("building the seccomp filter: {e}"),
+        )
+    })?;
+    let home = account.as_ref().map_or("/root", |a| a.home.as_str());
     let mut cmd = Command::new(program);
     cmd.args(args).env_clear();
     cmd.env("PATH", DEFAULT_PATH)
-        .env("HOME", "/root")
+        .env("HOME", home)
         .env("LANG", "C.UTF-8");
     cmd.env(
         "TERM",
@@ -219,18 +237,21 @@ fn spawn(req: &ExecRequest, reaper: &Reaper) -> Result<Spawned, (SpawnFailure, S
     cmd.current_dir(cwd);
 
     let other = |e: io::Error| (SpawnFailure::Other, e.to_string());
+    let req_nnp = req.no_new_privs;
     let mut pty_master = None;
     if let Some(size) = req.tty {
         let (master, slave) = pty::open(size).map_err(other)?;
         cmd.stdin(Stdio::from(slave.try_clone().map_err(other)?));
         cmd.stdout(Stdio::from(slave.try_clone().map_err(other)?));
         cmd.stderr(Stdio::from(slave));
-        // SAFETY: the closure runs between fork and exec in the child; it only calls setsid and
-        // ioctl, both async-signal-safe, and touches no memory shared with other threads.
+        // SAFETY: the closure runs between fork and exec in the child; it only makes raw
+        // syscalls (setsid, ioctl, and those of `apply_in_child`), all async-signal-safe, and
+        // only reads memory it owns.
         unsafe {
-            cmd.pre_exec(|| {
+            cmd.pre_exec(move || {
                 nix::unistd::setsid()?;
-                pty::make_controlling_terminal()
+                pty::make_controlling_terminal()?;
+                harden::apply_in_child(account.as_ref(), req_nnp, &filters)
             });
         }
         pty_master = Some(master);
@@ -238,10 +259,14 @@ fn spawn(req: &ExecRequest, reaper: &Reaper) -> Result<Spawned, (SpawnFailure, S
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        // SAFETY: runs between fork and exec in the child; setsid is async-signal-safe. A new
-        // session makes the command a process group the host can signal as a whole.
+        // SAFETY: runs between fork and exec in the child; setsid and the syscalls of
+        // `apply_in_child` are async-signal-safe. A new session makes the command a process
+        // group the host can signal as a whole.
         unsafe {
-            cmd.pre_exec(|| nix::unistd::setsid().map(drop).map_err(io::Error::from));
+            cmd.pre_exec(move || {
+                nix::unistd::setsid()?;
+                harden::apply_in_child(account.as_ref(), req_nnp, &filters)
+            });
         }
     }
 

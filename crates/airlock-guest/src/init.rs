@@ -59,6 +59,8 @@ pub fn setup() -> io::Result<()> {
             .map_err(|e| io::Error::other(format!("mount {fstype} on {target}: {e}")))?;
     }
     console_stdio()?;
+    // The initramfs root starts world-writable (1777); make it an ordinary root-owned `/`.
+    std::fs::set_permissions("/", std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
     nix::unistd::sethostname("airlock")?;
     nix::sys::stat::umask(Mode::from_bits_truncate(0o022));
     loopback_up()?;

@@ -8,6 +8,7 @@
 
 mod control;
 mod exec;
+mod harden;
 mod init;
 mod pty;
 mod reaper;

@@ -241,6 +241,9 @@ mod tests {
             env: vec![],
             cwd: None,
             tty: Some(WindowSize { rows: 24, cols: 80 }),
+            user: Some("agent".into()),
+            no_new_privs: true,
+            seccomp: crate::msg::SeccompProfile::Default,
         };
         encode(&Frame::Message(req), &mut out).unwrap();
         for n in 0..out.len() {

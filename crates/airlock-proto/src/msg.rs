@@ -30,6 +30,24 @@ pub struct ExecRequest {
     pub cwd: Option<String>,
     /// Run under a pseudo-terminal of this size instead of pipes.
     pub tty: Option<WindowSize>,
+    /// Guest user to run as (a name from the image's `/etc/passwd`); `None` runs as root.
+    pub user: Option<String>,
+    /// Set `no_new_privs` before exec (always set when a seccomp filter is applied).
+    pub no_new_privs: bool,
+    /// Seccomp filter applied to the command and everything it starts.
+    pub seccomp: SeccompProfile,
+}
+
+/// The in-guest seccomp profiles (see `airlock-guest`'s `harden.rs` for the lists).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SeccompProfile {
+    /// Refuse syscalls a coding agent does not need and that widen the kernel attack surface.
+    Default,
+    /// `default` plus ptrace, cross-process memory access and raw sockets.
+    Strict,
+    /// No filter.
+    Unconfined,
 }
 
 /// Terminal size in character cells.

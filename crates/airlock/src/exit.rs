@@ -4,6 +4,8 @@
 //! airlock itself produces follow the shell and container-runtime conventions so scripts can tell
 //! them apart from the command's own.
 
+/// The policy's `sandbox.timeout` ended the sandbox (as timeout(1) reports it).
+pub const TIMED_OUT: u8 = 124;
 /// airlock itself failed (bad arguments, boot failure, missing dependency).
 pub const AIRLOCK_ERROR: u8 = 125;
 /// The command exists in the guest but cannot be executed.

@@ -20,6 +20,8 @@ enum Command {
     Run(cmd::run::RunArgs),
     /// Check this host: accelerator, QEMU, vsock backend, kernel and image cache.
     Doctor(cmd::doctor::DoctorArgs),
+    /// Validate and explain policy files.
+    Policy(cmd::policy::PolicyArgs),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +47,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => cmd::run::main(args),
         Command::Doctor(args) => cmd::doctor::main(&args),
+        Command::Policy(args) => cmd::policy::main(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

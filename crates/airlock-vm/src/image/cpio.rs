@@ -15,6 +15,7 @@ pub struct CpioWriter<W: Write> {
     out: W,
     written: u64,
     next_ino: u32,
+    owner: (u32, u32),
 }
 
 impl<W: Write> CpioWriter<W> {
@@ -23,11 +24,15 @@ impl<W: Write> CpioWriter<W> {
             out,
             written: 0,
             next_ino: 1,
+            owner: (0, 0),
         }
     }
 
-    pub fn dir(&mut self, path: &str, perm: u32) -> io::Result<()> {
-        self.entry(path, S_IFDIR | perm, 2, (0, 0), &[])
+    pub fn dir_owned(&mut self, path: &str, perm: u32, owner: (u32, u32)) -> io::Result<()> {
+        self.owner = owner;
+        let r = self.entry(path, S_IFDIR | perm, 2, (0, 0), &[]);
+        self.owner = (0, 0);
+        r
     }
 
     pub fn file(&mut self, path: &str, perm: u32, data: &[u8]) -> io::Result<()> {
@@ -71,7 +76,19 @@ impl<W: Write> CpioWriter<W> {
         let ino = self.next_ino;
         self.next_ino = self.next_ino.saturating_add(1);
         let fields = [
-            ino, mode, 0, 0, nlink, 0, size, 0, 0, rdev.0, rdev.1, namesize, 0,
+            ino,
+            mode,
+            self.owner.0,
+            self.owner.1,
+            nlink,
+            0,
+            size,
+            0,
+            0,
+            rdev.0,
+            rdev.1,
+            namesize,
+            0,
         ];
         let mut header = String::from("070701");
         for f in fields {
@@ -124,7 +141,7 @@ mod tests {
     fn rejects_absolute_and_empty_paths() {
         let mut w = CpioWriter::new(Vec::new());
         assert!(w.file("/init", 0o755, b"").is_err());
-        assert!(w.dir("", 0o755).is_err());
+        assert!(w.dir_owned("", 0o755, (0, 0)).is_err());
     }
 
     #[test]
@@ -137,7 +154,7 @@ mod tests {
             return; // the format checks above still ran
         };
         let mut w = CpioWriter::new(Vec::new());
-        w.dir("bin", 0o755).unwrap();
+        w.dir_owned("bin", 0o755, (0, 0)).unwrap();
         w.file("bin/x", 0o644, b"hello").unwrap();
         w.symlink("bin/y", "x").unwrap();
         let bytes = w.finish().unwrap();

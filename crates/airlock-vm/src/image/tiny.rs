@@ -6,7 +6,9 @@ use super::{Cache, EntryLock, ImageError, hash_parts, io_err, write_atomic};
 use std::path::{Path, PathBuf};
 
 /// Bump when the layout below changes, so cached images are rebuilt under a new key.
-const RECIPE: &str = "airlock-tiny-v1";
+const RECIPE: &str = "airlock-tiny-v2";
+/// The unprivileged account the workload runs as by default (policy `process.user`).
+const AGENT_UID: u32 = 1000;
 
 /// The static `airlock-guest` binary, built by this crate's build script.
 pub fn guest_agent() -> &'static [u8] {
@@ -128,7 +130,13 @@ const DIRS: [(&str, u32); 15] = [
 fn build(agent: &[u8], busybox: &[u8], applets: &[String]) -> std::io::Result<Vec<u8>> {
     let mut w = CpioWriter::new(Vec::with_capacity(agent.len() + busybox.len() + 64 * 1024));
     for (dir, perm) in DIRS {
-        w.dir(dir, perm)?;
+        // The agent owns its home and the workspace mount point; everything else is root's.
+        let owner = if matches!(dir, "home/agent" | "workspace") {
+            (AGENT_UID, AGENT_UID)
+        } else {
+            (0, 0)
+        };
+        w.dir_owned(dir, perm, owner)?;
     }
     w.char_dev("dev/console", 0o600, 5, 1)?;
     w.file("init", 0o755, agent)?;

@@ -7,6 +7,7 @@
 
 use airlock::exit;
 use airlock::supervisor::{ExecIo, ExecOutcome, Images, Sandbox, SandboxConfig};
+use airlock_policy::{Policy, ProcessPolicy};
 use airlock_proto::{ExecControl, ExecRequest, SpawnFailure, WindowSize};
 use airlock_vm::image::{Cache, kernel};
 use anyhow::Context;
@@ -34,12 +35,18 @@ pub struct RunArgs {
     /// Working directory inside the guest (absolute path).
     #[arg(short = 'w', long, value_name = "DIR", value_parser = parse_workdir)]
     workdir: Option<String>,
-    /// Virtual CPUs.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=16))]
-    cpus: u32,
-    /// Guest memory in MiB.
-    #[arg(long, value_name = "MIB", default_value_t = 512, value_parser = clap::value_parser!(u64).range(64..=65536))]
-    memory: u64,
+    /// Policy file governing the sandbox (default: the shipped `default` profile).
+    #[arg(long, value_name = "FILE", conflicts_with = "profile")]
+    policy: Option<std::path::PathBuf>,
+    /// A shipped policy profile: default, offline, claude-code, codex.
+    #[arg(long, value_name = "NAME")]
+    profile: Option<String>,
+    /// Virtual CPUs (overrides the policy's sandbox.cpus).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=16))]
+    cpus: Option<u32>,
+    /// Guest memory in MiB (overrides the policy's sandbox.memory).
+    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(64..=65536))]
+    memory: Option<u64>,
     /// Keep the sandbox's state dir (console log, sockets) and print its path.
     #[arg(long)]
     keep: bool,
@@ -141,6 +148,8 @@ async fn run(args: RunArgs) -> anyhow::Result<u8> {
     };
     let image_resolve = started.elapsed();
 
+    let policy = load_policy(&args)?;
+    let limits = policy.sandbox();
     let boot_timeout = std::env::var("AIRLOCK_BOOT_TIMEOUT")
         .ok()
         .map(|s| {
@@ -150,8 +159,10 @@ async fn run(args: RunArgs) -> anyhow::Result<u8> {
         .transpose()?
         .unwrap_or(DEFAULT_BOOT_TIMEOUT_SECS);
     let config = SandboxConfig {
-        cpus: args.cpus,
-        memory_mib: args.memory,
+        cpus: args.cpus.unwrap_or(limits.cpus),
+        memory_mib: args
+            .memory
+            .unwrap_or(limits.memory_bytes.div_ceil(1024 * 1024)),
         keep: args.keep,
         boot_timeout: Duration::from_secs(boot_timeout),
         accel: airlock_vm::accel::probe(),
@@ -166,7 +177,23 @@ async fn run(args: RunArgs) -> anyhow::Result<u8> {
     }
 
     let exec_started = Instant::now();
-    let outcome = exec(&sandbox, &args, &mut signals).await;
+    let outcome = match limits.timeout {
+        None => exec(&sandbox, &args, policy.process(), &mut signals).await,
+        Some(limit) => {
+            match tokio::time::timeout(limit, exec(&sandbox, &args, policy.process(), &mut signals))
+                .await
+            {
+                Ok(outcome) => outcome,
+                Err(_) => {
+                    eprintln!(
+                        "airlock: the sandbox reached its time limit of {} s (sandbox.timeout); stopping it",
+                        limit.as_secs()
+                    );
+                    Ok(exit::TIMED_OUT)
+                }
+            }
+        }
+    };
     let exec_time = exec_started.elapsed();
     let teardown_started = Instant::now();
     let start_timings = sandbox.timings.clone();
@@ -216,9 +243,29 @@ async fn resolve_images(cache: Cache) -> anyhow::Result<Images> {
         ProgressBar::hidden()
     };
     let task_bar = bar.clone();
+    // Without a terminal (CI logs) the bar is hidden: report progress as a line now and then.
+    let reporter = (building && !std::io::stderr().is_terminal()).then(|| {
+        let bar = bar.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(30));
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                eprintln!(
+                    "airlock: kernel build: {} of ~{} objects, {} s",
+                    bar.position(),
+                    bar.length().unwrap_or(0),
+                    bar.elapsed().as_secs()
+                );
+            }
+        })
+    });
     let images = tokio::task::spawn_blocking(move || Images::resolve(&cache, &task_bar))
         .await
         .context("image build task")?;
+    if let Some(r) = reporter {
+        r.abort();
+    }
     bar.finish_and_clear();
     if building && images.is_ok() && !std::io::stderr().is_terminal() {
         eprintln!("airlock: guest kernel built");
@@ -226,7 +273,56 @@ async fn resolve_images(cache: Cache) -> anyhow::Result<Images> {
     Ok(images?)
 }
 
-async fn exec(sandbox: &Sandbox, args: &RunArgs, signals: &mut Signals) -> anyhow::Result<u8> {
+/// The policy for this run: `--policy`, `--profile`, or the shipped `default` profile.
+///
+/// Fails closed: a policy asking for something this build cannot enforce is refused. Asking for
+/// less than the policy allows (no shares, no network yet) only makes the sandbox stricter.
+fn load_policy(args: &RunArgs) -> anyhow::Result<Policy> {
+    let (policy, origin) = match (&args.policy, &args.profile) {
+        (Some(file), _) => (
+            airlock_policy::load_file(file).map_err(super::policy::report)?,
+            file.display().to_string(),
+        ),
+        (None, Some(name)) => (
+            super::policy::load_named_profile(name)?,
+            format!("profile {name}"),
+        ),
+        (None, None) => (
+            super::policy::load_named_profile("default")?,
+            "profile default".into(),
+        ),
+    };
+    let image = &policy.sandbox().image;
+    if image != "tiny" {
+        anyhow::bail!(
+            "{origin}: sandbox.image = {image:?} is not available in this build (available: tiny)"
+        );
+    }
+    if !policy.monitor_rules().is_empty() {
+        anyhow::bail!(
+            "{origin}: [monitor] rules cannot be enforced yet: this build has no audit pipeline; remove them to run"
+        );
+    }
+    if policy.audit().path.is_some() {
+        anyhow::bail!(
+            "{origin}: audit.path is set, but this build does not write an audit log yet; remove it to run"
+        );
+    }
+    if (args.policy.is_some() || args.profile.is_some()) && !policy.mounts().is_empty() {
+        eprintln!(
+            "airlock: note: {origin} declares {} mount(s); this build has no filesystem gateway yet, so none is shared",
+            policy.mounts().len()
+        );
+    }
+    Ok(policy)
+}
+
+async fn exec(
+    sandbox: &Sandbox,
+    args: &RunArgs,
+    process: &ProcessPolicy,
+    signals: &mut Signals,
+) -> anyhow::Result<u8> {
     let stdin_is_tty = std::io::stdin().is_terminal();
     let tty = args
         .tty
@@ -242,6 +338,13 @@ async fn exec(sandbox: &Sandbox, args: &RunArgs, signals: &mut Signals) -> anyho
         env,
         cwd: args.workdir.clone(),
         tty,
+        user: (process.user != "root").then(|| process.user.clone()),
+        no_new_privs: process.no_new_privs,
+        seccomp: match process.seccomp {
+            airlock_policy::SeccompProfile::Default => airlock_proto::SeccompProfile::Default,
+            airlock_policy::SeccompProfile::Strict => airlock_proto::SeccompProfile::Strict,
+            airlock_policy::SeccompProfile::Unconfined => airlock_proto::SeccompProfile::Unconfined,
+        },
     };
     let (control_tx, control_rx) = mpsc::unbounded_channel();
     let io = ExecIo {

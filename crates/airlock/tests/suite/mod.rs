@@ -1,1 +1,3 @@
+mod harden;
+mod policy;
 mod run;

@@ -1,0 +1,277 @@
+//! In-guest hardening of the workload: user switch, `no_new_privs`, seccomp.
+//!
+//! Filters are built in a pure function ([`filters`]) before fork and installed in the child
+//! ([`apply_in_child`]) between fork and exec. This is defence in depth: the host-side gateways
+//! remain the enforcement boundary.
+
+use airlock_proto::SeccompProfile;
+use seccompiler::{
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
+    SeccompRule, TargetArch,
+};
+use std::collections::BTreeMap;
+use std::io;
+
+/// A syscall refused by a profile, with why.
+struct Denied {
+    nr: libc::c_long,
+    reason: &'static str,
+}
+
+const fn deny(nr: libc::c_long, reason: &'static str) -> Denied {
+    Denied { nr, reason }
+}
+
+/// Refused under `default` (and `strict`) with EPERM.
+const DEFAULT_DENY: &[Denied] = &[
+    deny(
+        libc::SYS_add_key,
+        "kernel keyring: shared kernel state, credential storage",
+    ),
+    deny(libc::SYS_request_key, "kernel keyring"),
+    deny(libc::SYS_keyctl, "kernel keyring"),
+    deny(libc::SYS_bpf, "eBPF: large kernel attack surface"),
+    deny(
+        libc::SYS_perf_event_open,
+        "perf: side channels and kernel attack surface",
+    ),
+    deny(
+        libc::SYS_userfaultfd,
+        "a classic primitive for winning kernel races",
+    ),
+    deny(libc::SYS_kexec_load, "replaces the running kernel"),
+    deny(libc::SYS_kexec_file_load, "replaces the running kernel"),
+    deny(libc::SYS_init_module, "kernel modules"),
+    deny(libc::SYS_finit_module, "kernel modules"),
+    deny(libc::SYS_delete_module, "kernel modules"),
+    deny(
+        libc::SYS_mount,
+        "changes the filesystem view the policy describes",
+    ),
+    deny(libc::SYS_umount2, "changes the filesystem view"),
+    deny(libc::SYS_pivot_root, "changes the filesystem view"),
+    deny(libc::SYS_open_tree, "new mount API"),
+    deny(libc::SYS_move_mount, "new mount API"),
+    deny(libc::SYS_fsopen, "new mount API"),
+    deny(libc::SYS_fsconfig, "new mount API"),
+    deny(libc::SYS_fsmount, "new mount API"),
+    deny(libc::SYS_fspick, "new mount API"),
+    deny(libc::SYS_mount_setattr, "new mount API"),
+    deny(
+        libc::SYS_unshare,
+        "namespaces: user namespaces expose root-only kernel code",
+    ),
+    deny(libc::SYS_setns, "namespaces"),
+    deny(
+        libc::SYS_io_uring_setup,
+        "io_uring: kernel attack surface, bypasses syscall filtering",
+    ),
+    deny(libc::SYS_io_uring_enter, "io_uring"),
+    deny(libc::SYS_io_uring_register, "io_uring"),
+    deny(
+        libc::SYS_open_by_handle_at,
+        "opens files by handle, bypassing path checks",
+    ),
+];
+
+/// Refused in addition under `strict`.
+const STRICT_DENY: &[Denied] = &[
+    deny(libc::SYS_ptrace, "debugging other processes"),
+    deny(
+        libc::SYS_process_vm_readv,
+        "reading other processes' memory",
+    ),
+    deny(
+        libc::SYS_process_vm_writev,
+        "writing other processes' memory",
+    ),
+];
+
+/// Namespace flags refused in `clone` (the `unshare` equivalent at process creation).
+const CLONE_NS_FLAGS: [libc::c_int; 7] = [
+    libc::CLONE_NEWNS,
+    libc::CLONE_NEWUSER,
+    libc::CLONE_NEWPID,
+    libc::CLONE_NEWNET,
+    libc::CLONE_NEWUTS,
+    libc::CLONE_NEWIPC,
+    libc::CLONE_NEWCGROUP,
+];
+
+/// Terminal ioctls refused: TIOCSTI injects input into a terminal, TIOCLINUX reads/pastes console
+/// selections.
+const DENIED_IOCTLS: [libc::c_ulong; 2] = [libc::TIOCSTI, libc::TIOCLINUX as libc::c_ulong];
+
+fn arch() -> TargetArch {
+    TargetArch::x86_64
+}
+
+fn cond(arg: u8, op: SeccompCmpOp, value: u64) -> Result<SeccompCondition, seccompiler::Error> {
+    SeccompCondition::new(arg, SeccompCmpArgLen::Qword, op, value)
+        .map_err(seccompiler::Error::Backend)
+}
+
+/// The BPF programs for `profile`, in install order; empty for `unconfined`.
+pub fn filters(profile: SeccompProfile) -> Result<Vec<BpfProgram>, seccompiler::Error> {
+    let strict = match profile {
+        SeccompProfile::Unconfined => return Ok(Vec::new()),
+        SeccompProfile::Default => false,
+        SeccompProfile::Strict => true,
+    };
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
+    let lists: &[&[Denied]] = if strict {
+        &[DEFAULT_DENY, STRICT_DENY]
+    } else {
+        &[DEFAULT_DENY]
+    };
+    for d in lists.iter().flat_map(|l| l.iter()) {
+        let _ = d.reason;
+        rules.insert(d.nr, Vec::new());
+    }
+    let ns_rules = CLONE_NS_FLAGS
+        .iter()
+        .map(|&f| {
+            let f = u64::from(f.unsigned_abs());
+            SeccompRule::new(vec![cond(0, SeccompCmpOp::MaskedEq(f), f)?])
+                .map_err(seccompiler::Error::Backend)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    rules.insert(libc::SYS_clone, ns_rules);
+    let ioctl_rules = DENIED_IOCTLS
+        .iter()
+        .map(|&req| {
+            SeccompRule::new(vec![cond(
+                1,
+                SeccompCmpOp::MaskedEq(0xffff_ffff),
+                req,
+            )?])
+            .map_err(seccompiler::Error::Backend)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    rules.insert(libc::SYS_ioctl, ioctl_rules);
+    if strict {
+        let af_packet = u64::from(libc::AF_PACKET.unsigned_abs());
+        let raw = u64::from(libc::SOCK_RAW.unsigned_abs());
+        rules.insert(
+            libc::SYS_socket,
+            vec![
+                SeccompRule::new(vec![cond(0, SeccompCmpOp::Eq, af_packet)?])
+                    .map_err(seccompiler::Error::Backend)?,
+                // The type argument carries SOCK_CLOEXEC/SOCK_NONBLOCK in its high bits.
+                SeccompRule::new(vec![cond(1, SeccompCmpOp::MaskedEq(0xf), raw)?])
+                    .map_err(seccompiler::Error::Backend)?,
+            ],
+        );
+    }
+    let eperm = SeccompAction::Errno(libc::EPERM.unsigned_abs());
+    let deny_filter = SeccompFilter::new(rules, SeccompAction::Allow, eperm, arch())
+        .map_err(seccompiler::Error::Backend)?;
+    // clone3 passes its flags in memory a filter cannot read: answer ENOSYS so libc falls back to
+    // clone, whose flags the filter above does check.
+    let mut clone3 = BTreeMap::new();
+    clone3.insert(libc::SYS_clone3, Vec::new());
+    let enosys = SeccompAction::Errno(libc::ENOSYS.unsigned_abs());
+    let clone3_filter = SeccompFilter::new(clone3, SeccompAction::Allow, enosys, arch())
+        .map_err(seccompiler::Error::Backend)?;
+    Ok(vec![deny_filter.try_into()?, clone3_filter.try_into()?])
+}
+
+/// A guest account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    /// User id.
+    pub uid: u32,
+    /// Primary group id.
+    pub gid: u32,
+    /// Home directory.
+    pub home: String,
+}
+
+/// Looks `name` up in passwd-format `text`.
+pub fn lookup_user(text: &str, name: &str) -> Option<Account> {
+    text.lines().find_map(|line| {
+        let mut f = line.split(':');
+        let (user, _pw, uid, gid, _gecos, home) = (
+            f.next()?,
+            f.next()?,
+            f.next()?,
+            f.next()?,
+            f.next()?,
+            f.next()?,
+        );
+        (user == name).then_some(())?;
+        Some(Account {
+            uid: uid.parse().ok()?,
+            gid: gid.parse().ok()?,
+            home: home.to_string(),
+        })
+    })
+}
+
+/// In the child between fork and exec: drop to `account`, set `no_new_privs`, install `filters`.
+///
+/// Only raw syscalls: no allocation, no locks (the parent may have been multi-threaded).
+pub fn apply_in_child(
+    account: Option<&Account>,
+    no_new_privs: bool,
+    filters: &[BpfProgram],
+) -> io::Result<()> {
+    if let Some(a) = account {
+        let gid = [a.gid];
+        // SAFETY: setgroups reads `gid.len()` gids from a live local array; async-signal-safe.
+        // JUSTIFICATION: nix's setgroups allocates, which is not allowed after fork.
+        if unsafe { libc::setgroups(gid.len(), gid.as_ptr()) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: plain syscalls taking integers; async-signal-safe.
+        if unsafe { libc::setgid(a.gid) } != 0 || unsafe { libc::setuid(a.uid) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    // SAFETY: prctl with integer arguments; async-signal-safe.
+    if no_new_privs && unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    for f in filters {
+        seccompiler::apply_filter(f).map_err(|_| io::Error::from_raw_os_error(libc::EPERM))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn profiles_compile() {
+        assert!(filters(SeccompProfile::Unconfined).unwrap().is_empty());
+        let d = filters(SeccompProfile::Default).unwrap();
+        let s = filters(SeccompProfile::Strict).unwrap();
+        assert_eq!(d.len(), 2);
+        assert!(s[0].len() > d[0].len(), "strict adds rules");
+    }
+
+    #[test]
+    fn every_denial_has_a_reason() {
+        for d in DEFAULT_DENY.iter().chain(STRICT_DENY) {
+            assert!(!d.reason.is_empty(), "syscall {} has no reason", d.nr);
+        }
+    }
+
+    #[test]
+    fn users() {
+        let passwd =
+            "root:x:0:0:root:/root:/bin/sh\nagent:x:1000:1000:agent:/home/agent:/bin/sh\nbad:x:y\n";
+        assert_eq!(
+            lookup_user(passwd, "agent"),
+            Some(Account {
+                uid: 1000,
+                gid: 1000,
+                home: "/home/agent".into()
+            })
+        );
+        assert_eq!(lookup_user(passwd, "root").map(|a| a.uid), Some(0));
+        assert_eq!(lookup_user(passwd, "bad"), None);
+        assert_eq!(lookup_user(passwd, "nobody"), None);
+    }
+}

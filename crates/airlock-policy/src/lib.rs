@@ -1,0 +1,35 @@
+//! airlock policy: one TOML file that governs files, network, process and resources of a
+//! sandbox. Text flows `load` (TOML with positions, checked against the JSON schema of
+//! `schema`) → `validate` (defaults, parsing of sizes, globs and host patterns, cross-checks,
+//! every error with file:line:column) → [`Policy`], whose `decide_*` methods answer the
+//! gateways' questions purely, with a [`Decision`] naming the rule that decided and a
+//! [`reason`] constant. `host` and `path` hold the canonical forms both sides are matched in;
+//! `explain` renders decisions for `airlock policy explain`; shipped profiles are embedded
+//! from `profiles/*.toml`.
+
+mod decide;
+mod error;
+mod explain;
+mod host;
+mod load;
+mod path;
+mod policy;
+pub mod reason;
+mod schema;
+mod validate;
+
+pub use decide::{Decision, FsOp, Verdict};
+pub use error::{ErrorKind, Location, PolicyError, PolicyErrors};
+pub use explain::{Explanation, Query, QueryError, explain, explain_one};
+pub use host::{
+    AddressClass, Endpoint, Host, HostError, HostPattern, Specificity, Target, parse_ipv4_legacy,
+};
+pub use load::{
+    ParseError, json_schema, load_file, load_profile, load_str, profile_names, profile_text,
+};
+pub use path::{BUILTIN_PROTECTED, PathError, ProtectedEntry};
+pub use policy::{
+    AuditPolicy, MonitorEvent, MonitorRule, Mount, MountHost, Policy, ProcessPolicy, SandboxLimits,
+};
+pub use schema::{EventDecision, MonitorAction, MountMode, SeccompProfile};
+pub use validate::ValidationError;

@@ -1,0 +1,265 @@
+//! The validated policy and its parts, as built by `validate.rs` and read by the supervisor,
+//! the gateways and the guest hardening. Decisions on requests live in `decide.rs`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use globset::GlobMatcher;
+
+use crate::error::{ErrorKind, Location, PolicyError, PolicyErrors};
+use crate::host::{Endpoint, Target};
+use crate::path::PathRule;
+use crate::schema::{EventDecision, MonitorAction, MountMode, SeccompProfile};
+use crate::validate::ValidationError;
+
+/// A validated policy. Built only by the loaders; every query on it is pure.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub(crate) sandbox: SandboxLimits,
+    pub(crate) mounts: Vec<Mount>,
+    /// Built-in (minus `unprotect`) and `protect` entries.
+    pub(crate) protected: Vec<PathRule>,
+    pub(crate) deny_write: Vec<PathRule>,
+    pub(crate) deny_read: Vec<PathRule>,
+    pub(crate) network: NetworkRules,
+    pub(crate) process: ProcessPolicy,
+    pub(crate) audit: AuditPolicy,
+    pub(crate) monitor: Vec<MonitorRule>,
+    pub(crate) unprotected: Vec<String>,
+}
+
+/// Resources of the microVM, with defaults applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxLimits {
+    /// Guest image name.
+    pub image: String,
+    /// Virtual CPUs, at least 1.
+    pub cpus: u32,
+    /// Guest memory in bytes.
+    pub memory_bytes: u64,
+    /// Writable layer size in bytes.
+    pub disk_bytes: u64,
+    /// Maximum number of guest processes, at least 1.
+    pub pids: u32,
+    /// Wall-clock limit, if any.
+    pub timeout: Option<Duration>,
+}
+
+/// Where a share comes from on the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MountHost {
+    /// The workspace given at run time; not yet bound (see [`Policy::with_workspace`]).
+    Workspace,
+    /// A canonical, existing host directory.
+    Path(PathBuf),
+}
+
+/// A directory shared with the guest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    /// Host side.
+    pub host: MountHost,
+    /// Normalised absolute guest path; also the name passed to [`Policy::decide_fs`].
+    pub guest: String,
+    /// How the share is mounted.
+    pub mode: MountMode,
+    /// Whether this is the workspace mount (even after binding).
+    pub workspace: bool,
+    /// The rule name reported when the mode decides, e.g. `filesystem.mounts[0]`.
+    pub(crate) rule: String,
+}
+
+/// In-guest hardening, with defaults applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessPolicy {
+    /// Guest user that runs the workload.
+    pub user: String,
+    /// Seccomp filter.
+    pub seccomp: SeccompProfile,
+    /// Whether `no_new_privs` is set.
+    pub no_new_privs: bool,
+}
+
+/// Audit log settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditPolicy {
+    /// Log file; `None` means the sandbox state directory's default.
+    pub path: Option<PathBuf>,
+    /// Regular expressions (validated) whose matches are redacted.
+    pub redact: Vec<String>,
+    /// Environment variable names whose values are redacted.
+    pub redact_env: Vec<String>,
+}
+
+/// A live rule over audit events.
+#[derive(Debug, Clone)]
+pub struct MonitorRule {
+    /// What to do on a match.
+    pub action: MonitorAction,
+    /// Rule name, e.g. `monitor.rules[0]`.
+    pub rule: String,
+    pub(crate) kind: Option<GlobMatcher>,
+    pub(crate) decision: Option<EventDecision>,
+    pub(crate) path: Option<GlobMatcher>,
+    pub(crate) host: Option<Endpoint>,
+}
+
+/// The fields of an audit event a monitor rule looks at.
+#[derive(Debug, Clone, Copy)]
+pub struct MonitorEvent<'a> {
+    /// Dotted kind, e.g. `net.connect`.
+    pub kind: &'a str,
+    /// The event's decision.
+    pub decision: EventDecision,
+    /// The path the event concerns, if any.
+    pub path: Option<&'a str>,
+    /// The host the event concerns, if any.
+    pub host: Option<&'a str>,
+    /// The port the event concerns, if any.
+    pub port: Option<u16>,
+}
+
+impl MonitorRule {
+    /// True when every match field present in the rule matches the event. A rule that names
+    /// a path (or host) does not match events without one.
+    pub fn matches(&self, event: &MonitorEvent<'_>) -> bool {
+        if self.kind.as_ref().is_some_and(|k| !k.is_match(event.kind)) {
+            return false;
+        }
+        if self.decision.is_some_and(|d| d != event.decision) {
+            return false;
+        }
+        if let Some(glob) = &self.path
+            && !event.path.is_some_and(|p| glob.is_match(p))
+        {
+            return false;
+        }
+        if let Some(pattern) = &self.host {
+            let target = event.host.and_then(|h| Target::parse(h).ok());
+            let port_ok = pattern.port().is_none_or(|p| event.port == Some(p));
+            if !(port_ok && target.is_some_and(|t| pattern.host().matches(&t))) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// Network rules in evaluation form.
+#[derive(Debug, Clone)]
+pub(crate) struct NetworkRules {
+    pub default_allow: bool,
+    pub rules: Vec<NetRule>,
+    pub allow_private: bool,
+    pub http: Vec<HttpRule>,
+}
+
+/// One `network.allow` or `network.deny` entry.
+#[derive(Debug, Clone)]
+pub(crate) struct NetRule {
+    pub endpoint: Endpoint,
+    pub allow: bool,
+    pub rule: String,
+}
+
+/// One `[[network.http]]` rule.
+#[derive(Debug, Clone)]
+pub(crate) struct HttpRule {
+    pub endpoint: Endpoint,
+    /// Upper-case methods; empty means any.
+    pub methods: Vec<String>,
+    pub path: Option<HttpPath>,
+    pub allow: bool,
+    pub rule: String,
+}
+
+/// A compiled `[[network.http]].path` glob.
+#[derive(Debug, Clone)]
+pub(crate) struct HttpPath {
+    pub matcher: GlobMatcher,
+    /// Length of the glob's literal prefix (before the first glob character): the longer, the
+    /// more specific.
+    pub literal_len: usize,
+}
+
+impl Policy {
+    /// Resources of the microVM.
+    pub fn sandbox(&self) -> &SandboxLimits {
+        &self.sandbox
+    }
+
+    /// Shared directories, in policy order.
+    pub fn mounts(&self) -> &[Mount] {
+        &self.mounts
+    }
+
+    /// In-guest hardening settings.
+    pub fn process(&self) -> &ProcessPolicy {
+        &self.process
+    }
+
+    /// Audit log settings.
+    pub fn audit(&self) -> &AuditPolicy {
+        &self.audit
+    }
+
+    /// Live rules over audit events, in policy order.
+    pub fn monitor_rules(&self) -> &[MonitorRule] {
+        &self.monitor
+    }
+
+    /// Built-in protected entries removed by `filesystem.unprotect`; the supervisor records
+    /// them in the audit log at start.
+    pub fn unprotected(&self) -> &[String] {
+        &self.unprotected
+    }
+
+    /// True when a mount still waits for the workspace directory.
+    pub fn needs_workspace(&self) -> bool {
+        self.mounts.iter().any(|m| m.host == MountHost::Workspace)
+    }
+
+    /// Binds the workspace mount(s) to `dir`, which must be an existing directory; it is
+    /// stored canonicalised. Fails closed: a missing directory is an error, not a skipped
+    /// mount.
+    pub fn with_workspace(mut self, dir: &Path) -> Result<Self, PolicyErrors> {
+        let canonical = match std::fs::canonicalize(dir) {
+            Ok(c) if c.is_dir() => c,
+            Ok(c) => {
+                return Err(workspace_error(
+                    dir,
+                    ValidationError::NotADirectory {
+                        found: dir.display().to_string(),
+                        resolved: c.display().to_string(),
+                    },
+                ));
+            }
+            Err(_) => {
+                return Err(workspace_error(
+                    dir,
+                    ValidationError::HostPathMissing {
+                        found: dir.display().to_string(),
+                        resolved: dir.display().to_string(),
+                    },
+                ));
+            }
+        };
+        for m in &mut self.mounts {
+            if m.workspace {
+                m.host = MountHost::Path(canonical.clone());
+            }
+        }
+        Ok(self)
+    }
+}
+
+fn workspace_error(dir: &Path, error: ValidationError) -> PolicyErrors {
+    PolicyErrors::new(vec![PolicyError {
+        location: Location {
+            file: dir.display().to_string(),
+            position: None,
+            key: "workspace".to_owned(),
+        },
+        kind: ErrorKind::Invalid(error),
+    }])
+}

@@ -1,0 +1,164 @@
+//! Start-up benchmark for the walking skeleton (`cargo bench -p airlock --bench skeleton`).
+//!
+//! Prints one table, all measured in this invocation:
+//! - baseline: bare QEMU boot of the same kernel and device set to power-off (init is busybox
+//!   `reboot -f`), median of N;
+//! - cold `airlock run -- true`: wall time (median of N), split into the phases airlock reports
+//!   with `--timings`, and its ratio to the baseline;
+//! - warm exec round trip: `true` run repeatedly in one already-booted sandbox.
+
+use airlock::supervisor::{ExecIo, Images, Sandbox, SandboxConfig};
+use airlock_proto::ExecRequest;
+use airlock_vm::image::Cache;
+use airlock_vm::qemu::QemuEngine;
+use airlock_vm::vsock::VsockBackend;
+use airlock_vm::{BootSpec, Engine, Vm};
+use std::time::{Duration, Instant};
+
+const COLD_RUNS: usize = 5;
+const WARM_EXECS: usize = 30;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+fn main() -> anyhow::Result<()> {
+    let rt = tokio::runtime::Runtime::new()?;
+    let cache = Cache::from_env()?;
+    let images = Images::resolve(&cache, &indicatif::ProgressBar::hidden())?;
+    let accel = airlock_vm::accel::probe();
+    let state = tempfile::Builder::new()
+        .prefix("al-bench-")
+        .tempdir_in("/tmp")?;
+
+    // Baseline: the engine alone, same kernel, initramfs and devices.
+    let mut baseline = Vec::new();
+    for i in 0..COLD_RUNS {
+        let dir = state.path().join(format!("base{i}"));
+        std::fs::create_dir_all(&dir)?;
+        let ms = rt.block_on(async {
+            let t0 = Instant::now();
+            let mut backend = VsockBackend::start(&dir, &dir.join("vsock.log")).await?;
+            let spec = BootSpec {
+                kernel: images.kernel.vmlinux.clone(),
+                initrd: images.tiny.initrd.clone(),
+                cmdline: "rdinit=/sbin/reboot -- -f".into(),
+                cpus: 1,
+                memory_mib: 512,
+                accel: accel.accel,
+                console_log: dir.join("console.log"),
+                engine_log: dir.join("qemu.log"),
+                vsock_socket: backend.socket.clone(),
+            };
+            let mut vm = QemuEngine::locate()?.boot(&spec)?;
+            let status = tokio::time::timeout(Duration::from_secs(60), vm.wait()).await??;
+            backend.stop().await;
+            anyhow::ensure!(status.success(), "baseline QEMU exited with {status}");
+            Ok::<_, anyhow::Error>(t0.elapsed().as_secs_f64() * 1000.0)
+        })?;
+        baseline.push(ms);
+    }
+
+    // Cold airlock runs through the real CLI.
+    let mut cold: Vec<serde_json::Value> = Vec::new();
+    for _ in 0..COLD_RUNS {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_airlock"))
+            .args(["run", "--timings", "--", "true"])
+            .env("AIRLOCK_STATE_DIR", state.path())
+            .output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "airlock run failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let line = String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .to_string();
+        cold.push(serde_json::from_str(&line)?);
+    }
+    let phase = |k: &str| median(cold.iter().filter_map(|v| v.get(k)?.as_f64()).collect());
+
+    // Warm exec round trips in one booted sandbox.
+    let warm = rt.block_on(async {
+        let config = SandboxConfig {
+            cpus: 1,
+            memory_mib: 512,
+            keep: false,
+            boot_timeout: Duration::from_secs(60),
+            accel: accel.clone(),
+        };
+        let sandbox = Sandbox::start(&config, &images).await?;
+        let mut times = Vec::new();
+        for _ in 0..WARM_EXECS {
+            let (_tx, control) = tokio::sync::mpsc::unbounded_channel();
+            let io = ExecIo {
+                stdin: None,
+                stdout: Box::pin(tokio::io::sink()),
+                stderr: Box::pin(tokio::io::sink()),
+                control,
+            };
+            let req = ExecRequest {
+                argv: vec!["true".into()],
+                env: vec![],
+                cwd: None,
+                tty: None,
+                user: Some("agent".into()),
+                no_new_privs: true,
+                seccomp: airlock_proto::SeccompProfile::Default,
+            };
+            let t0 = Instant::now();
+            sandbox.exec(req, io).await?;
+            times.push(t0.elapsed().as_secs_f64() * 1000.0);
+        }
+        sandbox.shutdown().await?;
+        Ok::<_, anyhow::Error>(times)
+    })?;
+
+    let base = median(baseline);
+    let total = phase("total_ms");
+    println!(
+        "airlock walking-skeleton start-up ({} accelerator: {})",
+        accel.accel, accel.reason
+    );
+    println!("{:<46} {:>10} {:>8}", "measurement", "median ms", "ratio");
+    println!(
+        "{:<46} {:>10.0} {:>8}",
+        format!("baseline: bare QEMU boot to power-off (n={COLD_RUNS})"),
+        base,
+        "1.00"
+    );
+    println!(
+        "{:<46} {:>10.0} {:>8.2}",
+        format!("cold `airlock run -- true` (n={COLD_RUNS})"),
+        total,
+        total / base
+    );
+    for (label, key) in [
+        ("  image resolve", "image_resolve_ms"),
+        (
+            "  engine start (vsock backend + qemu spawn)",
+            "engine_start_ms",
+        ),
+        ("  guest ready (boot to agent ready)", "guest_ready_ms"),
+        ("  exec round trip", "exec_ms"),
+        ("  teardown", "teardown_ms"),
+    ] {
+        println!(
+            "{:<46} {:>10.1} {:>8.2}",
+            label,
+            phase(key),
+            phase(key) / base
+        );
+    }
+    let w = median(warm);
+    println!(
+        "{:<46} {:>10.1} {:>8.3}",
+        format!("warm exec round trip, running guest (n={WARM_EXECS})"),
+        w,
+        w / base
+    );
+    Ok(())
+}

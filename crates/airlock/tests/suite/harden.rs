@@ -1,0 +1,148 @@
+//! The policy's `[process]` and `[sandbox]` settings reach the workload inside the guest.
+
+use airlock_testkit::{Airlock, text};
+use std::io::Write;
+
+fn airlock() -> Airlock {
+    Airlock::new(env!("CARGO_BIN_EXE_airlock"))
+}
+
+fn policy_file(body: &str) -> tempfile::NamedTempFile {
+    let mut f = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+    f.write_all(body.as_bytes()).unwrap();
+    f
+}
+
+#[test]
+fn default_profile_runs_unprivileged_under_seccomp() {
+    let a = airlock();
+    let script = "id -u; grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status; \
+                  unshare -U true 2>&1; echo unshare=$?; touch /etc/x 2>/dev/null; echo etc=$?; \
+                  touch ~/ok && echo home=ok";
+    let out = a.run(["run", "--", "sh", "-c", script]);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[0], "1000", "{stdout}");
+    assert!(stdout.contains("NoNewPrivs:\t1"), "{stdout}");
+    assert!(stdout.contains("Seccomp:\t2"), "{stdout}");
+    assert!(
+        stdout.contains("Operation not permitted"),
+        "unshare must be refused with EPERM: {stdout}"
+    );
+    assert!(stdout.contains("unshare=1"), "{stdout}");
+    assert!(
+        stdout.contains("etc=1"),
+        "the agent user cannot write system dirs: {stdout}"
+    );
+    assert!(
+        stdout.contains("home=ok"),
+        "the agent user owns its home: {stdout}"
+    );
+    a.assert_clean();
+}
+
+#[test]
+fn an_explicitly_unconfined_root_policy_is_honoured() {
+    let a = airlock();
+    let p =
+        policy_file("[process]\nuser = \"root\"\nseccomp = \"unconfined\"\nno_new_privs = false\n");
+    let out = a.run([
+        "run",
+        "--policy",
+        p.path().to_str().unwrap(),
+        "--",
+        "sh",
+        "-c",
+        "id -u; grep -E '^Seccomp:' /proc/self/status",
+    ]);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "0\nSeccomp:\t0\n");
+    a.assert_clean();
+}
+
+#[test]
+fn the_policy_timeout_stops_the_sandbox() {
+    let a = airlock();
+    let p = policy_file("[sandbox]\ntimeout = \"2s\"\n");
+    let out = a.run([
+        "run",
+        "--policy",
+        p.path().to_str().unwrap(),
+        "--",
+        "sleep",
+        "1000",
+    ]);
+    assert_eq!(out.status.code(), Some(124));
+    assert!(
+        text(&out.stderr).contains("reached its time limit of 2 s (sandbox.timeout)"),
+        "{}",
+        text(&out.stderr)
+    );
+    a.assert_clean();
+}
+
+#[test]
+fn policy_limits_size_the_vm() {
+    let a = airlock();
+    let p = policy_file("[sandbox]\ncpus = 2\nmemory = \"300MiB\"\n");
+    let out = a.run([
+        "run",
+        "--policy",
+        p.path().to_str().unwrap(),
+        "--",
+        "sh",
+        "-c",
+        "nproc; grep MemTotal /proc/meminfo",
+    ]);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.starts_with("2\n"), "{stdout}");
+    let kib: u64 = stdout.split_whitespace().nth(2).unwrap().parse().unwrap();
+    assert!(
+        (200_000..=307_200).contains(&kib),
+        "MemTotal {kib} kB for a 300 MiB guest"
+    );
+    a.assert_clean();
+}
+
+#[test]
+fn a_policy_the_build_cannot_enforce_is_refused() {
+    let a = airlock();
+    let out = a.run(["run", "--profile", "claude-code", "--", "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        text(&out.stderr).contains(
+            "profile claude-code: sandbox.image = \"debian\" is not available in this build"
+        ),
+        "{}",
+        text(&out.stderr)
+    );
+    let p = policy_file(
+        "[[monitor.rules]]\nkind = \"net.*\"\ndecision = \"deny\"\naction = \"kill\"\n",
+    );
+    let out = a.run(["run", "--policy", p.path().to_str().unwrap(), "--", "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        text(&out.stderr).contains("[monitor] rules cannot be enforced yet"),
+        "{}",
+        text(&out.stderr)
+    );
+    a.assert_clean();
+}
+
+#[test]
+fn an_invalid_policy_lists_every_error_and_boots_nothing() {
+    let a = airlock();
+    let p = policy_file("[network]\nallow = [\"*\"]\n[sandbox]\ncpus = 0\n");
+    let out = a.run(["run", "--policy", p.path().to_str().unwrap(), "--", "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    let err = text(&out.stderr);
+    let path = p.path().display().to_string();
+    assert!(
+        err.contains(&format!("{path}:2:10: network.allow[0]")),
+        "{err}"
+    );
+    assert!(err.contains(&format!("{path}:4:8: sandbox.cpus")), "{err}");
+    a.assert_clean();
+}
