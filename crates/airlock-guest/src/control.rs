@@ -2,12 +2,16 @@
 //! control connection.
 
 use crate::exec;
+use crate::init;
+use crate::procmon;
+use crate::proxy;
 use crate::reaper::Reaper;
 use airlock_proto::codec::Decoder;
 use airlock_proto::{
     CONTROL_PORT, ControlRequest, EXEC_PORT, Frame, GuestEvent, PROTOCOL_VERSION, encode,
 };
 use std::io::{self, Read, Write};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::Duration;
 use vsock::{VsockListener, VsockStream};
@@ -38,7 +42,12 @@ pub fn serve() -> io::Result<()> {
             }
         })?;
 
+    // The forwarder exists from boot; without a gateway bound on the host its connections fail.
+    if let Err(e) = proxy::start() {
+        eprintln!("airlock-guest: proxy on {}: {e}", proxy::LISTEN);
+    }
     let mut control = connect_host()?;
+    let writer = Arc::new(Mutex::new(control.try_clone()?));
     let ready = GuestEvent::Ready {
         protocol: PROTOCOL_VERSION,
         agent_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -47,9 +56,21 @@ pub fn serve() -> io::Result<()> {
             .unwrap_or_default(),
         uptime_ms: uptime_ms(),
     };
-    let mut buf = Vec::new();
-    encode(&Frame::Message(ready), &mut buf).map_err(io::Error::other)?;
-    control.write_all(&buf)?;
+    send(&writer, ready)?;
+    // Process events start after `ready`, which must be the first message the host sees.
+    match procmon::subscribe() {
+        Ok(fd) => {
+            let writer = writer.clone();
+            thread::Builder::new()
+                .name("procmon".into())
+                .spawn(move || {
+                    if let Err(e) = procmon::run(&fd, |ev| send(&writer, ev)) {
+                        eprintln!("airlock-guest: process events stopped: {e}");
+                    }
+                })?;
+        }
+        Err(e) => eprintln!("airlock-guest: process events unavailable: {e}"),
+    }
 
     let mut decoder = Decoder::new();
     let mut chunk = [0u8; 4096];
@@ -60,6 +81,21 @@ pub fn serve() -> io::Result<()> {
         {
             match frame {
                 Frame::Message(ControlRequest::Shutdown) => return Ok(()),
+                Frame::Message(ControlRequest::Mount {
+                    id,
+                    tag,
+                    path,
+                    read_only,
+                }) => {
+                    let reply = match init::mount_share(&tag, &path, read_only) {
+                        Ok(()) => GuestEvent::Mounted { id },
+                        Err(e) => GuestEvent::MountFailed {
+                            id,
+                            message: e.to_string(),
+                        },
+                    };
+                    send(&writer, reply)?;
+                }
                 other => eprintln!("airlock-guest: ignoring control frame {other:?}"),
             }
         }
@@ -69,6 +105,16 @@ pub fn serve() -> io::Result<()> {
             _ => return Err(io::Error::other("host closed the control connection")),
         }
     }
+}
+
+/// Sends one event on the shared control connection.
+fn send(writer: &Mutex<VsockStream>, event: GuestEvent) -> io::Result<()> {
+    let mut buf = Vec::new();
+    encode(&Frame::Message(event), &mut buf).map_err(io::Error::other)?;
+    writer
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .write_all(&buf)
 }
 
 fn connect_host() -> io::Result<VsockStream> {

@@ -214,6 +214,9 @@ fn spawn(req: &ExecRequest, reaper: &Reaper) -> Result<Spawned, (SpawnFailure, S
     cmd.env("PATH", DEFAULT_PATH)
         .env("HOME", home)
         .env("LANG", "C.UTF-8");
+    // Every process sees the egress forwarder; the host decides what it may reach.
+    cmd.envs(crate::proxy::PROXY_ENV);
+    cmd.env(crate::proxy::PIP_PROXY.0, crate::proxy::PIP_PROXY.1);
     cmd.env(
         "TERM",
         if req.tty.is_some() {

@@ -140,12 +140,8 @@ pub fn filters(profile: SeccompProfile) -> Result<Vec<BpfProgram>, seccompiler::
     let ioctl_rules = DENIED_IOCTLS
         .iter()
         .map(|&req| {
-            SeccompRule::new(vec![cond(
-                1,
-                SeccompCmpOp::MaskedEq(0xffff_ffff),
-                req,
-            )?])
-            .map_err(seccompiler::Error::Backend)
+            SeccompRule::new(vec![cond(1, SeccompCmpOp::MaskedEq(0xffff_ffff), req)?])
+                .map_err(seccompiler::Error::Backend)
         })
         .collect::<Result<Vec<_>, _>>()?;
     rules.insert(libc::SYS_ioctl, ioctl_rules);

@@ -115,3 +115,21 @@ pub fn power_off() -> ! {
         std::thread::park();
     }
 }
+
+/// Mounts virtio-fs `tag` at `path` (created if missing) for the workload.
+pub fn mount_share(tag: &str, path: &str, read_only: bool) -> io::Result<()> {
+    let bad = |m: &str| io::Error::new(io::ErrorKind::InvalidInput, format!("{m}: {path:?}"));
+    if !path.starts_with('/') || path.split('/').any(|c| c == "..") || path.contains('\0') {
+        return Err(bad("mount point must be an absolute path without '..'"));
+    }
+    if tag.is_empty() || tag.len() > 36 || tag.contains('\0') {
+        return Err(bad("bad virtio-fs tag for mount point"));
+    }
+    std::fs::create_dir_all(path)?;
+    let mut flags = MsFlags::MS_NOSUID.union(MsFlags::MS_NODEV);
+    if read_only {
+        flags = flags.union(MsFlags::MS_RDONLY);
+    }
+    mount(Some(tag), path, Some("virtiofs"), flags, None::<&str>)
+        .map_err(|e| io::Error::other(format!("mount virtiofs {tag} on {path}: {e}")))
+}

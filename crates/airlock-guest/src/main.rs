@@ -10,6 +10,8 @@ mod control;
 mod exec;
 mod harden;
 mod init;
+mod procmon;
+mod proxy;
 mod pty;
 mod reaper;
 

@@ -17,6 +17,8 @@ pub const GUEST_CID: u32 = 3;
 pub const EXEC_PORT: u32 = 1024;
 /// Host vsock port the guest connects to when it is ready (the control connection).
 pub const CONTROL_PORT: u32 = 1025;
+/// Host vsock port of the egress gateway; the guest's 127.0.0.1:3128 forwards here.
+pub const PROXY_PORT: u32 = 3128;
 
 /// First message of an exec connection: what to run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -165,12 +167,63 @@ pub enum GuestEvent {
         /// Milliseconds since the guest kernel booted (CLOCK_BOOTTIME).
         uptime_ms: u64,
     },
+    /// A [`ControlRequest::Mount`] succeeded.
+    Mounted {
+        /// The request id.
+        id: u32,
+    },
+    /// A process in the guest called exec (from the kernel's proc connector; not authoritative).
+    ProcExec {
+        /// Its pid.
+        pid: u32,
+        /// Its parent's pid (0 if it already exited).
+        ppid: u32,
+        /// Its real uid.
+        uid: u32,
+        /// Its argv, possibly truncated (see `argv_truncated`).
+        argv: Vec<String>,
+        /// Whether argv was cut to fit the message.
+        argv_truncated: bool,
+        /// Its working directory ("" if unknown).
+        cwd: String,
+    },
+    /// A process in the guest exited.
+    ProcExit {
+        /// Its pid.
+        pid: u32,
+        /// How it ended.
+        status: ExitStatus,
+    },
+    /// The guest lost process events (kernel buffer overrun); at least `count` are missing.
+    EventsDropped {
+        /// Lower bound of lost events.
+        count: u64,
+    },
+    /// A [`ControlRequest::Mount`] failed.
+    MountFailed {
+        /// The request id.
+        id: u32,
+        /// Why (untrusted text).
+        message: String,
+    },
 }
 
 /// Host → guest messages on the control connection.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ControlRequest {
+    /// Mount a virtio-fs share (the guest answers [`GuestEvent::Mounted`] or
+    /// [`GuestEvent::MountFailed`] with the same `id`).
+    Mount {
+        /// Request id, echoed in the answer.
+        id: u32,
+        /// virtio-fs tag of the device.
+        tag: String,
+        /// Absolute mount point in the guest; created if missing.
+        path: String,
+        /// Mount read-only in the guest too (the host gateway enforces it regardless).
+        read_only: bool,
+    },
     /// Sync filesystems and power the guest off.
     Shutdown,
 }

@@ -29,6 +29,8 @@ pub struct BootSpec {
     pub engine_log: PathBuf,
     /// vhost-user socket of the vsock backend.
     pub vsock_socket: PathBuf,
+    /// vhost-user-fs devices: (socket of the fs gateway, virtio-fs tag).
+    pub fs_devices: Vec<(PathBuf, String)>,
 }
 
 /// Why a VM could not be booted or stopped.

@@ -50,6 +50,7 @@ fn main() -> anyhow::Result<()> {
                 console_log: dir.join("console.log"),
                 engine_log: dir.join("qemu.log"),
                 vsock_socket: backend.socket.clone(),
+                fs_devices: vec![],
             };
             let mut vm = QemuEngine::locate()?.boot(&spec)?;
             let status = tokio::time::timeout(Duration::from_secs(60), vm.wait()).await??;

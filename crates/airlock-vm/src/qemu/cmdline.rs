@@ -61,6 +61,26 @@ pub fn args(spec: &BootSpec) -> Result<Vec<OsString>, EngineError> {
         format!("socket,id=vsock,path={}", check(&spec.vsock_socket)?),
         "-device".into(),
         "vhost-user-vsock-device,chardev=vsock".into(),
+    ]);
+    for (i, (socket, tag)) in spec.fs_devices.iter().enumerate() {
+        if tag.is_empty()
+            || tag.len() > 36
+            || !tag
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(EngineError::InvalidSpec(format!(
+                "virtio-fs tag {tag:?} must be 1-36 of [A-Za-z0-9_-]"
+            )));
+        }
+        a.extend([
+            "-chardev".into(),
+            format!("socket,id=fs{i},path={}", check(socket)?),
+            "-device".into(),
+            format!("vhost-user-fs-device,chardev=fs{i},tag={tag}"),
+        ]);
+    }
+    a.extend([
         "-kernel".into(),
         check(&spec.kernel)?,
         "-initrd".into(),
@@ -91,6 +111,7 @@ mod tests {
             console_log: PathBuf::from("/s/console.log"),
             engine_log: PathBuf::from("/s/qemu.log"),
             vsock_socket: PathBuf::from("/s/vsock.sock"),
+            fs_devices: vec![],
         }
     }
 
@@ -115,6 +136,16 @@ mod tests {
         assert!(a.contains("file,id=console,path=/s/console.log"));
         assert!(!a.contains("-netdev") && !a.contains("-nic") && !a.contains("virtio-net"));
         assert!(a.ends_with("-append console=ttyS0 reboot=t panic=-1 quiet"));
+    }
+
+    #[test]
+    fn fs_devices_get_a_chardev_each() {
+        let mut s = spec(Accel::Tcg);
+        s.fs_devices = vec![(PathBuf::from("/s/fs0.sock"), "ws".into())];
+        let a = joined(&s);
+        assert!(a.contains("-chardev socket,id=fs0,path=/s/fs0.sock -device vhost-user-fs-device,chardev=fs0,tag=ws"), "{a}");
+        s.fs_devices = vec![(PathBuf::from("/s/fs0.sock"), "bad,tag".into())];
+        assert!(args(&s).is_err());
     }
 
     #[test]

@@ -4,17 +4,15 @@
 //! airlock (PDEATHSIG) and are killed on drop, and the state dir is removed on shutdown unless
 //! `keep` was asked for. A failed start tears down what it had started before returning.
 
+mod control;
 mod exec;
 mod state;
 
+pub use control::{Control, Ready};
 pub use exec::{ExecIo, ExecOutcome};
 pub use state::{StateDir, state_root};
 
-use airlock_proto::codec::Decoder;
-use airlock_proto::{
-    CONTROL_PORT, ControlRequest, EXEC_PORT, ExecRequest, Frame, GuestEvent, PROTOCOL_VERSION,
-    encode,
-};
+use airlock_proto::{CONTROL_PORT, EXEC_PORT, ExecRequest, PROTOCOL_VERSION};
 use airlock_vm::image::{Cache, ImageError, kernel, tiny};
 use airlock_vm::qemu::QemuEngine;
 use airlock_vm::vsock::{VsockBackend, VsockError};
@@ -22,8 +20,6 @@ use airlock_vm::{AccelChoice, BootSpec, Engine, EngineError, Vm};
 use indicatif::ProgressBar;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::UnixStream;
 
 /// Lines of the guest console shown when the guest fails to come up.
 const CONSOLE_TAIL: usize = 20;
@@ -69,6 +65,9 @@ pub enum SandboxError {
         /// The last console lines.
         console: String,
     },
+    /// The guest refused a request.
+    #[error("guest: {0}")]
+    Guest(String),
     /// The guest spoke an unexpected protocol.
     #[error("guest protocol: {0}")]
     Protocol(String),
@@ -132,7 +131,7 @@ pub struct Sandbox {
     state: StateDir,
     backend: VsockBackend,
     vm: airlock_vm::qemu::QemuVm,
-    control: UnixStream,
+    control: Control,
     /// Guest kernel release as the guest reported it.
     pub kernel_release: String,
     /// Start phases.
@@ -157,18 +156,18 @@ impl Sandbox {
             console_log: state.path().join("console.log"),
             engine_log: state.path().join("qemu.log"),
             vsock_socket: backend.socket.clone(),
+            fs_devices: vec![],
         };
         let mut vm = engine.boot(&spec)?;
         let engine_start = t0.elapsed();
         tracing::debug!(state = %state.path().display(), pid = vm.pid(), "vm booting");
 
         let accept = async {
-            let (mut stream, _) = listener.accept().await.map_err(|source| SandboxError::Io {
+            let (stream, _) = listener.accept().await.map_err(|source| SandboxError::Io {
                 context: "accepting the guest's control connection",
                 source,
             })?;
-            let ready = read_ready(&mut stream).await?;
-            Ok::<_, SandboxError>((stream, ready))
+            Control::handshake(stream).await
         };
         let outcome = tokio::select! {
             r = tokio::time::timeout(config.boot_timeout, accept) => match r {
@@ -193,11 +192,10 @@ impl Sandbox {
                 return Err(e);
             }
         };
-        let GuestEvent::Ready {
+        let Ready {
             protocol,
             kernel_release,
             uptime_ms,
-            ..
         } = ready;
         if protocol != PROTOCOL_VERSION {
             let _ = vm.stop(Duration::ZERO).await;
@@ -247,46 +245,11 @@ impl Sandbox {
 
     /// Stops the guest and everything the sandbox started, and removes the state dir unless kept.
     pub async fn shutdown(mut self) -> Result<(), SandboxError> {
-        let mut buf = Vec::new();
-        if encode(&Frame::Message(ControlRequest::Shutdown), &mut buf).is_ok() {
-            let _ = self.control.write_all(&buf).await;
-        }
+        self.control.shutdown().await;
         let stopped = self.vm.stop(Duration::from_secs(3)).await;
         self.backend.stop().await;
         self.state.finish()?;
         stopped.map_err(SandboxError::Engine)
-    }
-}
-
-async fn read_ready(stream: &mut UnixStream) -> Result<GuestEvent, SandboxError> {
-    let mut decoder = Decoder::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        match decoder.next_frame::<GuestEvent>() {
-            Ok(Some(Frame::Message(ev))) => return Ok(ev),
-            Ok(Some(other)) => {
-                return Err(SandboxError::Protocol(format!(
-                    "unexpected control frame {other:?}"
-                )));
-            }
-            Ok(None) => {}
-            Err(e) => return Err(SandboxError::Protocol(e.to_string())),
-        }
-        let n = stream
-            .read(&mut buf)
-            .await
-            .map_err(|source| SandboxError::Io {
-                context: "reading the ready message",
-                source,
-            })?;
-        match buf.get(..n) {
-            Some(b) if !b.is_empty() => decoder.extend(b),
-            _ => {
-                return Err(SandboxError::Protocol(
-                    "guest closed the control connection before ready".into(),
-                ));
-            }
-        }
     }
 }
 
