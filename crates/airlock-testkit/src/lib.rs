@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 pub struct Airlock {
     bin: PathBuf,
     state: tempfile::TempDir,
+    audit: tempfile::TempDir,
 }
 
 impl Airlock {
@@ -23,10 +24,28 @@ impl Airlock {
             .prefix("al-")
             .tempdir_in("/tmp")
             .expect("state dir");
+        let audit = tempfile::tempdir().expect("audit dir");
         Airlock {
             bin: bin.into(),
             state,
+            audit,
         }
+    }
+
+    /// The audit dir handed to airlock (`AIRLOCK_AUDIT_DIR`).
+    pub fn audit_dir(&self) -> &Path {
+        self.audit.path()
+    }
+
+    /// The only audit log written so far.
+    pub fn audit_log(&self) -> PathBuf {
+        let logs: Vec<PathBuf> = std::fs::read_dir(self.audit.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+            .collect();
+        assert_eq!(logs.len(), 1, "expected one audit log, found {logs:?}");
+        logs[0].clone()
     }
 
     /// The state dir handed to airlock.

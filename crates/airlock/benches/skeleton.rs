@@ -90,6 +90,8 @@ fn main() -> anyhow::Result<()> {
             keep: false,
             boot_timeout: Duration::from_secs(60),
             accel: accel.clone(),
+            audit: None,
+            description: "bench".into(),
         };
         let sandbox = Sandbox::start(&config, &images).await?;
         let mut times = Vec::new();
@@ -114,7 +116,7 @@ fn main() -> anyhow::Result<()> {
             sandbox.exec(req, io).await?;
             times.push(t0.elapsed().as_secs_f64() * 1000.0);
         }
-        sandbox.shutdown().await?;
+        sandbox.shutdown("bench done").await?;
         Ok::<_, anyhow::Error>(times)
     })?;
 

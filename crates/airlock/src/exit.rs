@@ -6,6 +6,8 @@
 
 /// The policy's `sandbox.timeout` ended the sandbox (as timeout(1) reports it).
 pub const TIMED_OUT: u8 = 124;
+/// A `kill` monitor rule stopped the sandbox (128 + SIGKILL, as a shell reports a killed job).
+pub const KILLED: u8 = 137;
 /// airlock itself failed (bad arguments, boot failure, missing dependency).
 pub const AIRLOCK_ERROR: u8 = 125;
 /// The command exists in the guest but cannot be executed.

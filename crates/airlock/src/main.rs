@@ -22,6 +22,10 @@ enum Command {
     Doctor(cmd::doctor::DoctorArgs),
     /// Validate and explain policy files.
     Policy(cmd::policy::PolicyArgs),
+    /// Verify and read sandbox audit logs.
+    Audit(cmd::audit::AuditArgs),
+    /// Print a sandbox's audit events; with -f, follow them live until it ends.
+    Events(cmd::audit::EventsArgs),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +52,8 @@ fn main() -> ExitCode {
         Command::Run(args) => cmd::run::main(args),
         Command::Doctor(args) => cmd::doctor::main(&args),
         Command::Policy(args) => cmd::policy::main(args),
+        Command::Audit(args) => cmd::audit::main(args),
+        Command::Events(args) => cmd::audit::events(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

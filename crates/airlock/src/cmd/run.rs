@@ -6,7 +6,10 @@
 //! airlock exits with 128+N. Teardown runs on every path, so nothing is left behind.
 
 use airlock::exit;
-use airlock::supervisor::{ExecIo, ExecOutcome, Images, Sandbox, SandboxConfig};
+use airlock::supervisor::{
+    AuditConfig, ExecIo, ExecOutcome, Images, Sandbox, SandboxConfig, default_audit_dir,
+};
+use airlock_audit::{Decision, Event, Source};
 use airlock_policy::{Policy, ProcessPolicy};
 use airlock_proto::{ExecControl, ExecRequest, SpawnFailure, WindowSize};
 use airlock_vm::image::{Cache, kernel};
@@ -148,7 +151,7 @@ async fn run(args: RunArgs) -> anyhow::Result<u8> {
     };
     let image_resolve = started.elapsed();
 
-    let policy = load_policy(&args)?;
+    let (policy, origin) = load_policy(&args)?;
     let limits = policy.sandbox();
     let boot_timeout = std::env::var("AIRLOCK_BOOT_TIMEOUT")
         .ok()
@@ -166,6 +169,8 @@ async fn run(args: RunArgs) -> anyhow::Result<u8> {
         keep: args.keep,
         boot_timeout: Duration::from_secs(boot_timeout),
         accel: airlock_vm::accel::probe(),
+        audit: Some(audit_config(&policy)?),
+        description: format!("policy {origin}, image {}", limits.image),
     };
     tracing::debug!(accel = %config.accel.accel, reason = %config.accel.reason, "accelerator");
     let sandbox = tokio::select! {
@@ -174,6 +179,19 @@ async fn run(args: RunArgs) -> anyhow::Result<u8> {
     };
     if args.keep {
         eprintln!("airlock: state dir {}", sandbox.state_dir().display());
+    }
+    if let Some(r) = sandbox.recorder() {
+        for entry in policy.unprotected() {
+            r.record(
+                Event::new(Source::Host, "policy.unprotect")
+                    .with_decision(Decision::Allow)
+                    .with_rule("filesystem.unprotect")
+                    .with_detail(format!("built-in protection {entry:?} removed by {origin}")),
+            );
+        }
+        if std::io::stderr().is_terminal() {
+            eprintln!("airlock: audit log {}", r.path().display());
+        }
     }
 
     let exec_started = Instant::now();
@@ -185,11 +203,12 @@ async fn run(args: RunArgs) -> anyhow::Result<u8> {
             {
                 Ok(outcome) => outcome,
                 Err(_) => {
-                    eprintln!(
-                        "airlock: the sandbox reached its time limit of {} s (sandbox.timeout); stopping it",
+                    let why = format!(
+                        "the sandbox reached its time limit of {} s (sandbox.timeout)",
                         limit.as_secs()
                     );
-                    Ok(exit::TIMED_OUT)
+                    eprintln!("airlock: {why}; stopping it");
+                    Ok((exit::TIMED_OUT, why))
                 }
             }
         }
@@ -197,7 +216,11 @@ async fn run(args: RunArgs) -> anyhow::Result<u8> {
     let exec_time = exec_started.elapsed();
     let teardown_started = Instant::now();
     let start_timings = sandbox.timings.clone();
-    let shutdown = sandbox.shutdown().await;
+    let reason = match &outcome {
+        Ok((code, why)) => format!("{why}; airlock exits {code}"),
+        Err(e) => format!("error: {e:#}"),
+    };
+    let shutdown = sandbox.shutdown(&reason).await;
     let teardown = teardown_started.elapsed();
     if args.timings {
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
@@ -212,7 +235,7 @@ async fn run(args: RunArgs) -> anyhow::Result<u8> {
         };
         eprintln!("{}", serde_json::to_string(&t).unwrap_or_default());
     }
-    let code = outcome?;
+    let (code, _) = outcome?;
     shutdown.context("tearing down the sandbox")?;
     Ok(code)
 }
@@ -277,7 +300,7 @@ async fn resolve_images(cache: Cache) -> anyhow::Result<Images> {
 ///
 /// Fails closed: a policy asking for something this build cannot enforce is refused. Asking for
 /// less than the policy allows (no shares, no network yet) only makes the sandbox stricter.
-fn load_policy(args: &RunArgs) -> anyhow::Result<Policy> {
+fn load_policy(args: &RunArgs) -> anyhow::Result<(Policy, String)> {
     let (policy, origin) = match (&args.policy, &args.profile) {
         (Some(file), _) => (
             airlock_policy::load_file(file).map_err(super::policy::report)?,
@@ -298,14 +321,14 @@ fn load_policy(args: &RunArgs) -> anyhow::Result<Policy> {
             "{origin}: sandbox.image = {image:?} is not available in this build (available: tiny)"
         );
     }
-    if !policy.monitor_rules().is_empty() {
+    if let Some(rule) = policy
+        .monitor_rules()
+        .iter()
+        .find(|r| r.action == airlock_policy::MonitorAction::Pause)
+    {
         anyhow::bail!(
-            "{origin}: [monitor] rules cannot be enforced yet: this build has no audit pipeline; remove them to run"
-        );
-    }
-    if policy.audit().path.is_some() {
-        anyhow::bail!(
-            "{origin}: audit.path is set, but this build does not write an audit log yet; remove it to run"
+            "{origin}: {} uses action \"pause\", which this build cannot enforce (no engine pause yet); use \"alert\" or \"kill\"",
+            rule.rule
         );
     }
     if (args.policy.is_some() || args.profile.is_some()) && !policy.mounts().is_empty() {
@@ -314,7 +337,20 @@ fn load_policy(args: &RunArgs) -> anyhow::Result<Policy> {
             policy.mounts().len()
         );
     }
-    Ok(policy)
+    Ok((policy, origin))
+}
+
+/// Where this run's audit log and key live.
+fn audit_config(policy: &Policy) -> anyhow::Result<AuditConfig> {
+    let dir = default_audit_dir()
+        .context("no directory for audit logs: set AIRLOCK_AUDIT_DIR or HOME")?;
+    let key = airlock_audit::default_key_path().context("no path for the audit key: set HOME")?;
+    Ok(AuditConfig {
+        path: policy.audit().path.clone(),
+        dir,
+        key,
+        monitor: policy.monitor_rules().to_vec(),
+    })
 }
 
 async fn exec(
@@ -322,7 +358,7 @@ async fn exec(
     args: &RunArgs,
     process: &ProcessPolicy,
     signals: &mut Signals,
-) -> anyhow::Result<u8> {
+) -> anyhow::Result<(u8, String)> {
     let stdin_is_tty = std::io::stdin().is_terminal();
     let tty = args
         .tty
@@ -377,27 +413,42 @@ async fn exec(
     let exec = sandbox.exec(request, io);
     tokio::pin!(exec);
     let mut forwarded: Option<(i32, tokio::time::Instant)> = None;
+    let mut kill = match sandbox.recorder() {
+        Some(r) => r.kill_requested(),
+        None => tokio::sync::watch::channel(None).1,
+    };
     let outcome = loop {
         let deadline = forwarded.map(|(_, at)| at + GRACE);
         tokio::select! {
             r = &mut exec => break r.context("running the command")?,
+            Ok(()) = kill.changed() => {
+                if let Some(why) = kill.borrow().clone() {
+                    eprintln!("airlock: {why}; stopping the sandbox");
+                    return Ok((exit::KILLED, why));
+                }
+            }
             sig = signals.recv() => {
                 if forwarded.is_some() {
-                    return Ok(exit::clamp(128 + sig)); // second signal: stop waiting
+                    // Second signal: stop waiting.
+                    return Ok((exit::clamp(128 + sig), format!("second signal {sig}")));
                 }
                 let _ = control_tx.send(ExecControl::Signal { signal: sig });
                 forwarded = Some((sig, tokio::time::Instant::now()));
             }
             _ = async { tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)).await }, if deadline.is_some() => {
                 let sig = forwarded.map_or(libc::SIGTERM, |(s, _)| s);
-                eprintln!("airlock: the command did not exit within {} s of signal {sig}; stopping the sandbox", GRACE.as_secs());
-                return Ok(exit::clamp(128 + sig));
+                let why = format!("the command did not exit within {} s of signal {sig}", GRACE.as_secs());
+                eprintln!("airlock: {why}; stopping the sandbox");
+                return Ok((exit::clamp(128 + sig), why));
             }
         }
     };
     drop(_raw);
     Ok(match outcome {
-        ExecOutcome::Exited(status) => exit::clamp(status.shell_code()),
+        ExecOutcome::Exited(status) => (
+            exit::clamp(status.shell_code()),
+            format!("command ended: {status:?}"),
+        ),
         ExecOutcome::SpawnFailed { reason, message } => {
             let what = match reason {
                 SpawnFailure::NotFound => "command not found in the guest",
@@ -406,7 +457,7 @@ async fn exec(
                 SpawnFailure::Other => "could not start the command in the guest",
             };
             eprintln!("airlock: {what}: {}", message.escape_debug());
-            exit::clamp(reason.exit_code())
+            (exit::clamp(reason.exit_code()), what.to_string())
         }
     })
 }

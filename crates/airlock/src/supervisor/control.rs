@@ -2,8 +2,10 @@
 //! handshake, then requests (mount, shutdown) answered by id, read by one background task.
 
 use super::SandboxError;
+use super::audit::Recorder;
+use airlock_audit::{Event, ProcInfo, Source, kind};
 use airlock_proto::codec::Decoder;
-use airlock_proto::{ControlRequest, Frame, GuestEvent, encode};
+use airlock_proto::{ControlRequest, ExitStatus, Frame, GuestEvent, encode};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -35,7 +37,10 @@ pub struct Control {
 
 impl Control {
     /// Reads the guest's `ready`, then starts the reader task.
-    pub async fn handshake(stream: UnixStream) -> Result<(Control, Ready), SandboxError> {
+    pub async fn handshake(
+        stream: UnixStream,
+        recorder: Option<Arc<Recorder>>,
+    ) -> Result<(Control, Ready), SandboxError> {
         let (mut rd, wr) = stream.into_split();
         let mut decoder = Decoder::new();
         let first = next_event(&mut rd, &mut decoder).await?;
@@ -62,7 +67,7 @@ impl Control {
             }
         };
         let pending: Pending = Arc::default();
-        let reader = tokio::spawn(read_events(rd, decoder, pending.clone()));
+        let reader = tokio::spawn(read_events(rd, decoder, pending.clone(), recorder));
         let control = Control {
             writer: tokio::sync::Mutex::new(wr),
             pending,
@@ -149,7 +154,12 @@ async fn next_event(
     }
 }
 
-async fn read_events(mut rd: OwnedReadHalf, mut decoder: Decoder, pending: Pending) {
+async fn read_events(
+    mut rd: OwnedReadHalf,
+    mut decoder: Decoder,
+    pending: Pending,
+    recorder: Option<Arc<Recorder>>,
+) {
     loop {
         let event = match next_event(&mut rd, &mut decoder).await {
             Ok(Some(ev)) => ev,
@@ -166,10 +176,12 @@ async fn read_events(mut rd: OwnedReadHalf, mut decoder: Decoder, pending: Pendi
                 tracing::warn!("guest sent a second ready; ignored");
                 continue;
             }
-            GuestEvent::ProcExec { .. }
+            report @ (GuestEvent::ProcExec { .. }
             | GuestEvent::ProcExit { .. }
-            | GuestEvent::EventsDropped { .. } => {
-                tracing::debug!(?event, "guest report");
+            | GuestEvent::EventsDropped { .. }) => {
+                if let (Some(r), Some(ev)) = (&recorder, guest_report(report)) {
+                    r.record(ev);
+                }
                 continue;
             }
         };
@@ -189,4 +201,47 @@ async fn read_events(mut rd: OwnedReadHalf, mut decoder: Decoder, pending: Pendi
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .clear();
+}
+
+/// A guest report as an audit event: `source: guest`, never authoritative.
+fn guest_report(report: GuestEvent) -> Option<Event> {
+    Some(match report {
+        GuestEvent::ProcExec {
+            pid,
+            ppid,
+            uid,
+            argv,
+            argv_truncated,
+            cwd,
+        } => {
+            let mut ev = Event::new(Source::Guest, kind::PROC_EXEC).with_proc(ProcInfo {
+                pid: Some(pid),
+                ppid: Some(ppid),
+                uid: Some(uid),
+                argv,
+                cwd: Some(cwd),
+                ..ProcInfo::default()
+            });
+            if argv_truncated {
+                ev = ev.with_detail("argv truncated");
+            }
+            ev
+        }
+        GuestEvent::ProcExit { pid, status } => {
+            let (exit, signal) = match status {
+                ExitStatus::Code { code } => (Some(code), None),
+                ExitStatus::Signal { signal } => (None, Some(signal)),
+            };
+            Event::new(Source::Guest, kind::PROC_EXIT).with_proc(ProcInfo {
+                pid: Some(pid),
+                exit,
+                signal,
+                ..ProcInfo::default()
+            })
+        }
+        GuestEvent::EventsDropped { count } => Event::new(Source::Guest, kind::AUDIT_DROPPED)
+            .with_count(count)
+            .with_detail("guest process events lost (kernel buffer overrun)"),
+        _ => return None,
+    })
 }

@@ -4,21 +4,25 @@
 //! airlock (PDEATHSIG) and are killed on drop, and the state dir is removed on shutdown unless
 //! `keep` was asked for. A failed start tears down what it had started before returning.
 
+mod audit;
 mod control;
 mod exec;
 mod state;
 
+pub use audit::{AuditConfig, Recorder, RecorderError, default_audit_dir};
 pub use control::{Control, Ready};
 pub use exec::{ExecIo, ExecOutcome};
 pub use state::{StateDir, state_root};
 
-use airlock_proto::{CONTROL_PORT, EXEC_PORT, ExecRequest, PROTOCOL_VERSION};
+use airlock_audit::{Decision, Event, ProcInfo, Source, kind};
+use airlock_proto::{CONTROL_PORT, EXEC_PORT, ExecRequest, ExitStatus, PROTOCOL_VERSION};
 use airlock_vm::image::{Cache, ImageError, kernel, tiny};
 use airlock_vm::qemu::QemuEngine;
 use airlock_vm::vsock::{VsockBackend, VsockError};
 use airlock_vm::{AccelChoice, BootSpec, Engine, EngineError, Vm};
 use indicatif::ProgressBar;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Lines of the guest console shown when the guest fails to come up.
@@ -36,6 +40,9 @@ pub enum SandboxError {
     /// The vsock device failed.
     #[error("vsock device")]
     Vsock(#[from] VsockError),
+    /// The audit log could not be opened.
+    #[error("audit")]
+    Audit(#[from] RecorderError),
     /// State dir problems.
     #[error("state dir {path}")]
     State {
@@ -95,6 +102,10 @@ pub struct SandboxConfig {
     pub boot_timeout: Duration,
     /// Accelerator choice.
     pub accel: AccelChoice,
+    /// Audit log; `None` records nothing (benchmarks only).
+    pub audit: Option<AuditConfig>,
+    /// What to note in `sandbox.start` (policy origin, image).
+    pub description: String,
 }
 
 /// Guest images resolved for booting.
@@ -132,6 +143,7 @@ pub struct Sandbox {
     backend: VsockBackend,
     vm: airlock_vm::qemu::QemuVm,
     control: Control,
+    recorder: Option<Arc<Recorder>>,
     /// Guest kernel release as the guest reported it.
     pub kernel_release: String,
     /// Start phases.
@@ -142,6 +154,46 @@ impl Sandbox {
     /// Boots a sandbox and waits until its agent is ready.
     pub async fn start(config: &SandboxConfig, images: &Images) -> Result<Sandbox, SandboxError> {
         let state = StateDir::create(config.keep)?;
+        let recorder = match &config.audit {
+            Some(a) => Some(Arc::new(Recorder::open(a, state.id())?)),
+            None => None,
+        };
+        if let Some(r) = &recorder {
+            r.record(
+                Event::new(Source::Host, kind::SANDBOX_START)
+                    .with_decision(Decision::Allow)
+                    .with_detail(format!(
+                        "{}; {} cpus, {} MiB, accel {} ({})",
+                        config.description,
+                        config.cpus,
+                        config.memory_mib,
+                        config.accel.accel,
+                        config.accel.reason
+                    )),
+            );
+        }
+        match Self::boot(config, images, state, recorder.clone()).await {
+            Ok(sandbox) => Ok(sandbox),
+            Err(e) => {
+                if let Some(r) = &recorder {
+                    r.record(
+                        Event::new(Source::Host, kind::SANDBOX_END)
+                            .with_decision(Decision::Error)
+                            .with_detail(format!("start failed: {e:#}")),
+                    );
+                    let _ = r.finish();
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn boot(
+        config: &SandboxConfig,
+        images: &Images,
+        state: StateDir,
+        recorder: Option<Arc<Recorder>>,
+    ) -> Result<Sandbox, SandboxError> {
         let t0 = Instant::now();
         let backend = VsockBackend::start(state.path(), &state.path().join("vsock.log")).await?;
         let listener = backend.listen(CONTROL_PORT)?;
@@ -167,7 +219,7 @@ impl Sandbox {
                 context: "accepting the guest's control connection",
                 source,
             })?;
-            Control::handshake(stream).await
+            Control::handshake(stream, recorder.clone()).await
         };
         let outcome = tokio::select! {
             r = tokio::time::timeout(config.boot_timeout, accept) => match r {
@@ -215,6 +267,7 @@ impl Sandbox {
             backend,
             vm,
             control,
+            recorder,
             kernel_release,
             timings,
         })
@@ -239,15 +292,67 @@ impl Sandbox {
         request: ExecRequest,
         io: ExecIo,
     ) -> Result<ExecOutcome, SandboxError> {
+        if let Some(r) = &self.recorder {
+            r.record(
+                Event::new(Source::Host, kind::PROC_EXEC)
+                    .with_decision(Decision::Allow)
+                    .with_proc(ProcInfo {
+                        argv: request.argv.clone(),
+                        cwd: request.cwd.clone(),
+                        ..ProcInfo::default()
+                    })
+                    .with_detail(format!(
+                        "exec request: user {}, seccomp {:?}, tty {}",
+                        request.user.as_deref().unwrap_or("root"),
+                        request.seccomp,
+                        request.tty.is_some()
+                    )),
+            );
+        }
         let stream = self.backend.connect(EXEC_PORT).await?;
-        exec::run(stream, request, io).await
+        let outcome = exec::run(stream, request, io).await;
+        if let Some(r) = &self.recorder {
+            let ev = Event::new(Source::Host, kind::PROC_EXIT);
+            r.record(match &outcome {
+                Ok(ExecOutcome::Exited(ExitStatus::Code { code })) => ev.with_proc(ProcInfo {
+                    exit: Some(*code),
+                    ..ProcInfo::default()
+                }),
+                Ok(ExecOutcome::Exited(ExitStatus::Signal { signal })) => ev.with_proc(ProcInfo {
+                    signal: Some(*signal),
+                    ..ProcInfo::default()
+                }),
+                Ok(ExecOutcome::SpawnFailed { reason, message }) => ev
+                    .with_decision(Decision::Error)
+                    .with_detail(format!("spawn failed ({reason:?}): {message}")),
+                Err(e) => ev
+                    .with_decision(Decision::Error)
+                    .with_detail(format!("{e:#}")),
+            });
+        }
+        outcome
+    }
+
+    /// The audit recorder, if this sandbox records.
+    pub fn recorder(&self) -> Option<&Arc<Recorder>> {
+        self.recorder.as_ref()
     }
 
     /// Stops the guest and everything the sandbox started, and removes the state dir unless kept.
-    pub async fn shutdown(mut self) -> Result<(), SandboxError> {
+    /// `reason` goes into the `sandbox.end` record.
+    pub async fn shutdown(mut self, reason: &str) -> Result<(), SandboxError> {
         self.control.shutdown().await;
         let stopped = self.vm.stop(Duration::from_secs(3)).await;
         self.backend.stop().await;
+        drop(self.control);
+        if let Some(r) = &self.recorder {
+            r.record(
+                Event::new(Source::Host, kind::SANDBOX_END)
+                    .with_decision(Decision::Allow)
+                    .with_detail(reason.to_string()),
+            );
+            r.finish()?;
+        }
         self.state.finish()?;
         stopped.map_err(SandboxError::Engine)
     }

@@ -1,3 +1,4 @@
+mod audit;
 mod harden;
 mod policy;
 mod run;

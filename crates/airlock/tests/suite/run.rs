@@ -189,6 +189,7 @@ fn interrupt_at_any_phase_leaves_nothing_behind() {
         "100",
     ])
     .env("AIRLOCK_STATE_DIR", a.state_dir())
+    .env("AIRLOCK_AUDIT_DIR", a.audit_dir())
     .stdin(Stdio::null());
     let out = cmd.output().unwrap();
     assert_eq!(

@@ -1,0 +1,189 @@
+//! The sandbox's audit recorder: one hash-chained log per sandbox (via `airlock-audit`), fed by
+//! the supervisor, the gateways and the guest's reports, with the policy's monitor rules applied
+//! to every event on its way in.
+//!
+//! A `kill` rule does not stop anything itself: it records `monitor.kill` and raises a flag the
+//! runner selects on, so teardown stays in one place.
+
+use airlock_audit::{AuditSink, AuditWriter, ChainOptions, Decision, Event, HostKey, Source, kind};
+use airlock_policy::{EventDecision, MonitorAction, MonitorEvent, MonitorRule};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
+use tokio::sync::watch;
+
+/// Where a sandbox's audit goes.
+#[derive(Debug, Clone)]
+pub struct AuditConfig {
+    /// Log file; `None` puts it at `<dir>/<sandbox id>.jsonl`.
+    pub path: Option<PathBuf>,
+    /// Directory for default-named logs.
+    pub dir: PathBuf,
+    /// Ed25519 host key (created on first use, mode 0600).
+    pub key: PathBuf,
+    /// The policy's monitor rules.
+    pub monitor: Vec<MonitorRule>,
+}
+
+/// Default directory for audit logs: `$XDG_STATE_HOME/airlock/audit`, else
+/// `~/.local/state/airlock/audit`.
+pub fn default_audit_dir() -> Option<PathBuf> {
+    if let Some(d) = std::env::var_os("AIRLOCK_AUDIT_DIR") {
+        return Some(PathBuf::from(d));
+    }
+    if let Some(d) = std::env::var_os("XDG_STATE_HOME") {
+        return Some(PathBuf::from(d).join("airlock/audit"));
+    }
+    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state/airlock/audit"))
+}
+
+/// Why the recorder could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RecorderError {
+    /// The host key.
+    #[error("audit host key {0}")]
+    Key(PathBuf, #[source] airlock_audit::KeyError),
+    /// The log.
+    #[error("audit log {0}")]
+    Chain(PathBuf, #[source] airlock_audit::ChainError),
+    /// The writer thread.
+    #[error("audit writer")]
+    Sink(#[source] airlock_audit::SinkError),
+    /// The directory.
+    #[error("audit dir {0}")]
+    Dir(PathBuf, #[source] std::io::Error),
+}
+
+/// The recorder of one sandbox.
+pub struct Recorder {
+    sink: AuditSink,
+    writer: Mutex<Option<AuditWriter>>,
+    monitor: Vec<MonitorRule>,
+    kill: watch::Sender<Option<String>>,
+    path: PathBuf,
+}
+
+impl Recorder {
+    /// Opens (or resumes) the log for sandbox `id`.
+    pub fn open(config: &AuditConfig, id: &str) -> Result<Recorder, RecorderError> {
+        let path = config
+            .path
+            .clone()
+            .unwrap_or_else(|| config.dir.join(format!("{id}.jsonl")));
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| RecorderError::Dir(parent.to_path_buf(), e))?;
+        }
+        let key = HostKey::load_or_create(&config.key)
+            .map_err(|e| RecorderError::Key(config.key.clone(), e))?;
+        let (chain, _opened) = airlock_audit::Chain::open(&path, ChainOptions::new(id, key))
+            .map_err(|e| RecorderError::Chain(path.clone(), e))?;
+        let (sink, writer) = airlock_audit::spawn(chain, airlock_audit::SinkOptions::default())
+            .map_err(RecorderError::Sink)?;
+        let (kill, _) = watch::channel(None);
+        Ok(Recorder {
+            sink,
+            writer: Mutex::new(Some(writer)),
+            monitor: config.monitor.clone(),
+            kill,
+            path,
+        })
+    }
+
+    /// The log file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Fires with the reason when a `kill` monitor rule matched.
+    pub fn kill_requested(&self) -> watch::Receiver<Option<String>> {
+        self.kill.subscribe()
+    }
+
+    /// Records `event` (never blocks: overload is counted by the sink and recorded as
+    /// `audit.dropped`), then applies the monitor rules to it.
+    pub fn record(&self, event: Event) {
+        let matched = if event.kind.starts_with("monitor.") {
+            None
+        } else {
+            self.evaluate(&event)
+        };
+        let _ = self.sink.try_emit(event.clone());
+        let Some(rule) = matched else { return };
+        let what = describe(&event);
+        match rule.action {
+            // `pause` needs engine pause/resume, which is not built; `airlock run` refuses such
+            // policies, and should one get here it is treated as the stricter `kill`.
+            MonitorAction::Kill | MonitorAction::Pause => {
+                let reason = format!("monitor rule {} matched {what}", rule.rule);
+                let _ = self.sink.try_emit(
+                    Event::new(Source::Host, kind::MONITOR_KILL)
+                        .with_rule(rule.rule.clone())
+                        .with_detail(reason.clone()),
+                );
+                self.kill.send_replace(Some(reason));
+            }
+            MonitorAction::Alert => {
+                eprintln!("airlock: alert: monitor rule {} matched {what}", rule.rule);
+                let _ = self.sink.try_emit(
+                    Event::new(Source::Host, kind::MONITOR_ALERT)
+                        .with_rule(rule.rule.clone())
+                        .with_detail(what),
+                );
+            }
+        }
+    }
+
+    fn evaluate(&self, event: &Event) -> Option<&MonitorRule> {
+        let decision = match event.decision {
+            Some(Decision::Allow) | None => EventDecision::Allow,
+            Some(Decision::Deny) => EventDecision::Deny,
+            Some(Decision::Error) => EventDecision::Error,
+        };
+        let probe = MonitorEvent {
+            kind: &event.kind,
+            decision,
+            path: event.fs.as_ref().map(|f| f.path.as_str()),
+            host: event.net.as_ref().and_then(|n| n.host.as_deref()),
+            port: event.net.as_ref().and_then(|n| n.port),
+        };
+        // Most severe action wins, so an earlier alert rule cannot hide a later kill.
+        self.monitor
+            .iter()
+            .filter(|r| r.matches(&probe))
+            .max_by_key(|r| match r.action {
+                MonitorAction::Kill => 2,
+                MonitorAction::Pause => 1,
+                MonitorAction::Alert => 0,
+            })
+    }
+
+    /// Closes the log with a final signed checkpoint.
+    pub fn finish(&self) -> Result<(), RecorderError> {
+        let writer = self
+            .writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        match writer {
+            Some(w) => w.finish().map(drop).map_err(RecorderError::Sink),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A one-line, terminal-safe description of an event for alerts.
+fn describe(e: &Event) -> String {
+    let mut s = format!("{} {}", e.kind, e.decision.map_or("-", Decision::as_str));
+    if let Some(n) = &e.net {
+        if let Some(h) = &n.host {
+            s.push_str(&format!(" {h}"));
+        }
+        if let Some(p) = n.port {
+            s.push_str(&format!(":{p}"));
+        }
+    }
+    if let Some(f) = &e.fs {
+        s.push_str(&format!(" {}", f.path));
+    }
+    airlock_audit::display_safe(&s)
+}
