@@ -26,6 +26,8 @@ enum Command {
     Audit(cmd::audit::AuditArgs),
     /// Print a sandbox's audit events; with -f, follow them live until it ends.
     Events(cmd::audit::EventsArgs),
+    /// Counters of a sandbox (cpu, memory, fs ops, bytes, denials) as JSON or Prometheus text.
+    Stats(cmd::audit::StatsArgs),
 }
 
 fn main() -> ExitCode {
@@ -54,6 +56,7 @@ fn main() -> ExitCode {
         Command::Policy(args) => cmd::policy::main(args),
         Command::Audit(args) => cmd::audit::main(args),
         Command::Events(args) => cmd::audit::events(args),
+        Command::Stats(args) => cmd::audit::stats(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

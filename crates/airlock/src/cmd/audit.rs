@@ -213,3 +213,45 @@ pub fn events(args: EventsArgs) -> anyhow::Result<u8> {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// Arguments of `airlock stats`.
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Sandbox id (default: the most recent).
+    id: Option<String>,
+    /// Prometheus text format instead of JSON.
+    #[arg(long)]
+    prometheus: bool,
+}
+
+/// Runs `airlock stats`: live counters of a running sandbox, or a summary of a finished one.
+pub fn stats(args: StatsArgs) -> anyhow::Result<u8> {
+    let log = resolve(args.id.as_deref())?;
+    let id = log
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let live = airlock::supervisor::state_root()
+        .join(&id)
+        .join("stats.json");
+    let stats: airlock::supervisor::Stats = match std::fs::read(&live) {
+        Ok(bytes) => serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| serde_json::from_value(v).ok())
+            .context("unreadable live stats")?,
+        Err(_) => {
+            let records = read_log(&log, &Filter::default())
+                .with_context(|| format!("reading {}", log.display()))?;
+            airlock::supervisor::Stats::from_records(&id, &records)
+        }
+    };
+    if args.prometheus {
+        print!("{}", stats.prometheus());
+    } else {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&stats).context("encoding stats")?
+        );
+    }
+    Ok(0)
+}

@@ -60,6 +60,7 @@ pub struct Recorder {
     monitor: Vec<MonitorRule>,
     kill: watch::Sender<Option<String>>,
     path: PathBuf,
+    counters: super::stats::EventCounters,
 }
 
 impl Recorder {
@@ -86,6 +87,7 @@ impl Recorder {
             monitor: config.monitor.clone(),
             kill,
             path,
+            counters: super::stats::EventCounters::default(),
         })
     }
 
@@ -102,6 +104,7 @@ impl Recorder {
     /// Records `event` (never blocks: overload is counted by the sink and recorded as
     /// `audit.dropped`), then applies the monitor rules to it.
     pub fn record(&self, event: Event) {
+        self.counters.observe(&event);
         let matched = if event.kind.starts_with("monitor.") {
             None
         } else {
@@ -155,6 +158,11 @@ impl Recorder {
                 MonitorAction::Pause => 1,
                 MonitorAction::Alert => 0,
             })
+    }
+
+    /// Live counters of this sandbox.
+    pub fn stats(&self, id: &str, engine_pid: Option<u32>) -> super::stats::Stats {
+        super::stats::Stats::live(id, engine_pid, &self.counters, &self.sink.counters())
     }
 
     /// Closes the log with a final signed checkpoint.

@@ -8,11 +8,13 @@ mod audit;
 mod control;
 mod exec;
 mod state;
+mod stats;
 
 pub use audit::{AuditConfig, Recorder, RecorderError, default_audit_dir};
 pub use control::{Control, Ready};
 pub use exec::{ExecIo, ExecOutcome};
 pub use state::{StateDir, state_root};
+pub use stats::Stats;
 
 use airlock_audit::{Decision, Event, ProcInfo, Source, kind};
 use airlock_proto::{CONTROL_PORT, EXEC_PORT, ExecRequest, ExitStatus, PROTOCOL_VERSION};
@@ -144,6 +146,7 @@ pub struct Sandbox {
     vm: airlock_vm::qemu::QemuVm,
     control: Control,
     recorder: Option<Arc<Recorder>>,
+    stats_task: Option<tokio::task::JoinHandle<()>>,
     /// Guest kernel release as the guest reported it.
     pub kernel_release: String,
     /// Start phases.
@@ -262,15 +265,41 @@ impl Sandbox {
             guest_ready_ms: ms(t0.elapsed().saturating_sub(engine_start)),
             guest_uptime_ms: uptime_ms,
         };
+        // Publish counters for `airlock stats` while running.
+        let stats_task = recorder.clone().map(|r| {
+            let (id, path, pid) = (
+                state.id().to_string(),
+                state.path().join("stats.json"),
+                vm.pid(),
+            );
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                loop {
+                    tick.tick().await;
+                    if let Ok(json) = serde_json::to_vec(&r.stats(&id, pid)) {
+                        let tmp = path.with_extension("json.tmp");
+                        if std::fs::write(&tmp, json).is_ok() {
+                            let _ = std::fs::rename(&tmp, &path);
+                        }
+                    }
+                }
+            })
+        });
         Ok(Sandbox {
             state,
             backend,
             vm,
             control,
             recorder,
+            stats_task,
             kernel_release,
             timings,
         })
+    }
+
+    /// The sandbox id.
+    pub fn id(&self) -> &str {
+        self.state.id()
     }
 
     /// The state dir.
@@ -341,6 +370,9 @@ impl Sandbox {
     /// Stops the guest and everything the sandbox started, and removes the state dir unless kept.
     /// `reason` goes into the `sandbox.end` record.
     pub async fn shutdown(mut self, reason: &str) -> Result<(), SandboxError> {
+        if let Some(t) = self.stats_task.take() {
+            t.abort();
+        }
         self.control.shutdown().await;
         let stopped = self.vm.stop(Duration::from_secs(3)).await;
         self.backend.stop().await;
