@@ -34,6 +34,9 @@ const STDIN_QUEUE: usize = 16;
 /// background process; stop waiting for it so the exit status is not delayed forever.
 const DRAIN_IDLE_MS: u16 = 200;
 
+/// Names per-command cgroups uniquely.
+static NEXT_CGROUP: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 /// Serves one exec connection to completion; errors end this session only.
 pub fn serve(stream: VsockStream, reaper: &Reaper) {
     if let Err(e) = session(stream, reaper) {
@@ -133,6 +136,7 @@ fn session(stream: VsockStream, reaper: &Reaper) -> io::Result<()> {
         }
     };
     let Spawned {
+        _cgroup,
         pid,
         status_rx,
         outputs,
@@ -179,6 +183,8 @@ fn session(stream: VsockStream, reaper: &Reaper) -> io::Result<()> {
 }
 
 struct Spawned {
+    /// Kept for the session: removing the group waits until the command is gone.
+    _cgroup: Option<Arc<harden::PidsCgroup>>,
     pid: u32,
     status_rx: Receiver<WaitStatus>,
     outputs: Vec<(OwnedFd, Stream)>,
@@ -202,6 +208,21 @@ fn spawn(req: &ExecRequest, reaper: &Reaper) -> Result<Spawned, (SpawnFailure, S
         }
         None => None,
     };
+    let cgroup = match req.pids_max {
+        Some(max) => {
+            let name = format!("exec-{}", NEXT_CGROUP.fetch_add(1, Ordering::Relaxed));
+            let group =
+                harden::PidsCgroup::create(crate::init::CGROUP_ROOT, &name, max).map_err(|e| {
+                    (
+                        SpawnFailure::Other,
+                        format!("creating the pids cgroup: {e}"),
+                    )
+                })?;
+            Some(Arc::new(group))
+        }
+        None => None,
+    };
+    let child_cgroup = cgroup.clone();
     let filters = harden::filters(req.seccomp).map_err(|e| {
         (
             SpawnFailure::Other,
@@ -254,6 +275,9 @@ fn spawn(req: &ExecRequest, reaper: &Reaper) -> Result<Spawned, (SpawnFailure, S
             cmd.pre_exec(move || {
                 nix::unistd::setsid()?;
                 pty::make_controlling_terminal()?;
+                if let Some(g) = &child_cgroup {
+                    g.enter_in_child()?;
+                }
                 harden::apply_in_child(account.as_ref(), req_nnp, &filters)
             });
         }
@@ -268,6 +292,9 @@ fn spawn(req: &ExecRequest, reaper: &Reaper) -> Result<Spawned, (SpawnFailure, S
         unsafe {
             cmd.pre_exec(move || {
                 nix::unistd::setsid()?;
+                if let Some(g) = &child_cgroup {
+                    g.enter_in_child()?;
+                }
                 harden::apply_in_child(account.as_ref(), req_nnp, &filters)
             });
         }
@@ -311,6 +338,7 @@ fn spawn(req: &ExecRequest, reaper: &Reaper) -> Result<Spawned, (SpawnFailure, S
         }
     };
     Ok(Spawned {
+        _cgroup: cgroup,
         pid,
         status_rx,
         outputs,

@@ -204,6 +204,54 @@ pub fn lookup_user(text: &str, name: &str) -> Option<Account> {
     })
 }
 
+/// A per-command cgroup that caps its process count; removed on drop if it is empty by then.
+pub struct PidsCgroup {
+    dir: std::path::PathBuf,
+    procs: std::ffi::CString,
+}
+
+impl PidsCgroup {
+    /// Creates `<root>/<name>` with `pids.max = max`.
+    pub fn create(root: &str, name: &str, max: u32) -> io::Result<PidsCgroup> {
+        let dir = std::path::Path::new(root).join(name);
+        std::fs::create_dir(&dir)?;
+        std::fs::write(dir.join("pids.max"), max.to_string())?;
+        let path = dir
+            .join("cgroup.procs")
+            .into_os_string()
+            .into_encoded_bytes();
+        let procs = std::ffi::CString::new(path)
+            .map_err(|_| io::Error::other("cgroup path contains NUL"))?;
+        Ok(PidsCgroup { dir, procs })
+    }
+
+    /// In the child between fork and exec: moves the calling process into the group.
+    pub fn enter_in_child(&self) -> io::Result<()> {
+        // SAFETY: open, write and close are async-signal-safe; `procs` is a NUL-terminated path
+        // prepared before fork and only read here; writing "0" moves the writer itself.
+        // JUSTIFICATION: std's file APIs allocate, which is not allowed between fork and exec.
+        unsafe {
+            let fd = libc::open(self.procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+            if fd < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let n = libc::write(fd, b"0".as_ptr().cast(), 1);
+            libc::close(fd);
+            if n != 1 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for PidsCgroup {
+    fn drop(&mut self) {
+        // Fails while background processes remain in it; they then keep the limit.
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
 /// In the child between fork and exec: drop to `account`, set `no_new_privs`, install `filters`.
 ///
 /// Only raw syscalls: no allocation, no locks (the parent may have been multi-threaded).

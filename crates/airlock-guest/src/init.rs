@@ -59,6 +59,7 @@ pub fn setup() -> io::Result<()> {
             .map_err(|e| io::Error::other(format!("mount {fstype} on {target}: {e}")))?;
     }
     console_stdio()?;
+    cgroups()?;
     // The initramfs root starts world-writable (1777); make it an ordinary root-owned `/`.
     std::fs::set_permissions("/", std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
     nix::unistd::sethostname("airlock")?;
@@ -132,4 +133,23 @@ pub fn mount_share(tag: &str, path: &str, read_only: bool) -> io::Result<()> {
     }
     mount(Some(tag), path, Some("virtiofs"), flags, None::<&str>)
         .map_err(|e| io::Error::other(format!("mount virtiofs {tag} on {path}: {e}")))
+}
+
+/// Where the agent's cgroup v2 hierarchy is mounted.
+pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+
+/// Mounts cgroup v2 and enables the pids and memory controllers for per-command groups.
+fn cgroups() -> io::Result<()> {
+    mount(
+        Some("cgroup2"),
+        CGROUP_ROOT,
+        Some("cgroup2"),
+        NOSUID_NODEV_NOEXEC,
+        None::<&str>,
+    )
+    .map_err(|e| io::Error::other(format!("mount cgroup2 on {CGROUP_ROOT}: {e}")))?;
+    std::fs::write(
+        format!("{CGROUP_ROOT}/cgroup.subtree_control"),
+        "+pids +memory",
+    )
 }

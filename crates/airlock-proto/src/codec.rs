@@ -244,6 +244,7 @@ mod tests {
             user: Some("agent".into()),
             no_new_privs: true,
             seccomp: crate::msg::SeccompProfile::Default,
+            pids_max: Some(1024),
         };
         encode(&Frame::Message(req), &mut out).unwrap();
         for n in 0..out.len() {

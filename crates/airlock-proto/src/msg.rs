@@ -38,6 +38,8 @@ pub struct ExecRequest {
     pub no_new_privs: bool,
     /// Seccomp filter applied to the command and everything it starts.
     pub seccomp: SeccompProfile,
+    /// Most processes the command and its descendants may have at once (a pids cgroup).
+    pub pids_max: Option<u32>,
 }
 
 /// The in-guest seccomp profiles (see `airlock-guest`'s `harden.rs` for the lists).

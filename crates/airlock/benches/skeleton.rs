@@ -111,6 +111,7 @@ fn main() -> anyhow::Result<()> {
                 user: Some("agent".into()),
                 no_new_privs: true,
                 seccomp: airlock_proto::SeccompProfile::Default,
+                pids_max: None,
             };
             let t0 = Instant::now();
             sandbox.exec(req, io).await?;

@@ -196,10 +196,13 @@ async fn run(args: RunArgs) -> anyhow::Result<u8> {
 
     let exec_started = Instant::now();
     let outcome = match limits.timeout {
-        None => exec(&sandbox, &args, policy.process(), &mut signals).await,
+        None => exec(&sandbox, &args, policy.process(), limits.pids, &mut signals).await,
         Some(limit) => {
-            match tokio::time::timeout(limit, exec(&sandbox, &args, policy.process(), &mut signals))
-                .await
+            match tokio::time::timeout(
+                limit,
+                exec(&sandbox, &args, policy.process(), limits.pids, &mut signals),
+            )
+            .await
             {
                 Ok(outcome) => outcome,
                 Err(_) => {
@@ -357,6 +360,7 @@ async fn exec(
     sandbox: &Sandbox,
     args: &RunArgs,
     process: &ProcessPolicy,
+    pids_max: u32,
     signals: &mut Signals,
 ) -> anyhow::Result<(u8, String)> {
     let stdin_is_tty = std::io::stdin().is_terminal();
@@ -381,6 +385,7 @@ async fn exec(
             airlock_policy::SeccompProfile::Strict => airlock_proto::SeccompProfile::Strict,
             airlock_policy::SeccompProfile::Unconfined => airlock_proto::SeccompProfile::Unconfined,
         },
+        pids_max: Some(pids_max),
     };
     let (control_tx, control_rx) = mpsc::unbounded_channel();
     let io = ExecIo {
