@@ -62,6 +62,7 @@ impl Airlock {
         let mut c = Command::new(&self.bin);
         c.args(args)
             .env("AIRLOCK_STATE_DIR", self.state.path())
+            .env("AIRLOCK_AUDIT_DIR", self.audit.path())
             .stdin(Stdio::null());
         c
     }

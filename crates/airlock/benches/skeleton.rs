@@ -92,6 +92,10 @@ fn main() -> anyhow::Result<()> {
             accel: accel.clone(),
             audit: None,
             description: "bench".into(),
+            policy: std::sync::Arc::new(
+                airlock_policy::load_profile("offline").map_err(|e| anyhow::anyhow!("{e}"))?,
+            ),
+            shares: vec![],
         };
         let sandbox = Sandbox::start(&config, &images).await?;
         let mut times = Vec::new();

@@ -10,7 +10,7 @@ use airlock::supervisor::{
     AuditConfig, ExecIo, ExecOutcome, Images, Sandbox, SandboxConfig, default_audit_dir,
 };
 use airlock_audit::{Decision, Event, Source};
-use airlock_policy::{Policy, ProcessPolicy};
+use airlock_policy::{MountHost, MountMode, Policy, ProcessPolicy};
 use airlock_proto::{ExecControl, ExecRequest, SpawnFailure, WindowSize};
 use airlock_vm::image::{Cache, kernel};
 use anyhow::Context;
@@ -38,6 +38,9 @@ pub struct RunArgs {
     /// Working directory inside the guest (absolute path).
     #[arg(short = 'w', long, value_name = "DIR", value_parser = parse_workdir)]
     workdir: Option<String>,
+    /// Host directory shared as the policy's workspace mount (default: the current directory).
+    #[arg(long, value_name = "DIR")]
+    workspace: Option<std::path::PathBuf>,
     /// Policy file governing the sandbox (default: the shipped `default` profile).
     #[arg(long, value_name = "FILE", conflicts_with = "profile")]
     policy: Option<std::path::PathBuf>,
@@ -171,6 +174,8 @@ async fn run(args: RunArgs) -> anyhow::Result<u8> {
         accel: airlock_vm::accel::probe(),
         audit: Some(audit_config(&policy)?),
         description: format!("policy {origin}, image {}", limits.image),
+        shares: shares(&policy)?,
+        policy: std::sync::Arc::new(policy.clone()),
     };
     tracing::debug!(accel = %config.accel.accel, reason = %config.accel.reason, "accelerator");
     let sandbox = tokio::select! {
@@ -194,13 +199,35 @@ async fn run(args: RunArgs) -> anyhow::Result<u8> {
         }
     }
 
+    let workspace_guest = policy
+        .mounts()
+        .iter()
+        .find(|m| m.workspace)
+        .map(|m| m.guest.as_str());
     let exec_started = Instant::now();
     let outcome = match limits.timeout {
-        None => exec(&sandbox, &args, policy.process(), limits.pids, &mut signals).await,
+        None => {
+            exec(
+                &sandbox,
+                &args,
+                policy.process(),
+                workspace_guest,
+                limits.pids,
+                &mut signals,
+            )
+            .await
+        }
         Some(limit) => {
             match tokio::time::timeout(
                 limit,
-                exec(&sandbox, &args, policy.process(), limits.pids, &mut signals),
+                exec(
+                    &sandbox,
+                    &args,
+                    policy.process(),
+                    workspace_guest,
+                    limits.pids,
+                    &mut signals,
+                ),
             )
             .await
             {
@@ -334,13 +361,38 @@ fn load_policy(args: &RunArgs) -> anyhow::Result<(Policy, String)> {
             rule.rule
         );
     }
-    if (args.policy.is_some() || args.profile.is_some()) && !policy.mounts().is_empty() {
-        eprintln!(
-            "airlock: note: {origin} declares {} mount(s); this build has no filesystem gateway yet, so none is shared",
-            policy.mounts().len()
-        );
-    }
+    let policy = if policy.needs_workspace() {
+        let dir = match &args.workspace {
+            Some(d) => d.clone(),
+            None => std::env::current_dir()
+                .context("reading the current directory (the default workspace)")?,
+        };
+        policy.with_workspace(&dir).map_err(super::policy::report)?
+    } else {
+        policy
+    };
     Ok((policy, origin))
+}
+
+/// The policy's mounts as gateway shares; `overlay` is refused (not built yet).
+fn shares(policy: &Policy) -> anyhow::Result<Vec<airlock_fs::Share>> {
+    policy
+        .mounts()
+        .iter()
+        .map(|m| {
+            let host_dir = match &m.host {
+                MountHost::Path(p) => p.clone(),
+                MountHost::Workspace => anyhow::bail!("mount {} has no workspace bound", m.guest),
+            };
+            if m.mode == MountMode::Overlay {
+                anyhow::bail!(
+                    "mount {}: mode \"overlay\" is not supported by this build yet; use \"ro\" or \"rw\"",
+                    m.guest
+                );
+            }
+            Ok(airlock_fs::Share { host_dir, guest_path: m.guest.clone(), mode: m.mode })
+        })
+        .collect()
 }
 
 /// Where this run's audit log and key live.
@@ -360,6 +412,7 @@ async fn exec(
     sandbox: &Sandbox,
     args: &RunArgs,
     process: &ProcessPolicy,
+    workspace_guest: Option<&str>,
     pids_max: u32,
     signals: &mut Signals,
 ) -> anyhow::Result<(u8, String)> {
@@ -376,7 +429,10 @@ async fn exec(
     let request = ExecRequest {
         argv: args.command.clone(),
         env,
-        cwd: args.workdir.clone(),
+        cwd: args
+            .workdir
+            .clone()
+            .or_else(|| workspace_guest.map(str::to_string)),
         tty,
         user: (process.user != "root").then(|| process.user.clone()),
         no_new_privs: process.no_new_privs,

@@ -42,6 +42,15 @@ pub enum SandboxError {
     /// The vsock device failed.
     #[error("vsock device")]
     Vsock(#[from] VsockError),
+    /// A filesystem gateway could not start.
+    #[error("filesystem gateway for {guest}")]
+    Fs {
+        /// Guest mount point.
+        guest: String,
+        /// Cause.
+        #[source]
+        source: airlock_fs::FsError,
+    },
     /// The audit log could not be opened.
     #[error("audit")]
     Audit(#[from] RecorderError),
@@ -108,6 +117,10 @@ pub struct SandboxConfig {
     pub audit: Option<AuditConfig>,
     /// What to note in `sandbox.start` (policy origin, image).
     pub description: String,
+    /// The policy the gateways enforce (with the workspace bound).
+    pub policy: Arc<airlock_policy::Policy>,
+    /// Directories shared through the fs gateway, one device each.
+    pub shares: Vec<airlock_fs::Share>,
 }
 
 /// Guest images resolved for booting.
@@ -147,6 +160,7 @@ pub struct Sandbox {
     control: Control,
     recorder: Option<Arc<Recorder>>,
     stats_task: Option<tokio::task::JoinHandle<()>>,
+    gateways: Vec<airlock_fs::FsGateway>,
     /// Guest kernel release as the guest reported it.
     pub kernel_release: String,
     /// Start phases.
@@ -201,6 +215,32 @@ impl Sandbox {
         let backend = VsockBackend::start(state.path(), &state.path().join("vsock.log")).await?;
         let listener = backend.listen(CONTROL_PORT)?;
         let engine = QemuEngine::locate()?;
+        let mut gateways = Vec::new();
+        let mut fs_devices = Vec::new();
+        for (i, share) in config.shares.iter().enumerate() {
+            let socket = state.path().join(format!("fs{i}.sock"));
+            let events: Arc<dyn airlock_fs::FsEvents> = match &recorder {
+                Some(r) => r.clone(),
+                None => Arc::new(airlock_fs::NoEvents),
+            };
+            let options = airlock_fs::GatewayOptions {
+                owner_map: owner_map(&share.host_dir),
+                ..airlock_fs::GatewayOptions::default()
+            };
+            let gw = airlock_fs::FsGateway::start_with(
+                &socket,
+                share.clone(),
+                config.policy.clone(),
+                events,
+                options,
+            )
+            .map_err(|source| SandboxError::Fs {
+                guest: share.guest_path.clone(),
+                source,
+            })?;
+            gateways.push(gw);
+            fs_devices.push((socket, format!("fs{i}")));
+        }
         let spec = BootSpec {
             kernel: images.kernel.vmlinux.clone(),
             initrd: images.tiny.initrd.clone(),
@@ -211,7 +251,7 @@ impl Sandbox {
             console_log: state.path().join("console.log"),
             engine_log: state.path().join("qemu.log"),
             vsock_socket: backend.socket.clone(),
-            fs_devices: vec![],
+            fs_devices,
         };
         let mut vm = engine.boot(&spec)?;
         let engine_start = t0.elapsed();
@@ -260,6 +300,18 @@ impl Sandbox {
                 "guest speaks protocol {protocol}, host {PROTOCOL_VERSION}"
             )));
         }
+        for (i, share) in config.shares.iter().enumerate() {
+            let read_only = share.mode == airlock_policy::MountMode::Ro;
+            if let Err(e) = control
+                .mount(&format!("fs{i}"), &share.guest_path, read_only)
+                .await
+            {
+                let _ = vm.stop(Duration::ZERO).await;
+                let mut backend = backend;
+                backend.stop().await;
+                return Err(e);
+            }
+        }
         let timings = StartTimings {
             engine_start_ms: ms(engine_start),
             guest_ready_ms: ms(t0.elapsed().saturating_sub(engine_start)),
@@ -292,6 +344,7 @@ impl Sandbox {
             control,
             recorder,
             stats_task,
+            gateways,
             kernel_release,
             timings,
         })
@@ -376,6 +429,9 @@ impl Sandbox {
         self.control.shutdown().await;
         let stopped = self.vm.stop(Duration::from_secs(3)).await;
         self.backend.stop().await;
+        for gw in self.gateways.drain(..) {
+            gw.stop();
+        }
         drop(self.control);
         if let Some(r) = &self.recorder {
             r.record(
@@ -389,6 +445,22 @@ impl Sandbox {
         stopped.map_err(SandboxError::Engine)
     }
 }
+
+/// Maps the guest's `agent` (uid/gid 1000) onto the owner of a shared directory, so the agent can
+/// work on the user's files and what it creates belongs to that user on the host.
+fn owner_map(dir: &std::path::Path) -> Option<airlock_fs::OwnerMap> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(dir).ok()?;
+    Some(airlock_fs::OwnerMap {
+        guest_uid: AGENT_ID,
+        guest_gid: AGENT_ID,
+        host_uid: meta.uid(),
+        host_gid: meta.gid(),
+    })
+}
+
+/// uid and gid of the `agent` account in airlock's images.
+const AGENT_ID: u32 = 1000;
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0

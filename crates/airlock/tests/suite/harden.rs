@@ -156,11 +156,25 @@ fn a_fork_bomb_hits_the_pids_limit_and_airlock_returns() {
                   echo \"limit $max\"; bomb() { bomb | bomb & }; bomb 2>/dev/null; \
                   i=0; while [ $i -lt 3000 ]; do i=$((i+1)); done; \
                   read ev < /sys/fs/cgroup${cg#0::}/pids.events; echo \"$ev\"";
-    let out = a.run(["run", "--policy", p.path().to_str().unwrap(), "--", "sh", "-c", script]);
+    let out = a.run([
+        "run",
+        "--policy",
+        p.path().to_str().unwrap(),
+        "--",
+        "sh",
+        "-c",
+        script,
+    ]);
     assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
     let stdout = text(&out.stdout);
     assert!(stdout.starts_with("limit 40\nmax "), "{stdout}");
-    let hits: u64 = stdout.lines().nth(1).unwrap().trim_start_matches("max ").parse().unwrap();
+    let hits: u64 = stdout
+        .lines()
+        .nth(1)
+        .unwrap()
+        .trim_start_matches("max ")
+        .parse()
+        .unwrap();
     assert!(hits > 0, "the limit was never reached: {stdout}");
     a.assert_clean();
 }

@@ -1,4 +1,5 @@
 mod audit;
+mod fs;
 mod harden;
 mod policy;
 mod run;

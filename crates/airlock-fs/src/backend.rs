@@ -1,0 +1,703 @@
+//! [`GatedFs`]: the `FileSystem` the vhost-user device serves. It wraps virtiofsd's
+//! `PassthroughFs` (or any `FileSystem` with `u64` nodes and handles): check the request's
+//! names, work out its paths, ask the gate, then call the inner filesystem, then keep the path
+//! map in step and report the event.
+//!
+//! Called by virtiofsd's `Server` on the device's worker threads (`device.rs`), and directly by
+//! the tests with crafted requests. Operations on open handles (read, write, fallocate,
+//! copy_file_range, lseek, flush, fsync, release) were decided when the handle was opened and
+//! go straight through. Operations this wrapper does not implement (ioctl, tmpfile, locks,
+//! DAX mappings) get virtiofsd's default `ENOSYS`.
+
+use std::ffi::CStr;
+use std::io;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use virtiofsd::filesystem::{
+    Context, DirEntry, DirectoryIterator, Entry, Extensions, FileSystem, FsOptions, GetxattrReply,
+    ListxattrReply, OpenOptions, SetattrValid, SetxattrFlags, ZeroCopyReader, ZeroCopyWriter,
+};
+use virtiofsd::fuse;
+
+use crate::events::{FsEvent, FsEvents, kind};
+use crate::gate::{Gate, Outcome, Request, errno_for, gateway_deny};
+use crate::paths::{PathError, PathMap, ROOT_INODE, validate_name};
+use crate::reason;
+
+fn err(errno: i32) -> io::Error {
+    io::Error::from_raw_os_error(errno)
+}
+
+/// The policy-enforcing `FileSystem`.
+pub struct GatedFs<F> {
+    inner: F,
+    gate: Gate,
+    paths: Mutex<PathMap>,
+    events: Arc<dyn FsEvents>,
+}
+
+impl<F> GatedFs<F>
+where
+    F: FileSystem<Inode = u64, Handle = u64>,
+{
+    /// Wraps `inner`; every decision goes through `gate` and is reported to `events`.
+    pub fn new(inner: F, gate: Gate, events: Arc<dyn FsEvents>) -> Self {
+        Self {
+            inner,
+            gate,
+            paths: Mutex::new(PathMap::new()),
+            events,
+        }
+    }
+
+    /// The wrapped filesystem.
+    pub fn inner(&self) -> &F {
+        &self.inner
+    }
+
+    /// The gate deciding requests.
+    pub fn gate(&self) -> &Gate {
+        &self.gate
+    }
+
+    /// The paths the gateway currently knows for node `ino` (for tests and diagnostics).
+    pub fn paths_of(&self, ino: u64) -> Result<Vec<String>, PathError> {
+        self.map().paths(ino)
+    }
+
+    fn map(&self) -> MutexGuard<'_, PathMap> {
+        // The map is left consistent between statements, so a panic elsewhere while holding
+        // the lock does not make it unusable.
+        self.paths.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn record(&self, o: &Outcome) {
+        self.events.record(&FsEvent {
+            op: o.kind,
+            mount: self.gate.mount().to_owned(),
+            path: o.path.clone(),
+            path2: o.path2.clone(),
+            decision: o.decision.verdict,
+            rule: o.decision.rule.clone(),
+            reason: o.decision.reason,
+        });
+    }
+
+    /// Reports and refuses a denial; lets an allowed request through.
+    fn enforce(&self, o: &Outcome) -> io::Result<()> {
+        if o.is_allowed() {
+            return Ok(());
+        }
+        tracing::debug!(
+            kind = o.kind,
+            path = ?o.path,
+            path2 = ?o.path2,
+            rule = %o.decision.rule,
+            reason = o.decision.reason,
+            "fs request denied"
+        );
+        self.record(o);
+        Err(err(o.errno()))
+    }
+
+    /// Reports an allowed state change once the inner filesystem has done it.
+    fn done<T>(&self, o: &Outcome, result: io::Result<T>) -> io::Result<T> {
+        if result.is_ok() && o.report {
+            self.record(o);
+        }
+        result
+    }
+
+    /// A refusal by the gateway itself, reported like a policy denial.
+    fn refuse(&self, kind: &'static str, path: String, rule: &str, why: &'static str) -> io::Error {
+        let o = Outcome {
+            kind,
+            decision: gateway_deny(rule, why),
+            path,
+            path2: None,
+            report: true,
+        };
+        // `enforce` always fails for a denial.
+        self.enforce(&o)
+            .err()
+            .unwrap_or_else(|| err(errno_for(why)))
+    }
+
+    /// Checks `name` (one UTF-8 component) before anything else looks at the request.
+    fn name<'n>(&self, kind: &'static str, parent: u64, name: &'n CStr) -> io::Result<&'n str> {
+        let bytes = name.to_bytes();
+        validate_name(bytes).map_err(|_| {
+            let parent_path = self
+                .map()
+                .paths(parent)
+                .ok()
+                .and_then(|p| p.into_iter().next())
+                .unwrap_or_default();
+            let shown = bytes.escape_ascii().to_string();
+            let path = if parent_path.is_empty() {
+                shown
+            } else {
+                format!("{parent_path}/{shown}")
+            };
+            self.refuse(kind, path, reason::rule::NAME, reason::INVALID_NAME)
+        })
+    }
+
+    /// Every path of a node the guest may use. Unknown ids are `EBADF`; a node whose path
+    /// cannot be worked out is refused (and reported).
+    fn node(&self, kind: &'static str, ino: u64) -> io::Result<Vec<String>> {
+        let result = self.map().paths(ino);
+        self.known(kind, result)
+    }
+
+    /// Every path `name` has in directory `parent`.
+    fn child(&self, kind: &'static str, parent: u64, name: &str) -> io::Result<Vec<String>> {
+        let result = self.map().child_paths(parent, name);
+        self.known(kind, result)
+    }
+
+    fn known(
+        &self,
+        kind: &'static str,
+        result: Result<Vec<String>, PathError>,
+    ) -> io::Result<Vec<String>> {
+        match result {
+            Ok(paths) => Ok(paths),
+            Err(PathError::UnknownNode(_)) => Err(err(libc::EBADF)),
+            Err(e) => Err(self.refuse(
+                kind,
+                format!("<{e}>"),
+                reason::rule::PATH,
+                reason::UNKNOWN_PATH,
+            )),
+        }
+    }
+
+    fn live(&self, ino: u64) -> io::Result<()> {
+        if self.map().is_live(ino) {
+            Ok(())
+        } else {
+            Err(err(libc::EBADF))
+        }
+    }
+
+    fn record_entry(&self, parent: u64, name: &str, result: &io::Result<Entry>) {
+        if let Ok(entry) = result {
+            self.map().insert(parent, name, entry.inode);
+        }
+    }
+}
+
+/// Hides directory entries whose names the gateway would refuse (not UTF-8, too long), so
+/// that listing a directory that holds one still works and `READDIRPLUS` never looks one up.
+pub struct FilteredDir<D> {
+    inner: D,
+    name: Vec<u8>,
+    ino: libc::ino64_t,
+    offset: u64,
+    type_: u32,
+}
+
+impl<D: DirectoryIterator> DirectoryIterator for FilteredDir<D> {
+    fn next(&mut self) -> Option<DirEntry<'_>> {
+        loop {
+            let e = self.inner.next()?;
+            let bytes = e.name.to_bytes();
+            if bytes == b"." || bytes == b".." || validate_name(bytes).is_ok() {
+                self.name.clear();
+                self.name.extend_from_slice(e.name.to_bytes_with_nul());
+                self.ino = e.ino;
+                self.offset = e.offset;
+                self.type_ = e.type_;
+                break;
+            }
+        }
+        let name = CStr::from_bytes_with_nul(&self.name).ok()?;
+        Some(DirEntry {
+            ino: self.ino,
+            offset: self.offset,
+            type_: self.type_,
+            name,
+        })
+    }
+}
+
+impl<F> FileSystem for GatedFs<F>
+where
+    F: FileSystem<Inode = u64, Handle = u64>,
+{
+    type Inode = u64;
+    type Handle = u64;
+    type DirIter = FilteredDir<F::DirIter>;
+
+    fn init(&self, capable: FsOptions) -> io::Result<FsOptions> {
+        // The inner filesystem forgets all nodes on INIT; so do we.
+        self.map().reset();
+        self.inner.init(capable)
+    }
+
+    fn destroy(&self) {
+        self.inner.destroy();
+        self.map().reset();
+    }
+
+    fn lookup(&self, ctx: Context, parent: u64, name: &CStr) -> io::Result<Entry> {
+        let n = self.name(kind::LOOKUP, parent, name)?;
+        self.live(parent)?;
+        let result = self.inner.lookup(ctx, parent, name);
+        match &result {
+            Ok(_) => self.record_entry(parent, n, &result),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                // Gone on the host: stop deciding on a stale name.
+                self.map().remove(parent, n);
+            }
+            Err(_) => {}
+        }
+        result
+    }
+
+    fn forget(&self, ctx: Context, inode: u64, count: u64) {
+        // The root lives as long as the session: a forget of it (the kernel sends one at
+        // unmount, a hostile guest any time) would only cut the share off until the next INIT.
+        if inode == ROOT_INODE {
+            return;
+        }
+        self.inner.forget(ctx, inode, count);
+        self.map().forget(inode, count);
+    }
+
+    fn batch_forget(&self, ctx: Context, mut requests: Vec<(u64, u64)>) {
+        requests.retain(|&(inode, _)| inode != ROOT_INODE);
+        {
+            let mut map = self.map();
+            for &(inode, count) in &requests {
+                map.forget(inode, count);
+            }
+        }
+        self.inner.batch_forget(ctx, requests);
+    }
+
+    fn getattr(
+        &self,
+        ctx: Context,
+        inode: u64,
+        handle: Option<u64>,
+    ) -> io::Result<(fuse::Attr, Duration)> {
+        self.live(inode)?;
+        self.inner.getattr(ctx, inode, handle)
+    }
+
+    fn setattr(
+        &self,
+        ctx: Context,
+        inode: u64,
+        attr: fuse::SetattrIn,
+        handle: Option<u64>,
+        valid: SetattrValid,
+    ) -> io::Result<(fuse::Attr, Duration)> {
+        let paths = self.node(kind::SETATTR, inode)?;
+        let is_dir = if valid.contains(SetattrValid::MODE) && attr.mode & libc::S_ISGID != 0 {
+            let (current, _) = self.inner.getattr(ctx, inode, handle)?;
+            current.mode & libc::S_IFMT == libc::S_IFDIR
+        } else {
+            false
+        };
+        let o = self.gate.check(&Request::Setattr {
+            paths: &paths,
+            valid: valid.bits(),
+            mode: attr.mode,
+            is_dir,
+        });
+        self.enforce(&o)?;
+        let result = self.inner.setattr(ctx, inode, attr, handle, valid);
+        self.done(&o, result)
+    }
+
+    fn readlink(&self, ctx: Context, inode: u64) -> io::Result<Vec<u8>> {
+        let paths = self.node(kind::OPEN, inode)?;
+        self.enforce(&self.gate.check(&Request::Read { paths: &paths }))?;
+        self.inner.readlink(ctx, inode)
+    }
+
+    fn symlink(
+        &self,
+        ctx: Context,
+        linkname: &CStr,
+        parent: u64,
+        name: &CStr,
+        extensions: Extensions,
+    ) -> io::Result<Entry> {
+        let n = self.name(kind::SYMLINK, parent, name)?;
+        let paths = self.child(kind::SYMLINK, parent, n)?;
+        let o = self.gate.check(&Request::Symlink {
+            paths: &paths,
+            target: linkname.to_bytes(),
+        });
+        self.enforce(&o)?;
+        let result = self.inner.symlink(ctx, linkname, parent, name, extensions);
+        self.record_entry(parent, n, &result);
+        self.done(&o, result)
+    }
+
+    fn mknod(
+        &self,
+        ctx: Context,
+        parent: u64,
+        name: &CStr,
+        mode: u32,
+        rdev: u32,
+        umask: u32,
+        extensions: Extensions,
+    ) -> io::Result<Entry> {
+        let n = self.name(kind::CREATE, parent, name)?;
+        let paths = self.child(kind::CREATE, parent, n)?;
+        let o = self.gate.check(&Request::Mknod {
+            paths: &paths,
+            mode,
+        });
+        self.enforce(&o)?;
+        let result = self
+            .inner
+            .mknod(ctx, parent, name, mode, rdev, umask, extensions);
+        self.record_entry(parent, n, &result);
+        self.done(&o, result)
+    }
+
+    fn mkdir(
+        &self,
+        ctx: Context,
+        parent: u64,
+        name: &CStr,
+        mode: u32,
+        umask: u32,
+        extensions: Extensions,
+    ) -> io::Result<Entry> {
+        let n = self.name(kind::MKDIR, parent, name)?;
+        let paths = self.child(kind::MKDIR, parent, n)?;
+        let o = self.gate.check(&Request::Mkdir {
+            paths: &paths,
+            mode,
+        });
+        self.enforce(&o)?;
+        let result = self.inner.mkdir(ctx, parent, name, mode, umask, extensions);
+        self.record_entry(parent, n, &result);
+        self.done(&o, result)
+    }
+
+    fn unlink(&self, ctx: Context, parent: u64, name: &CStr) -> io::Result<()> {
+        let n = self.name(kind::UNLINK, parent, name)?;
+        let paths = self.child(kind::UNLINK, parent, n)?;
+        let o = self.gate.check(&Request::Unlink { paths: &paths });
+        self.enforce(&o)?;
+        let result = self.inner.unlink(ctx, parent, name);
+        if result.is_ok() {
+            self.map().remove(parent, n);
+        }
+        self.done(&o, result)
+    }
+
+    fn rmdir(&self, ctx: Context, parent: u64, name: &CStr) -> io::Result<()> {
+        let n = self.name(kind::UNLINK, parent, name)?;
+        let paths = self.child(kind::UNLINK, parent, n)?;
+        let o = self.gate.check(&Request::Unlink { paths: &paths });
+        self.enforce(&o)?;
+        let result = self.inner.rmdir(ctx, parent, name);
+        if result.is_ok() {
+            self.map().remove(parent, n);
+        }
+        self.done(&o, result)
+    }
+
+    fn rename(
+        &self,
+        ctx: Context,
+        olddir: u64,
+        oldname: &CStr,
+        newdir: u64,
+        newname: &CStr,
+        flags: u32,
+    ) -> io::Result<()> {
+        let old = self.name(kind::RENAME, olddir, oldname)?;
+        let new = self.name(kind::RENAME, newdir, newname)?;
+        let from = self.child(kind::RENAME, olddir, old)?;
+        let to = self.child(kind::RENAME, newdir, new)?;
+        let o = self.gate.check(&Request::Rename {
+            from: &from,
+            to: &to,
+            flags,
+        });
+        self.enforce(&o)?;
+        let result = self
+            .inner
+            .rename(ctx, olddir, oldname, newdir, newname, flags);
+        if result.is_ok() {
+            let exchange = flags & libc::RENAME_EXCHANGE != 0;
+            self.map().rename(olddir, old, newdir, new, exchange);
+        }
+        self.done(&o, result)
+    }
+
+    fn link(&self, ctx: Context, inode: u64, newparent: u64, newname: &CStr) -> io::Result<Entry> {
+        let n = self.name(kind::LINK, newparent, newname)?;
+        let from = self.node(kind::LINK, inode)?;
+        let to = self.child(kind::LINK, newparent, n)?;
+        let o = self.gate.check(&Request::Link {
+            from: &from,
+            to: &to,
+        });
+        self.enforce(&o)?;
+        let result = self.inner.link(ctx, inode, newparent, newname);
+        self.record_entry(newparent, n, &result);
+        self.done(&o, result)
+    }
+
+    fn open(
+        &self,
+        ctx: Context,
+        inode: u64,
+        kill_priv: bool,
+        flags: u32,
+    ) -> io::Result<(Option<u64>, OpenOptions)> {
+        let paths = self.node(kind::OPEN, inode)?;
+        let o = self.gate.check(&Request::Open {
+            paths: &paths,
+            flags,
+        });
+        self.enforce(&o)?;
+        let result = self.inner.open(ctx, inode, kill_priv, flags);
+        self.done(&o, result)
+    }
+
+    fn create(
+        &self,
+        ctx: Context,
+        parent: u64,
+        name: &CStr,
+        mode: u32,
+        kill_priv: bool,
+        flags: u32,
+        umask: u32,
+        extensions: Extensions,
+    ) -> io::Result<(Entry, Option<u64>, OpenOptions)> {
+        let n = self.name(kind::CREATE, parent, name)?;
+        let paths = self.child(kind::CREATE, parent, n)?;
+        let o = self.gate.check(&Request::Create {
+            paths: &paths,
+            flags,
+            mode,
+        });
+        self.enforce(&o)?;
+        let result = self
+            .inner
+            .create(ctx, parent, name, mode, kill_priv, flags, umask, extensions);
+        if let Ok((entry, _, _)) = &result {
+            self.map().insert(parent, n, entry.inode);
+        }
+        self.done(&o, result)
+    }
+
+    fn read<W: ZeroCopyWriter>(
+        &self,
+        ctx: Context,
+        inode: u64,
+        handle: u64,
+        w: W,
+        size: u32,
+        offset: u64,
+        lock_owner: Option<u64>,
+        flags: u32,
+    ) -> io::Result<usize> {
+        self.inner
+            .read(ctx, inode, handle, w, size, offset, lock_owner, flags)
+    }
+
+    fn write<R: ZeroCopyReader>(
+        &self,
+        ctx: Context,
+        inode: u64,
+        handle: u64,
+        r: R,
+        size: u32,
+        offset: u64,
+        lock_owner: Option<u64>,
+        delayed_write: bool,
+        kill_priv: bool,
+        flags: u32,
+    ) -> io::Result<usize> {
+        self.inner.write(
+            ctx,
+            inode,
+            handle,
+            r,
+            size,
+            offset,
+            lock_owner,
+            delayed_write,
+            kill_priv,
+            flags,
+        )
+    }
+
+    fn flush(&self, ctx: Context, inode: u64, handle: u64, lock_owner: u64) -> io::Result<()> {
+        self.inner.flush(ctx, inode, handle, lock_owner)
+    }
+
+    fn fsync(&self, ctx: Context, inode: u64, datasync: bool, handle: u64) -> io::Result<()> {
+        self.inner.fsync(ctx, inode, datasync, handle)
+    }
+
+    fn fallocate(
+        &self,
+        ctx: Context,
+        inode: u64,
+        handle: u64,
+        mode: u32,
+        offset: u64,
+        length: u64,
+    ) -> io::Result<()> {
+        self.inner
+            .fallocate(ctx, inode, handle, mode, offset, length)
+    }
+
+    fn release(
+        &self,
+        ctx: Context,
+        inode: u64,
+        flags: u32,
+        handle: u64,
+        flush: bool,
+        flock_release: bool,
+        lock_owner: Option<u64>,
+    ) -> io::Result<()> {
+        self.inner
+            .release(ctx, inode, flags, handle, flush, flock_release, lock_owner)
+    }
+
+    fn statfs(&self, ctx: Context, inode: u64) -> io::Result<libc::statvfs64> {
+        self.live(inode)?;
+        self.inner.statfs(ctx, inode)
+    }
+
+    fn setxattr(
+        &self,
+        ctx: Context,
+        inode: u64,
+        name: &CStr,
+        value: &[u8],
+        flags: u32,
+        extra_flags: SetxattrFlags,
+    ) -> io::Result<()> {
+        let paths = self.node(kind::SETATTR, inode)?;
+        let o = self.gate.check(&Request::Setxattr { paths: &paths });
+        self.enforce(&o)?;
+        let result = self
+            .inner
+            .setxattr(ctx, inode, name, value, flags, extra_flags);
+        self.done(&o, result)
+    }
+
+    fn getxattr(
+        &self,
+        ctx: Context,
+        inode: u64,
+        name: &CStr,
+        size: u32,
+    ) -> io::Result<GetxattrReply> {
+        let paths = self.node(kind::OPEN, inode)?;
+        self.enforce(&self.gate.check(&Request::Read { paths: &paths }))?;
+        self.inner.getxattr(ctx, inode, name, size)
+    }
+
+    fn listxattr(&self, ctx: Context, inode: u64, size: u32) -> io::Result<ListxattrReply> {
+        let paths = self.node(kind::OPEN, inode)?;
+        self.enforce(&self.gate.check(&Request::Read { paths: &paths }))?;
+        self.inner.listxattr(ctx, inode, size)
+    }
+
+    fn removexattr(&self, ctx: Context, inode: u64, name: &CStr) -> io::Result<()> {
+        let paths = self.node(kind::SETATTR, inode)?;
+        let o = self.gate.check(&Request::Setxattr { paths: &paths });
+        self.enforce(&o)?;
+        let result = self.inner.removexattr(ctx, inode, name);
+        self.done(&o, result)
+    }
+
+    fn opendir(
+        &self,
+        ctx: Context,
+        inode: u64,
+        flags: u32,
+    ) -> io::Result<(Option<u64>, OpenOptions)> {
+        let paths = self.node(kind::OPEN, inode)?;
+        self.enforce(&self.gate.check(&Request::Opendir { paths: &paths }))?;
+        self.inner.opendir(ctx, inode, flags)
+    }
+
+    fn readdir(
+        &self,
+        ctx: Context,
+        inode: u64,
+        handle: u64,
+        size: u32,
+        offset: u64,
+    ) -> io::Result<Self::DirIter> {
+        let inner = self.inner.readdir(ctx, inode, handle, size, offset)?;
+        Ok(FilteredDir {
+            inner,
+            name: Vec::new(),
+            ino: 0,
+            offset: 0,
+            type_: 0,
+        })
+    }
+
+    fn fsyncdir(&self, ctx: Context, inode: u64, datasync: bool, handle: u64) -> io::Result<()> {
+        self.inner.fsyncdir(ctx, inode, datasync, handle)
+    }
+
+    fn releasedir(&self, ctx: Context, inode: u64, flags: u32, handle: u64) -> io::Result<()> {
+        self.inner.releasedir(ctx, inode, flags, handle)
+    }
+
+    fn access(&self, ctx: Context, inode: u64, mask: u32) -> io::Result<()> {
+        self.live(inode)?;
+        self.inner.access(ctx, inode, mask)
+    }
+
+    fn lseek(
+        &self,
+        ctx: Context,
+        inode: u64,
+        handle: u64,
+        offset: u64,
+        whence: u32,
+    ) -> io::Result<u64> {
+        self.inner.lseek(ctx, inode, handle, offset, whence)
+    }
+
+    fn copyfilerange(
+        &self,
+        ctx: Context,
+        inode_in: u64,
+        handle_in: u64,
+        offset_in: u64,
+        inode_out: u64,
+        handle_out: u64,
+        offset_out: u64,
+        len: u64,
+        flags: u64,
+    ) -> io::Result<usize> {
+        self.inner.copyfilerange(
+            ctx, inode_in, handle_in, offset_in, inode_out, handle_out, offset_out, len, flags,
+        )
+    }
+
+    fn syncfs(&self, ctx: Context, inode: u64) -> io::Result<()> {
+        self.live(inode)?;
+        self.inner.syncfs(ctx, inode)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,896 @@
+//! Crafted requests fed straight to [`GatedFs`] over a real `PassthroughFs` on a temporary
+//! directory: malformed names, bogus node ids, protected paths reached every way we know,
+//! symlinks out of the share, and the events each produces.
+
+use std::ffi::CString;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use airlock_policy::reason::{ALLOWED, PROTECTED_PATH, READ_DENIED, READ_ONLY_MOUNT, WRITE_DENIED};
+use airlock_policy::{MountMode, Verdict};
+use virtiofsd::filesystem::{Context, Extensions, FileSystem, FsOptions, SetattrValid};
+use virtiofsd::passthrough::PassthroughFs;
+
+use super::*;
+use crate::daemon::passthrough_config;
+use crate::paths::ROOT_INODE;
+
+const ROOT: u64 = ROOT_INODE;
+const MOUNT0: &str = "filesystem.mounts[0] \"/workspace\"";
+const PROT_HOOKS: &str = "filesystem.protected \".git/hooks/**\"";
+const PROT_CONFIG: &str = "filesystem.protected \".git/config\"";
+
+#[derive(Default)]
+struct Recorder(Mutex<Vec<FsEvent>>);
+
+impl FsEvents for Recorder {
+    fn record(&self, e: &FsEvent) {
+        self.0.lock().unwrap().push(e.clone());
+    }
+}
+
+impl Recorder {
+    fn take(&self) -> Vec<FsEvent> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    outside: PathBuf,
+    fs: GatedFs<PassthroughFs>,
+    events: Arc<Recorder>,
+}
+
+fn fixture(mode: MountMode) -> Fixture {
+    // PassthroughFs sets the umask to 0: keep that to this test's thread.
+    crate::sys::unshare_fs().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("share");
+    fs::create_dir(&root).unwrap();
+    let root = fs::canonicalize(&root).unwrap();
+    let outside = dir.path().join("host-secret.txt");
+    fs::write(&outside, "host secret").unwrap();
+    let text = format!(
+        r#"
+[[filesystem.mounts]]
+host = {root:?}
+guest = "/workspace"
+mode = "rw"
+
+[filesystem]
+deny_read = [".env", "secrets/**"]
+deny_write = ["Cargo.lock"]
+"#,
+        root = root.display().to_string()
+    );
+    let policy = Arc::new(
+        airlock_policy::load_str(&text, Path::new("/test/policy.toml"))
+            .unwrap_or_else(|e| panic!("{e}")),
+    );
+    let root_str = root.to_str().unwrap();
+    let inner = PassthroughFs::new(passthrough_config(root_str, 10_000)).unwrap();
+    let gate = Gate::new(policy, "/workspace", mode, Some(root_str));
+    let events = Arc::new(Recorder::default());
+    let fs = GatedFs::new(inner, gate, events.clone() as Arc<dyn FsEvents>);
+    fs.init(FsOptions::empty()).unwrap();
+    Fixture {
+        _dir: dir,
+        root,
+        outside,
+        fs,
+        events,
+    }
+}
+
+fn ctx() -> Context {
+    Context {
+        uid: 0.into(),
+        gid: 0.into(),
+        pid: 1,
+    }
+}
+
+fn c(s: &str) -> CString {
+    CString::new(s).unwrap()
+}
+
+fn cb(b: &[u8]) -> CString {
+    CString::new(b).unwrap()
+}
+
+fn errno<T>(r: io::Result<T>) -> i32 {
+    match r {
+        Ok(_) => panic!("expected an error"),
+        Err(e) => e.raw_os_error().unwrap_or_else(|| panic!("no errno: {e}")),
+    }
+}
+
+/// (op, path, path2, verdict, rule, reason)
+type Ev = (
+    &'static str,
+    String,
+    Option<String>,
+    Verdict,
+    String,
+    &'static str,
+);
+
+fn ev(e: &FsEvent) -> Ev {
+    (
+        e.op,
+        e.path.clone(),
+        e.path2.clone(),
+        e.decision,
+        e.rule.clone(),
+        e.reason,
+    )
+}
+
+fn deny(op: &'static str, path: &str, rule: &str, reason: &'static str) -> Ev {
+    (
+        op,
+        path.to_owned(),
+        None,
+        Verdict::Deny,
+        rule.to_owned(),
+        reason,
+    )
+}
+
+fn allow(op: &'static str, path: &str) -> Ev {
+    (
+        op,
+        path.to_owned(),
+        None,
+        Verdict::Allow,
+        MOUNT0.to_owned(),
+        ALLOWED,
+    )
+}
+
+impl Fixture {
+    fn lookup(&self, parent: u64, name: &str) -> io::Result<u64> {
+        self.fs.lookup(ctx(), parent, &c(name)).map(|e| e.inode)
+    }
+
+    fn mkdir(&self, parent: u64, name: &str) -> io::Result<u64> {
+        self.fs
+            .mkdir(ctx(), parent, &c(name), 0o755, 0, Extensions::default())
+            .map(|e| e.inode)
+    }
+
+    fn create(&self, parent: u64, name: &str) -> io::Result<u64> {
+        let flags = (libc::O_WRONLY | libc::O_CREAT) as u32;
+        self.fs
+            .create(
+                ctx(),
+                parent,
+                &c(name),
+                0o644,
+                false,
+                flags,
+                0,
+                Extensions::default(),
+            )
+            .map(|(e, _, _)| e.inode)
+    }
+
+    fn open(&self, inode: u64, flags: i32) -> io::Result<()> {
+        self.fs
+            .open(ctx(), inode, false, u32::try_from(flags).unwrap())
+            .map(drop)
+    }
+
+    fn host(&self, rel: &str) -> PathBuf {
+        self.root.join(rel)
+    }
+
+    fn events(&self) -> Vec<Ev> {
+        self.events.take().iter().map(ev).collect()
+    }
+}
+
+#[test]
+fn malformed_names_are_refused_before_anything_else() {
+    let f = fixture(MountMode::Rw);
+    let long = "a".repeat(256);
+    let names: Vec<CString> = vec![
+        c("a/b"),
+        c(".."),
+        c("."),
+        c("/etc"),
+        c("../../etc/passwd"),
+        c(""),
+        c(&long),
+        cb(b"\xff\xfeinvalid"),
+    ];
+    for name in &names {
+        let shown = name.to_bytes().escape_ascii().to_string();
+        assert_eq!(
+            errno(f.fs.lookup(ctx(), ROOT, name)),
+            libc::EINVAL,
+            "{shown}"
+        );
+        let flags = (libc::O_WRONLY | libc::O_CREAT) as u32;
+        let r = f.fs.create(
+            ctx(),
+            ROOT,
+            name,
+            0o644,
+            false,
+            flags,
+            0,
+            Extensions::default(),
+        );
+        assert_eq!(errno(r), libc::EINVAL, "{shown}");
+        let r =
+            f.fs.mkdir(ctx(), ROOT, name, 0o755, 0, Extensions::default());
+        assert_eq!(errno(r), libc::EINVAL, "{shown}");
+        let r = f.fs.mknod(
+            ctx(),
+            ROOT,
+            name,
+            libc::S_IFREG | 0o644,
+            0,
+            0,
+            Extensions::default(),
+        );
+        assert_eq!(errno(r), libc::EINVAL, "{shown}");
+        let r =
+            f.fs.symlink(ctx(), &c("x"), ROOT, name, Extensions::default());
+        assert_eq!(errno(r), libc::EINVAL, "{shown}");
+        assert_eq!(
+            errno(f.fs.unlink(ctx(), ROOT, name)),
+            libc::EINVAL,
+            "{shown}"
+        );
+        assert_eq!(
+            errno(f.fs.rmdir(ctx(), ROOT, name)),
+            libc::EINVAL,
+            "{shown}"
+        );
+        assert_eq!(
+            errno(f.fs.rename(ctx(), ROOT, name, ROOT, &c("ok"), 0)),
+            libc::EINVAL
+        );
+        assert_eq!(
+            errno(f.fs.rename(ctx(), ROOT, &c("ok"), ROOT, name, 0)),
+            libc::EINVAL
+        );
+        assert_eq!(errno(f.fs.link(ctx(), ROOT, ROOT, name)), libc::EINVAL);
+    }
+    // nothing was created next to or above the share
+    assert_eq!(fs::read_dir(&f.root).unwrap().count(), 0);
+    let parent_entries: Vec<_> = fs::read_dir(f.root.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(parent_entries.len(), 2, "{parent_entries:?}");
+    // every refusal is an event, with the name escaped
+    let events = f.events();
+    assert_eq!(events.len(), names.len() * 10);
+    assert!(
+        events.iter().all(|e| e.3 == Verdict::Deny
+            && e.4 == reason::rule::NAME
+            && e.5 == reason::INVALID_NAME)
+    );
+    assert_eq!(
+        *events.first().unwrap(),
+        deny(
+            kind::LOOKUP,
+            "a/b",
+            reason::rule::NAME,
+            reason::INVALID_NAME
+        )
+    );
+    assert!(events.iter().any(|e| e.1 == "\\xff\\xfeinvalid"));
+}
+
+#[test]
+fn bogus_node_ids_are_errors_not_panics() {
+    let f = fixture(MountMode::Rw);
+    fs::write(f.host("file"), "x").unwrap();
+    let bogus = [0, 2, 99, 12345, u64::MAX];
+    for b in bogus {
+        assert_eq!(errno(f.fs.lookup(ctx(), b, &c("file"))), libc::EBADF, "{b}");
+        assert_eq!(errno(f.fs.getattr(ctx(), b, None)), libc::EBADF);
+        assert_eq!(errno(f.open(b, libc::O_RDONLY)), libc::EBADF);
+        assert_eq!(errno(f.open(b, libc::O_WRONLY)), libc::EBADF);
+        assert_eq!(errno(f.fs.opendir(ctx(), b, 0)), libc::EBADF);
+        assert_eq!(errno(f.fs.readlink(ctx(), b)), libc::EBADF);
+        assert_eq!(errno(f.mkdir(b, "d")), libc::EBADF);
+        assert_eq!(errno(f.create(b, "n")), libc::EBADF);
+        assert_eq!(errno(f.fs.unlink(ctx(), b, &c("file"))), libc::EBADF);
+        assert_eq!(
+            errno(f.fs.rename(ctx(), b, &c("a"), ROOT, &c("b"), 0)),
+            libc::EBADF
+        );
+        assert_eq!(
+            errno(f.fs.rename(ctx(), ROOT, &c("file"), b, &c("b"), 0)),
+            libc::EBADF
+        );
+        assert_eq!(errno(f.fs.link(ctx(), b, ROOT, &c("l"))), libc::EBADF);
+        assert_eq!(errno(f.fs.statfs(ctx(), b)), libc::EBADF);
+        assert_eq!(errno(f.fs.access(ctx(), b, 0)), libc::EBADF);
+        let attr = virtiofsd::fuse::SetattrIn::default();
+        let r = f.fs.setattr(ctx(), b, attr, None, SetattrValid::MTIME);
+        assert_eq!(errno(r), libc::EBADF);
+        // handle-based calls go to PassthroughFs, which checks the handle
+        assert!(f.fs.fsync(ctx(), b, false, 77).is_err());
+        assert!(f.fs.release(ctx(), b, 0, 77, false, false, None).is_err());
+        assert!(f.fs.readdir(ctx(), b, 77, 4096, 0).is_err());
+        f.fs.forget(ctx(), b, 1);
+        f.fs.batch_forget(ctx(), vec![(b, u64::MAX), (ROOT, 3)]);
+    }
+    // still serving afterwards
+    assert!(f.lookup(ROOT, "file").is_ok());
+    assert!(f.events().is_empty(), "unknown ids are not decisions");
+}
+
+#[test]
+fn forgotten_nodes_are_unknown() {
+    let f = fixture(MountMode::Rw);
+    fs::write(f.host("file"), "x").unwrap();
+    let ino = f.lookup(ROOT, "file").unwrap();
+    f.fs.forget(ctx(), ino, 1);
+    assert_eq!(errno(f.open(ino, libc::O_WRONLY)), libc::EBADF);
+    assert_eq!(errno(f.fs.getattr(ctx(), ino, None)), libc::EBADF);
+}
+
+#[test]
+fn writing_a_hook_is_denied_when_missing_present_or_recreated() {
+    let f = fixture(MountMode::Rw);
+    // .git does not exist: mkdir .git is fine, .git/hooks is not
+    let git = f.mkdir(ROOT, ".git").unwrap();
+    assert_eq!(errno(f.mkdir(git, "hooks")), libc::EACCES);
+    assert!(!f.host(".git/hooks").exists());
+    // hooks made on the host: creating a hook in it is refused
+    fs::create_dir(f.host(".git/hooks")).unwrap();
+    let hooks = f.lookup(git, "hooks").unwrap();
+    assert_eq!(errno(f.create(hooks, "pre-commit")), libc::EACCES);
+    let r = f.fs.mknod(
+        ctx(),
+        hooks,
+        &c("pre-commit"),
+        libc::S_IFREG | 0o755,
+        0,
+        0,
+        Extensions::default(),
+    );
+    assert_eq!(errno(r), libc::EACCES);
+    assert!(!f.host(".git/hooks/pre-commit").exists());
+    assert_eq!(
+        f.events(),
+        vec![
+            allow(kind::MKDIR, ".git"),
+            deny(kind::MKDIR, ".git/hooks", PROT_HOOKS, PROTECTED_PATH),
+            deny(
+                kind::CREATE,
+                ".git/hooks/pre-commit",
+                PROT_HOOKS,
+                PROTECTED_PATH
+            ),
+            deny(
+                kind::CREATE,
+                ".git/hooks/pre-commit",
+                PROT_HOOKS,
+                PROTECTED_PATH
+            ),
+        ]
+    );
+
+    // mv .git .g: refused
+    assert_eq!(
+        errno(f.fs.rename(ctx(), ROOT, &c(".git"), ROOT, &c(".g"), 0)),
+        libc::EACCES
+    );
+    assert!(f.host(".git/hooks").is_dir());
+    let e = f.events();
+    assert_eq!(e.len(), 1);
+    assert_eq!(
+        {
+            let e = e.first().unwrap();
+            (e.0, e.1.as_str(), e.2.as_deref(), e.5)
+        },
+        (kind::RENAME, ".git", Some(".g"), PROTECTED_PATH)
+    );
+
+    // suppose it happened anyway (on the host, behind the gateway's back), and the guest
+    // recreates .git: the gateway decides on the new path, not on the old node
+    fs::rename(f.host(".git"), f.host(".g")).unwrap();
+    assert_eq!(errno(f.lookup(ROOT, ".git")), libc::ENOENT);
+    let g = f.lookup(ROOT, ".g").unwrap();
+    assert_eq!(g, git, "same host directory, same node");
+    assert_eq!(f.fs.paths_of(hooks).unwrap(), vec![".g/hooks"]);
+    let new_git = f.mkdir(ROOT, ".git").unwrap();
+    assert_ne!(new_git, git);
+    assert_eq!(errno(f.mkdir(new_git, "hooks")), libc::EACCES);
+    fs::create_dir(f.host(".git/hooks")).unwrap();
+    let new_hooks = f.lookup(new_git, "hooks").unwrap();
+    assert_eq!(errno(f.create(new_hooks, "pre-commit")), libc::EACCES);
+    // while the moved-away directory is ordinary now
+    let moved = f.create(hooks, "pre-commit").unwrap();
+    assert_eq!(f.fs.paths_of(moved).unwrap(), vec![".g/hooks/pre-commit"]);
+    assert!(f.host(".g/hooks/pre-commit").exists());
+    assert!(!f.host(".git/hooks/pre-commit").exists());
+}
+
+#[test]
+fn renaming_or_linking_a_prepared_file_into_place_is_denied() {
+    let f = fixture(MountMode::Rw);
+    fs::create_dir_all(f.host(".git/hooks")).unwrap();
+    fs::write(f.host(".git/config"), "[core]\n").unwrap();
+    let git = f.lookup(ROOT, ".git").unwrap();
+    let hooks = f.lookup(git, "hooks").unwrap();
+    let payload = f.create(ROOT, "payload.sh").unwrap();
+    f.events();
+
+    let r =
+        f.fs.rename(ctx(), ROOT, &c("payload.sh"), hooks, &c("pre-commit"), 0);
+    assert_eq!(errno(r), libc::EACCES);
+    let r = f.fs.rename(
+        ctx(),
+        ROOT,
+        &c("payload.sh"),
+        hooks,
+        &c("pre-commit"),
+        libc::RENAME_EXCHANGE,
+    );
+    assert_eq!(errno(r), libc::EACCES);
+    assert_eq!(
+        errno(f.fs.link(ctx(), payload, hooks, &c("pre-push"))),
+        libc::EACCES
+    );
+    // hard-linking the protected config to an innocent name, to write it through that name
+    let config = f.lookup(git, "config").unwrap();
+    assert_eq!(
+        errno(f.fs.link(ctx(), config, ROOT, &c("innocent"))),
+        libc::EACCES
+    );
+    // symlinks at or to protected places
+    let r = f.fs.symlink(
+        ctx(),
+        &c("/tmp/x"),
+        hooks,
+        &c("post-checkout"),
+        Extensions::default(),
+    );
+    assert_eq!(errno(r), libc::EACCES);
+    let r = f.fs.symlink(
+        ctx(),
+        &c(".git/hooks"),
+        ROOT,
+        &c("h"),
+        Extensions::default(),
+    );
+    assert_eq!(errno(r), libc::EACCES);
+    assert!(f.host("payload.sh").exists());
+    assert_eq!(fs::read_dir(f.host(".git/hooks")).unwrap().count(), 0);
+    assert!(!f.host("innocent").exists() && !f.host("h").exists());
+
+    let events = f.events();
+    let summary: Vec<_> = events
+        .iter()
+        .map(|e| (e.0, e.1.as_str(), e.2.as_deref(), e.4.as_str()))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (
+                kind::RENAME,
+                "payload.sh",
+                Some(".git/hooks/pre-commit"),
+                PROT_HOOKS
+            ),
+            (
+                kind::RENAME,
+                "payload.sh",
+                Some(".git/hooks/pre-commit"),
+                PROT_HOOKS
+            ),
+            (
+                kind::LINK,
+                "payload.sh",
+                Some(".git/hooks/pre-push"),
+                PROT_HOOKS
+            ),
+            (kind::LINK, ".git/config", Some("innocent"), PROT_CONFIG),
+            (
+                kind::SYMLINK,
+                ".git/hooks/post-checkout",
+                Some("/tmp/x"),
+                PROT_HOOKS
+            ),
+            (kind::SYMLINK, "h", Some(".git/hooks"), PROT_HOOKS),
+        ]
+    );
+}
+
+#[test]
+fn protected_file_can_be_read_but_not_changed() {
+    let f = fixture(MountMode::Rw);
+    fs::create_dir(f.host(".git")).unwrap();
+    fs::write(f.host(".git/config"), "[core]\n").unwrap();
+    let git = f.lookup(ROOT, ".git").unwrap();
+    let config = f.lookup(git, "config").unwrap();
+    f.open(config, libc::O_RDONLY).unwrap();
+    assert!(f.events().is_empty(), "allowed reads are not events");
+    for flags in [
+        libc::O_WRONLY,
+        libc::O_RDWR,
+        libc::O_RDONLY | libc::O_TRUNC,
+        libc::O_WRONLY | libc::O_APPEND,
+    ] {
+        assert_eq!(errno(f.open(config, flags)), libc::EACCES, "{flags:#o}");
+    }
+    let attr = virtiofsd::fuse::SetattrIn {
+        mode: 0o777,
+        size: 0,
+        ..Default::default()
+    };
+    assert_eq!(
+        errno(f.fs.setattr(ctx(), config, attr, None, SetattrValid::MODE)),
+        libc::EACCES
+    );
+    assert_eq!(
+        errno(f.fs.setattr(ctx(), config, attr, None, SetattrValid::SIZE)),
+        libc::EACCES
+    );
+    assert_eq!(errno(f.fs.unlink(ctx(), git, &c("config"))), libc::EACCES);
+    assert_eq!(
+        errno(f.fs.setxattr(
+            ctx(),
+            config,
+            &c("user.x"),
+            b"1",
+            0,
+            virtiofsd::filesystem::SetxattrFlags::empty()
+        )),
+        libc::EACCES
+    );
+    assert_eq!(
+        fs::read_to_string(f.host(".git/config")).unwrap(),
+        "[core]\n"
+    );
+    let kinds: Vec<_> = f.events().iter().map(|e| (e.0, e.3, e.5)).collect();
+    let d = |k| (k, Verdict::Deny, PROTECTED_PATH);
+    assert_eq!(
+        kinds,
+        vec![
+            d(kind::WRITE),
+            d(kind::WRITE),
+            d(kind::WRITE),
+            d(kind::WRITE),
+            d(kind::SETATTR),
+            d(kind::WRITE),
+            d(kind::UNLINK),
+            d(kind::SETATTR),
+        ]
+    );
+}
+
+#[test]
+fn symlinks_never_lead_out_of_the_share() {
+    let f = fixture(MountMode::Rw);
+    let outside_dir = f.outside.parent().unwrap().join("outside-dir");
+    fs::create_dir(&outside_dir).unwrap();
+    fs::write(outside_dir.join("secret.txt"), "host secret").unwrap();
+    std::os::unix::fs::symlink(&f.outside, f.host("escape")).unwrap();
+    std::os::unix::fs::symlink(&outside_dir, f.host("escape-dir")).unwrap();
+    std::os::unix::fs::symlink("../host-secret.txt", f.host("escape-rel")).unwrap();
+
+    for name in ["escape", "escape-rel"] {
+        let e = f.fs.lookup(ctx(), ROOT, &c(name)).unwrap();
+        // the node is the link itself, not what it points to
+        assert_eq!(e.attr.mode & libc::S_IFMT, libc::S_IFLNK, "{name}");
+        // PassthroughFs opens only regular files and directories: a link node is EBADF
+        assert_eq!(errno(f.open(e.inode, libc::O_RDONLY)), libc::EBADF);
+        assert_eq!(errno(f.open(e.inode, libc::O_WRONLY)), libc::EBADF);
+        assert!(f.fs.opendir(ctx(), e.inode, 0).is_err());
+        // readlink returns the text of the link, which is the guest's to resolve
+        let target = f.fs.readlink(ctx(), e.inode).unwrap();
+        assert!(target.ends_with(b"host-secret.txt"));
+    }
+    // a link to a directory is not followed as a parent either
+    let dir_link = f.lookup(ROOT, "escape-dir").unwrap();
+    assert_eq!(errno(f.lookup(dir_link, "secret.txt")), libc::ENOTDIR);
+    assert!(f.mkdir(dir_link, "x").is_err());
+    assert!(f.create(dir_link, "x").is_err());
+    assert!(!outside_dir.join("x").exists());
+    // `..` from the root is refused by name, never resolved
+    assert_eq!(errno(f.lookup(ROOT, "..")), libc::EINVAL);
+    assert_eq!(fs::read_to_string(&f.outside).unwrap(), "host secret");
+}
+
+#[test]
+fn allowed_changes_are_events_with_the_mount_rule() {
+    let f = fixture(MountMode::Rw);
+    let src = f.mkdir(ROOT, "src").unwrap();
+    let main = f.create(src, "main.rs").unwrap();
+    f.open(main, libc::O_WRONLY | libc::O_TRUNC).unwrap();
+    f.open(main, libc::O_RDONLY).unwrap();
+    let attr = virtiofsd::fuse::SetattrIn {
+        mode: 0o600,
+        ..Default::default()
+    };
+    f.fs.setattr(ctx(), main, attr, None, SetattrValid::MODE)
+        .unwrap();
+    let r = f.fs.symlink(
+        ctx(),
+        &c("main.rs"),
+        src,
+        &c("lib.rs"),
+        Extensions::default(),
+    );
+    r.unwrap();
+    f.fs.rename(ctx(), src, &c("main.rs"), ROOT, &c("main.rs"), 0)
+        .unwrap();
+    f.fs.link(ctx(), main, src, &c("again.rs")).unwrap();
+    f.fs.unlink(ctx(), src, &c("again.rs")).unwrap();
+    f.fs.unlink(ctx(), src, &c("lib.rs")).unwrap();
+    f.fs.rmdir(ctx(), ROOT, &c("src")).unwrap();
+    let mut rename = allow(kind::RENAME, "src/main.rs");
+    rename.2 = Some("main.rs".to_owned());
+    let mut link = allow(kind::LINK, "main.rs");
+    link.2 = Some("src/again.rs".to_owned());
+    let mut symlink = allow(kind::SYMLINK, "src/lib.rs");
+    symlink.2 = Some("main.rs".to_owned());
+    assert_eq!(
+        f.events(),
+        vec![
+            allow(kind::MKDIR, "src"),
+            allow(kind::CREATE, "src/main.rs"),
+            allow(kind::WRITE, "src/main.rs"),
+            allow(kind::SETATTR, "src/main.rs"),
+            symlink,
+            rename,
+            link,
+            allow(kind::UNLINK, "src/again.rs"),
+            allow(kind::UNLINK, "src/lib.rs"),
+            allow(kind::UNLINK, "src"),
+        ]
+    );
+    assert!(f.host("main.rs").is_file());
+    assert_eq!(
+        fs::metadata(f.host("main.rs"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+}
+
+#[test]
+fn events_follow_renamed_ancestors() {
+    let f = fixture(MountMode::Rw);
+    fs::create_dir(f.host("c")).unwrap();
+    fs::write(f.host("c/f"), "x").unwrap();
+    let dir = f.lookup(ROOT, "c").unwrap();
+    let file = f.lookup(dir, "f").unwrap();
+    f.fs.rename(ctx(), ROOT, &c("c"), ROOT, &c("d"), 0).unwrap();
+    f.events();
+    f.open(file, libc::O_WRONLY).unwrap();
+    assert_eq!(f.events(), vec![allow(kind::WRITE, "d/f")]);
+    assert_eq!(f.fs.paths_of(file).unwrap(), vec!["d/f"]);
+}
+
+#[test]
+fn deny_read_and_deny_write() {
+    let f = fixture(MountMode::Rw);
+    fs::write(f.host(".env"), "TOKEN=1").unwrap();
+    fs::create_dir(f.host("secrets")).unwrap();
+    fs::write(f.host("secrets/key"), "k").unwrap();
+    fs::write(f.host("Cargo.lock"), "lock").unwrap();
+    let env = f.lookup(ROOT, ".env").unwrap();
+    let secrets = f.lookup(ROOT, "secrets").unwrap();
+    let key = f.lookup(secrets, "key").unwrap();
+    let lock = f.lookup(ROOT, "Cargo.lock").unwrap();
+    // names stay visible (lookup and getattr work), contents do not
+    f.fs.getattr(ctx(), env, None).unwrap();
+    assert_eq!(errno(f.open(env, libc::O_RDONLY)), libc::EACCES);
+    assert_eq!(errno(f.open(key, libc::O_RDWR)), libc::EACCES);
+    assert_eq!(errno(f.fs.opendir(ctx(), secrets, 0)), libc::EACCES);
+    // the root listing still shows them
+    let (handle, _) = f.fs.opendir(ctx(), ROOT, 0).unwrap();
+    let mut names = Vec::new();
+    let mut dir = f.fs.readdir(ctx(), ROOT, handle.unwrap(), 4096, 0).unwrap();
+    while let Some(e) = dir.next() {
+        names.push(e.name.to_string_lossy().into_owned());
+    }
+    names.sort();
+    assert_eq!(names, vec![".", "..", ".env", "Cargo.lock", "secrets"]);
+    // unlinking a secret does not make the still-known node readable
+    f.fs.unlink(ctx(), ROOT, &c(".env")).unwrap();
+    assert_eq!(errno(f.open(env, libc::O_RDONLY)), libc::EACCES);
+    // deny_write
+    f.open(lock, libc::O_RDONLY).unwrap();
+    assert_eq!(errno(f.open(lock, libc::O_WRONLY)), libc::EACCES);
+    let events = f.events();
+    let summary: Vec<_> = events
+        .iter()
+        .map(|e| (e.0, e.1.as_str(), e.3, e.5))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (kind::OPEN, ".env", Verdict::Deny, READ_DENIED),
+            (kind::WRITE, "secrets/key", Verdict::Deny, READ_DENIED),
+            (kind::OPEN, "secrets", Verdict::Deny, READ_DENIED),
+            (kind::UNLINK, ".env", Verdict::Allow, ALLOWED),
+            (kind::OPEN, ".env", Verdict::Deny, READ_DENIED),
+            (kind::WRITE, "Cargo.lock", Verdict::Deny, WRITE_DENIED),
+        ]
+    );
+}
+
+#[test]
+fn ro_share_refuses_every_change() {
+    let f = fixture(MountMode::Ro);
+    fs::write(f.host("notes.txt"), "n").unwrap();
+    fs::create_dir(f.host("d")).unwrap();
+    let notes = f.lookup(ROOT, "notes.txt").unwrap();
+    let d = f.lookup(ROOT, "d").unwrap();
+    f.open(notes, libc::O_RDONLY).unwrap();
+    assert_eq!(errno(f.open(notes, libc::O_WRONLY)), libc::EROFS);
+    assert_eq!(
+        errno(f.open(notes, libc::O_RDONLY | libc::O_TRUNC)),
+        libc::EROFS
+    );
+    assert_eq!(errno(f.create(ROOT, "new")), libc::EROFS);
+    assert_eq!(errno(f.mkdir(ROOT, "new")), libc::EROFS);
+    assert_eq!(
+        errno(f.fs.unlink(ctx(), ROOT, &c("notes.txt"))),
+        libc::EROFS
+    );
+    assert_eq!(errno(f.fs.rmdir(ctx(), ROOT, &c("d"))), libc::EROFS);
+    assert_eq!(
+        errno(f.fs.rename(ctx(), ROOT, &c("notes.txt"), d, &c("n"), 0)),
+        libc::EROFS
+    );
+    assert_eq!(errno(f.fs.link(ctx(), notes, d, &c("n"))), libc::EROFS);
+    let r =
+        f.fs.symlink(ctx(), &c("x"), ROOT, &c("l"), Extensions::default());
+    assert_eq!(errno(r), libc::EROFS);
+    let attr = virtiofsd::fuse::SetattrIn::default();
+    assert_eq!(
+        errno(f.fs.setattr(ctx(), notes, attr, None, SetattrValid::MTIME)),
+        libc::EROFS
+    );
+    let events = f.events();
+    assert_eq!(events.len(), 10);
+    assert!(
+        events
+            .iter()
+            .all(|e| e.3 == Verdict::Deny && e.5 == READ_ONLY_MOUNT && e.4 == MOUNT0)
+    );
+    assert_eq!(fs::read_dir(&f.root).unwrap().count(), 2);
+}
+
+#[test]
+fn device_nodes_and_setid_bits_are_refused() {
+    let f = fixture(MountMode::Rw);
+    let dev = libc::makedev(8, 0);
+    let rdev = u32::try_from(dev).unwrap();
+    for mode in [libc::S_IFCHR | 0o666, libc::S_IFBLK | 0o666] {
+        let r = f.fs.mknod(
+            ctx(),
+            ROOT,
+            &c("disk"),
+            mode,
+            rdev,
+            0,
+            Extensions::default(),
+        );
+        assert_eq!(errno(r), libc::EPERM);
+    }
+    let r =
+        f.fs.rename(ctx(), ROOT, &c("a"), ROOT, &c("b"), libc::RENAME_WHITEOUT);
+    assert_eq!(errno(r), libc::EINVAL);
+    let flags = (libc::O_WRONLY | libc::O_CREAT) as u32;
+    let r = f.fs.create(
+        ctx(),
+        ROOT,
+        &c("suid"),
+        0o4755,
+        false,
+        flags,
+        0,
+        Extensions::default(),
+    );
+    assert_eq!(errno(r), libc::EPERM);
+    let file = f.create(ROOT, "tool").unwrap();
+    let attr = virtiofsd::fuse::SetattrIn {
+        mode: 0o6755,
+        ..Default::default()
+    };
+    assert_eq!(
+        errno(f.fs.setattr(ctx(), file, attr, None, SetattrValid::MODE)),
+        libc::EPERM
+    );
+    // set-group-ID on a directory is ordinary
+    let dir = f.mkdir(ROOT, "shared").unwrap();
+    let attr = virtiofsd::fuse::SetattrIn {
+        mode: 0o2775,
+        ..Default::default()
+    };
+    f.fs.setattr(ctx(), dir, attr, None, SetattrValid::MODE)
+        .unwrap();
+    // a FIFO is fine
+    f.fs.mknod(
+        ctx(),
+        ROOT,
+        &c("fifo"),
+        libc::S_IFIFO | 0o644,
+        0,
+        0,
+        Extensions::default(),
+    )
+    .unwrap();
+    assert!(!f.host("disk").exists() && !f.host("suid").exists());
+    assert_eq!(
+        fs::metadata(f.host("tool")).unwrap().permissions().mode() & 0o7000,
+        0
+    );
+    let reasons: Vec<_> = f
+        .events()
+        .iter()
+        .filter(|e| e.3 == Verdict::Deny)
+        .map(|e| e.5)
+        .collect();
+    assert_eq!(
+        reasons,
+        vec![
+            reason::DEVICE_NODE,
+            reason::DEVICE_NODE,
+            reason::UNSUPPORTED_FLAGS,
+            reason::SETID_BITS,
+            reason::SETID_BITS
+        ]
+    );
+}
+
+#[test]
+fn non_utf8_host_names_are_hidden_from_listings() {
+    let f = fixture(MountMode::Rw);
+    let weird = std::ffi::OsStr::from_bytes(b"bad\xffname");
+    fs::write(f.root.join(weird), "x").unwrap();
+    fs::write(f.host("good"), "x").unwrap();
+    fs::write(f.root.join("l".repeat(255)), "x").unwrap();
+    let (handle, _) = f.fs.opendir(ctx(), ROOT, 0).unwrap();
+    let mut names = Vec::new();
+    let mut dir =
+        f.fs.readdir(ctx(), ROOT, handle.unwrap(), 65536, 0)
+            .unwrap();
+    while let Some(e) = dir.next() {
+        names.push(e.name.to_bytes().to_vec());
+    }
+    names.sort();
+    let want: Vec<Vec<u8>> = vec![
+        b".".to_vec(),
+        b"..".to_vec(),
+        b"good".to_vec(),
+        vec![b'l'; 255],
+    ];
+    assert_eq!(names, want);
+    assert_eq!(
+        errno(f.fs.lookup(ctx(), ROOT, &cb(b"bad\xffname"))),
+        libc::EINVAL
+    );
+}
+
+#[test]
+fn init_and_destroy_reset_the_path_map() {
+    let f = fixture(MountMode::Rw);
+    fs::write(f.host("file"), "x").unwrap();
+    let ino = f.lookup(ROOT, "file").unwrap();
+    f.fs.destroy();
+    f.fs.init(FsOptions::empty()).unwrap();
+    assert_eq!(errno(f.open(ino, libc::O_RDONLY)), libc::EBADF);
+    assert!(f.lookup(ROOT, "file").is_ok());
+}

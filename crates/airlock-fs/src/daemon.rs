@@ -1,0 +1,628 @@
+//! [`FsGateway`]: one vhost-user-fs backend serving one share on its own thread.
+//!
+//! `start` checks the share, binds the vhost-user socket (so it exists before QEMU starts and
+//! connects to it), then starts the gateway thread, which gives itself private filesystem
+//! attributes, opens the share with `PassthroughFs`, wraps it in [`GatedFs`], and waits for
+//! the one frontend connection. `start` returns once all of that has worked. The thread serves
+//! until the frontend disconnects (QEMU exited) or [`FsGateway::stop`] is called.
+//!
+//! Called by the supervisor, one gateway per share per sandbox.
+
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc::{RecvTimeoutError, sync_channel};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use airlock_policy::{MountHost, MountMode, Policy};
+use vhost::vhost_user::Listener;
+use vhost_user_backend::VhostUserDaemon;
+use virtiofsd::passthrough::{self, CachePolicy, InodeFileHandlesMode, PassthroughFs};
+use vm_memory::{GuestMemoryAtomic, GuestMemoryMmap};
+
+use crate::backend::GatedFs;
+use crate::device::{DeviceError, FsDevice};
+use crate::events::FsEvents;
+use crate::gate::Gate;
+use crate::share::Share;
+use crate::sys;
+
+/// Worker threads per gateway: the host has 2 cores, and one request queue.
+pub const DEFAULT_THREADS: usize = 2;
+/// How long the guest may cache names and attributes (virtiofsd's value for `cache=auto`).
+const CACHE_TIMEOUT: Duration = Duration::from_secs(1);
+/// How often `stop` cuts a connection that is still open.
+const STOP_POLL: Duration = Duration::from_millis(100);
+
+/// Why a gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum FsError {
+    /// The share's mode is `overlay`, which this gateway does not implement.
+    #[error("share {guest:?}: mode `{}` is not supported by the filesystem gateway", mode.as_str())]
+    UnsupportedMode {
+        /// Guest mount point.
+        guest: String,
+        /// The refused mode.
+        mode: MountMode,
+    },
+    /// The host directory cannot be resolved.
+    #[error("shared directory {}", path.display())]
+    HostDir {
+        /// As given.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The host path is not a directory.
+    #[error("shared directory {} is not a directory", .0.display())]
+    NotADirectory(PathBuf),
+    /// `PassthroughFs` takes its root as a string.
+    #[error("shared directory {} is not valid UTF-8", .0.display())]
+    NonUtf8HostDir(PathBuf),
+    /// The policy has no mount at the share's guest path, so it would deny everything.
+    #[error("the policy has no mount at guest path {0:?}")]
+    UnknownMount(String),
+    /// The policy's mount at this guest path names another host directory.
+    #[error(
+        "share {guest:?}: the policy shares {} but the gateway was given {}",
+        policy.display(),
+        share.display()
+    )]
+    HostMismatch {
+        /// Guest mount point.
+        guest: String,
+        /// Host directory in the policy.
+        policy: PathBuf,
+        /// Host directory given to the gateway.
+        share: PathBuf,
+    },
+    /// The vhost-user socket could not be bound.
+    #[error("cannot listen on {}: {reason}", path.display())]
+    Listen {
+        /// Socket path.
+        path: PathBuf,
+        /// The vhost error, as text (it is not a `std::error::Error`).
+        reason: String,
+    },
+    /// The socket's mode could not be set.
+    #[error("cannot restrict {}", path.display())]
+    SocketMode {
+        /// Socket path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The gateway thread could not be started.
+    #[error("cannot start the gateway thread")]
+    Thread(#[source] io::Error),
+    /// The gateway thread could not get private filesystem attributes.
+    #[error("cannot unshare CLONE_FS on the gateway thread")]
+    Unshare(#[source] io::Error),
+    /// `PassthroughFs` could not open the share.
+    #[error("cannot open shared directory {}", path.display())]
+    Passthrough {
+        /// Host directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The vhost-user device could not be built.
+    #[error("cannot build the vhost-user-fs device")]
+    Device(#[source] DeviceError),
+    /// `vhost-user-backend` refused to create the daemon.
+    #[error("cannot create the vhost-user daemon: {0}")]
+    Daemon(String),
+    /// The gateway thread ended before reporting.
+    #[error("the gateway thread exited during start")]
+    Died,
+}
+
+/// Tuning for [`FsGateway::start_with`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayOptions {
+    /// Worker threads serving requests; 0 serves them on the vring thread.
+    pub threads: usize,
+    /// Show files owned by a host user as owned by a guest user, and create the guest user's
+    /// files as that host user (e.g. the guest's `agent` ↔ the owner of the workspace).
+    pub owner_map: Option<OwnerMap>,
+}
+
+impl Default for GatewayOptions {
+    fn default() -> Self {
+        Self {
+            threads: DEFAULT_THREADS,
+            owner_map: None,
+        }
+    }
+}
+
+/// One guest user and group mapped onto one host user and group, both ways.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OwnerMap {
+    /// Guest uid.
+    pub guest_uid: u32,
+    /// Guest gid.
+    pub guest_gid: u32,
+    /// Host uid.
+    pub host_uid: u32,
+    /// Host gid.
+    pub host_gid: u32,
+}
+
+impl OwnerMap {
+    fn apply(&self, cfg: &mut passthrough::Config) {
+        use virtiofsd::soft_idmap::cmdline::IdMap;
+        let both = |guest: u32, host: u32| {
+            vec![
+                IdMap::Guest { from_guest: guest, to_host: host, count: 1 },
+                IdMap::Host { from_host: host, to_guest: guest, count: 1 },
+            ]
+        };
+        cfg.uid_map = Some(both(self.guest_uid, self.host_uid));
+        cfg.gid_map = Some(both(self.guest_gid, self.host_gid));
+    }
+}
+
+/// A running filesystem gateway for one share.
+#[derive(Debug)]
+pub struct FsGateway {
+    socket: PathBuf,
+    thread: Option<JoinHandle<()>>,
+    done: std::sync::mpsc::Receiver<()>,
+}
+
+impl FsGateway {
+    /// Starts serving `share` on the vhost-user socket `socket` with default options. Returns
+    /// once the socket is listening and the share is open; QEMU may connect from then on.
+    pub fn start(
+        socket: &Path,
+        share: Share,
+        policy: Arc<Policy>,
+        events: Arc<dyn FsEvents>,
+    ) -> Result<FsGateway, FsError> {
+        Self::start_with(socket, share, policy, events, GatewayOptions::default())
+    }
+
+    /// [`start`](Self::start) with explicit options.
+    pub fn start_with(
+        socket: &Path,
+        share: Share,
+        policy: Arc<Policy>,
+        events: Arc<dyn FsEvents>,
+        options: GatewayOptions,
+    ) -> Result<FsGateway, FsError> {
+        let prepared = prepare(&share, &policy)?;
+        let gate = Gate::new(
+            policy,
+            &prepared.guest,
+            share.mode,
+            Some(prepared.root.as_str()),
+        );
+        let listener = Listener::new(socket, true).map_err(|e| FsError::Listen {
+            path: socket.to_owned(),
+            reason: e.to_string(),
+        })?;
+        std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600)).map_err(
+            |source| FsError::SocketMode {
+                path: socket.to_owned(),
+                source,
+            },
+        )?;
+        let span = tracing::info_span!(
+            "fs_gateway",
+            mount = %prepared.guest,
+            socket = %socket.display(),
+        );
+        let (ready_tx, ready_rx) = sync_channel::<Result<(), FsError>>(1);
+        let (done_tx, done_rx) = sync_channel::<()>(1);
+        let thread = std::thread::Builder::new()
+            .name("airlock-fs".to_owned())
+            .spawn(move || {
+                let _enter = span.enter();
+                serve(
+                    listener,
+                    prepared,
+                    gate,
+                    events,
+                    options,
+                    &ready_tx,
+                    span.clone(),
+                );
+                drop(done_tx);
+            })
+            .map_err(FsError::Thread)?;
+        match ready_rx.recv() {
+            Ok(Ok(())) => Ok(FsGateway {
+                socket: socket.to_owned(),
+                thread: Some(thread),
+                done: done_rx,
+            }),
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                Err(e)
+            }
+            Err(_) => {
+                let _ = thread.join();
+                Err(FsError::Died)
+            }
+        }
+    }
+
+    /// The vhost-user socket path.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// Whether serving has ended (the frontend disconnected, or the gateway failed).
+    pub fn is_finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(JoinHandle::is_finished)
+    }
+
+    /// Waits until the frontend disconnects, then cleans up. Blocks forever if no frontend
+    /// ever connects; use [`stop`](Self::stop) to end serving.
+    pub fn join(mut self) {
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+
+    /// Ends serving and joins every gateway thread. Wakes a listener still waiting for QEMU,
+    /// and shuts down a connection QEMU still holds, so it never waits for the guest.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        let Some(thread) = self.thread.take() else {
+            return;
+        };
+        // A connection of our own ends a pending accept; the request loop then reads EOF.
+        drop(UnixStream::connect(&self.socket));
+        loop {
+            match self.done.recv_timeout(STOP_POLL) {
+                Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => {
+                    let n = sys::shutdown_connections(&self.socket);
+                    tracing::debug!(connections = n, "fs gateway stop: connections shut down");
+                    drop(UnixStream::connect(&self.socket));
+                }
+            }
+        }
+        let _ = thread.join();
+    }
+}
+
+impl Drop for FsGateway {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// A share checked against the host and the policy.
+struct Prepared {
+    /// Canonical host directory.
+    root: String,
+    /// Guest mount point as the policy spells it.
+    guest: String,
+}
+
+fn prepare(share: &Share, policy: &Policy) -> Result<Prepared, FsError> {
+    if share.mode == MountMode::Overlay {
+        return Err(FsError::UnsupportedMode {
+            guest: share.guest_path.clone(),
+            mode: share.mode,
+        });
+    }
+    let root = std::fs::canonicalize(&share.host_dir).map_err(|source| FsError::HostDir {
+        path: share.host_dir.clone(),
+        source,
+    })?;
+    if !root.is_dir() {
+        return Err(FsError::NotADirectory(root));
+    }
+    let root = root
+        .to_str()
+        .map(str::to_owned)
+        .ok_or_else(|| FsError::NonUtf8HostDir(root.clone()))?;
+    let wanted = share.guest_path.trim_end_matches('/');
+    let mount = policy
+        .mounts()
+        .iter()
+        .find(|m| m.guest == wanted)
+        .ok_or_else(|| FsError::UnknownMount(share.guest_path.clone()))?;
+    // The policy decides with its own mount's mode: an `overlay` mount would be allowed
+    // writes, which this gateway would send to the host.
+    if mount.mode == MountMode::Overlay {
+        return Err(FsError::UnsupportedMode {
+            guest: mount.guest.clone(),
+            mode: mount.mode,
+        });
+    }
+    if let MountHost::Path(expected) = &mount.host {
+        let expected = std::fs::canonicalize(expected).unwrap_or_else(|_| expected.clone());
+        if expected.as_os_str() != root.as_str() {
+            return Err(FsError::HostMismatch {
+                guest: mount.guest.clone(),
+                policy: expected,
+                share: PathBuf::from(root),
+            });
+        }
+    }
+    Ok(Prepared {
+        root,
+        guest: mount.guest.clone(),
+    })
+}
+
+/// The `PassthroughFs` configuration: the share is the root and nothing outside it is
+/// reachable; no file handles (no `CAP_DAC_READ_SEARCH` needed, no `open_by_handle_at`); no
+/// submount announcements (the guest learns nothing of the host's mount layout); no xattrs
+/// (no `fchdir` through `/proc/self/fd`, no security labels from the guest); `cache=auto`
+/// with 1 s timeouts and no writeback cache, so host and guest see each other's writes at
+/// once (close-to-open).
+pub fn passthrough_config(root: &str, guest_fd_limit: u64) -> passthrough::Config {
+    passthrough::Config {
+        root_dir: root.to_owned(),
+        cache_policy: CachePolicy::Auto,
+        entry_timeout: CACHE_TIMEOUT,
+        attr_timeout: CACHE_TIMEOUT,
+        writeback: false,
+        xattr: false,
+        announce_submounts: false,
+        inode_file_handles: InodeFileHandlesMode::Never,
+        readdirplus: true,
+        allow_direct_io: false,
+        killpriv_v2: false,
+        allow_mmap: false,
+        clean_noatime: true,
+        guest_fd_limit,
+        ..passthrough::Config::default()
+    }
+}
+
+/// Body of the gateway thread.
+fn serve(
+    mut listener: Listener,
+    prepared: Prepared,
+    gate: Gate,
+    events: Arc<dyn FsEvents>,
+    options: GatewayOptions,
+    ready: &std::sync::mpsc::SyncSender<Result<(), FsError>>,
+    span: tracing::Span,
+) {
+    let setup = || -> Result<_, FsError> {
+        // PassthroughFs::new sets the umask to 0: keep that to this thread and its workers.
+        sys::unshare_fs().map_err(FsError::Unshare)?;
+        let mut cfg = passthrough_config(&prepared.root, sys::guest_fd_budget());
+        if let Some(map) = &options.owner_map {
+            map.apply(&mut cfg);
+        }
+        let fs = PassthroughFs::new(cfg).map_err(|source| FsError::Passthrough {
+            path: PathBuf::from(&prepared.root),
+            source,
+        })?;
+        let gated = GatedFs::new(fs, gate, events);
+        let device =
+            Arc::new(FsDevice::new(gated, options.threads, span.clone()).map_err(FsError::Device)?);
+        let daemon = VhostUserDaemon::new(
+            "airlock-fs".to_owned(),
+            Arc::clone(&device),
+            GuestMemoryAtomic::new(GuestMemoryMmap::new()),
+        )
+        .map_err(|e| FsError::Daemon(e.to_string()))?;
+        Ok((device, daemon))
+    };
+    let (device, mut daemon) = match setup() {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    let _ = ready.send(Ok(()));
+
+    tracing::debug!("waiting for the vhost-user frontend");
+    match daemon.start(&mut listener) {
+        Ok(()) => {
+            tracing::debug!("vhost-user frontend connected");
+            match daemon.wait() {
+                Ok(()) => tracing::debug!("vhost-user frontend disconnected"),
+                Err(vhost_user_backend::Error::HandleRequest(
+                    vhost::vhost_user::Error::Disconnected
+                    | vhost::vhost_user::Error::PartialMessage,
+                )) => tracing::debug!("vhost-user frontend disconnected"),
+                Err(e) => tracing::warn!(error = %e, "vhost-user connection ended"),
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "vhost-user accept failed"),
+    }
+    // Dropping the daemon stops and joins the vring thread; then the workers.
+    drop(daemon);
+    device.shutdown();
+    drop(listener);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+    use std::time::Instant;
+
+    use super::*;
+    use crate::events::NoEvents;
+
+    fn policy(host: &Path) -> Arc<Policy> {
+        let text = format!(
+            "[[filesystem.mounts]]\nhost = {:?}\nguest = \"/workspace\"\nmode = \"rw\"\n",
+            host.display().to_string()
+        );
+        Arc::new(
+            airlock_policy::load_str(&text, Path::new("/test/policy.toml"))
+                .unwrap_or_else(|e| panic!("{e}")),
+        )
+    }
+
+    fn share(host: &Path, mode: MountMode) -> Share {
+        Share {
+            host_dir: host.to_owned(),
+            guest_path: "/workspace".to_owned(),
+            mode,
+        }
+    }
+
+    fn start(dir: &Path, mode: MountMode) -> Result<FsGateway, FsError> {
+        let host = dir.join("share");
+        std::fs::create_dir_all(&host).unwrap();
+        FsGateway::start(
+            &dir.join("fs.sock"),
+            share(&host, mode),
+            policy(&host),
+            Arc::new(NoEvents),
+        )
+    }
+
+    #[test]
+    fn listens_at_once_and_stops_without_a_frontend() {
+        let dir = tempfile::tempdir().unwrap();
+        let gw = start(dir.path(), MountMode::Rw).unwrap();
+        let sock = dir.path().join("fs.sock");
+        let meta = std::fs::metadata(&sock).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        assert!(!gw.is_finished());
+        let t = Instant::now();
+        gw.stop();
+        assert!(t.elapsed() < Duration::from_secs(5));
+        assert!(!sock.exists(), "socket removed");
+    }
+
+    #[test]
+    fn serving_ends_when_the_frontend_goes_away() {
+        let dir = tempfile::tempdir().unwrap();
+        let gw = start(dir.path(), MountMode::Ro).unwrap();
+        let client = UnixStream::connect(gw.socket()).unwrap();
+        drop(client);
+        let t = Instant::now();
+        while !gw.is_finished() {
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "serve did not return"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        gw.stop();
+    }
+
+    #[test]
+    fn stop_cuts_a_frontend_that_stays_connected() {
+        let dir = tempfile::tempdir().unwrap();
+        let gw = start(dir.path(), MountMode::Rw).unwrap();
+        let mut client = UnixStream::connect(gw.socket()).unwrap();
+        // let the gateway accept it
+        std::thread::sleep(Duration::from_millis(100));
+        let t = Instant::now();
+        gw.stop();
+        assert!(t.elapsed() < Duration::from_secs(5));
+        let mut buf = [0u8; 1];
+        assert_eq!(client.read(&mut buf).unwrap_or(0), 0, "connection closed");
+    }
+
+    #[test]
+    fn drop_stops_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let gw = start(dir.path(), MountMode::Rw).unwrap();
+        drop(gw);
+        assert!(!dir.path().join("fs.sock").exists());
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_enforce() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = start(dir.path(), MountMode::Overlay).unwrap_err();
+        assert!(matches!(err, FsError::UnsupportedMode { .. }), "{err}");
+        assert!(!dir.path().join("fs.sock").exists());
+
+        let host = dir.path().join("share");
+        let other = Share {
+            guest_path: "/data".to_owned(),
+            ..share(&host, MountMode::Rw)
+        };
+        let err = FsGateway::start(
+            &dir.path().join("s"),
+            other,
+            policy(&host),
+            Arc::new(NoEvents),
+        )
+        .unwrap_err();
+        assert!(matches!(err, FsError::UnknownMount(_)), "{err}");
+
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        let err = FsGateway::start(
+            &dir.path().join("s"),
+            share(&elsewhere, MountMode::Rw),
+            policy(&host),
+            Arc::new(NoEvents),
+        )
+        .unwrap_err();
+        assert!(matches!(err, FsError::HostMismatch { .. }), "{err}");
+
+        let text = format!(
+            "[[filesystem.mounts]]\nhost = {:?}\nguest = \"/workspace\"\nmode = \"overlay\"\n",
+            host.display().to_string()
+        );
+        let overlay = Arc::new(airlock_policy::load_str(&text, Path::new("/t.toml")).unwrap());
+        let err = FsGateway::start(
+            &dir.path().join("s"),
+            share(&host, MountMode::Rw),
+            overlay,
+            Arc::new(NoEvents),
+        )
+        .unwrap_err();
+        assert!(matches!(err, FsError::UnsupportedMode { .. }), "{err}");
+
+        let missing = share(&dir.path().join("missing"), MountMode::Rw);
+        let err = FsGateway::start(
+            &dir.path().join("s"),
+            missing,
+            policy(&host),
+            Arc::new(NoEvents),
+        )
+        .unwrap_err();
+        assert!(matches!(err, FsError::HostDir { .. }), "{err}");
+
+        let file = dir.path().join("file");
+        std::fs::write(&file, "x").unwrap();
+        let err = FsGateway::start(
+            &dir.path().join("s"),
+            share(&file, MountMode::Rw),
+            policy(&host),
+            Arc::new(NoEvents),
+        )
+        .unwrap_err();
+        assert!(matches!(err, FsError::NotADirectory(_)), "{err}");
+
+        let err = FsGateway::start(
+            &dir.path().join("no/such/dir/s"),
+            share(&host, MountMode::Rw),
+            policy(&host),
+            Arc::new(NoEvents),
+        )
+        .unwrap_err();
+        assert!(matches!(err, FsError::Listen { .. }), "{err}");
+    }
+
+    #[test]
+    fn config_keeps_passthrough_inside_the_share() {
+        let cfg = passthrough_config("/srv/share", 100);
+        assert_eq!(cfg.root_dir, "/srv/share");
+        assert!(!cfg.announce_submounts && !cfg.xattr && !cfg.writeback);
+        assert_eq!(cfg.inode_file_handles, InodeFileHandlesMode::Never);
+        assert!(matches!(cfg.cache_policy, CachePolicy::Auto));
+        assert_eq!(cfg.guest_fd_limit, 100);
+    }
+}

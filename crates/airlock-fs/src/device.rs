@@ -1,0 +1,394 @@
+//! The vhost-user-fs device: virtqueues in, FUSE requests to virtiofsd's `Server` (which calls
+//! our [`GatedFs`](crate::GatedFs)), replies back to the used ring.
+//!
+//! This plays the part of virtiofsd's `VhostUserFsBackend`, which we do not use because it
+//! calls `process::exit(1)` when a request cannot be decoded: a hostile guest could then end
+//! the whole supervisor. Here a malformed request is answered with an empty reply and logged,
+//! and a panic while serving one request is caught and treated the same way. We also hand
+//! `vhost-user-backend` one exit event we own, so that stopping the gateway ends its vring
+//! thread, and we offer no migration, dirty logging, DAX window or config space (QEMU takes
+//! the tag from its command line).
+//!
+//! Threads: `vhost-user-backend` runs one vring thread (`handle_event`), which pops descriptor
+//! chains and hands each to a small pool of worker threads; the workers decode, decide, do the
+//! I/O and return the chain. Built by `daemon.rs`.
+
+use std::io;
+use std::ops::Deref;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::thread::JoinHandle;
+
+use vhost::vhost_user::message::{VhostUserProtocolFeatures, VhostUserVirtioFeatures};
+use vhost_user_backend::bitmap::BitmapMmapRegion;
+use vhost_user_backend::{VhostUserBackend, VringMutex, VringState, VringT};
+use virtio_bindings::virtio_config::VIRTIO_F_VERSION_1;
+use virtio_bindings::virtio_ring::{VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC};
+use virtio_queue::{DescriptorChain, QueueOwnedT};
+use virtiofsd::descriptor_utils::{Reader, Writer};
+use virtiofsd::filesystem::FileSystem;
+use virtiofsd::server::Server;
+use vm_memory::{
+    GuestAddressSpace, GuestMemory, GuestMemoryAtomic, GuestMemoryLoadGuard, GuestMemoryMmap,
+};
+use vmm_sys_util::epoll::EventSet;
+use vmm_sys_util::event::{
+    EventConsumer, EventFlag, EventNotifier, new_event_consumer_and_notifier,
+};
+
+use crate::sys;
+
+type Mem = GuestMemoryMmap<BitmapMmapRegion>;
+type MemAtomic = GuestMemoryAtomic<Mem>;
+type Chain = DescriptorChain<GuestMemoryLoadGuard<Mem>>;
+/// The vring type the device is served with.
+pub type Vring = VringMutex<MemAtomic>;
+
+/// Largest queue the device accepts; QEMU's `vhost-user-fs-device` allows at most 1024.
+const QUEUE_SIZE: usize = 1024;
+/// The high-priority queue and one request queue.
+const NUM_QUEUES: usize = 2;
+/// `device_event` numbers are queue indices.
+const HIPRIO_QUEUE_EVENT: u16 = 0;
+const REQ_QUEUE_EVENT: u16 = 1;
+
+/// Why the device could not be built or an event could not be handled.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    /// The exit eventfd could not be created.
+    #[error("cannot create the exit event")]
+    ExitEvent(#[source] io::Error),
+    /// A worker thread could not be started.
+    #[error("cannot start a worker thread")]
+    SpawnWorker(#[source] io::Error),
+    /// The frontend kicked a queue that does not exist.
+    #[error("event for unknown queue {0}")]
+    UnknownQueue(u16),
+    /// The event was not readable.
+    #[error("unexpected event set {0:?}")]
+    NotEpollIn(EventSet),
+    /// A queue was kicked before the guest memory was mapped.
+    #[error("no guest memory mapped")]
+    NoMemory,
+    /// The available ring could not be read.
+    #[error("cannot iterate the queue")]
+    IterateQueue,
+}
+
+impl From<DeviceError> for io::Error {
+    fn from(e: DeviceError) -> Self {
+        io::Error::other(e)
+    }
+}
+
+type Job = Box<dyn FnOnce() + Send + 'static>;
+
+/// A fixed pool of threads, each with its own filesystem attributes (see [`sys::unshare_fs`]).
+struct Pool {
+    tx: Mutex<Option<Sender<Job>>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Pool {
+    fn new(size: usize, span: &tracing::Span) -> Result<Self, DeviceError> {
+        let (tx, rx) = channel::<Job>();
+        let rx = Arc::new(Mutex::new(rx));
+        let mut threads = Vec::with_capacity(size);
+        for i in 0..size {
+            let rx = Arc::clone(&rx);
+            let span = span.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("airlock-fs-w{i}"))
+                .spawn(move || {
+                    let _enter = span.enter();
+                    if let Err(e) = sys::unshare_fs() {
+                        // Without a private cwd, fchdir in xattr calls would move the
+                        // supervisor's; serve nothing rather than risk it.
+                        tracing::error!(error = %e, "fs worker cannot unshare CLONE_FS");
+                        return;
+                    }
+                    worker(&rx);
+                });
+            match spawned {
+                Ok(t) => threads.push(t),
+                Err(e) => {
+                    drop(tx);
+                    for t in threads {
+                        let _ = t.join();
+                    }
+                    return Err(DeviceError::SpawnWorker(e));
+                }
+            }
+        }
+        Ok(Self {
+            tx: Mutex::new(Some(tx)),
+            threads: Mutex::new(threads),
+        })
+    }
+
+    /// Runs `job` on a worker, or here if the pool is shut down or empty.
+    fn run(&self, job: Job) {
+        let tx = self.tx.lock().unwrap_or_else(PoisonError::into_inner);
+        let job = match tx.as_ref() {
+            Some(tx) if !self.is_empty() => match tx.send(job) {
+                Ok(()) => return,
+                Err(e) => e.0,
+            },
+            _ => job,
+        };
+        drop(tx);
+        job();
+    }
+
+    fn is_empty(&self) -> bool {
+        self.threads
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_empty()
+    }
+
+    /// Lets queued jobs finish and joins the workers.
+    fn shutdown(&self) {
+        drop(
+            self.tx
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
+        let threads =
+            std::mem::take(&mut *self.threads.lock().unwrap_or_else(PoisonError::into_inner));
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+}
+
+fn worker(rx: &Mutex<Receiver<Job>>) {
+    loop {
+        let job = {
+            let rx = rx.lock().unwrap_or_else(PoisonError::into_inner);
+            rx.recv()
+        };
+        match job {
+            Ok(job) => job(),
+            Err(_) => return,
+        }
+    }
+}
+
+/// The device: a FUSE server over `F` plus the virtqueue plumbing.
+pub struct FsDevice<F: FileSystem + Sync> {
+    server: Arc<Server<F>>,
+    mem: RwLock<Option<MemAtomic>>,
+    event_idx: AtomicBool,
+    pool: Pool,
+    exit: Mutex<Option<(EventConsumer, EventNotifier)>>,
+    span: tracing::Span,
+}
+
+impl<F> FsDevice<F>
+where
+    F: FileSystem + Send + Sync + 'static,
+{
+    /// Serves `fs` with `threads` worker threads (0: on the vring thread itself). Call on a
+    /// thread that has its own filesystem attributes: the workers inherit them.
+    pub fn new(fs: F, threads: usize, span: tracing::Span) -> Result<Self, DeviceError> {
+        let exit =
+            new_event_consumer_and_notifier(EventFlag::NONBLOCK).map_err(DeviceError::ExitEvent)?;
+        Ok(Self {
+            server: Arc::new(Server::new(fs)),
+            mem: RwLock::new(None),
+            event_idx: AtomicBool::new(false),
+            pool: Pool::new(threads, &span)?,
+            exit: Mutex::new(Some(exit)),
+            span,
+        })
+    }
+
+    /// Joins the worker threads once the vhost-user connection is gone.
+    pub fn shutdown(&self) {
+        self.pool.shutdown();
+    }
+
+    fn process_queue(&self, vring: &Vring) -> Result<(), DeviceError> {
+        let mem = self
+            .mem
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .ok_or(DeviceError::NoMemory)?;
+        loop {
+            // Take one chain at a time and release the vring lock before serving it: the
+            // worker locks the vring again to return it.
+            let chain = {
+                let mut state = vring.get_mut();
+                state
+                    .get_queue_mut()
+                    .iter(mem.memory())
+                    .map_err(|_| DeviceError::IterateQueue)?
+                    .next()
+            };
+            let Some(chain) = chain else {
+                return Ok(());
+            };
+            let server = Arc::clone(&self.server);
+            let mem = mem.clone();
+            let vring = vring.clone();
+            let event_idx = self.event_idx.load(Ordering::Relaxed);
+            let span = self.span.clone();
+            self.pool.run(Box::new(move || {
+                let _enter = span.enter();
+                serve_chain(&server, &mem, &vring, chain, event_idx);
+            }));
+        }
+    }
+}
+
+/// Serves one request and returns its chain. A request that cannot be decoded, or whose
+/// handling panics, gets an empty reply: the guest sees an I/O error, the host carries on.
+fn serve_chain<F: FileSystem + Sync>(
+    server: &Server<F>,
+    mem: &MemAtomic,
+    vring: &Vring,
+    chain: Chain,
+    event_idx: bool,
+) {
+    let head = chain.head_index();
+    let guard = mem.memory();
+    let len = handle_chain(server, &guard, chain);
+    let mut state = vring.get_mut();
+    return_chain(&mut state, head, len, event_idx);
+}
+
+/// Decodes and answers one request; returns the number of reply bytes written (0 when the
+/// request was refused as malformed or its handler panicked).
+fn handle_chain<F, M>(server: &Server<F>, mem: &Mem, chain: DescriptorChain<M>) -> u32
+where
+    F: FileSystem + Sync,
+    M: Deref + Clone,
+    M::Target: GuestMemory + Sized,
+{
+    let outcome = catch_unwind(AssertUnwindSafe(|| -> Result<usize, String> {
+        let reader = Reader::new(mem, chain.clone()).map_err(|e| e.to_string())?;
+        let writer = Writer::new(mem, chain).map_err(|e| e.to_string())?;
+        server
+            .handle_message(reader, writer, None::<&mut ()>)
+            .map_err(|e| e.to_string())
+    }));
+    let len = match outcome {
+        Ok(Ok(len)) => len,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "malformed fs request from the guest");
+            0
+        }
+        Err(_) => {
+            tracing::error!("fs request handler panicked; request dropped");
+            0
+        }
+    };
+    u32::try_from(len).unwrap_or(0)
+}
+
+fn return_chain(state: &mut VringState<MemAtomic>, head: u16, len: u32, event_idx: bool) {
+    if state.add_used(head, len).is_err() {
+        tracing::warn!("cannot return a descriptor to the used ring");
+    }
+    let notify = !event_idx || state.needs_notification().unwrap_or(true);
+    if notify && state.signal_used_queue().is_err() {
+        tracing::warn!("cannot signal the used queue");
+    }
+}
+
+impl<F> VhostUserBackend for FsDevice<F>
+where
+    F: FileSystem + Send + Sync + 'static,
+{
+    type Bitmap = BitmapMmapRegion;
+    type Vring = Vring;
+
+    fn num_queues(&self) -> usize {
+        NUM_QUEUES
+    }
+
+    fn max_queue_size(&self) -> usize {
+        QUEUE_SIZE
+    }
+
+    fn features(&self) -> u64 {
+        (1 << VIRTIO_F_VERSION_1)
+            | (1 << VIRTIO_RING_F_INDIRECT_DESC)
+            | (1 << VIRTIO_RING_F_EVENT_IDX)
+            | VhostUserVirtioFeatures::PROTOCOL_FEATURES.bits()
+    }
+
+    fn protocol_features(&self) -> VhostUserProtocolFeatures {
+        VhostUserProtocolFeatures::MQ
+            | VhostUserProtocolFeatures::REPLY_ACK
+            | VhostUserProtocolFeatures::CONFIGURE_MEM_SLOTS
+            | VhostUserProtocolFeatures::RESET_DEVICE
+    }
+
+    fn reset_device(&self) {
+        self.server.destroy();
+    }
+
+    fn set_event_idx(&self, enabled: bool) {
+        self.event_idx.store(enabled, Ordering::Relaxed);
+    }
+
+    fn update_memory(&self, mem: MemAtomic) -> io::Result<()> {
+        *self.mem.write().unwrap_or_else(PoisonError::into_inner) = Some(mem);
+        Ok(())
+    }
+
+    fn exit_event(&self, _thread_index: usize) -> Option<(EventConsumer, EventNotifier)> {
+        // One vring thread (the default `queues_per_thread`), so one event, taken once.
+        self.exit
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+
+    fn handle_event(
+        &self,
+        device_event: u16,
+        evset: EventSet,
+        vrings: &[Vring],
+        _thread_id: usize,
+    ) -> io::Result<()> {
+        let _enter = self.span.enter();
+        if evset != EventSet::IN {
+            return Err(DeviceError::NotEpollIn(evset).into());
+        }
+        let index = match device_event {
+            HIPRIO_QUEUE_EVENT | REQ_QUEUE_EVENT => usize::from(device_event),
+            other => return Err(DeviceError::UnknownQueue(other).into()),
+        };
+        let vring = vrings
+            .get(index)
+            .ok_or(DeviceError::UnknownQueue(device_event))?;
+        if self.event_idx.load(Ordering::Relaxed) {
+            // With EVENT_IDX, keep going until no new request arrived while we worked.
+            loop {
+                vring
+                    .disable_notification()
+                    .map_err(|_| DeviceError::IterateQueue)?;
+                self.process_queue(vring)?;
+                if !vring
+                    .enable_notification()
+                    .map_err(|_| DeviceError::IterateQueue)?
+                {
+                    break;
+                }
+            }
+        } else {
+            self.process_queue(vring)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,141 @@
+//! Hand-made descriptor chains through the device's request path: malformed requests are
+//! answered or dropped, never fatal to the process.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use airlock_policy::MountMode;
+use virtio_bindings::virtio_ring::VRING_DESC_F_WRITE;
+use virtio_queue::desc::RawDescriptor;
+use virtio_queue::desc::split::Descriptor as SplitDescriptor;
+use virtio_queue::mock::MockSplitQueue;
+use virtiofsd::fuse::{InHeader, OutHeader};
+use virtiofsd::passthrough::PassthroughFs;
+use vm_memory::{ByteValued, Bytes, GuestAddress};
+
+use super::*;
+use crate::backend::GatedFs;
+use crate::daemon::passthrough_config;
+use crate::events::NoEvents;
+use crate::gate::Gate;
+
+const REQ: u64 = 0x10_0000;
+const REPLY: u64 = 0x18_0000;
+const OUT_HEADER: u32 = 16;
+
+struct Rig {
+    _dir: tempfile::TempDir,
+    mem: Mem,
+    server: Server<GatedFs<PassthroughFs>>,
+}
+
+fn rig() -> Rig {
+    crate::sys::unshare_fs().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let root = std::fs::canonicalize(dir.path()).unwrap();
+    let root_str = root.to_str().unwrap();
+    let text = format!(
+        "[[filesystem.mounts]]\nhost = {root_str:?}\nguest = \"/workspace\"\nmode = \"rw\"\n"
+    );
+    let policy = Arc::new(airlock_policy::load_str(&text, Path::new("/t.toml")).unwrap());
+    let inner = PassthroughFs::new(passthrough_config(root_str, 1000)).unwrap();
+    let gate = Gate::new(policy, "/workspace", MountMode::Rw, Some(root_str));
+    let fs = GatedFs::new(inner, gate, Arc::new(NoEvents));
+    let mem = Mem::from_ranges(&[(GuestAddress(0), 0x20_0000)]).unwrap();
+    Rig {
+        _dir: dir,
+        mem,
+        server: Server::new(fs),
+    }
+}
+
+fn header(opcode: u32, nodeid: u64, body_len: usize) -> InHeader {
+    InHeader {
+        len: u32::try_from(std::mem::size_of::<InHeader>() + body_len).unwrap(),
+        opcode,
+        unique: 7,
+        nodeid,
+        ..InHeader::default()
+    }
+}
+
+impl Rig {
+    /// Sends `request` with a `reply_len`-byte reply buffer; returns the reply length and
+    /// the reply header.
+    fn send(&self, request: &[u8], req_addr: u64, reply_len: u32) -> (u32, OutHeader) {
+        self.mem.write_slice(request, GuestAddress(REQ)).unwrap();
+        self.mem
+            .write_slice(&[0u8; 64], GuestAddress(REPLY))
+            .unwrap();
+        let q = MockSplitQueue::new(&self.mem, 16);
+        let descs = [
+            RawDescriptor::from(SplitDescriptor::new(
+                req_addr,
+                u32::try_from(request.len()).unwrap(),
+                0,
+                0,
+            )),
+            RawDescriptor::from(SplitDescriptor::new(
+                REPLY,
+                reply_len,
+                u16::try_from(VRING_DESC_F_WRITE).unwrap(),
+                0,
+            )),
+        ];
+        let chain = q.build_desc_chain(&descs).unwrap();
+        let len = handle_chain(&self.server, &self.mem, chain);
+        let out: OutHeader = self.mem.read_obj(GuestAddress(REPLY)).unwrap();
+        (len, out)
+    }
+}
+
+fn lookup(name: &[u8]) -> Vec<u8> {
+    let mut req = header(1, 1, name.len()).as_slice().to_vec();
+    req.extend_from_slice(name);
+    req
+}
+
+#[test]
+fn malformed_requests_are_dropped_not_fatal() {
+    let r = rig();
+    // shorter than a FUSE header
+    assert_eq!(r.send(&[1, 2, 3, 4], REQ, 4096).0, 0);
+    // header claims less than itself
+    let mut h = header(1, 1, 0);
+    h.len = 3;
+    assert_eq!(r.send(h.as_slice(), REQ, 4096).0, 0);
+    // a name without its NUL
+    assert_eq!(r.send(&lookup(b"abc"), REQ, 4096).0, 0);
+    // no room for the reply
+    assert_eq!(r.send(&lookup(b"x\0"), REQ, 4).0, 0);
+    // a request outside guest memory
+    assert_eq!(r.send(&lookup(b"x\0"), 0x4000_0000, 4096).0, 0);
+}
+
+#[test]
+fn refusals_reach_the_guest_as_errors() {
+    let r = rig();
+    let (len, out) = r.send(&lookup(b"..\0"), REQ, 4096);
+    assert_eq!((len, out.error, out.unique), (OUT_HEADER, -libc::EINVAL, 7));
+    let (_, out) = r.send(&lookup(b"a/b\0"), REQ, 4096);
+    assert_eq!(out.error, -libc::EINVAL);
+    // unknown opcode
+    let (_, out) = r.send(header(9999, 1, 0).as_slice(), REQ, 4096);
+    assert_eq!(out.error, -libc::ENOSYS);
+    // FUSE_TMPFILE (51) is not offered
+    let (_, out) = r.send(header(51, 1, 0).as_slice(), REQ, 4096);
+    assert_eq!(out.error, -libc::ENOSYS);
+    // FUSE_IOCTL (39) neither
+    let (_, out) = r.send(header(39, 1, 0).as_slice(), REQ, 4096);
+    assert_eq!(out.error, -libc::ENOSYS);
+    // oversized length
+    let mut h = header(1, 1, 0);
+    h.len = u32::MAX;
+    let (_, out) = r.send(h.as_slice(), REQ, 4096);
+    assert_eq!(out.error, -libc::ENOMEM);
+    // bogus node id
+    let mut req = header(1, 424242, 2).as_slice().to_vec();
+    req.extend_from_slice(b"x\0");
+    let (_, out) = r.send(&req, REQ, 4096);
+    assert_eq!(out.error, -libc::EBADF);
+}

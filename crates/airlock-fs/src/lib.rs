@@ -1,0 +1,38 @@
+//! airlock filesystem gateway: the host side of a sandbox's shared directories. One
+//! [`FsGateway`] per share serves a vhost-user-fs socket that QEMU's `vhost-user-fs-device`
+//! connects to. Guest FUSE requests flow virtqueue → `device` (our vhost-user backend) →
+//! virtiofsd's `Server` (decoding) → [`GatedFs`] (`backend`: names checked, node ids turned
+//! into share-relative paths by `paths`, every content read and state change decided by
+//! [`Gate`] through `Policy::decide_fs`) → virtiofsd's `PassthroughFs` over the share
+//! directory → reply. Every state change and every denial is reported to [`FsEvents`].
+//! `docs/filesystem.md` describes the design, modes and threat model.
+
+#![warn(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::indexing_slicing
+)]
+
+mod backend;
+mod daemon;
+mod device;
+mod events;
+mod gate;
+mod paths;
+pub mod reason;
+mod share;
+mod sys;
+
+pub use backend::{FilteredDir, GatedFs};
+pub use daemon::{
+    DEFAULT_THREADS, FsError, FsGateway, GatewayOptions, OwnerMap, passthrough_config,
+};
+pub use device::{DeviceError, FsDevice};
+pub use events::{FsEvent, FsEvents, NoEvents, kind};
+pub use gate::{Gate, OpenIntent, Outcome, Request, errno_for};
+pub use paths::{
+    MAX_ALIASES, MAX_NAME_LEN, MAX_PATH_LEN, NameError, PathError, PathMap, ROOT_INODE,
+    validate_name,
+};
+pub use share::Share;
+pub use sys::unshare_fs;

@@ -1,0 +1,31 @@
+//! Reasons for refusals that the gateway makes on its own, before or beside the policy: short
+//! snake_case constants, recorded in [`FsEvent::reason`](crate::FsEvent::reason) next to the
+//! policy's own constants (`airlock_policy::reason`). Their text is a stable interface; add new
+//! ones rather than renaming.
+
+/// A name in a request is not one path component the policy can match: empty, `.`, `..`,
+/// containing `/` or NUL, longer than 255 bytes, or not UTF-8.
+pub const INVALID_NAME: &str = "invalid_name";
+/// A node's path could not be worked out (more aliases than tracked, too long, or cut off from
+/// the share root by a hostile sequence of forgets), so no decision can be made.
+pub const UNKNOWN_PATH: &str = "unknown_path";
+/// `mknod` of a character or block device.
+pub const DEVICE_NODE: &str = "device_node";
+/// A set-user-ID bit, or a set-group-ID bit on anything but a directory.
+pub const SETID_BITS: &str = "setid_bits";
+/// Rename flags other than `RENAME_NOREPLACE` and `RENAME_EXCHANGE`.
+pub const UNSUPPORTED_FLAGS: &str = "unsupported_flags";
+
+/// Rule names reported with the reasons above (the policy names its own rules).
+pub mod rule {
+    /// Name validation.
+    pub const NAME: &str = "gateway.name";
+    /// Path tracking.
+    pub const PATH: &str = "gateway.path";
+    /// Device nodes.
+    pub const MKNOD: &str = "gateway.mknod";
+    /// File modes.
+    pub const MODE: &str = "gateway.mode";
+    /// Rename flags.
+    pub const RENAME: &str = "gateway.rename";
+}

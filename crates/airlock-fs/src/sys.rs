@@ -1,0 +1,134 @@
+//! The few host calls the gateway makes itself, each wrapped in a small safe function:
+//! giving a thread its own filesystem attributes, sizing the descriptor budget, and cutting
+//! the vhost-user connection when the gateway is stopped with the frontend still attached.
+//!
+//! Called by `daemon.rs` (gateway and worker threads) and by tests.
+
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+
+use nix::fcntl::{FcntlArg, fcntl};
+use nix::sched::{CloneFlags, unshare};
+use nix::sys::resource::{Resource, getrlimit, setrlimit};
+use nix::sys::socket::{getsockopt, sockopt};
+
+/// Descriptors kept back from the guest for our own use (virtiofsd keeps back one per memory
+/// slot plus 100; QEMU can hand over up to 509 memory regions).
+const FD_RESERVE: u64 = 509 + 100;
+/// The guest never gets fewer than this many descriptors, even under a tiny limit.
+const MIN_GUEST_FDS: u64 = 64;
+
+/// Gives the calling thread its own cwd, root and umask (`unshare(CLONE_FS)`).
+///
+/// `PassthroughFs` sets the umask to 0 when it is created and changes directory (`fchdir`) for
+/// some xattr calls; on a thread that shares these with the rest of the process, that would
+/// change the supervisor's umask and working directory. Every gateway thread calls this first.
+pub fn unshare_fs() -> io::Result<()> {
+    unshare(CloneFlags::CLONE_FS).map_err(io::Error::from)
+}
+
+/// Raises this process's soft `RLIMIT_NOFILE` to its hard limit (never lowers it) and returns
+/// how many descriptors one gateway may hold for the guest: half of what remains after a
+/// reserve, so that a guest opening files cannot starve the supervisor.
+pub fn guest_fd_budget() -> u64 {
+    let (soft, hard) = match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok(limits) => limits,
+        Err(_) => return MIN_GUEST_FDS,
+    };
+    let limit = if hard > soft && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+        hard
+    } else {
+        soft
+    };
+    (limit.saturating_sub(FD_RESERVE) / 2).max(MIN_GUEST_FDS)
+}
+
+/// Shuts down every accepted connection of the unix listener bound at `socket` in this
+/// process, so that a serve loop blocked reading from it returns.
+///
+/// The connection belongs to vhost-user-backend's request thread, which does not expose it;
+/// we find it through `/proc/self/fd`. Each candidate is first duplicated, and only the
+/// duplicate is inspected and shut down, so a descriptor number that is closed and reused
+/// meanwhile is never acted on unless it, too, is a connection accepted on `socket`.
+/// Listening sockets are skipped.
+pub fn shutdown_connections(socket: &Path) -> usize {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return 0;
+    };
+    let mut count = 0;
+    for entry in dir.flatten() {
+        let Some(fd) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<RawFd>().ok())
+        else {
+            continue;
+        };
+        let Some(dup) = duplicate(fd) else {
+            continue;
+        };
+        if getsockopt(&dup, sockopt::AcceptConn).unwrap_or(true) {
+            continue;
+        }
+        let stream = UnixStream::from(dup);
+        let bound_here = stream
+            .local_addr()
+            .ok()
+            .is_some_and(|a| a.as_pathname() == Some(socket));
+        if bound_here && stream.shutdown(std::net::Shutdown::Both).is_ok() {
+            count += 1;
+        }
+    }
+    count
+}
+
+/// A close-on-exec duplicate of `fd`, if it is open.
+fn duplicate(fd: RawFd) -> Option<OwnedFd> {
+    let new = fcntl(fd, FcntlArg::F_DUPFD_CLOEXEC(0)).ok()?;
+    // JUSTIFICATION: nix 0.29's `fcntl` returns a bare `RawFd`; taking ownership of it has no
+    // safe constructor.
+    // SAFETY: `F_DUPFD_CLOEXEC` succeeded, so `new` is a freshly allocated descriptor that
+    // nothing else in the process refers to; the `OwnedFd` becomes its only owner and closes
+    // it exactly once.
+    Some(unsafe { OwnedFd::from_raw_fd(new) })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::net::UnixListener;
+
+    use super::*;
+
+    #[test]
+    fn shutdown_reaches_only_accepted_connections_on_that_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sock");
+        let other_path = dir.path().join("other");
+        let listener = UnixListener::bind(&path).unwrap();
+        let other_listener = UnixListener::bind(&other_path).unwrap();
+        let mut client = UnixStream::connect(&path).unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        let _other_client = UnixStream::connect(&other_path).unwrap();
+        let (other_accepted, _) = other_listener.accept().unwrap();
+
+        assert_eq!(shutdown_connections(&path), 1);
+        // the peer sees end of file; the other connection is untouched
+        use std::io::Read;
+        let mut buf = [0u8; 1];
+        assert_eq!(client.read(&mut buf).unwrap(), 0);
+        other_accepted.set_nonblocking(true).unwrap();
+        let mut o = &other_accepted;
+        assert_eq!(
+            o.read(&mut buf).unwrap_err().kind(),
+            io::ErrorKind::WouldBlock
+        );
+        drop(accepted);
+    }
+
+    #[test]
+    fn budget_is_positive() {
+        assert!(guest_fd_budget() >= MIN_GUEST_FDS);
+    }
+}
