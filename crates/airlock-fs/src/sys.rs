@@ -1,15 +1,18 @@
 //! The few host calls the gateway makes itself, each wrapped in a small safe function:
-//! giving a thread its own filesystem attributes, sizing the descriptor budget, and cutting
-//! the vhost-user connection when the gateway is stopped with the frontend still attached.
+//! giving a thread its own filesystem attributes, sizing the descriptor budget, cutting the
+//! vhost-user connection when the gateway is stopped with the frontend still attached, and,
+//! for overlay copies, opening a file relative to a directory descriptor and cloning a file's
+//! data blocks.
 //!
-//! Called by `daemon.rs` (gateway and worker threads) and by tests.
+//! Called by `daemon.rs` (gateway and worker threads), `overlay` and by tests.
 
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 
-use nix::fcntl::{FcntlArg, fcntl};
+use nix::fcntl::{FcntlArg, OFlag, fcntl};
+use nix::sys::stat::Mode;
 use nix::sched::{CloneFlags, unshare};
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
 use nix::sys::socket::{getsockopt, sockopt};
@@ -37,7 +40,16 @@ pub fn guest_fd_budget() -> u64 {
         Ok(limits) => limits,
         Err(_) => return MIN_GUEST_FDS,
     };
-    let limit = if hard > soft && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+    // The passthrough layer holds a descriptor per inode the guest has looked up, and the guest
+    // forgets inodes only under memory pressure: a large repository needs many. With
+    // CAP_SYS_RESOURCE the hard limit can go up to the kernel's `nr_open`; otherwise to `hard`.
+    let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(hard);
+    let limit = if nr_open > hard && setrlimit(Resource::RLIMIT_NOFILE, nr_open, nr_open).is_ok() {
+        nr_open
+    } else if hard > soft && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
         hard
     } else {
         soft
@@ -93,6 +105,38 @@ fn duplicate(fd: RawFd) -> Option<OwnedFd> {
     // nothing else in the process refers to; the `OwnedFd` becomes its only owner and closes
     // it exactly once.
     Some(unsafe { OwnedFd::from_raw_fd(new) })
+}
+
+/// `openat(dir, name, flags, mode)`, returning an owned descriptor. `name` is one path
+/// component or a relative path; the caller chooses `O_NOFOLLOW` and friends.
+pub fn openat<P: ?Sized + nix::NixPath>(
+    dir: BorrowedFd<'_>,
+    name: &P,
+    flags: OFlag,
+    mode: Mode,
+) -> io::Result<OwnedFd> {
+    let fd = nix::fcntl::openat(Some(dir.as_raw_fd()), name, flags | OFlag::O_CLOEXEC, mode)?;
+    // JUSTIFICATION: nix 0.29's `openat` returns a bare `RawFd`; taking ownership of it has no
+    // safe constructor.
+    // SAFETY: `openat` succeeded, so `fd` is a freshly allocated descriptor that nothing else
+    // in the process refers to; the `OwnedFd` becomes its only owner and closes it once.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Makes `dst` share `src`'s data blocks (`ioctl(FICLONE)`), replacing `dst`'s contents: an
+/// instant copy on filesystems with reflinks (btrfs, XFS, bcachefs). Fails with
+/// `EOPNOTSUPP`, `EXDEV` or `EINVAL` where the filesystems cannot; callers then copy.
+pub fn ficlone(dst: BorrowedFd<'_>, src: BorrowedFd<'_>) -> io::Result<()> {
+    // JUSTIFICATION: nix has no wrapper for FICLONE, and its ioctl macros are unsafe too.
+    // SAFETY: FICLONE takes the source descriptor as its integer argument and reads or writes
+    // no memory of ours; both descriptors are borrowed, so they stay open during the call. A
+    // wrong descriptor type only makes the kernel return an error.
+    let r = unsafe { libc::ioctl(dst.as_raw_fd(), libc::FICLONE, src.as_raw_fd()) };
+    if r == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -96,6 +96,8 @@ fn main() -> anyhow::Result<()> {
                 airlock_policy::load_profile("offline").map_err(|e| anyhow::anyhow!("{e}"))?,
             ),
             shares: vec![],
+            resolver: airlock_net::system_resolver(),
+            tls_ports: vec![443],
         };
         let sandbox = Sandbox::start(&config, &images).await?;
         let mut times = Vec::new();

@@ -175,6 +175,8 @@ async fn run(args: RunArgs) -> anyhow::Result<u8> {
         audit: Some(audit_config(&policy)?),
         description: format!("policy {origin}, image {}", limits.image),
         shares: shares(&policy)?,
+        resolver: resolver()?,
+        tls_ports: tls_ports()?,
         policy: std::sync::Arc::new(policy.clone()),
     };
     tracing::debug!(accel = %config.accel.accel, reason = %config.accel.reason, "accelerator");
@@ -393,6 +395,36 @@ fn shares(policy: &Policy) -> anyhow::Result<Vec<airlock_fs::Share>> {
             Ok(airlock_fs::Share { host_dir, guest_path: m.guest.clone(), mode: m.mode })
         })
         .collect()
+}
+
+/// The egress gateway's resolver: the host's, or the DNS server named by `AIRLOCK_DNS`
+/// (`IP:PORT`), e.g. a resolver dedicated to sandboxes.
+fn resolver() -> anyhow::Result<std::sync::Arc<dyn airlock_net::Resolver>> {
+    match std::env::var("AIRLOCK_DNS") {
+        Ok(addr) => {
+            let addr = addr.parse().with_context(|| {
+                format!("AIRLOCK_DNS={addr:?}: expected IP:PORT of a DNS server")
+            })?;
+            Ok(airlock_net::dns_resolver(addr))
+        }
+        Err(_) => Ok(airlock_net::system_resolver()),
+    }
+}
+
+/// Ports on which a CONNECT must carry a TLS ClientHello naming the CONNECT host
+/// (`AIRLOCK_TLS_PORTS=443,8443`; default 443).
+fn tls_ports() -> anyhow::Result<Vec<u16>> {
+    match std::env::var("AIRLOCK_TLS_PORTS") {
+        Ok(list) => list
+            .split(',')
+            .map(|p| {
+                p.trim()
+                    .parse::<u16>()
+                    .with_context(|| format!("AIRLOCK_TLS_PORTS={list:?}: {p:?} is not a port"))
+            })
+            .collect(),
+        Err(_) => Ok(vec![443]),
+    }
 }
 
 /// Where this run's audit log and key live.

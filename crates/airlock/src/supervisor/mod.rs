@@ -17,7 +17,9 @@ pub use state::{StateDir, state_root};
 pub use stats::Stats;
 
 use airlock_audit::{Decision, Event, ProcInfo, Source, kind};
-use airlock_proto::{CONTROL_PORT, EXEC_PORT, ExecRequest, ExitStatus, PROTOCOL_VERSION};
+use airlock_proto::{
+    CONTROL_PORT, EXEC_PORT, ExecRequest, ExitStatus, PROTOCOL_VERSION, PROXY_PORT,
+};
 use airlock_vm::image::{Cache, ImageError, kernel, tiny};
 use airlock_vm::qemu::QemuEngine;
 use airlock_vm::vsock::{VsockBackend, VsockError};
@@ -101,7 +103,7 @@ pub enum SandboxError {
 }
 
 /// How to size and keep a sandbox.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SandboxConfig {
     /// Virtual CPUs.
     pub cpus: u32,
@@ -121,6 +123,10 @@ pub struct SandboxConfig {
     pub policy: Arc<airlock_policy::Policy>,
     /// Directories shared through the fs gateway, one device each.
     pub shares: Vec<airlock_fs::Share>,
+    /// How the egress gateway resolves names.
+    pub resolver: Arc<dyn airlock_net::Resolver>,
+    /// Ports on which a CONNECT must carry a TLS ClientHello whose SNI names the CONNECT host.
+    pub tls_ports: Vec<u16>,
 }
 
 /// Guest images resolved for booting.
@@ -161,6 +167,10 @@ pub struct Sandbox {
     recorder: Option<Arc<Recorder>>,
     stats_task: Option<tokio::task::JoinHandle<()>>,
     gateways: Vec<airlock_fs::FsGateway>,
+    egress: Option<(
+        tokio::sync::watch::Sender<bool>,
+        tokio::task::JoinHandle<()>,
+    )>,
     /// Guest kernel release as the guest reported it.
     pub kernel_release: String,
     /// Start phases.
@@ -215,6 +225,27 @@ impl Sandbox {
         let backend = VsockBackend::start(state.path(), &state.path().join("vsock.log")).await?;
         let listener = backend.listen(CONTROL_PORT)?;
         let engine = QemuEngine::locate()?;
+        // The egress gateway: the guest's 127.0.0.1:3128 tunnels arrive on this listener.
+        let egress = {
+            let listener = backend.listen(PROXY_PORT)?;
+            let events: Arc<dyn airlock_net::NetEvents> = match &recorder {
+                Some(r) => r.clone(),
+                None => Arc::new(airlock_net::NoEvents),
+            };
+            let gateway_config = airlock_net::GatewayConfig {
+                tls_ports: config.tls_ports.clone(),
+                ..airlock_net::GatewayConfig::default()
+            };
+            let gateway = airlock_net::Gateway::with_config(
+                config.policy.clone(),
+                config.resolver.clone(),
+                events,
+                gateway_config,
+            );
+            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+            let task = tokio::spawn(async move { gateway.serve_unix(listener, stop_rx).await });
+            (stop_tx, task)
+        };
         let mut gateways = Vec::new();
         let mut fs_devices = Vec::new();
         for (i, share) in config.shares.iter().enumerate() {
@@ -345,6 +376,7 @@ impl Sandbox {
             recorder,
             stats_task,
             gateways,
+            egress: Some(egress),
             kernel_release,
             timings,
         })
@@ -431,6 +463,16 @@ impl Sandbox {
         self.backend.stop().await;
         for gw in self.gateways.drain(..) {
             gw.stop();
+        }
+        if let Some((stop, task)) = self.egress.take() {
+            let _ = stop.send(true);
+            // Open tunnels are recorded as they close; give them a moment, then cut them.
+            if tokio::time::timeout(Duration::from_secs(2), task)
+                .await
+                .is_err()
+            {
+                tracing::warn!("egress gateway did not stop in time");
+            }
         }
         drop(self.control);
         if let Some(r) = &self.recorder {

@@ -1,5 +1,6 @@
 mod audit;
 mod fs;
 mod harden;
+mod net;
 mod policy;
 mod run;

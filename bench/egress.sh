@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Egress gateway benchmark: prints a table of throughput (one 100 MB response) and latency
+# (median of 200 small GETs, a new connection each) through the gateway's TCP listener, as
+# plain HTTP and as a CONNECT tunnel, against a direct connection to the same local server,
+# all measured in one run on loopback.
+# Usage: bench/egress.sh [--record]   (--record also saves the table under bench/runs/)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+if ! out=$(cargo bench -q -p airlock-net --bench throughput 2>"$log"); then
+  cat "$log" >&2
+  echo "bench/egress.sh: the benchmark failed" >&2
+  exit 1
+fi
+out=$(grep -v '^$' <<<"$out")
+echo "$out"
+if [ "${1:-}" = "--record" ]; then
+  dir="bench/runs/$(date +%Y-%m-%d)-$(hostname -s)"
+  mkdir -p "$dir"
+  { echo "# $(date -u +%FT%TZ) $(git rev-parse --short HEAD) $(nproc) cores"; echo "$out"; } > "$dir/egress.txt"
+  echo "recorded in $dir/egress.txt" >&2
+fi

@@ -1,0 +1,8 @@
+//! Fuzzes the ClientHello parser.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let _ = airlock_net::sni::parse(data);
+});

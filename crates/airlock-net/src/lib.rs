@@ -1,0 +1,29 @@
+//! airlock egress gateway: the host side of the guest's proxy port. The guest has no network
+//! interface; its forwarder on 127.0.0.1:3128 tunnels every TCP connection over vsock, and each
+//! one arrives here as a stream on a unix listener. [`Gateway`] serves those streams as an HTTP
+//! proxy (CONNECT tunnels and absolute-form plain HTTP), one request per connection:
+//! `request` parses the head → the policy decides on the name (before any DNS lookup) →
+//! `resolve` looks the name up on the host and `decide_address` classifies every address →
+//! `conn` connects to exactly the chosen address, checks the TLS SNI of CONNECT tunnels to
+//! port 443 (`sni`), forwards and counts bytes → one [`NetEvent`] per request goes to the
+//! [`NetEvents`] sink. Every byte from the guest is hostile: the parsers are pure functions over
+//! slices, with limits as named constants, and never panic.
+#![warn(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::indexing_slicing
+)]
+
+mod conn;
+mod events;
+mod listener;
+pub mod reason;
+pub mod request;
+pub mod resolve;
+pub mod sni;
+#[cfg(any(test, feature = "test-utils"))]
+pub mod testutil;
+
+pub use events::{NetDecision, NetEvent, NetEvents, NoEvents, kind};
+pub use listener::{Counters, Gateway, GatewayConfig};
+pub use resolve::{ResolveError, ResolveFuture, Resolver, dns_resolver, system_resolver};
