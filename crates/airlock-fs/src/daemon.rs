@@ -27,6 +27,7 @@ use crate::backend::GatedFs;
 use crate::device::{DeviceError, FsDevice};
 use crate::events::FsEvents;
 use crate::gate::Gate;
+use crate::overlay::{Overlay, OverlayError};
 use crate::share::Share;
 use crate::sys;
 
@@ -40,13 +41,41 @@ const STOP_POLL: Duration = Duration::from_millis(100);
 /// Why a gateway could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum FsError {
-    /// The share's mode is `overlay`, which this gateway does not implement.
-    #[error("share {guest:?}: mode `{}` is not supported by the filesystem gateway", mode.as_str())]
-    UnsupportedMode {
+    /// The policy mounts this guest path in `overlay` mode, but the share is not an overlay
+    /// copy: serving the host directory itself would send the guest's writes to the host.
+    #[error(
+        "share {guest:?}: the policy mounts it in `overlay` mode, but the share is `{}`; serve an overlay copy (mode `overlay`, host_dir = Overlay::upper())",
+        mode.as_str()
+    )]
+    OverlayNeedsCopy {
         /// Guest mount point.
         guest: String,
-        /// The refused mode.
+        /// The share's mode.
         mode: MountMode,
+    },
+    /// A share of mode `overlay` whose host directory is not a usable overlay copy.
+    #[error("share {guest:?}: not an overlay copy")]
+    Overlay {
+        /// Guest mount point.
+        guest: String,
+        /// Why.
+        #[source]
+        source: OverlayError,
+    },
+    /// The policy's mount at this guest path names another host directory than the one the
+    /// overlay copied.
+    #[error(
+        "share {guest:?}: the policy shares {} but the overlay is a copy of {}",
+        policy.display(),
+        overlay.display()
+    )]
+    OverlayHostMismatch {
+        /// Guest mount point.
+        guest: String,
+        /// Host directory in the policy.
+        policy: PathBuf,
+        /// Host directory the overlay copied.
+        overlay: PathBuf,
     },
     /// The host directory cannot be resolved.
     #[error("shared directory {}", path.display())]
@@ -160,8 +189,16 @@ impl OwnerMap {
         use virtiofsd::soft_idmap::cmdline::IdMap;
         let both = |guest: u32, host: u32| {
             vec![
-                IdMap::Guest { from_guest: guest, to_host: host, count: 1 },
-                IdMap::Host { from_host: host, to_guest: guest, count: 1 },
+                IdMap::Guest {
+                    from_guest: guest,
+                    to_host: host,
+                    count: 1,
+                },
+                IdMap::Host {
+                    from_host: host,
+                    to_guest: guest,
+                    count: 1,
+                },
             ]
         };
         cfg.uid_map = Some(both(self.guest_uid, self.host_uid));
@@ -198,12 +235,15 @@ impl FsGateway {
         options: GatewayOptions,
     ) -> Result<FsGateway, FsError> {
         let prepared = prepare(&share, &policy)?;
-        let gate = Gate::new(
+        let mut gate = Gate::new(
             policy,
             &prepared.guest,
             share.mode,
             Some(prepared.root.as_str()),
         );
+        if let Some(origin) = &prepared.origin {
+            gate = gate.with_host_alias(origin);
+        }
         let listener = Listener::new(socket, true).map_err(|e| FsError::Listen {
             path: socket.to_owned(),
             reason: e.to_string(),
@@ -306,19 +346,23 @@ impl Drop for FsGateway {
 
 /// A share checked against the host and the policy.
 struct Prepared {
-    /// Canonical host directory.
+    /// Canonical host directory served (for an overlay share, the copy).
     root: String,
     /// Guest mount point as the policy spells it.
     guest: String,
+    /// For an overlay share: the host directory the copy was made from.
+    origin: Option<String>,
 }
 
+/// Checks `share` against the host and the policy.
+///
+/// A share of mode `rw` or `ro` must name the policy mount's host directory, and the policy
+/// mount must not be `overlay`. A share of mode `overlay` must name an overlay's `upper`
+/// directory (checked by opening the overlay: `<upper>/../manifest.json`), and the policy
+/// mount's host directory must be the one that overlay copied; the copy is then served
+/// read-write, with every request decided by the policy exactly as for `rw` (the policy's own
+/// mount mode still applies, so a policy mount of mode `ro` stays read-only).
 fn prepare(share: &Share, policy: &Policy) -> Result<Prepared, FsError> {
-    if share.mode == MountMode::Overlay {
-        return Err(FsError::UnsupportedMode {
-            guest: share.guest_path.clone(),
-            mode: share.mode,
-        });
-    }
     let root = std::fs::canonicalize(&share.host_dir).map_err(|source| FsError::HostDir {
         path: share.host_dir.clone(),
         source,
@@ -336,16 +380,39 @@ fn prepare(share: &Share, policy: &Policy) -> Result<Prepared, FsError> {
         .iter()
         .find(|m| m.guest == wanted)
         .ok_or_else(|| FsError::UnknownMount(share.guest_path.clone()))?;
-    // The policy decides with its own mount's mode: an `overlay` mount would be allowed
-    // writes, which this gateway would send to the host.
-    if mount.mode == MountMode::Overlay {
-        return Err(FsError::UnsupportedMode {
+    let expected = match &mount.host {
+        MountHost::Path(p) => Some(std::fs::canonicalize(p).unwrap_or_else(|_| p.clone())),
+        MountHost::Workspace => None,
+    };
+    if share.mode == MountMode::Overlay {
+        let overlay = Overlay::open_upper(Path::new(&root)).map_err(|source| FsError::Overlay {
             guest: mount.guest.clone(),
-            mode: mount.mode,
+            source,
+        })?;
+        if let Some(expected) = expected {
+            if expected != overlay.host_dir() {
+                return Err(FsError::OverlayHostMismatch {
+                    guest: mount.guest.clone(),
+                    policy: expected,
+                    overlay: overlay.host_dir().to_owned(),
+                });
+            }
+        }
+        return Ok(Prepared {
+            root,
+            guest: mount.guest.clone(),
+            origin: overlay.host_dir().to_str().map(str::to_owned),
         });
     }
-    if let MountHost::Path(expected) = &mount.host {
-        let expected = std::fs::canonicalize(expected).unwrap_or_else(|_| expected.clone());
+    // The policy decides with its own mount's mode: an `overlay` mount would be allowed
+    // writes, which this share would send to the host.
+    if mount.mode == MountMode::Overlay {
+        return Err(FsError::OverlayNeedsCopy {
+            guest: mount.guest.clone(),
+            mode: share.mode,
+        });
+    }
+    if let Some(expected) = expected {
         if expected.as_os_str() != root.as_str() {
             return Err(FsError::HostMismatch {
                 guest: mount.guest.clone(),
@@ -357,6 +424,7 @@ fn prepare(share: &Share, policy: &Policy) -> Result<Prepared, FsError> {
     Ok(Prepared {
         root,
         guest: mount.guest.clone(),
+        origin: None,
     })
 }
 
@@ -375,7 +443,11 @@ pub fn passthrough_config(root: &str, guest_fd_limit: u64) -> passthrough::Confi
         writeback: false,
         xattr: false,
         announce_submounts: false,
-        inode_file_handles: InodeFileHandlesMode::Never,
+        // File handles instead of one O_PATH descriptor per inode the guest has seen: a large
+        // repository would otherwise exhaust RLIMIT_NOFILE. Handles are made by the host from
+        // names inside the share, never taken from the guest. Without CAP_DAC_READ_SEARCH
+        // virtiofsd falls back to descriptors.
+        inode_file_handles: InodeFileHandlesMode::Prefer,
         readdirplus: true,
         allow_direct_io: false,
         killpriv_v2: false,
@@ -542,8 +614,9 @@ mod tests {
     #[test]
     fn refuses_what_it_cannot_enforce() {
         let dir = tempfile::tempdir().unwrap();
+        // an overlay share must be an overlay's copy, not a plain directory
         let err = start(dir.path(), MountMode::Overlay).unwrap_err();
-        assert!(matches!(err, FsError::UnsupportedMode { .. }), "{err}");
+        assert!(matches!(err, FsError::Overlay { .. }), "{err}");
         assert!(!dir.path().join("fs.sock").exists());
 
         let host = dir.path().join("share");
@@ -583,7 +656,7 @@ mod tests {
             Arc::new(NoEvents),
         )
         .unwrap_err();
-        assert!(matches!(err, FsError::UnsupportedMode { .. }), "{err}");
+        assert!(matches!(err, FsError::OverlayNeedsCopy { .. }), "{err}");
 
         let missing = share(&dir.path().join("missing"), MountMode::Rw);
         let err = FsGateway::start(
@@ -616,12 +689,106 @@ mod tests {
         assert!(matches!(err, FsError::Listen { .. }), "{err}");
     }
 
+    fn overlay_policy(host: &Path) -> Arc<Policy> {
+        let text = format!(
+            "[[filesystem.mounts]]\nhost = {:?}\nguest = \"/workspace\"\nmode = \"overlay\"\n",
+            host.display().to_string()
+        );
+        Arc::new(airlock_policy::load_str(&text, Path::new("/t.toml")).unwrap())
+    }
+
+    #[test]
+    fn serves_an_overlay_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = dir.path().join("share");
+        std::fs::create_dir(&host).unwrap();
+        std::fs::write(host.join("f"), "x").unwrap();
+        let overlay = crate::Overlay::create(&host, &dir.path().join("ov"), None).unwrap();
+        let share = Share {
+            host_dir: overlay.upper().to_owned(),
+            guest_path: "/workspace".to_owned(),
+            mode: MountMode::Overlay,
+        };
+        let sock = dir.path().join("fs.sock");
+        let gw = FsGateway::start(
+            &sock,
+            share.clone(),
+            overlay_policy(&host),
+            Arc::new(NoEvents),
+        )
+        .unwrap();
+        assert!(sock.exists());
+        assert!(!gw.is_finished());
+        gw.stop();
+        assert!(!sock.exists());
+
+        // an `rw` policy mount of the same directory accepts the copy too (writes stay in it)
+        let gw = FsGateway::start(&sock, share.clone(), policy(&host), Arc::new(NoEvents)).unwrap();
+        gw.stop();
+
+        // the policy must share the directory the overlay copied
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        let err = FsGateway::start(
+            &sock,
+            share.clone(),
+            overlay_policy(&elsewhere),
+            Arc::new(NoEvents),
+        )
+        .unwrap_err();
+        assert!(matches!(err, FsError::OverlayHostMismatch { .. }), "{err}");
+
+        // the host directory itself is not an overlay copy
+        let err = FsGateway::start(
+            &sock,
+            Share {
+                host_dir: host.clone(),
+                ..share.clone()
+            },
+            overlay_policy(&host),
+            Arc::new(NoEvents),
+        )
+        .unwrap_err();
+        assert!(matches!(err, FsError::Overlay { .. }), "{err}");
+
+        // nor is a subdirectory of the copy
+        std::fs::create_dir(overlay.upper().join("sub")).unwrap();
+        let err = FsGateway::start(
+            &sock,
+            Share {
+                host_dir: overlay.upper().join("sub"),
+                ..share.clone()
+            },
+            overlay_policy(&host),
+            Arc::new(NoEvents),
+        )
+        .unwrap_err();
+        assert!(matches!(err, FsError::Overlay { .. }), "{err}");
+
+        // an overlay policy mount refuses the host directory served `rw` or `ro`
+        for mode in [MountMode::Rw, MountMode::Ro] {
+            let err = FsGateway::start(
+                &sock,
+                Share {
+                    host_dir: host.clone(),
+                    guest_path: "/workspace".to_owned(),
+                    mode,
+                },
+                overlay_policy(&host),
+                Arc::new(NoEvents),
+            )
+            .unwrap_err();
+            assert!(matches!(err, FsError::OverlayNeedsCopy { .. }), "{err}");
+        }
+        assert!(!sock.exists());
+    }
+
     #[test]
     fn config_keeps_passthrough_inside_the_share() {
         let cfg = passthrough_config("/srv/share", 100);
         assert_eq!(cfg.root_dir, "/srv/share");
         assert!(!cfg.announce_submounts && !cfg.xattr && !cfg.writeback);
-        assert_eq!(cfg.inode_file_handles, InodeFileHandlesMode::Never);
+        assert_eq!(cfg.inode_file_handles, InodeFileHandlesMode::Prefer);
         assert!(matches!(cfg.cache_policy, CachePolicy::Auto));
         assert_eq!(cfg.guest_fd_limit, 100);
     }

@@ -164,7 +164,8 @@ pub struct Gate {
     policy: Arc<Policy>,
     mount: String,
     read_only: bool,
-    host_dir: Option<String>,
+    /// Absolute host paths that name the share's root in a symlink target.
+    host_dirs: Vec<String>,
 }
 
 impl Gate {
@@ -175,8 +176,19 @@ impl Gate {
             policy,
             mount: mount.to_owned(),
             read_only: mode == MountMode::Ro,
-            host_dir: host_dir.map(|h| h.trim_end_matches('/').to_owned()),
+            host_dirs: host_dir
+                .map(|h| h.trim_end_matches('/').to_owned())
+                .into_iter()
+                .collect(),
         }
+    }
+
+    /// Also treats absolute symlink targets under `dir` as pointing into the share. An
+    /// overlay share is served from a copy, but its links end up in the original host
+    /// directory on `apply`, so a target naming that directory must be checked as well.
+    pub fn with_host_alias(mut self, dir: &str) -> Self {
+        self.host_dirs.push(dir.trim_end_matches('/').to_owned());
+        self
     }
 
     /// The guest mount point passed to the policy.
@@ -419,12 +431,13 @@ impl Gate {
 
     /// Where a symlink at `link_path` with `target` points, as a share-relative path, when it
     /// points into the share: relative targets resolved lexically from the link's directory,
-    /// absolute targets naming the guest mount point or the host directory. `None` for
+    /// absolute targets naming the guest mount point or the host directory (or one of its
+    /// aliases, see [`with_host_alias`](Self::with_host_alias)). `None` for
     /// targets outside the share.
     pub fn resolve_target(&self, link_path: &str, target: &str) -> Option<String> {
         let (base, rest): (Vec<&str>, &str) = if let Some(rest) = strip_dir(target, &self.mount) {
             (Vec::new(), rest)
-        } else if let Some(rest) = self.host_dir.as_deref().and_then(|h| strip_dir(target, h)) {
+        } else if let Some(rest) = self.host_dirs.iter().find_map(|h| strip_dir(target, h)) {
             (Vec::new(), rest)
         } else if target.starts_with('/') {
             return None;

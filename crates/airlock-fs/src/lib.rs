@@ -5,6 +5,9 @@
 //! into share-relative paths by `paths`, every content read and state change decided by
 //! [`Gate`] through `Policy::decide_fs`) → virtiofsd's `PassthroughFs` over the share
 //! directory → reply. Every state change and every denial is reported to [`FsEvents`].
+//! For `overlay` mounts, [`Overlay`] makes a private copy of the host directory that the
+//! gateway serves instead, and later lists, diffs, applies (re-checked by the policy) or
+//! discards the guest's changes.
 //! `docs/filesystem.md` describes the design, modes and threat model.
 
 #![warn(
@@ -18,6 +21,7 @@ mod daemon;
 mod device;
 mod events;
 mod gate;
+pub mod overlay;
 mod paths;
 pub mod reason;
 mod share;
@@ -30,6 +34,10 @@ pub use daemon::{
 pub use device::{DeviceError, FsDevice};
 pub use events::{FsEvent, FsEvents, NoEvents, kind};
 pub use gate::{Gate, OpenIntent, Outcome, Request, errno_for};
+pub use overlay::{
+    ApplyGuard, ApplyReport, Change, ChangeKind, Conflict, ConflictReason, Denied, EntryKind,
+    EntryState, Overlay, OverlayError,
+};
 pub use paths::{
     MAX_ALIASES, MAX_NAME_LEN, MAX_PATH_LEN, NameError, PathError, PathMap, ROOT_INODE,
     validate_name,

@@ -12,10 +12,10 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
-use nix::sys::stat::Mode;
 use nix::sched::{CloneFlags, unshare};
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
 use nix::sys::socket::{getsockopt, sockopt};
+use nix::sys::stat::Mode;
 
 /// Descriptors kept back from the guest for our own use (virtiofsd keeps back one per memory
 /// slot plus 100; QEMU can hand over up to 509 memory regions).

@@ -14,6 +14,7 @@ pub struct Airlock {
     bin: PathBuf,
     state: tempfile::TempDir,
     audit: tempfile::TempDir,
+    cwd: tempfile::TempDir,
 }
 
 impl Airlock {
@@ -25,11 +26,18 @@ impl Airlock {
             .tempdir_in("/tmp")
             .expect("state dir");
         let audit = tempfile::tempdir().expect("audit dir");
+        let cwd = tempfile::tempdir().expect("working dir");
         Airlock {
             bin: bin.into(),
             state,
             audit,
+            cwd,
         }
+    }
+
+    /// The directory airlock runs in, and so the default workspace: empty, private to the test.
+    pub fn cwd(&self) -> &Path {
+        self.cwd.path()
     }
 
     /// The audit dir handed to airlock (`AIRLOCK_AUDIT_DIR`).
@@ -63,6 +71,7 @@ impl Airlock {
         c.args(args)
             .env("AIRLOCK_STATE_DIR", self.state.path())
             .env("AIRLOCK_AUDIT_DIR", self.audit.path())
+            .current_dir(self.cwd.path())
             .stdin(Stdio::null());
         c
     }

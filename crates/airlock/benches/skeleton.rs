@@ -96,6 +96,7 @@ fn main() -> anyhow::Result<()> {
                 airlock_policy::load_profile("offline").map_err(|e| anyhow::anyhow!("{e}"))?,
             ),
             shares: vec![],
+            id: None,
             resolver: airlock_net::system_resolver(),
             tls_ports: vec![443],
         };

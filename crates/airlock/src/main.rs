@@ -22,6 +22,12 @@ enum Command {
     Doctor(cmd::doctor::DoctorArgs),
     /// Validate and explain policy files.
     Policy(cmd::policy::PolicyArgs),
+    /// Show what a sandbox changed in its overlay mounts.
+    Diff(cmd::overlay::OverlayArgs),
+    /// Write a finished sandbox's overlay changes to the host.
+    Apply(cmd::overlay::OverlayArgs),
+    /// Drop a finished sandbox's overlay changes.
+    Discard(cmd::overlay::OverlayArgs),
     /// Verify and read sandbox audit logs.
     Audit(cmd::audit::AuditArgs),
     /// Print a sandbox's audit events; with -f, follow them live until it ends.
@@ -55,6 +61,9 @@ fn main() -> ExitCode {
         Command::Doctor(args) => cmd::doctor::main(&args),
         Command::Policy(args) => cmd::policy::main(args),
         Command::Audit(args) => cmd::audit::main(args),
+        Command::Diff(args) => cmd::overlay::diff(&args),
+        Command::Apply(args) => cmd::overlay::apply(&args),
+        Command::Discard(args) => cmd::overlay::discard(&args),
         Command::Events(args) => cmd::audit::events(args),
         Command::Stats(args) => cmd::audit::stats(args),
     };

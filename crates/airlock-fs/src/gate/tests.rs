@@ -372,6 +372,29 @@ fn symlinks_are_checked_where_they_are_and_where_they_point_inside_the_share() {
 }
 
 #[test]
+fn host_aliases_resolve_like_the_host_dir() {
+    // An overlay share is served from a copy; links naming the original directory are
+    // checked as links into the share.
+    let g = Gate::new(policy(), RW, MountMode::Overlay, Some("/state/ov/upper"))
+        .with_host_alias("/home/u/proj/");
+    assert_eq!(
+        g.resolve_target("l", "/home/u/proj/.git/hooks"),
+        Some(".git/hooks".to_owned())
+    );
+    assert_eq!(
+        g.resolve_target("l", "/state/ov/upper/a"),
+        Some("a".to_owned())
+    );
+    assert_eq!(g.resolve_target("l", "/home/u/project/a"), None);
+    let at = p("h");
+    let o = g.check(&Request::Symlink {
+        paths: &at,
+        target: b"/home/u/proj/.git/hooks",
+    });
+    assert_eq!(o.decision.reason, PROTECTED_PATH);
+}
+
+#[test]
 fn deny_read_refuses_reading_contents_not_names() {
     let g = rw();
     let env = p(".env");

@@ -2,5 +2,6 @@
 
 pub mod audit;
 pub mod doctor;
+pub mod overlay;
 pub mod policy;
 pub mod run;

@@ -5,18 +5,20 @@
 //! it has not ended after [`GRACE`], or a second signal arrives, the sandbox is torn down and
 //! airlock exits with 128+N. Teardown runs on every path, so nothing is left behind.
 
+use super::overlay::PolicySource;
 use airlock::exit;
 use airlock::supervisor::{
     AuditConfig, ExecIo, ExecOutcome, Images, Sandbox, SandboxConfig, default_audit_dir,
 };
 use airlock_audit::{Decision, Event, Source};
-use airlock_policy::{MountHost, MountMode, Policy, ProcessPolicy};
+use airlock_policy::{MountMode, Policy, ProcessPolicy};
 use airlock_proto::{ExecControl, ExecRequest, SpawnFailure, WindowSize};
 use airlock_vm::image::{Cache, kernel};
 use anyhow::Context;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::{IsTerminal, Read};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::mpsc;
@@ -154,7 +156,10 @@ async fn run(args: RunArgs) -> anyhow::Result<u8> {
     };
     let image_resolve = started.elapsed();
 
-    let (policy, origin) = load_policy(&args)?;
+    let (policy, origin, source) = load_policy(&args)?;
+    let id = airlock::supervisor::new_sandbox_id().context("choosing a sandbox id")?;
+    let shares = super::overlay::prepare_shares(&id, &policy, &source)?;
+    let has_overlay = shares.iter().any(|s| s.mode == MountMode::Overlay);
     let limits = policy.sandbox();
     let boot_timeout = std::env::var("AIRLOCK_BOOT_TIMEOUT")
         .ok()
@@ -174,7 +179,8 @@ async fn run(args: RunArgs) -> anyhow::Result<u8> {
         accel: airlock_vm::accel::probe(),
         audit: Some(audit_config(&policy)?),
         description: format!("policy {origin}, image {}", limits.image),
-        shares: shares(&policy)?,
+        shares,
+        id: Some(id.clone()),
         resolver: resolver()?,
         tls_ports: tls_ports()?,
         policy: std::sync::Arc::new(policy.clone()),
@@ -267,6 +273,11 @@ async fn run(args: RunArgs) -> anyhow::Result<u8> {
         };
         eprintln!("{}", serde_json::to_string(&t).unwrap_or_default());
     }
+    if has_overlay {
+        eprintln!(
+            "airlock: the guest's changes are kept in an overlay: review them with `airlock diff {id}`, then `airlock apply {id}` or `airlock discard {id}`"
+        );
+    }
     let (code, _) = outcome?;
     shutdown.context("tearing down the sandbox")?;
     Ok(code)
@@ -332,21 +343,26 @@ async fn resolve_images(cache: Cache) -> anyhow::Result<Images> {
 ///
 /// Fails closed: a policy asking for something this build cannot enforce is refused. Asking for
 /// less than the policy allows (no shares, no network yet) only makes the sandbox stricter.
-fn load_policy(args: &RunArgs) -> anyhow::Result<(Policy, String)> {
-    let (policy, origin) = match (&args.policy, &args.profile) {
+fn load_policy(args: &RunArgs) -> anyhow::Result<(Policy, String, PolicySource)> {
+    let (text, origin_path, origin) = match (&args.policy, &args.profile) {
         (Some(file), _) => (
-            airlock_policy::load_file(file).map_err(super::policy::report)?,
+            std::fs::read_to_string(file)
+                .with_context(|| format!("reading policy file {}", file.display()))?,
+            file.clone(),
             file.display().to_string(),
         ),
-        (None, Some(name)) => (
-            super::policy::load_named_profile(name)?,
-            format!("profile {name}"),
-        ),
-        (None, None) => (
-            super::policy::load_named_profile("default")?,
-            "profile default".into(),
-        ),
+        (None, profile) => {
+            let name = profile.as_deref().unwrap_or("default");
+            super::policy::load_named_profile(name)?;
+            let text = airlock_policy::profile_text(name).context("shipped profile text")?;
+            (
+                text.to_string(),
+                PathBuf::from(format!("{name}.toml")),
+                format!("profile {name}"),
+            )
+        }
     };
+    let policy = airlock_policy::load_str(&text, &origin_path).map_err(super::policy::report)?;
     let image = &policy.sandbox().image;
     if image != "tiny" {
         anyhow::bail!(
@@ -363,38 +379,25 @@ fn load_policy(args: &RunArgs) -> anyhow::Result<(Policy, String)> {
             rule.rule
         );
     }
-    let policy = if policy.needs_workspace() {
-        let dir = match &args.workspace {
+    let workspace = if policy.needs_workspace() {
+        Some(match &args.workspace {
             Some(d) => d.clone(),
             None => std::env::current_dir()
                 .context("reading the current directory (the default workspace)")?,
-        };
-        policy.with_workspace(&dir).map_err(super::policy::report)?
-    } else {
-        policy
-    };
-    Ok((policy, origin))
-}
-
-/// The policy's mounts as gateway shares; `overlay` is refused (not built yet).
-fn shares(policy: &Policy) -> anyhow::Result<Vec<airlock_fs::Share>> {
-    policy
-        .mounts()
-        .iter()
-        .map(|m| {
-            let host_dir = match &m.host {
-                MountHost::Path(p) => p.clone(),
-                MountHost::Workspace => anyhow::bail!("mount {} has no workspace bound", m.guest),
-            };
-            if m.mode == MountMode::Overlay {
-                anyhow::bail!(
-                    "mount {}: mode \"overlay\" is not supported by this build yet; use \"ro\" or \"rw\"",
-                    m.guest
-                );
-            }
-            Ok(airlock_fs::Share { host_dir, guest_path: m.guest.clone(), mode: m.mode })
         })
-        .collect()
+    } else {
+        None
+    };
+    let policy = match &workspace {
+        Some(dir) => policy.with_workspace(dir).map_err(super::policy::report)?,
+        None => policy,
+    };
+    let source = PolicySource {
+        text,
+        origin_path,
+        workspace,
+    };
+    Ok((policy, origin, source))
 }
 
 /// The egress gateway's resolver: the host's, or the DNS server named by `AIRLOCK_DNS`

@@ -13,7 +13,7 @@ mod stats;
 pub use audit::{AuditConfig, Recorder, RecorderError, default_audit_dir};
 pub use control::{Control, Ready};
 pub use exec::{ExecIo, ExecOutcome};
-pub use state::{StateDir, state_root};
+pub use state::{StateDir, new_sandbox_id, state_root};
 pub use stats::Stats;
 
 use airlock_audit::{Decision, Event, ProcInfo, Source, kind};
@@ -121,6 +121,8 @@ pub struct SandboxConfig {
     pub description: String,
     /// The policy the gateways enforce (with the workspace bound).
     pub policy: Arc<airlock_policy::Policy>,
+    /// The sandbox id to use; a random one when `None`.
+    pub id: Option<String>,
     /// Directories shared through the fs gateway, one device each.
     pub shares: Vec<airlock_fs::Share>,
     /// How the egress gateway resolves names.
@@ -180,7 +182,10 @@ pub struct Sandbox {
 impl Sandbox {
     /// Boots a sandbox and waits until its agent is ready.
     pub async fn start(config: &SandboxConfig, images: &Images) -> Result<Sandbox, SandboxError> {
-        let state = StateDir::create(config.keep)?;
+        let state = match &config.id {
+            Some(id) => StateDir::create_with(id, config.keep)?,
+            None => StateDir::create(config.keep)?,
+        };
         let recorder = match &config.audit {
             Some(a) => Some(Arc::new(Recorder::open(a, state.id())?)),
             None => None,

@@ -31,6 +31,16 @@ pub struct StateDir {
 impl StateDir {
     /// Creates a fresh, private state dir with a random id.
     pub fn create(keep: bool) -> Result<StateDir, SandboxError> {
+        let id = new_sandbox_id().map_err(|source| SandboxError::State {
+            path: state_root(),
+            source,
+        })?;
+        Self::create_with(&id, keep)
+    }
+
+    /// Creates the state dir for a sandbox whose id was chosen earlier (for example because its
+    /// overlay copies are named after it).
+    pub fn create_with(id: &str, keep: bool) -> Result<StateDir, SandboxError> {
         let root = state_root();
         let err = |path: &Path| {
             let path = path.to_path_buf();
@@ -47,7 +57,16 @@ impl StateDir {
             std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o700))
                 .map_err(err(&root))?;
         }
-        let id = random_id().map_err(err(&root))?;
+        if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            return Err(SandboxError::State {
+                path: root.join(id),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "sandbox ids are [A-Za-z0-9-]",
+                ),
+            });
+        }
+        let id = id.to_string();
         let path = root.join(&id);
         std::fs::DirBuilder::new()
             .mode(0o700)
@@ -92,7 +111,8 @@ impl Drop for StateDir {
     }
 }
 
-fn random_id() -> std::io::Result<String> {
+/// A fresh random sandbox id (12 hex digits).
+pub fn new_sandbox_id() -> std::io::Result<String> {
     let mut bytes = [0u8; 6];
     std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
@@ -104,9 +124,9 @@ mod tests {
 
     #[test]
     fn ids_are_random_hex() {
-        let a = random_id().unwrap();
+        let a = new_sandbox_id().unwrap();
         assert_eq!(a.len(), 12);
         assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
-        assert_ne!(a, random_id().unwrap());
+        assert_ne!(a, new_sandbox_id().unwrap());
     }
 }

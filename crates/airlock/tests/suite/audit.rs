@@ -43,7 +43,7 @@ fn a_run_is_recorded_and_verifies() {
         r#""source":"host","kind":"sandbox.start""#,
         r#""source":"host","kind":"proc.exec","decision":"allow","proc":{"argv":["ls","/"]"#,
         r#""source":"guest","kind":"proc.exec""#,
-        r#""argv":["ls","/"],"cwd":"/""#,
+        r#""argv":["ls","/"],"cwd":"/workspace""#,
         r#""source":"guest","kind":"proc.exit""#,
         r#""source":"host","kind":"sandbox.end""#,
     ] {

@@ -1,11 +1,10 @@
 //! The workspace is shared through the host-side fs gateway: live both ways for `rw`, enforced on
 //! the host for `ro`, `deny_read` and protected paths, and every change or denial is audited.
 
-use airlock_testkit::{Airlock, text, wait_until};
+use airlock_testkit::{Airlock, text};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::Stdio;
-use std::time::Duration;
 
 fn airlock() -> Airlock {
     Airlock::new(env!("CARGO_BIN_EXE_airlock"))
@@ -264,28 +263,104 @@ fn file_names_with_control_characters_are_escaped_in_show() {
 }
 
 #[test]
-fn overlay_mode_is_refused_until_built() {
+fn overlay_keeps_the_host_untouched_until_apply() {
     let a = airlock();
     let ws = workspace();
+    std::fs::create_dir(ws.path().join("src")).unwrap();
+    std::fs::write(ws.path().join("src/lib.rs"), "fn one() {}\nfn two() {}\n").unwrap();
+    let before = tree(ws.path());
+    let overlays = tempfile::tempdir().unwrap();
     let p = policy(
-        ws.path(),
+        overlays.path(),
         "[[filesystem.mounts]]\nworkspace = true\nguest = \"/workspace\"\nmode = \"overlay\"\n",
     );
-    let out = a.run([
+    let airlock_ov = |args: &[&str]| {
+        a.command(args)
+            .env("AIRLOCK_OVERLAY_DIR", overlays.path())
+            .output()
+            .unwrap()
+    };
+    let out = airlock_ov(&[
         "run",
         "--policy",
         &p,
         "--workspace",
         ws.path().to_str().unwrap(),
         "--",
-        "true",
+        "sh",
+        "-c",
+        "printf 'fn one() {}\\nfn three() {}\\n' > src/lib.rs; rm host.txt; echo new > added.txt; cat src/lib.rs",
     ]);
-    assert_eq!(out.status.code(), Some(125));
-    assert!(
-        text(&out.stderr).contains("mode \"overlay\" is not supported by this build yet"),
-        "{}",
-        text(&out.stderr)
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "fn one() {}\nfn three() {}\n",
+        "the guest sees its own writes"
     );
-    let _ = wait_until(Duration::from_secs(1), || true);
+    assert_eq!(
+        tree(ws.path()),
+        before,
+        "the host tree is byte-identical until apply"
+    );
+    let err = text(&out.stderr);
+    let id = err
+        .split("airlock diff ")
+        .nth(1)
+        .and_then(|s| s.split('`').next())
+        .unwrap()
+        .to_string();
+
+    let diff = airlock_ov(&["diff", &id]);
+    let shown = text(&diff.stdout);
+    for line in [
+        "A added.txt",
+        "D host.txt",
+        "M src/lib.rs",
+        "-fn two() {}",
+        "+fn three() {}",
+    ] {
+        assert!(shown.contains(line), "{line} missing from\n{shown}");
+    }
+    let apply = airlock_ov(&["apply", &id]);
+    assert_eq!(
+        apply.status.code(),
+        Some(0),
+        "{}{}",
+        text(&apply.stdout),
+        text(&apply.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(ws.path().join("src/lib.rs")).unwrap(),
+        "fn one() {}\nfn three() {}\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(ws.path().join("added.txt")).unwrap(),
+        "new\n"
+    );
+    assert!(!ws.path().join("host.txt").exists());
+    let discard = airlock_ov(&["discard", &id]);
+    assert!(discard.status.success(), "{}", text(&discard.stderr));
+    assert!(!overlays.path().join(&id).exists());
     a.assert_clean();
+}
+
+/// Every file under `dir` with its bytes, for byte-for-byte comparisons.
+fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push((
+                    p.strip_prefix(dir).unwrap().display().to_string(),
+                    std::fs::read(&p).unwrap(),
+                ));
+            }
+        }
+    }
+    out.sort();
+    out
 }

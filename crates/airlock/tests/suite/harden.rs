@@ -119,12 +119,12 @@ fn a_policy_the_build_cannot_enforce_is_refused() {
         text(&out.stderr)
     );
     let p = policy_file(
-        "[[monitor.rules]]\nkind = \"net.*\"\ndecision = \"deny\"\naction = \"kill\"\n",
+        "[[monitor.rules]]\nkind = \"net.*\"\ndecision = \"deny\"\naction = \"pause\"\n",
     );
     let out = a.run(["run", "--policy", p.path().to_str().unwrap(), "--", "true"]);
     assert_eq!(out.status.code(), Some(125));
     assert!(
-        text(&out.stderr).contains("[monitor] rules cannot be enforced yet"),
+        text(&out.stderr).contains("uses action \"pause\", which this build cannot enforce"),
         "{}",
         text(&out.stderr)
     );

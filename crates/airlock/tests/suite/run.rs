@@ -190,6 +190,7 @@ fn interrupt_at_any_phase_leaves_nothing_behind() {
     ])
     .env("AIRLOCK_STATE_DIR", a.state_dir())
     .env("AIRLOCK_AUDIT_DIR", a.audit_dir())
+    .current_dir(a.cwd())
     .stdin(Stdio::null());
     let out = cmd.output().unwrap();
     assert_eq!(

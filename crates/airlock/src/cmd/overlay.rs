@@ -1,0 +1,250 @@
+//! Overlay mounts: the guest works on a private copy; `airlock diff ID` shows its changes,
+//! `airlock apply ID` writes them to the host tree (refusing conflicts and anything the policy
+//! would not let the guest write), `airlock discard ID` drops them.
+//!
+//! Each overlay lives in `<overlays>/<sandbox id>/<mount index>/` with `meta.json` beside them,
+//! which keeps the policy text and workspace the sandbox ran with, so `apply` decides with the
+//! same rules.
+
+use airlock_fs::{ApplyGuard, ChangeKind, Overlay, Share};
+use airlock_policy::{MountHost, MountMode, Policy};
+use anyhow::{Context, bail};
+use clap::Args;
+use serde::{Deserialize, Serialize};
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// How the policy of a run was given, kept so `apply` can decide with it later.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PolicySource {
+    /// Policy text as loaded.
+    pub text: String,
+    /// The file it came from (relative host paths resolve against its directory).
+    pub origin_path: PathBuf,
+    /// The workspace bound to the policy's workspace mount.
+    pub workspace: Option<PathBuf>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Meta {
+    policy: PolicySource,
+    /// (mount index, guest path) of each overlay mount.
+    mounts: Vec<(usize, String)>,
+}
+
+/// Where overlays are kept: `$AIRLOCK_OVERLAY_DIR`, else `~/.local/state/airlock/overlays`.
+pub fn overlays_dir() -> anyhow::Result<PathBuf> {
+    if let Some(d) = std::env::var_os("AIRLOCK_OVERLAY_DIR") {
+        return Ok(PathBuf::from(d));
+    }
+    if let Some(d) = std::env::var_os("XDG_STATE_HOME") {
+        return Ok(PathBuf::from(d).join("airlock/overlays"));
+    }
+    let home = std::env::var_os("HOME")
+        .context("no directory for overlays: set AIRLOCK_OVERLAY_DIR or HOME")?;
+    Ok(PathBuf::from(home).join(".local/state/airlock/overlays"))
+}
+
+/// The policy's mounts as gateway shares; `overlay` mounts get a fresh copy first.
+pub fn prepare_shares(
+    id: &str,
+    policy: &Policy,
+    source: &PolicySource,
+) -> anyhow::Result<Vec<Share>> {
+    let mut shares = Vec::new();
+    let mut overlays = Vec::new();
+    for (i, m) in policy.mounts().iter().enumerate() {
+        let host_dir = match &m.host {
+            MountHost::Path(p) => p.clone(),
+            MountHost::Workspace => bail!("mount {} has no workspace bound", m.guest),
+        };
+        if m.mode != MountMode::Overlay {
+            shares.push(Share {
+                host_dir,
+                guest_path: m.guest.clone(),
+                mode: m.mode,
+            });
+            continue;
+        }
+        let root = overlays_dir()?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(root.join(id))
+            .with_context(|| format!("creating {}", root.join(id).display()))?;
+        let dir = root.join(id).join(i.to_string());
+        let mut last_report = std::time::Instant::now();
+        let mut progress = |files: u64, bytes: u64| {
+            if last_report.elapsed() > std::time::Duration::from_secs(2) {
+                eprintln!(
+                    "airlock: copying {} for the overlay: {files} files, {} MiB",
+                    host_dir.display(),
+                    bytes >> 20
+                );
+                last_report = std::time::Instant::now();
+            }
+        };
+        let ov = Overlay::create(&host_dir, &dir, Some(&mut progress)).with_context(|| {
+            format!(
+                "creating the overlay copy of {} in {}",
+                host_dir.display(),
+                dir.display()
+            )
+        })?;
+        for s in ov.skipped() {
+            eprintln!(
+                "airlock: overlay: skipped {} ({:?})",
+                s.path.escape_debug(),
+                s.reason
+            );
+        }
+        shares.push(Share {
+            host_dir: ov.upper().to_owned(),
+            guest_path: m.guest.clone(),
+            mode: MountMode::Overlay,
+        });
+        overlays.push((i, m.guest.clone()));
+    }
+    if !overlays.is_empty() {
+        let meta = Meta {
+            policy: source.clone(),
+            mounts: overlays,
+        };
+        let path = overlays_dir()?.join(id).join("meta.json");
+        std::fs::write(&path, serde_json::to_vec_pretty(&meta)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(shares)
+}
+
+/// Arguments of `airlock diff`, `apply` and `discard`.
+#[derive(Debug, Args)]
+pub struct OverlayArgs {
+    /// Sandbox id (printed when the run ends).
+    id: String,
+    /// `apply` only: overwrite host files that changed since the copy was made.
+    #[arg(long)]
+    force: bool,
+}
+
+fn open(id: &str) -> anyhow::Result<(PathBuf, Meta)> {
+    if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        bail!("{id:?} is not a sandbox id");
+    }
+    let dir = overlays_dir()?.join(id);
+    let meta_path = dir.join("meta.json");
+    let bytes = std::fs::read(&meta_path)
+        .with_context(|| format!("sandbox {id} has no overlay (no {})", meta_path.display()))?;
+    let meta: Meta = serde_json::from_slice(&bytes)
+        .with_context(|| format!("reading {}", meta_path.display()))?;
+    Ok((dir, meta))
+}
+
+fn refuse_if_running(id: &str) -> anyhow::Result<()> {
+    if airlock::supervisor::state_root().join(id).exists() {
+        bail!("sandbox {id} is still running; wait for it to end");
+    }
+    Ok(())
+}
+
+/// `airlock diff ID`: lists added, modified and deleted paths, with unified diffs for text.
+pub fn diff(args: &OverlayArgs) -> anyhow::Result<u8> {
+    let (dir, meta) = open(&args.id)?;
+    for (i, guest) in &meta.mounts {
+        let ov = Overlay::open(&dir.join(i.to_string()))?;
+        let changes = ov.changes()?;
+        println!(
+            "# {guest} ({} changes; host {})",
+            changes.len(),
+            ov.host_dir().display()
+        );
+        for c in &changes {
+            let mark = match c.kind {
+                ChangeKind::Added => 'A',
+                ChangeKind::Modified => 'M',
+                ChangeKind::Deleted => 'D',
+            };
+            println!("{mark} {}", airlock_audit::display_safe(&c.path));
+        }
+        for c in &changes {
+            if let Some(text) = ov.unified_diff(c)? {
+                print!(
+                    "{}",
+                    airlock_audit::display_safe(&text).replace("\\n", "\n")
+                );
+            }
+        }
+    }
+    Ok(0)
+}
+
+/// `airlock apply ID`: writes the changes to the host; exits 1 if anything was refused.
+pub fn apply(args: &OverlayArgs) -> anyhow::Result<u8> {
+    refuse_if_running(&args.id)?;
+    let (dir, meta) = open(&args.id)?;
+    let _lock = lock(&dir)?;
+    let policy = policy_of(&meta.policy)?;
+    let mut refused = false;
+    for (i, guest) in &meta.mounts {
+        let ov = Overlay::open(&dir.join(i.to_string()))?;
+        let guard = ApplyGuard::new(policy.clone(), guest, &ov)?;
+        let report = ov.apply(&guard, args.force)?;
+        for p in &report.applied {
+            println!("applied   {}", airlock_audit::display_safe(p));
+        }
+        for c in &report.conflicts {
+            refused = true;
+            println!(
+                "CONFLICT  {} ({:?}; rerun with --force to overwrite)",
+                airlock_audit::display_safe(&c.path),
+                c.reason
+            );
+        }
+        for d in &report.denied {
+            refused = true;
+            println!(
+                "DENIED    {} (rule {})",
+                airlock_audit::display_safe(&d.path),
+                d.decision.rule
+            );
+        }
+    }
+    Ok(u8::from(refused))
+}
+
+/// `airlock discard ID`: deletes the overlay copies.
+pub fn discard(args: &OverlayArgs) -> anyhow::Result<u8> {
+    refuse_if_running(&args.id)?;
+    let (dir, meta) = open(&args.id)?;
+    {
+        let _lock = lock(&dir)?;
+        for (i, _) in &meta.mounts {
+            Overlay::open(&dir.join(i.to_string()))?.discard()?;
+        }
+    }
+    std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+    println!("discarded the overlay of sandbox {}", args.id);
+    Ok(0)
+}
+
+fn policy_of(source: &PolicySource) -> anyhow::Result<Arc<Policy>> {
+    let policy = airlock_policy::load_str(&source.text, &source.origin_path)
+        .map_err(super::policy::report)?;
+    let policy = match &source.workspace {
+        Some(ws) if policy.needs_workspace() => {
+            policy.with_workspace(ws).map_err(super::policy::report)?
+        }
+        _ => policy,
+    };
+    Ok(Arc::new(policy))
+}
+
+/// Serialises apply and discard on one overlay.
+fn lock(dir: &Path) -> anyhow::Result<nix::fcntl::Flock<std::fs::File>> {
+    let file = std::fs::File::create(dir.join("lock"))
+        .with_context(|| format!("locking {}", dir.display()))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|(_, e)| {
+        anyhow::anyhow!("another airlock is applying or discarding this overlay ({e})")
+    })
+}
