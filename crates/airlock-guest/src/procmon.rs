@@ -17,16 +17,29 @@ const CN_MSG_HDR: usize = 20;
 const EVENT_HDR: usize = 16;
 const PROC_EVENT_EXEC: u32 = 0x0000_0002;
 const PROC_EVENT_EXIT: u32 = 0x8000_0000;
+const PROC_EVENT_COMM: u32 = 0x0000_0200;
+/// How long a rename waits for the `exec` that usually follows it (exec renames first).
+const COMM_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
 /// Bytes of argv reported per exec; longer command lines are truncated and flagged.
 const MAX_ARGV_BYTES: usize = 4096;
 
 /// A raw event from the connector.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RawEvent {
     /// `exec` by a process.
     Exec {
         /// Thread group id (the process id).
         tgid: u32,
+    },
+    /// A thread renamed itself (also part of every exec). Busybox runs applets in a forked
+    /// child without `exec` and renames it, so this is how those commands become visible.
+    Comm {
+        /// Thread id.
+        pid: u32,
+        /// Thread group id.
+        tgid: u32,
+        /// The new name (up to 15 bytes).
+        comm: String,
     },
     /// Exit of a thread; a process exit when `pid == tgid`.
     Exit {
@@ -82,6 +95,15 @@ fn parse_one(msg: &[u8]) -> Option<RawEvent> {
         PROC_EVENT_EXEC => Some(RawEvent::Exec {
             tgid: u32_at(body, 4)?,
         }),
+        PROC_EVENT_COMM => {
+            let name = body.get(8..24)?;
+            let end = name.iter().position(|&b| b == 0).unwrap_or(name.len());
+            Some(RawEvent::Comm {
+                pid: u32_at(body, 0)?,
+                tgid: u32_at(body, 4)?,
+                comm: String::from_utf8_lossy(name.get(..end).unwrap_or_default()).into_owned(),
+            })
+        }
         PROC_EVENT_EXIT => Some(RawEvent::Exit {
             pid: u32_at(body, 0)?,
             tgid: u32_at(body, 4)?,
@@ -103,6 +125,16 @@ pub fn exit_status(code: u32) -> ExitStatus {
             signal: i32::try_from(sig).unwrap_or(0),
         }
     }
+}
+
+/// The kernel's `comm` for a program named `argv0`: its base name, cut to 15 bytes.
+fn comm_of(argv0: &str) -> String {
+    let base = argv0.rsplit('/').next().unwrap_or(argv0);
+    let mut end = base.len().min(15);
+    while !base.is_char_boundary(end) {
+        end -= 1;
+    }
+    base.get(..end).unwrap_or_default().to_string()
 }
 
 /// Splits a `/proc/PID/cmdline` into argv, keeping at most [`MAX_ARGV_BYTES`].
@@ -157,7 +189,7 @@ pub fn report(ev: RawEvent) -> Option<GuestEvent> {
                 status: exit_status(code),
             })
         }
-        RawEvent::Exit { .. } => None,
+        RawEvent::Exit { .. } | RawEvent::Comm { .. } => None,
     }
 }
 
@@ -222,6 +254,49 @@ pub fn subscribe() -> io::Result<OwnedFd> {
 
 /// Reads events forever, handing each report to `emit`; counts overruns.
 pub fn run(fd: &OwnedFd, mut emit: impl FnMut(GuestEvent) -> io::Result<()>) -> io::Result<()> {
+    use std::time::Instant;
+    // Renames not yet known to be part of an exec: (tgid, when, new name). Reported when no
+    // exec follows in time, or when the process exits, reading argv then (busybox rewrites it
+    // after renaming).
+    let mut pending: Vec<(u32, Instant, String, Option<GuestEvent>)> = Vec::new();
+    // At rename time uid, ppid and cwd are right but argv may still be the parent's; later the
+    // applet has usually rewritten argv, unless it already exited: then its name stands in.
+    let applet = |tgid: u32, comm: String, early: Option<GuestEvent>| {
+        let late = report(RawEvent::Exec { tgid });
+        let late_argv = match &late {
+            Some(GuestEvent::ProcExec { argv, .. }) if !argv.is_empty() => Some(argv.clone()),
+            _ => None,
+        };
+        match early {
+            Some(GuestEvent::ProcExec {
+                pid,
+                ppid,
+                uid,
+                argv,
+                cwd,
+                ..
+            }) => {
+                let fresh = late_argv.filter(|l| *l != argv);
+                Some(GuestEvent::ProcExec {
+                    pid,
+                    ppid,
+                    uid,
+                    argv_truncated: fresh.is_none(),
+                    argv: fresh.unwrap_or_else(|| vec![comm]),
+                    cwd,
+                })
+            }
+            _ => late,
+        }
+    };
+    // Processes whose exec was reported: their later renames (busybox names itself after the
+    // applet) are not new commands. Entries leave at exit; the cap bounds missed exits.
+    // The name each exec'd process had right after its exec: a later rename to another name is
+    // busybox running an applet inside that process (e.g. the last command of `sh -c`).
+    let mut execd: std::collections::HashMap<u32, String> = std::collections::HashMap::new();
+    const EXECD_CAP: usize = 65_536;
+    let timeout = nix::sys::time::TimeVal::new(0, 10_000);
+    nix::sys::socket::setsockopt(fd, nix::sys::socket::sockopt::ReceiveTimeout, &timeout)?;
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         match nix::sys::socket::recv(
@@ -231,14 +306,73 @@ pub fn run(fd: &OwnedFd, mut emit: impl FnMut(GuestEvent) -> io::Result<()>) -> 
         ) {
             Ok(n) => {
                 for ev in parse(buf.get(..n).unwrap_or_default()) {
-                    if let Some(report) = report(ev) {
-                        emit(report)?;
+                    match ev {
+                        RawEvent::Comm { pid, tgid, comm }
+                            if pid == tgid && tgid != 1 && execd.get(&tgid) != Some(&comm) =>
+                        {
+                            let early = report(RawEvent::Exec { tgid });
+                            pending.push((tgid, Instant::now(), comm, early));
+                        }
+                        RawEvent::Comm { .. } => {}
+                        RawEvent::Exec { tgid } => {
+                            // The renames exec itself makes: drop them.
+                            let mut renamed = None;
+                            pending.retain(|(p, _, comm, _)| {
+                                if *p == tgid {
+                                    renamed = Some(comm.clone());
+                                }
+                                *p != tgid
+                            });
+                            if execd.len() >= EXECD_CAP {
+                                execd.clear();
+                            }
+                            let r = report(ev);
+                            // Busybox renames itself to its applet after exec: remember the
+                            // name argv[0] implies, so that rename is not taken for a new command.
+                            let name = match &r {
+                                Some(GuestEvent::ProcExec { argv, .. }) => {
+                                    argv.first().map(|a| comm_of(a))
+                                }
+                                _ => None,
+                            };
+                            execd.insert(tgid, name.or(renamed).unwrap_or_default());
+                            if let Some(r) = r {
+                                emit(r)?;
+                            }
+                        }
+                        RawEvent::Exit { pid, tgid, .. } => {
+                            if pid == tgid {
+                                execd.remove(&tgid);
+                            }
+                            // A renamed process that exits without exec ran as an applet.
+                            let (done, keep): (Vec<_>, Vec<_>) =
+                                pending.drain(..).partition(|(p, ..)| *p == tgid);
+                            pending = keep;
+                            for (p, _, comm, early) in done {
+                                if let Some(r) = applet(p, comm, early) {
+                                    emit(r)?;
+                                }
+                            }
+                            if let Some(r) = report(ev) {
+                                emit(r)?;
+                            }
+                        }
                     }
                 }
             }
+            Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => {}
             Err(nix::errno::Errno::ENOBUFS) => emit(GuestEvent::EventsDropped { count: 1 })?,
-            Err(nix::errno::Errno::EINTR) => {}
             Err(e) => return Err(e.into()),
+        }
+        let now = Instant::now();
+        let (due, keep): (Vec<_>, Vec<_>) = pending
+            .drain(..)
+            .partition(|(_, at, ..)| now.duration_since(*at) >= COMM_WAIT);
+        pending = keep;
+        for (p, _, comm, early) in due {
+            if let Some(r) = applet(p, comm, early) {
+                emit(r)?;
+            }
         }
     }
 }
@@ -288,6 +422,33 @@ mod tests {
             }),
             None,
             "threads are not processes"
+        );
+    }
+
+    #[test]
+    fn comm_names() {
+        assert_eq!(comm_of("/usr/bin/python3"), "python3");
+        assert_eq!(comm_of("a-very-long-program-name"), "a-very-long-pro");
+        assert_eq!(comm_of(""), "");
+    }
+
+    #[test]
+    fn parses_renames() {
+        let mut d = datagram(PROC_EVENT_COMM, &[9, 9]);
+        // comm[16] after pid and tgid, NUL-padded; extend the data length by 16.
+        let name = *b"ls\0\0\0\0\0\0\0\0\0\0\0\0\0\0";
+        d.extend_from_slice(&name);
+        let data_len = u16::from_ne_bytes([d[32], d[33]]) + 16;
+        d[32..34].copy_from_slice(&data_len.to_ne_bytes());
+        let total = u32::try_from(d.len()).unwrap();
+        d[..4].copy_from_slice(&total.to_ne_bytes());
+        assert_eq!(
+            parse(&d),
+            vec![RawEvent::Comm {
+                pid: 9,
+                tgid: 9,
+                comm: "ls".into()
+            }]
         );
     }
 

@@ -189,3 +189,40 @@ fn monitor_rules_alert_and_kill() {
     );
     r.a.assert_clean();
 }
+
+#[test]
+fn writes_denials_and_commands_of_one_run_are_on_record() {
+    let r = Run::new();
+    std::fs::write(r.a.cwd().join("notes.txt"), "old\n").unwrap();
+    let out = r.airlock(&[
+        "run", "--", "sh", "-c",
+        "echo more >> notes.txt; echo new > made.txt; wget -q -O- http://evil.example/ 2>/dev/null; ls > /dev/null",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let log = std::fs::read_to_string(r.log()).unwrap();
+    for needle in [
+        r#""kind":"fs.write","decision":"allow""#,
+        r#""path":"notes.txt""#,
+        r#""kind":"fs.create","decision":"allow""#,
+        r#""kind":"net.http","decision":"deny","rule":"network.default""#,
+        r#""host":"evil.example""#,
+    ] {
+        assert!(log.contains(needle), "missing {needle} in\n{log}");
+    }
+    // `ls` runs as a busybox applet in a forked shell; the guest reports it by name.
+    assert!(
+        log.lines()
+            .any(|l| l.contains(r#""source":"guest","kind":"proc.exec""#)
+                && l.contains(r#""argv":["ls""#)),
+        "no proc.exec for ls in\n{log}"
+    );
+    let v = r.airlock(&["audit", "verify", r.log().to_str().unwrap()]);
+    assert_eq!(
+        v.status.code(),
+        Some(0),
+        "{}{}",
+        text(&v.stdout),
+        text(&v.stderr)
+    );
+    r.a.assert_clean();
+}
