@@ -6,14 +6,13 @@
 //! every N records / T seconds and at close signs a [`Checkpoint`] with the host's Ed25519
 //! [`HostKey`] into `<log>.checkpoints`. [`verify`] recomputes the chain and checks the
 //! checkpoints, naming the first bad seq; [`read_log`] and [`format_timeline`] render a log
-//! for people, escaping guest text with [`display_safe`]; [`Monitor`] matches events against
-//! the policy's monitor rules. See `docs/audit.md`.
+//! for people, escaping guest text with [`display_safe`]. Monitor rules are matched by the policy
+//! crate, which parses them. See `docs/audit.md`.
 
 mod chain;
 mod checkpoint;
 mod escape;
 mod event;
-mod rules;
 mod show;
 mod sink;
 mod time;
@@ -31,7 +30,6 @@ pub use event::{
     Decision, Event, FsInfo, NetInfo, ProcInfo, Record, RecordError, Source, ZERO_HASH,
     is_valid_kind, kind,
 };
-pub use rules::{Action, Match, Monitor, MonitorRule, RuleError, RuleProblem};
 pub use show::{Filter, ReadError, format_record, format_timeline, read_log};
 pub use sink::{
     AuditSink, AuditWriter, Counters, DEFAULT_CAPACITY, DEFAULT_POLL, EmitError, SinkError,

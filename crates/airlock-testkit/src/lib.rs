@@ -117,6 +117,15 @@ impl Airlock {
             .collect()
     }
 
+    /// Asserts that no process mentioning the state dir survives (files may remain, e.g. after
+    /// airlock itself was killed).
+    pub fn assert_processes_gone(&self) {
+        let ok = wait_until(Duration::from_secs(5), || {
+            self.leftover_processes().is_empty()
+        });
+        assert!(ok, "processes left behind: {:?}", self.leftover_processes());
+    }
+
     /// Asserts that nothing airlock started is left: processes get a short time to be reaped.
     pub fn assert_clean(&self) {
         let ok = wait_until(Duration::from_secs(5), || {

@@ -13,6 +13,9 @@ use std::io::{BufRead, Seek};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// `audit verify` exit code for a log whose chain is intact but whose end is not signed.
+const UNSEALED: u8 = 2;
+
 /// Arguments of `airlock audit`.
 #[derive(Debug, Args)]
 pub struct AuditArgs {
@@ -22,7 +25,8 @@ pub struct AuditArgs {
 
 #[derive(Debug, Subcommand)]
 enum AuditCommand {
-    /// Check a log's hash chain and signed checkpoints; exits 0 only if intact.
+    /// Check a log's hash chain and signed checkpoints: exit 0 intact and sealed, 1 tampered
+    /// (names the first bad record), 2 intact but not sealed (crash, or cut after a checkpoint).
     Verify {
         /// Log file or sandbox id.
         log: String,
@@ -134,7 +138,20 @@ fn verify_cmd(log: &Path, key: Option<&str>) -> anyhow::Result<u8> {
             if let Some(tail) = &report.tail_incomplete {
                 println!("note: {tail}");
             }
-            Ok(if report.sealed { 0 } else { 1 })
+            if report.sealed {
+                Ok(0)
+            } else {
+                // Intact as far as it goes, but its end is not signed: the writer did not close
+                // (a crash or kill -9), or records after the last checkpoint were cut off.
+                eprintln!(
+                    "airlock: audit log {} is intact up to seq {} but not sealed by a final checkpoint: \
+                     the sandbox did not end cleanly, or records after seq {} were removed",
+                    log.display(),
+                    report.last_seq,
+                    report.last_checkpoint_seq.unwrap_or(0)
+                );
+                Ok(UNSEALED)
+            }
         }
         Err(e) => {
             eprintln!(

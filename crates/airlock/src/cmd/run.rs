@@ -213,42 +213,25 @@ async fn run(args: RunArgs) -> anyhow::Result<u8> {
         .find(|m| m.workspace)
         .map(|m| m.guest.as_str());
     let exec_started = Instant::now();
-    let outcome = match limits.timeout {
-        None => {
-            exec(
-                &sandbox,
-                &args,
-                policy.process(),
-                workspace_guest,
-                limits.pids,
-                &mut signals,
-            )
-            .await
-        }
-        Some(limit) => {
-            match tokio::time::timeout(
-                limit,
-                exec(
-                    &sandbox,
-                    &args,
-                    policy.process(),
-                    workspace_guest,
-                    limits.pids,
-                    &mut signals,
-                ),
-            )
-            .await
-            {
-                Ok(outcome) => outcome,
-                Err(_) => {
-                    let why = format!(
-                        "the sandbox reached its time limit of {} s (sandbox.timeout)",
-                        limit.as_secs()
-                    );
-                    eprintln!("airlock: {why}; stopping it");
-                    Ok((exit::TIMED_OUT, why))
-                }
-            }
+    let running = exec(
+        &sandbox,
+        &args,
+        policy.process(),
+        workspace_guest,
+        limits.pids,
+        &mut signals,
+    );
+    // No policy time limit: wait as long as the command runs.
+    let limit = limits.timeout.unwrap_or(Duration::MAX);
+    let outcome = match tokio::time::timeout(limit, running).await {
+        Ok(outcome) => outcome,
+        Err(_) => {
+            let why = format!(
+                "the sandbox reached its time limit of {} s (sandbox.timeout)",
+                limit.as_secs()
+            );
+            eprintln!("airlock: {why}; stopping it");
+            Ok((exit::TIMED_OUT, why))
         }
     };
     let exec_time = exec_started.elapsed();

@@ -226,3 +226,73 @@ fn writes_denials_and_commands_of_one_run_are_on_record() {
     );
     r.a.assert_clean();
 }
+
+#[test]
+fn a_killed_run_leaves_a_log_that_verifies_up_to_its_last_record() {
+    let r = Run::new();
+    let mut child =
+        r.a.command(["run", "--", "sh", "-c", "echo started; sleep 1000"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line, "started\n");
+    child.kill().unwrap(); // SIGKILL: no teardown, no final checkpoint
+    child.wait().unwrap();
+    let v = r.airlock(&["audit", "verify", r.log().to_str().unwrap()]);
+    assert_eq!(
+        v.status.code(),
+        Some(2),
+        "{}{}",
+        text(&v.stdout),
+        text(&v.stderr)
+    );
+    assert!(text(&v.stdout).starts_with("ok: "), "{}", text(&v.stdout));
+    assert!(
+        text(&v.stderr).contains("not sealed"),
+        "{}",
+        text(&v.stderr)
+    );
+    // The helpers died with airlock (PDEATHSIG).
+    r.a.assert_processes_gone();
+}
+
+#[test]
+fn events_follow_and_stats_of_a_finished_sandbox() {
+    let r = Run::new();
+    let out = r.airlock(&[
+        "run",
+        "--",
+        "sh",
+        "-c",
+        "echo x > f; wget -q http://nope.example/ 2>/dev/null; true",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // -f ends by itself once it has printed the sandbox's end.
+    let ev = r.airlock(&["events", "-f"]);
+    let shown = text(&ev.stdout);
+    assert!(
+        shown.contains("sandbox.start") && shown.contains("sandbox.end"),
+        "{shown}"
+    );
+    let id = r.log().file_stem().unwrap().to_string_lossy().into_owned();
+    let stats = r.airlock(&["stats", &id]);
+    let v: serde_json::Value = serde_json::from_slice(&stats.stdout).unwrap();
+    assert_eq!(v["running"], false);
+    assert!(v["fs_ops"].as_u64().unwrap() >= 1, "{v}");
+    assert_eq!(v["denials"]["net"], 1, "{v}");
+    let prom = r.airlock(&["stats", &id, "--prometheus"]);
+    assert!(
+        text(&prom.stdout).contains(&format!(
+            "airlock_denials_total{{sandbox=\"{id}\",area=\"net\"}} 1"
+        )),
+        "{}",
+        text(&prom.stdout)
+    );
+    r.a.assert_clean();
+}
