@@ -41,6 +41,7 @@ async fn measure(images: &Images, audit: bool) -> anyhow::Result<(f64, u64)> {
             dir: audit_dir.path().to_owned(),
             key: audit_dir.path().join("key"),
             monitor: vec![],
+            redact: airlock::supervisor::Redactor::default(),
         }),
         description: "bench".into(),
         policy: Arc::new(policy),

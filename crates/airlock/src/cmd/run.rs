@@ -8,7 +8,7 @@
 use super::overlay::PolicySource;
 use airlock::exit;
 use airlock::supervisor::{
-    AuditConfig, ExecIo, ExecOutcome, Images, Sandbox, SandboxConfig, default_audit_dir,
+    AuditConfig, ExecIo, ExecOutcome, Images, Redactor, Sandbox, SandboxConfig, default_audit_dir,
 };
 use airlock_audit::{Decision, Event, Source};
 use airlock_policy::{MountMode, Policy, ProcessPolicy};
@@ -177,7 +177,7 @@ async fn run(args: RunArgs) -> anyhow::Result<u8> {
         keep: args.keep,
         boot_timeout: Duration::from_secs(boot_timeout),
         accel: airlock_vm::accel::probe(),
-        audit: Some(audit_config(&policy)?),
+        audit: Some(audit_config(&policy, &args.env)?),
         description: format!("policy {origin}, image {}", limits.image),
         shares,
         id: Some(id.clone()),
@@ -414,7 +414,7 @@ fn tls_ports() -> anyhow::Result<Vec<u16>> {
 }
 
 /// Where this run's audit log and key live.
-fn audit_config(policy: &Policy) -> anyhow::Result<AuditConfig> {
+fn audit_config(policy: &Policy, cli_env: &[(String, String)]) -> anyhow::Result<AuditConfig> {
     let dir = default_audit_dir()
         .context("no directory for audit logs: set AIRLOCK_AUDIT_DIR or HOME")?;
     let key = airlock_audit::default_key_path().context("no path for the audit key: set HOME")?;
@@ -423,7 +423,24 @@ fn audit_config(policy: &Policy) -> anyhow::Result<AuditConfig> {
         dir,
         key,
         monitor: policy.monitor_rules().to_vec(),
+        redact: redactor(policy, cli_env)?,
     })
+}
+
+/// The policy's redactions; `redact_env` names take their values from `-e` or the host.
+fn redactor(policy: &Policy, cli_env: &[(String, String)]) -> anyhow::Result<Redactor> {
+    let audit = policy.audit();
+    let mut values = Vec::new();
+    for name in &audit.redact_env {
+        values.extend(
+            cli_env
+                .iter()
+                .filter(|(k, _)| k == name)
+                .map(|(_, v)| v.clone()),
+        );
+        values.extend(std::env::var(name).ok());
+    }
+    Redactor::new(&audit.redact, &values).context("compiling audit.redact")
 }
 
 async fn exec(

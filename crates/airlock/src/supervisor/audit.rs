@@ -22,6 +22,70 @@ pub struct AuditConfig {
     pub key: PathBuf,
     /// The policy's monitor rules.
     pub monitor: Vec<MonitorRule>,
+    /// What is replaced by `[REDACTED]` in every recorded string.
+    pub redact: Redactor,
+}
+
+/// Replaces secrets in recorded text: the policy's `audit.redact` regexes and the values of its
+/// `audit.redact_env` variables (as the host and the command's `-e` settings define them).
+#[derive(Debug, Clone, Default)]
+pub struct Redactor {
+    patterns: Vec<regex::Regex>,
+}
+
+/// The replacement text.
+pub const REDACTED: &str = "[REDACTED]";
+
+impl Redactor {
+    /// Compiles `regexes` (already validated by the policy) and literal `values`.
+    pub fn new(regexes: &[String], values: &[String]) -> Result<Redactor, regex::Error> {
+        let mut patterns = regexes
+            .iter()
+            .map(|r| regex::Regex::new(r))
+            .collect::<Result<Vec<_>, _>>()?;
+        for v in values.iter().filter(|v| !v.is_empty()) {
+            patterns.push(regex::Regex::new(&regex::escape(v))?);
+        }
+        Ok(Redactor { patterns })
+    }
+
+    /// Whether nothing is redacted.
+    pub fn is_empty(&self) -> bool {
+        self.patterns.is_empty()
+    }
+
+    fn text(&self, s: &mut String) {
+        for p in &self.patterns {
+            if p.is_match(s) {
+                *s = p.replace_all(s, REDACTED).into_owned();
+            }
+        }
+    }
+
+    /// Redacts every free-text field of `e`.
+    pub fn event(&self, e: &mut Event) {
+        if self.is_empty() {
+            return;
+        }
+        let opt = |o: &mut Option<String>| {
+            if let Some(s) = o {
+                self.text(s);
+            }
+        };
+        opt(&mut e.detail);
+        if let Some(p) = &mut e.proc {
+            p.argv.iter_mut().for_each(|a| self.text(a));
+            opt(&mut p.cwd);
+        }
+        if let Some(f) = &mut e.fs {
+            self.text(&mut f.path);
+            opt(&mut f.to);
+        }
+        if let Some(n) = &mut e.net {
+            opt(&mut n.path);
+            opt(&mut n.host);
+        }
+    }
 }
 
 /// Default directory for audit logs: `$XDG_STATE_HOME/airlock/audit`, else
@@ -61,6 +125,7 @@ pub struct Recorder {
     kill: watch::Sender<Option<String>>,
     path: PathBuf,
     counters: super::stats::EventCounters,
+    redact: Redactor,
 }
 
 impl Recorder {
@@ -88,6 +153,7 @@ impl Recorder {
             kill,
             path,
             counters: super::stats::EventCounters::default(),
+            redact: config.redact.clone(),
         })
     }
 
@@ -103,7 +169,8 @@ impl Recorder {
 
     /// Records `event` (never blocks: overload is counted by the sink and recorded as
     /// `audit.dropped`), then applies the monitor rules to it.
-    pub fn record(&self, event: Event) {
+    pub fn record(&self, mut event: Event) {
+        self.redact.event(&mut event);
         self.counters.observe(&event);
         let matched = if event.kind.starts_with("monitor.") {
             None
@@ -244,5 +311,35 @@ impl airlock_net::NetEvents for Recorder {
                     duration_ms: Some(e.duration_ms),
                 }),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redaction_covers_every_free_text_field() {
+        let r = Redactor::new(
+            &["sk-ant-[a-z0-9]+".to_string()],
+            &["hunter2".to_string(), String::new()],
+        )
+        .unwrap();
+        let mut e = Event::new(Source::Host, kind::PROC_EXEC)
+            .with_proc(airlock_audit::ProcInfo {
+                argv: vec![
+                    "curl".into(),
+                    "-H".into(),
+                    "x-api-key: sk-ant-abc123".into(),
+                ],
+                cwd: Some("/tmp/hunter2".into()),
+                ..Default::default()
+            })
+            .with_detail("token hunter2 here");
+        r.event(&mut e);
+        let p = e.proc.unwrap();
+        assert_eq!(p.argv[2], "x-api-key: [REDACTED]");
+        assert_eq!(p.cwd.as_deref(), Some("/tmp/[REDACTED]"));
+        assert_eq!(e.detail.as_deref(), Some("token [REDACTED] here"));
     }
 }

@@ -10,7 +10,7 @@ mod exec;
 mod state;
 mod stats;
 
-pub use audit::{AuditConfig, Recorder, RecorderError, default_audit_dir};
+pub use audit::{AuditConfig, REDACTED, Recorder, RecorderError, Redactor, default_audit_dir};
 pub use control::{Control, Ready};
 pub use exec::{ExecIo, ExecOutcome};
 pub use state::{StateDir, new_sandbox_id, state_root};

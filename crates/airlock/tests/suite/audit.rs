@@ -296,3 +296,37 @@ fn events_follow_and_stats_of_a_finished_sandbox() {
     );
     r.a.assert_clean();
 }
+
+#[test]
+fn redactions_apply_before_anything_is_written() {
+    let r = Run::new();
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("p.toml");
+    std::fs::write(
+        &p,
+        "extends = \"default\"\n[audit]\nredact = [\"sk-ant-[a-z0-9]+\"]\nredact_env = [\"MY_TOKEN\"]\n",
+    )
+    .unwrap();
+    let out =
+        r.a.command([
+            "run",
+            "--policy",
+            p.to_str().unwrap(),
+            "-e",
+            "MY_TOKEN=tok-4242",
+            "--",
+            "sh",
+            "-c",
+            "echo sk-ant-abc123 tok-4242 > /dev/null",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let log = std::fs::read_to_string(r.log()).unwrap();
+    assert!(
+        !log.contains("sk-ant-abc123") && !log.contains("tok-4242"),
+        "{log}"
+    );
+    assert!(log.contains("[REDACTED] [REDACTED]"), "{log}");
+    r.a.assert_clean();
+}
