@@ -8,6 +8,9 @@ use std::ffi::OsString;
 /// syscall into a QEMU exit (microvm has no ACPI power-off); `panic=-1` does the same on panic.
 pub const BASE_CMDLINE: &str = "console=ttyS0 reboot=t panic=-1 quiet";
 
+/// QEMU's built-in seccomp policy (`-sandbox`).
+pub const SANDBOX: &str = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny";
+
 /// The argv (without the binary) that boots `spec`.
 pub fn args(spec: &BootSpec) -> Result<Vec<OsString>, EngineError> {
     if spec.cpus == 0 || spec.memory_mib < 64 {
@@ -53,6 +56,10 @@ pub fn args(spec: &BootSpec) -> Result<Vec<OsString>, EngineError> {
         "-display".into(),
         "none".into(),
         "-no-reboot".into(),
+        // QEMU's own seccomp filter: no obsolete syscalls, no privilege changes, no fork/exec,
+        // no scheduler or resource changes.
+        "-sandbox".into(),
+        SANDBOX.into(),
         "-chardev".into(),
         format!("file,id=console,path={}", check(&spec.console_log)?),
         "-serial".into(),
@@ -131,6 +138,7 @@ mod tests {
         assert!(a.contains("-accel tcg,thread=multi -cpu max"));
         assert!(a.contains("memory-backend-memfd,id=mem,size=512M,share=on"));
         assert!(a.contains("-nodefaults"));
+        assert!(a.contains(&format!("-sandbox {SANDBOX}")), "{a}");
         assert!(a.contains("-smp 2"));
         assert!(a.contains("vhost-user-vsock-device,chardev=vsock"));
         assert!(a.contains("file,id=console,path=/s/console.log"));

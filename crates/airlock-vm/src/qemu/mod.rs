@@ -2,7 +2,7 @@
 
 pub mod cmdline;
 
-use crate::child::contain;
+use crate::child::{contain, jail_engine};
 use crate::engine::{BootSpec, Engine, EngineError, Vm};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -72,6 +72,7 @@ impl Engine for QemuEngine {
             .stdout(Stdio::null())
             .stderr(log);
         contain(&mut cmd);
+        jail_engine(&mut cmd);
         let child = cmd.spawn().map_err(|source| EngineError::Spawn {
             binary: self.binary.clone(),
             source,

@@ -76,5 +76,35 @@ pub fn main(_args: &DoctorArgs) -> anyhow::Result<u8> {
         Err(e) => line("image tiny", false, e.to_string()),
     }
     line("state dir", true, state_root().display().to_string());
+
+    // Protections, as this host will give them.
+    let root = nix::unistd::getuid().is_root();
+    line(
+        "engine jail",
+        true,
+        format!(
+            "QEMU -sandbox seccomp, no capabilities, no_new_privs; {}",
+            if root {
+                "own empty network, IPC and UTS namespaces"
+            } else {
+                "namespaces skipped (needs root; not yet via user namespaces)"
+            }
+        ),
+    );
+    line(
+        "in-guest",
+        true,
+        "workload as `agent` with no_new_privs, seccomp per policy, pids cgroup per command".into(),
+    );
+    let cgroup = if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        "v2"
+    } else {
+        "v1"
+    };
+    println!(
+        "note {:<14} host cgroup limits on the engine (host has cgroup {cgroup}), pivot_root jail, \
+         gateway seccomp, Landlock in the guest, disk limit",
+        "not yet"
+    );
     Ok(if ok { 0 } else { 1 })
 }

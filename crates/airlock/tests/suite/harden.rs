@@ -178,3 +178,47 @@ fn a_fork_bomb_hits_the_pids_limit_and_airlock_returns() {
     assert!(hits > 0, "the limit was never reached: {stdout}");
     a.assert_clean();
 }
+
+#[test]
+fn the_engine_runs_without_capabilities_under_seccomp_in_an_empty_network_namespace() {
+    use std::io::BufRead;
+    let a = airlock();
+    let mut child = a
+        .command(["run", "--", "sh", "-c", "echo started; sleep 5"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "started\n");
+    let qemu = airlock_testkit::processes_mentioning(a.state_dir())
+        .into_iter()
+        .find(|p| p.contains("qemu-system"))
+        .expect("the engine process");
+    let pid = qemu.split(':').next().unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap_or("")
+            .trim()
+            .to_string()
+    };
+    assert_eq!(field("CapEff:"), "0000000000000000", "{status}");
+    assert_eq!(field("CapBnd:"), "0000000000000000", "{status}");
+    assert_eq!(field("NoNewPrivs:"), "1");
+    assert_eq!(field("Seccomp:"), "2", "QEMU's -sandbox filter is on");
+    if nix::unistd::getuid().is_root() {
+        let ns = |p: &str| std::fs::read_link(format!("/proc/{p}/ns/net")).unwrap();
+        assert_ne!(
+            ns(pid),
+            ns("self"),
+            "the engine has its own (empty) network namespace"
+        );
+    }
+    assert!(child.wait().unwrap().success());
+    a.assert_clean();
+}
