@@ -8,3 +8,13 @@
 
 pub mod exit;
 pub mod supervisor;
+
+/// Prints a line on stderr for the user. Unlike `eprintln!` it never panics: a closed stderr
+/// (the reader went away) must not turn into a crash in the middle of teardown.
+#[macro_export]
+macro_rules! note {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}

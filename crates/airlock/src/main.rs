@@ -56,6 +56,15 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    if !matches!(cli.command, Command::Run(_)) {
+        // Reporting commands behave like other Unix tools when their reader goes away
+        // (`airlock audit show | head`): end quietly instead of failing a write.
+        // SAFETY: resetting a signal disposition to its default has no memory-safety
+        // preconditions; no other thread exists yet.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let result = match cli.command {
         Command::Run(args) => cmd::run::main(args),
         Command::Doctor(args) => cmd::doctor::main(&args),
@@ -70,7 +79,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("airlock: {e:#}");
+            airlock::note!("airlock: {e:#}");
             ExitCode::from(exit::AIRLOCK_ERROR)
         }
     }

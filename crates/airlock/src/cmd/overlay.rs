@@ -77,7 +77,7 @@ pub fn prepare_shares(
         let mut last_report = std::time::Instant::now();
         let mut progress = |files: u64, bytes: u64| {
             if last_report.elapsed() > std::time::Duration::from_secs(2) {
-                eprintln!(
+                airlock::note!(
                     "airlock: copying {} for the overlay: {files} files, {} MiB",
                     host_dir.display(),
                     bytes >> 20
@@ -93,7 +93,7 @@ pub fn prepare_shares(
             )
         })?;
         for s in ov.skipped() {
-            eprintln!(
+            airlock::note!(
                 "airlock: overlay: skipped {} ({:?})",
                 s.path.escape_debug(),
                 s.reason
@@ -141,8 +141,18 @@ fn open(id: &str) -> anyhow::Result<(PathBuf, Meta)> {
     Ok((dir, meta))
 }
 
+/// A running sandbox refreshes `stats.json` in its state dir every second; a state dir left by
+/// a killed airlock does not count.
 fn refuse_if_running(id: &str) -> anyhow::Result<()> {
-    if airlock::supervisor::state_root().join(id).exists() {
+    let stats = airlock::supervisor::state_root()
+        .join(id)
+        .join("stats.json");
+    let fresh = std::fs::metadata(&stats)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age < std::time::Duration::from_secs(5));
+    if fresh {
         bail!("sandbox {id} is still running; wait for it to end");
     }
     Ok(())

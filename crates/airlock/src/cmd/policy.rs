@@ -114,7 +114,7 @@ fn check(files: &[PathBuf], profiles: bool) -> u8 {
         Err(errors) => {
             failed = true;
             println!("FAIL  {label}");
-            eprintln!("{errors}");
+            airlock::note!("{errors}");
         }
     };
     if profiles {

@@ -160,6 +160,11 @@ async fn run(args: RunArgs) -> anyhow::Result<u8> {
     let id = airlock::supervisor::new_sandbox_id().context("choosing a sandbox id")?;
     let shares = super::overlay::prepare_shares(&id, &policy, &source)?;
     let has_overlay = shares.iter().any(|s| s.mode == MountMode::Overlay);
+    if has_overlay {
+        airlock::note!(
+            "airlock: sandbox {id} works on an overlay copy; the host tree stays untouched"
+        );
+    }
     let limits = policy.sandbox();
     let boot_timeout = std::env::var("AIRLOCK_BOOT_TIMEOUT")
         .ok()
@@ -191,7 +196,7 @@ async fn run(args: RunArgs) -> anyhow::Result<u8> {
         sig = signals.recv() => return Ok(interrupted(sig, "booting")),
     };
     if args.keep {
-        eprintln!("airlock: state dir {}", sandbox.state_dir().display());
+        airlock::note!("airlock: state dir {}", sandbox.state_dir().display());
     }
     if let Some(r) = sandbox.recorder() {
         for entry in policy.unprotected() {
@@ -203,7 +208,7 @@ async fn run(args: RunArgs) -> anyhow::Result<u8> {
             );
         }
         if std::io::stderr().is_terminal() {
-            eprintln!("airlock: audit log {}", r.path().display());
+            airlock::note!("airlock: audit log {}", r.path().display());
         }
     }
 
@@ -230,7 +235,7 @@ async fn run(args: RunArgs) -> anyhow::Result<u8> {
                 "the sandbox reached its time limit of {} s (sandbox.timeout)",
                 limit.as_secs()
             );
-            eprintln!("airlock: {why}; stopping it");
+            airlock::note!("airlock: {why}; stopping it");
             Ok((exit::TIMED_OUT, why))
         }
     };
@@ -254,10 +259,10 @@ async fn run(args: RunArgs) -> anyhow::Result<u8> {
             teardown_ms: ms(teardown),
             total_ms: ms(started.elapsed()),
         };
-        eprintln!("{}", serde_json::to_string(&t).unwrap_or_default());
+        airlock::note!("{}", serde_json::to_string(&t).unwrap_or_default());
     }
     if has_overlay {
-        eprintln!(
+        airlock::note!(
             "airlock: the guest's changes are kept in an overlay: review them with `airlock diff {id}`, then `airlock apply {id}` or `airlock discard {id}`"
         );
     }
@@ -268,7 +273,7 @@ async fn run(args: RunArgs) -> anyhow::Result<u8> {
 
 /// A signal before the command ran: what was started is already torn down by drop.
 fn interrupted(sig: i32, phase: &str) -> u8 {
-    eprintln!("airlock: interrupted by signal {sig} while {phase}");
+    airlock::note!("airlock: interrupted by signal {sig} while {phase}");
     exit::clamp(128 + sig)
 }
 
@@ -282,7 +287,7 @@ async fn resolve_images(cache: Cache) -> anyhow::Result<Images> {
         );
         bar.enable_steady_tick(Duration::from_millis(200));
         if !std::io::stderr().is_terminal() {
-            eprintln!(
+            airlock::note!(
                 "airlock: building the guest kernel on first use (several minutes; cached under {})",
                 cache.root().display()
             );
@@ -300,7 +305,7 @@ async fn resolve_images(cache: Cache) -> anyhow::Result<Images> {
             tick.tick().await;
             loop {
                 tick.tick().await;
-                eprintln!(
+                airlock::note!(
                     "airlock: kernel build: {} of ~{} objects, {} s",
                     bar.position(),
                     bar.length().unwrap_or(0),
@@ -317,7 +322,7 @@ async fn resolve_images(cache: Cache) -> anyhow::Result<Images> {
     }
     bar.finish_and_clear();
     if building && images.is_ok() && !std::io::stderr().is_terminal() {
-        eprintln!("airlock: guest kernel built");
+        airlock::note!("airlock: guest kernel built");
     }
     Ok(images?)
 }
@@ -519,7 +524,7 @@ async fn exec(
             r = &mut exec => break r.context("running the command")?,
             Ok(()) = kill.changed() => {
                 if let Some(why) = kill.borrow().clone() {
-                    eprintln!("airlock: {why}; stopping the sandbox");
+                    airlock::note!("airlock: {why}; stopping the sandbox");
                     return Ok((exit::KILLED, why));
                 }
             }
@@ -534,7 +539,7 @@ async fn exec(
             _ = async { tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)).await }, if deadline.is_some() => {
                 let sig = forwarded.map_or(libc::SIGTERM, |(s, _)| s);
                 let why = format!("the command did not exit within {} s of signal {sig}", GRACE.as_secs());
-                eprintln!("airlock: {why}; stopping the sandbox");
+                airlock::note!("airlock: {why}; stopping the sandbox");
                 return Ok((exit::clamp(128 + sig), why));
             }
         }
@@ -552,7 +557,7 @@ async fn exec(
                 SpawnFailure::InvalidRequest => "invalid command request",
                 SpawnFailure::Other => "could not start the command in the guest",
             };
-            eprintln!("airlock: {what}: {}", message.escape_debug());
+            airlock::note!("airlock: {what}: {}", message.escape_debug());
             (exit::clamp(reason.exit_code()), what.to_string())
         }
     })

@@ -193,7 +193,7 @@ impl Recorder {
                 self.kill.send_replace(Some(reason));
             }
             MonitorAction::Alert => {
-                eprintln!("airlock: alert: monitor rule {} matched {what}", rule.rule);
+                crate::note!("airlock: alert: monitor rule {} matched {what}", rule.rule);
                 let _ = self.sink.try_emit(
                     Event::new(Source::Host, kind::MONITOR_ALERT)
                         .with_rule(rule.rule.clone())

@@ -344,6 +344,65 @@ fn overlay_keeps_the_host_untouched_until_apply() {
     a.assert_clean();
 }
 
+#[test]
+fn apply_waits_for_the_sandbox_to_end() {
+    use std::io::BufRead;
+    let a = airlock();
+    let ws = workspace();
+    let overlays = tempfile::tempdir().unwrap();
+    let p = policy(
+        overlays.path(),
+        "[[filesystem.mounts]]\nworkspace = true\nguest = \"/workspace\"\nmode = \"overlay\"\n",
+    );
+    let mut child = a
+        .command([
+            "run",
+            "--policy",
+            &p,
+            "--workspace",
+            ws.path().to_str().unwrap(),
+            "--",
+            "sh",
+            "-c",
+            "echo started; sleep 4",
+        ])
+        .env("AIRLOCK_OVERLAY_DIR", overlays.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Keep both pipes open until airlock exits: it still writes to them.
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut err_line = String::new();
+    stderr.read_line(&mut err_line).unwrap();
+    let id = err_line.split_whitespace().nth(2).unwrap().to_string();
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line, "started\n");
+    // Wait for the first stats publication, which marks the sandbox as running.
+    let stats = a.state_dir().join(&id).join("stats.json");
+    assert!(airlock_testkit::wait_until(
+        std::time::Duration::from_secs(10),
+        || stats.exists()
+    ));
+    let apply = a
+        .command(["apply", &id])
+        .env("AIRLOCK_OVERLAY_DIR", overlays.path())
+        .output()
+        .unwrap();
+    assert_eq!(apply.status.code(), Some(125));
+    assert!(
+        text(&apply.stderr).contains("still running"),
+        "{}",
+        text(&apply.stderr)
+    );
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    assert!(child.wait().unwrap().success(), "{rest}");
+    a.assert_clean();
+}
+
 /// Every file under `dir` with its bytes, for byte-for-byte comparisons.
 fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
