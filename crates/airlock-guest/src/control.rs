@@ -58,13 +58,15 @@ pub fn serve() -> io::Result<()> {
     };
     send(&writer, ready)?;
     // Process events start after `ready`, which must be the first message the host sees.
+    let flush = procmon::Flush::default();
     match procmon::subscribe() {
         Ok(fd) => {
             let writer = writer.clone();
+            let flush = flush.clone();
             thread::Builder::new()
                 .name("procmon".into())
                 .spawn(move || {
-                    if let Err(e) = procmon::run(&fd, |ev| send(&writer, ev)) {
+                    if let Err(e) = procmon::run(&fd, &flush, |ev| send(&writer, ev)) {
                         eprintln!("airlock-guest: process events stopped: {e}");
                     }
                 })?;
@@ -80,7 +82,12 @@ pub fn serve() -> io::Result<()> {
             .map_err(io::Error::other)?
         {
             match frame {
-                Frame::Message(ControlRequest::Shutdown) => return Ok(()),
+                Frame::Message(ControlRequest::Shutdown) => {
+                    // Report the last processes before the power goes.
+                    flush.flush(Duration::from_millis(500));
+                    send(&writer, GuestEvent::Bye)?;
+                    return Ok(());
+                }
                 Frame::Message(ControlRequest::Mount {
                     id,
                     tag,

@@ -252,8 +252,57 @@ pub fn subscribe() -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
-/// Reads events forever, handing each report to `emit`; counts overruns.
-pub fn run(fd: &OwnedFd, mut emit: impl FnMut(GuestEvent) -> io::Result<()>) -> io::Result<()> {
+/// Asks [`run`] to report everything it holds now (before power-off) and waits for it.
+#[derive(Clone, Default)]
+pub struct Flush {
+    inner: std::sync::Arc<(std::sync::Mutex<FlushState>, std::sync::Condvar)>,
+}
+
+#[derive(Default)]
+struct FlushState {
+    requested: u64,
+    done: u64,
+}
+
+impl Flush {
+    /// Requests a flush and waits up to `limit` for it.
+    pub fn flush(&self, limit: std::time::Duration) {
+        let (lock, cv) = &*self.inner;
+        let mut st = lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        st.requested += 1;
+        let want = st.requested;
+        let _unused = cv
+            .wait_timeout_while(st, limit, |s| s.done < want)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+    }
+
+    fn pending(&self) -> Option<u64> {
+        let st = self
+            .inner
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        (st.requested > st.done).then_some(st.requested)
+    }
+
+    fn done(&self, upto: u64) {
+        let (lock, cv) = &*self.inner;
+        lock.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .done = upto;
+        cv.notify_all();
+    }
+}
+
+/// Reads events forever, handing each report to `emit`; counts overruns. On a [`Flush`]
+/// request it reports what it holds at once.
+pub fn run(
+    fd: &OwnedFd,
+    flush: &Flush,
+    mut emit: impl FnMut(GuestEvent) -> io::Result<()>,
+) -> io::Result<()> {
     use std::time::Instant;
     // Renames not yet known to be part of an exec: (tgid, when, new name). Reported when no
     // exec follows in time, or when the process exits, reading argv then (busybox rewrites it
@@ -299,6 +348,7 @@ pub fn run(fd: &OwnedFd, mut emit: impl FnMut(GuestEvent) -> io::Result<()>) -> 
     nix::sys::socket::setsockopt(fd, nix::sys::socket::sockopt::ReceiveTimeout, &timeout)?;
     let mut buf = vec![0u8; 64 * 1024];
     loop {
+        let mut drained = false;
         match nix::sys::socket::recv(
             fd.as_raw_fd(),
             &mut buf,
@@ -360,19 +410,25 @@ pub fn run(fd: &OwnedFd, mut emit: impl FnMut(GuestEvent) -> io::Result<()>) -> 
                     }
                 }
             }
-            Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => {}
+            Err(nix::errno::Errno::EAGAIN) => drained = true,
+            Err(nix::errno::Errno::EINTR) => {}
             Err(nix::errno::Errno::ENOBUFS) => emit(GuestEvent::EventsDropped { count: 1 })?,
             Err(e) => return Err(e.into()),
         }
+        // A flush is served once a receive came back empty, i.e. the socket is drained.
+        let flushing = flush.pending().filter(|_| drained);
         let now = Instant::now();
         let (due, keep): (Vec<_>, Vec<_>) = pending
             .drain(..)
-            .partition(|(_, at, ..)| now.duration_since(*at) >= COMM_WAIT);
+            .partition(|(_, at, ..)| flushing.is_some() || now.duration_since(*at) >= COMM_WAIT);
         pending = keep;
         for (p, _, comm, early) in due {
             if let Some(r) = applet(p, comm, early) {
                 emit(r)?;
             }
+        }
+        if let Some(upto) = flushing {
+            flush.done(upto);
         }
     }
 }

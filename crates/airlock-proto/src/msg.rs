@@ -201,6 +201,9 @@ pub enum GuestEvent {
         /// Lower bound of lost events.
         count: u64,
     },
+    /// Answer to [`ControlRequest::Shutdown`]: every report before this one has been sent; the
+    /// guest powers off next.
+    Bye,
     /// A [`ControlRequest::Mount`] failed.
     MountFailed {
         /// The request id.

@@ -33,6 +33,7 @@ pub struct Control {
     pending: Pending,
     next_id: AtomicU32,
     reader: tokio::task::JoinHandle<()>,
+    bye: Arc<tokio::sync::Notify>,
 }
 
 impl Control {
@@ -67,12 +68,20 @@ impl Control {
             }
         };
         let pending: Pending = Arc::default();
-        let reader = tokio::spawn(read_events(rd, decoder, pending.clone(), recorder));
+        let bye = Arc::new(tokio::sync::Notify::new());
+        let reader = tokio::spawn(read_events(
+            rd,
+            decoder,
+            pending.clone(),
+            recorder,
+            bye.clone(),
+        ));
         let control = Control {
             writer: tokio::sync::Mutex::new(wr),
             pending,
             next_id: AtomicU32::new(1),
             reader,
+            bye,
         };
         Ok((control, ready))
     }
@@ -104,9 +113,13 @@ impl Control {
         }
     }
 
-    /// Asks the guest to power off (best effort).
-    pub async fn shutdown(&self) {
-        let _ = self.send(&ControlRequest::Shutdown).await;
+    /// Asks the guest to power off, and waits (up to `limit`) for its goodbye, which comes after
+    /// its last process reports, so none is lost at teardown.
+    pub async fn shutdown(&self, limit: std::time::Duration) {
+        let bye = self.bye.notified();
+        if self.send(&ControlRequest::Shutdown).await.is_ok() {
+            let _ = tokio::time::timeout(limit, bye).await;
+        }
     }
 
     async fn send(&self, req: &ControlRequest) -> Result<(), SandboxError> {
@@ -118,6 +131,14 @@ impl Control {
             context: "writing to the control connection",
             source,
         })
+    }
+}
+
+impl Control {
+    /// Waits (up to `limit`) for the guest's last reports to be read: the reader ends at EOF,
+    /// once the vsock device is gone. Used at teardown so nothing the guest said is lost.
+    pub async fn drain(&mut self, limit: std::time::Duration) {
+        let _ = tokio::time::timeout(limit, &mut self.reader).await;
     }
 }
 
@@ -159,6 +180,7 @@ async fn read_events(
     mut decoder: Decoder,
     pending: Pending,
     recorder: Option<Arc<Recorder>>,
+    bye: Arc<tokio::sync::Notify>,
 ) {
     loop {
         let event = match next_event(&mut rd, &mut decoder).await {
@@ -172,6 +194,10 @@ async fn read_events(
         let (id, result) = match event {
             GuestEvent::Mounted { id } => (id, Ok(())),
             GuestEvent::MountFailed { id, message } => (id, Err(message)),
+            GuestEvent::Bye => {
+                bye.notify_one();
+                continue;
+            }
             GuestEvent::Ready { .. } => {
                 tracing::warn!("guest sent a second ready; ignored");
                 continue;

@@ -463,7 +463,7 @@ impl Sandbox {
         if let Some(t) = self.stats_task.take() {
             t.abort();
         }
-        self.control.shutdown().await;
+        self.control.shutdown(Duration::from_secs(2)).await;
         let stopped = self.vm.stop(Duration::from_secs(3)).await;
         self.backend.stop().await;
         for gw in self.gateways.drain(..) {
@@ -479,6 +479,8 @@ impl Sandbox {
                 tracing::warn!("egress gateway did not stop in time");
             }
         }
+        // The backend is gone, so the control stream ends: read what the guest sent before.
+        self.control.drain(Duration::from_secs(2)).await;
         drop(self.control);
         if let Some(r) = &self.recorder {
             r.record(
