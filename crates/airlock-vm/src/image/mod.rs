@@ -3,6 +3,7 @@
 //! `~/.cache/airlock`). Nothing cached is ever rebuilt; a new input gives a new key.
 
 mod cpio;
+pub mod debian;
 pub mod kernel;
 pub mod tiny;
 
@@ -46,6 +47,52 @@ pub enum ImageError {
         /// The file.
         path: PathBuf,
         /// What is wrong.
+        message: String,
+    },
+    /// An image name that is not usable as a cache directory name.
+    #[error(
+        "invalid image name {name:?}: use lowercase letters, digits, '-', '_' and '.', starting \
+         with a letter or digit (`tiny` is built in)"
+    )]
+    BadName {
+        /// The rejected name.
+        name: String,
+    },
+    /// The image has never been built.
+    #[error("image {name} is not built; build it with `airlock image build --kind debian --name {name}`")]
+    NotBuilt {
+        /// Image name.
+        name: String,
+    },
+    /// A built image's root filesystem does not match its manifest.
+    #[error(
+        "image {name} (build {build_id}) is corrupt: {path} should have sha256 {expected}, \
+         found {actual}; rebuild it with `airlock image build --kind debian --name {name}`"
+    )]
+    Integrity {
+        /// Image name.
+        name: String,
+        /// Build id.
+        build_id: String,
+        /// The file that failed the check.
+        path: PathBuf,
+        /// Hash (and size) recorded in the manifest.
+        expected: String,
+        /// What the file has now.
+        actual: String,
+    },
+    /// Building needs root (debootstrap, chroot and mount).
+    #[error("building {what} needs root (debootstrap, chroot and mount); run it as root or with sudo")]
+    NotRoot {
+        /// What was being built.
+        what: &'static str,
+    },
+    /// Downloading from a mirror failed.
+    #[error("fetching {url}: {message}")]
+    Fetch {
+        /// The URL.
+        url: String,
+        /// What went wrong.
         message: String,
     },
     /// I/O on a cache path.
