@@ -22,6 +22,8 @@ enum Command {
     Doctor(cmd::doctor::DoctorArgs),
     /// Validate and explain policy files.
     Policy(cmd::policy::PolicyArgs),
+    /// Build, list, check and update guest images (the Debian root filesystem).
+    Image(cmd::image::ImageArgs),
     /// Show what a sandbox changed in its overlay mounts.
     Diff(cmd::overlay::OverlayArgs),
     /// Write a finished sandbox's overlay changes to the host.
@@ -69,6 +71,7 @@ fn main() -> ExitCode {
         Command::Run(args) => cmd::run::main(args),
         Command::Doctor(args) => cmd::doctor::main(&args),
         Command::Policy(args) => cmd::policy::main(args),
+        Command::Image(args) => cmd::image::main(args),
         Command::Audit(args) => cmd::audit::main(args),
         Command::Diff(args) => cmd::overlay::diff(&args),
         Command::Apply(args) => cmd::overlay::apply(&args),

@@ -59,7 +59,9 @@ pub enum ImageError {
         name: String,
     },
     /// The image has never been built.
-    #[error("image {name} is not built; build it with `airlock image build --kind debian --name {name}`")]
+    #[error(
+        "image {name} is not built; build it with `airlock image build --kind debian --name {name}`"
+    )]
     NotBuilt {
         /// Image name.
         name: String,
@@ -82,7 +84,9 @@ pub enum ImageError {
         actual: String,
     },
     /// Building needs root (debootstrap, chroot and mount).
-    #[error("building {what} needs root (debootstrap, chroot and mount); run it as root or with sudo")]
+    #[error(
+        "building {what} needs root (debootstrap, chroot and mount); run it as root or with sudo"
+    )]
     NotRoot {
         /// What was being built.
         what: &'static str,

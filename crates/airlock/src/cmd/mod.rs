@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod doctor;
+pub mod image;
 pub mod overlay;
 pub mod policy;
 pub mod run;

@@ -11,7 +11,7 @@
 
 use super::index::{Index, parse_status, release_date};
 use super::manifest::{
-    Artefact, ArchiveRecord, ImageManifest, KernelRecord, MANIFEST_FORMAT, PackageRecord,
+    ArchiveRecord, Artefact, ImageManifest, KernelRecord, MANIFEST_FORMAT, PackageRecord,
 };
 use super::mirror::{Archive, Mirrors, SUITE};
 use super::store::{MANIFEST, ROOTFS, image_dir, set_current};
@@ -127,7 +127,9 @@ pub fn build(cache: &Cache, opts: &BuildOptions, bar: &ProgressBar) -> Result<Bu
         });
     }
 
-    bar.set_message(format!("[1/{STEPS}] guest kernel (cached after the first build)"));
+    bar.set_message(format!(
+        "[1/{STEPS}] guest kernel (cached after the first build)"
+    ));
     let kernel = kernel::ensure(cache, bar)?;
 
     bar.set_message(format!(
@@ -327,7 +329,10 @@ impl Builder<'_> {
         cmd.arg(&self.root)
             .args(argv)
             .env_clear()
-            .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+            .env(
+                "PATH",
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            )
             .env("HOME", "/root")
             .env("LC_ALL", "C.UTF-8")
             .env("DEBIAN_FRONTEND", "noninteractive")
@@ -361,10 +366,13 @@ impl Builder<'_> {
             let text = text.rsplit('\r').next().unwrap_or_default().trim();
             if !text.is_empty() {
                 let short: String = text.chars().take(72).collect();
-                self.bar.set_message(format!("[{n}/{STEPS}] {name} · {short}"));
+                self.bar
+                    .set_message(format!("[{n}/{STEPS}] {name} · {short}"));
             }
         }
-        let status = child.wait().map_err(io_err(format!("waiting for {name}")))?;
+        let status = child
+            .wait()
+            .map_err(io_err(format!("waiting for {name}")))?;
         if status.success() {
             return Ok(());
         }
@@ -524,7 +532,10 @@ fn find_list(lists: &Path, suffix: &str) -> Option<PathBuf> {
         .ok()?
         .flatten()
         .map(|e| e.path())
-        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().ends_with(suffix)))
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().ends_with(suffix))
+        })
 }
 
 /// `20261127T051500Z-1a2b3c4d` from an RFC 3339 time and the rootfs hash.
@@ -564,7 +575,8 @@ struct ProcMount {
 impl ProcMount {
     fn mount(target: &Path) -> Result<ProcMount, ImageError> {
         use nix::mount::MsFlags;
-        std::fs::create_dir_all(target).map_err(io_err(format!("creating {}", target.display())))?;
+        std::fs::create_dir_all(target)
+            .map_err(io_err(format!("creating {}", target.display())))?;
         nix::mount::mount(
             Some("proc"),
             target,

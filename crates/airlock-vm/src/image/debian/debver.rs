@@ -78,7 +78,10 @@ fn compare_part(a: &str, b: &str) -> Ordering {
 
 /// The leading digit run without leading zeros, and what follows it.
 fn digits(s: &[u8]) -> (&[u8], &[u8]) {
-    let end = s.iter().position(|c| !c.is_ascii_digit()).unwrap_or(s.len());
+    let end = s
+        .iter()
+        .position(|c| !c.is_ascii_digit())
+        .unwrap_or(s.len());
     let (run, rest) = s.split_at(end);
     let first = run.iter().position(|&c| c != b'0').unwrap_or(run.len());
     (run.get(first..).unwrap_or_default(), rest)
@@ -124,7 +127,11 @@ mod tests {
             // Hyphens in upstream: the revision is after the last one.
             ("1.0-beta-1", "1.0-beta-2", Less),
             // Digit runs longer than any integer type.
-            ("1.123456789012345678901234567890", "1.123456789012345678901234567891", Less),
+            (
+                "1.123456789012345678901234567890",
+                "1.123456789012345678901234567891",
+                Less,
+            ),
         ];
         for (a, b, want) in cases {
             assert_eq!(compare(a, b), want, "{a} vs {b}");

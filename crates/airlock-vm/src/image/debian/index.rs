@@ -122,7 +122,11 @@ pub fn parse_status(text: &str) -> Result<Vec<PackageEntry>, IndexError> {
         }
         Ok(())
     })?;
-    out.sort_by(|a, b| a.name.cmp(&b.name).then(a.architecture.cmp(&b.architecture)));
+    out.sort_by(|a, b| {
+        a.name
+            .cmp(&b.name)
+            .then(a.architecture.cmp(&b.architecture))
+    });
     Ok(out)
 }
 
@@ -235,7 +239,9 @@ Architecture: all
     #[test]
     fn rejects_bad_stanzas_with_their_line() {
         assert_eq!(
-            parse_packages("Package: a\nVersion: 1\nArchitecture: all\n\nPackage: b\nArchitecture: all\n"),
+            parse_packages(
+                "Package: a\nVersion: 1\nArchitecture: all\n\nPackage: b\nArchitecture: all\n"
+            ),
             Err(IndexError {
                 line: 5,
                 message: "stanza has no Version field".into()

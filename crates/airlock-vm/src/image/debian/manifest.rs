@@ -111,8 +111,8 @@ impl ImageManifest {
 
     /// Reads and parses `path`.
     pub fn read(path: &Path) -> Result<ImageManifest, ImageError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(io_err(format!("reading {}", path.display())))?;
+        let text =
+            std::fs::read_to_string(path).map_err(io_err(format!("reading {}", path.display())))?;
         let m: ImageManifest = serde_json::from_str(&text).map_err(|e| ImageError::BadInput {
             path: path.to_path_buf(),
             message: e.to_string(),

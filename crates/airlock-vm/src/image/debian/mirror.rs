@@ -189,8 +189,7 @@ impl std::io::Write for LimitedWriter<'_> {
 pub fn fetch(archive: &Archive) -> Result<ArchiveIndex, ImageError> {
     let agent = agent();
     let release_url = archive.dists_url("Release");
-    let date = get(&agent, &release_url)?
-        .and_then(|b| release_date(&String::from_utf8_lossy(&b)));
+    let date = get(&agent, &release_url)?.and_then(|b| release_date(&String::from_utf8_lossy(&b)));
     for name in ["Packages.xz", "Packages.gz", "Packages"] {
         let url = archive.dists_url(&format!("main/binary-amd64/{name}"));
         let Some(bytes) = get(&agent, &url)? else {
@@ -222,10 +221,7 @@ pub fn fetch(archive: &Archive) -> Result<ArchiveIndex, ImageError> {
 pub fn fetch_all(mirrors: &Mirrors) -> Result<Vec<ArchiveIndex>, ImageError> {
     let archives = mirrors.archives();
     std::thread::scope(|s| {
-        let handles: Vec<_> = archives
-            .iter()
-            .map(|a| s.spawn(move || fetch(a)))
-            .collect();
+        let handles: Vec<_> = archives.iter().map(|a| s.spawn(move || fetch(a))).collect();
         handles
             .into_iter()
             .map(|h| {
@@ -272,10 +268,17 @@ mod tests {
 
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         gz.write_all(text.as_bytes()).unwrap();
-        assert_eq!(decompress("Packages.gz", &gz.finish().unwrap()).unwrap(), text);
+        assert_eq!(
+            decompress("Packages.gz", &gz.finish().unwrap()).unwrap(),
+            text
+        );
 
         assert_eq!(decompress("Packages", text.as_bytes()).unwrap(), text);
-        assert!(decompress("Packages.xz", b"not xz").unwrap_err().starts_with("xz:"));
+        assert!(
+            decompress("Packages.xz", b"not xz")
+                .unwrap_err()
+                .starts_with("xz:")
+        );
     }
 
     #[test]

@@ -59,9 +59,7 @@ pub fn validate_name(name: &str) -> Result<(), ImageError> {
 
 /// Whether `id` looks like a build id (so a tampered `current` cannot name `..`).
 fn is_build_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 64
-        && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
 }
 
 /// `<cache>/images/<name>`, created if missing.
@@ -330,8 +328,7 @@ pub fn gc(cache: &Cache, name: &str) -> Result<GcReport, ImageError> {
         std::fs::rename(&bdir, &trash)
             .map_err(io_err(format!("moving {} aside", bdir.display())))?;
         drop(lock);
-        std::fs::remove_dir_all(&trash)
-            .map_err(io_err(format!("removing {}", trash.display())))?;
+        std::fs::remove_dir_all(&trash).map_err(io_err(format!("removing {}", trash.display())))?;
         report.removed.push(build_id);
     }
     Ok(report)
@@ -385,8 +382,8 @@ fn findings(cache: &Cache, name: &str) -> Vec<String> {
             age.as_secs() / 86_400
         ));
     }
-    if let Some(report) = last_report(cache, name)
-        .filter(|r| r.build_id == build_id && r.security_pending())
+    if let Some(report) =
+        last_report(cache, name).filter(|r| r.build_id == build_id && r.security_pending())
     {
         out.push(format!(
             "image {name}: {} security update(s) pending (checked {}); run `airlock image update \
@@ -429,7 +426,16 @@ mod tests {
         for ok in ["debian", "dev-2", "a.b_c"] {
             validate_name(ok).unwrap();
         }
-        for bad in ["", "Debian", "../x", "a/b", "-x", ".hidden", "tiny", &"x".repeat(65)] {
+        for bad in [
+            "",
+            "Debian",
+            "../x",
+            "a/b",
+            "-x",
+            ".hidden",
+            "tiny",
+            &"x".repeat(65),
+        ] {
             assert!(validate_name(bad).is_err(), "{bad:?}");
         }
     }
@@ -455,7 +461,10 @@ mod tests {
         let err = open(&cache, "debian").unwrap_err().to_string();
         assert!(err.contains("image debian"), "{err}");
         assert!(err.contains("build b1"), "{err}");
-        assert!(err.contains(&dir.join(ROOTFS).display().to_string()), "{err}");
+        assert!(
+            err.contains(&dir.join(ROOTFS).display().to_string()),
+            "{err}"
+        );
         assert!(err.contains("airlock image build --kind debian"), "{err}");
 
         // Different size.
@@ -550,9 +559,15 @@ mod tests {
         assert_eq!(last_report(&cache, "debian"), Some(report));
         let found = doctor_findings(&cache);
         assert_eq!(found.len(), 1, "{found:?}");
-        assert!(found[0].contains("1 security update(s) pending"), "{found:?}");
+        assert!(
+            found[0].contains("1 security update(s) pending"),
+            "{found:?}"
+        );
         assert_eq!(
-            list(&cache).unwrap()[0].check.as_ref().map(CheckReport::summary),
+            list(&cache).unwrap()[0]
+                .check
+                .as_ref()
+                .map(CheckReport::summary),
             Some("1 update (security)".into())
         );
 

@@ -1,0 +1,396 @@
+//! `airlock image build|ls|check|update`: build the Debian guest image, list what is cached,
+//! compare an image with the archives' current packages, and rebuild it with updates.
+//!
+//! The work is done by `airlock_vm::image::debian`; this module draws progress, renders tables
+//! and reports, and maps the check result to an exit code.
+
+use airlock_vm::image::debian::{self, BuildOptions, CheckReport, Mirrors};
+use airlock_vm::image::{Cache, kernel, tiny};
+use anyhow::Context;
+use clap::{Args, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+/// `image check` exit code when security updates are pending.
+const SECURITY_PENDING: u8 = 1;
+/// `image check` exit code when the check could not be done (no image, mirror unreachable).
+const CHECK_FAILED: u8 = 2;
+
+/// Arguments of `airlock image`.
+#[derive(Debug, Args)]
+pub struct ImageArgs {
+    #[command(subcommand)]
+    command: ImageCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum ImageCommand {
+    /// Build an image (needs root; Debian takes several minutes) and make it current.
+    Build {
+        /// Recipe.
+        #[arg(long, value_enum)]
+        kind: Kind,
+        /// Image name (the cache directory under images/).
+        #[arg(long, default_value = debian::DEFAULT_NAME)]
+        name: String,
+    },
+    /// List cached images: build id, age, size, packages and the last check's result.
+    Ls,
+    /// Compare an image with the archives' current packages: exit 0 when no security update
+    /// is pending, 1 when one is, 2 when the check could not be done.
+    Check {
+        /// Image name.
+        #[arg(default_value = debian::DEFAULT_NAME)]
+        name: String,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rebuild an image with current packages, make it current, and remove old builds that no
+    /// sandbox uses.
+    Update {
+        /// Image name.
+        #[arg(default_value = debian::DEFAULT_NAME)]
+        name: String,
+    },
+}
+
+/// Image recipes.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Kind {
+    /// Debian bookworm with developer tools and every security update applied.
+    Debian,
+}
+
+/// Runs `airlock image`.
+pub fn main(args: ImageArgs) -> anyhow::Result<u8> {
+    let cache = Cache::from_env()?;
+    match args.command {
+        ImageCommand::Build {
+            kind: Kind::Debian,
+            name,
+        } => build(&cache, &name).map(|_| 0),
+        ImageCommand::Ls => ls(&cache),
+        ImageCommand::Check { name, json } => Ok(match check(&cache, &name, json) {
+            Ok(code) => code,
+            Err(e) => {
+                airlock::note!("airlock: image check: {e:#}");
+                CHECK_FAILED
+            }
+        }),
+        ImageCommand::Update { name } => update(&cache, &name),
+    }
+}
+
+/// Builds `name` with a spinner naming the step; without a terminal, prints each step instead.
+fn build(cache: &Cache, name: &str) -> anyhow::Result<debian::Built> {
+    let opts = BuildOptions {
+        name: name.to_string(),
+        mirrors: Mirrors::from_env(),
+    };
+    let tty = std::io::stderr().is_terminal();
+    let bar = if tty {
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} image {prefix} [{elapsed_precise}] {wide_msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        bar.set_prefix(name.to_string());
+        bar.enable_steady_tick(Duration::from_millis(200));
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    airlock::note!(
+        "airlock: building image {name} (Debian bookworm; several minutes; cached under {})",
+        cache.root().display()
+    );
+    let started = Instant::now();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let built = std::thread::scope(|s| {
+        if !tty {
+            s.spawn(|| report_steps(&bar, &done));
+        }
+        let r = debian::build(cache, &opts, &bar);
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        r
+    });
+    bar.finish_and_clear();
+    let built = built.with_context(|| format!("building image {name}"))?;
+    let m = &built.manifest;
+    airlock::note!(
+        "airlock: built image {name}: build {} in {}, {} packages, rootfs {} ({})",
+        m.build_id,
+        format_secs(started.elapsed().as_secs()),
+        m.packages.len(),
+        format_size(m.artefact(debian::store::ROOTFS).map_or(0, |a| a.size)),
+        built.dir.join(debian::store::ROOTFS).display()
+    );
+    Ok(built)
+}
+
+/// Prints the build step when it changes, and the latest output line every minute, for logs.
+fn report_steps(bar: &ProgressBar, done: &std::sync::atomic::AtomicBool) {
+    let mut last_step = String::new();
+    let mut last_note = Instant::now();
+    while !done.load(std::sync::atomic::Ordering::Relaxed) {
+        let msg = bar.message();
+        let step = msg.split(" · ").next().unwrap_or_default().to_string();
+        if !step.is_empty() && step != last_step {
+            airlock::note!("airlock: {step}");
+            last_step = step;
+            last_note = Instant::now();
+        } else if last_note.elapsed() >= Duration::from_secs(60) {
+            airlock::note!("airlock: {msg} ({} s)", bar.elapsed().as_secs());
+            last_note = Instant::now();
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn ls(cache: &Cache) -> anyhow::Result<u8> {
+    let mut rows = vec![[
+        "NAME".to_string(),
+        "BUILD".into(),
+        "AGE".into(),
+        "SIZE".into(),
+        "PACKAGES".into(),
+        "PATCHES".into(),
+    ]];
+    let tiny_row = match tiny::cached(cache) {
+        Ok(Some(p)) => [
+            "tiny".to_string(),
+            "(built in)".into(),
+            "-".into(),
+            std::fs::metadata(&p).map_or("-".into(), |m| format_size(m.len())),
+            "busybox".into(),
+            "-".into(),
+        ],
+        Ok(None) => [
+            "tiny".to_string(),
+            "(built in)".into(),
+            "-".into(),
+            "-".into(),
+            "busybox".into(),
+            "built on first use".into(),
+        ],
+        Err(e) => [
+            "tiny".to_string(),
+            "(built in)".into(),
+            "-".into(),
+            "-".into(),
+            "busybox".into(),
+            e.to_string(),
+        ],
+    };
+    rows.push(tiny_row);
+    for b in debian::list(cache)? {
+        let (packages, status) = match &b.manifest {
+            Ok(m) => (
+                m.packages.len().to_string(),
+                b.check
+                    .as_ref()
+                    .map_or("unchecked".into(), CheckReport::summary),
+            ),
+            Err(e) => ("-".into(), format!("unreadable manifest: {e}")),
+        };
+        rows.push([
+            format!("{}{}", b.name, if b.current { " *" } else { "" }),
+            b.build_id,
+            b.age.map_or("-".into(), format_age),
+            format_size(b.size),
+            packages,
+            status,
+        ]);
+    }
+    let mut widths = [0usize; 6];
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    for r in &rows {
+        let line: Vec<String> = r
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("{}", line.join("  ").trim_end());
+    }
+    println!("(* = current build)");
+    Ok(0)
+}
+
+fn check(cache: &Cache, name: &str, json: bool) -> anyhow::Result<u8> {
+    let Some(build_id) = debian::current_build(cache, name)? else {
+        return Err(airlock_vm::image::ImageError::NotBuilt {
+            name: name.to_string(),
+        }
+        .into());
+    };
+    let manifest_path = cache
+        .root()
+        .join("images")
+        .join(name)
+        .join(&build_id)
+        .join(debian::store::MANIFEST);
+    let manifest = debian::ImageManifest::read(&manifest_path)?;
+    let mirrors = Mirrors::from_env();
+    let archives = debian::mirror::fetch_all(&mirrors).context("fetching the archives' indices")?;
+    // The kernel that runs now, if it is built; else the one recorded with the image.
+    let running_kernel = kernel::cached(cache).ok().flatten();
+    let kernel_source = running_kernel.as_ref().and_then(|k| {
+        k.manifest
+            .source
+            .split_once(' ')
+            .map(|(_, v)| v.to_string())
+    });
+    let report = debian::check(
+        &manifest,
+        kernel_source.as_deref(),
+        &archives,
+        airlock_audit::Timestamp::now().to_string(),
+    );
+    if let Err(e) = debian::save_report(cache, &report) {
+        airlock::note!("airlock: could not save the check result: {e}");
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).context("encoding the report")?
+        );
+    } else {
+        print_report(&report, &manifest);
+    }
+    Ok(if report.security_pending() {
+        SECURITY_PENDING
+    } else {
+        0
+    })
+}
+
+fn print_report(report: &CheckReport, manifest: &debian::ImageManifest) {
+    let age = debian::store::age_of(&manifest.built_at)
+        .map_or(String::new(), |a| format!(", {} ago", format_age(a)));
+    println!(
+        "image {}: build {} (built {}{age}), {} packages",
+        report.image,
+        report.build_id,
+        manifest.built_at,
+        manifest.packages.len()
+    );
+    for a in &report.archives {
+        println!("  archive {} {} of {}", a.url, a.suite, a.date);
+    }
+    let width = report
+        .updates
+        .iter()
+        .map(|u| u.package.len())
+        .max()
+        .unwrap_or(0);
+    for u in &report.updates {
+        let mark = if u.security {
+            "[security]".to_string()
+        } else {
+            format!("({})", u.archive)
+        };
+        println!(
+            "  {:<width$}  {} -> {}  {mark}",
+            u.package, u.installed, u.available
+        );
+    }
+    let k = &report.kernel;
+    match (&k.installed, &k.available) {
+        (Some(i), Some(a)) => println!(
+            "  kernel {} {i} -> {a}  {}; `apt-get install {}` on the host, then the next \
+             `airlock run` rebuilds the kernel",
+            k.package,
+            if k.security {
+                "[security]".to_string()
+            } else {
+                format!("({})", k.archive.as_deref().unwrap_or("?"))
+            },
+            k.package
+        ),
+        (Some(i), None) => println!("  kernel {} {i} is current", k.package),
+        (None, _) => println!("  kernel {}: version unknown", k.package),
+    }
+    if report.update_count() == 0 {
+        println!("current: no updates");
+    } else {
+        println!(
+            "{}; run `airlock image update {}`",
+            report.summary(),
+            report.image
+        );
+    }
+}
+
+fn update(cache: &Cache, name: &str) -> anyhow::Result<u8> {
+    let kernel_hint = debian::last_report(cache, name).and_then(|r| r.kernel.available);
+    build(cache, name)?;
+    let gc = debian::gc(cache, name).with_context(|| format!("removing old builds of {name}"))?;
+    if !gc.removed.is_empty() {
+        airlock::note!("airlock: removed old builds: {}", gc.removed.join(", "));
+    }
+    if !gc.in_use.is_empty() {
+        airlock::note!(
+            "airlock: kept old builds still used by a sandbox: {} (removed by a later update)",
+            gc.in_use.join(", ")
+        );
+    }
+    if let Some(v) = kernel_hint {
+        airlock::note!(
+            "airlock: the last check found {} {v}: `apt-get install {}` on the host, then the \
+             next `airlock run` rebuilds the kernel",
+            kernel::SOURCE_PACKAGE,
+            kernel::SOURCE_PACKAGE
+        );
+    }
+    Ok(0)
+}
+
+/// `3d`, `5h`, `12m`.
+fn format_age(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..3600 => format!("{}m", s / 60),
+        3600..86_400 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86_400),
+    }
+}
+
+/// `312.4 MiB`.
+fn format_size(bytes: u64) -> String {
+    const MIB: u64 = 1024 * 1024;
+    if bytes >= MIB {
+        format!("{}.{} MiB", bytes / MIB, (bytes % MIB) * 10 / MIB)
+    } else {
+        format!("{} KiB", bytes.div_ceil(1024))
+    }
+}
+
+/// `7m 12s`.
+fn format_secs(s: u64) -> String {
+    if s >= 60 {
+        format!("{}m {}s", s / 60, s % 60)
+    } else {
+        format!("{s}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats() {
+        assert_eq!(format_age(Duration::from_secs(59)), "0m");
+        assert_eq!(format_age(Duration::from_secs(7200)), "2h");
+        assert_eq!(format_age(Duration::from_secs(3 * 86_400 + 5)), "3d");
+        assert_eq!(format_size(300 * 1024 * 1024 + 512 * 1024), "300.5 MiB");
+        assert_eq!(format_size(1500), "2 KiB");
+        assert_eq!(format_secs(432), "7m 12s");
+    }
+}
