@@ -58,6 +58,8 @@ pub mod kind {
     pub const PROC_EXEC: &str = "proc.exec";
     /// A process exited in the guest (reported by the guest agent, `source: guest`).
     pub const PROC_EXIT: &str = "proc.exit";
+    /// The guest kernel's OOM killer ended processes of a command.
+    pub const PROC_OOM: &str = "proc.oom";
     /// A request outside the fs/net gateways was refused by policy.
     pub const POLICY_DENY: &str = "policy.deny";
     /// A monitor rule with action `alert` matched.

@@ -136,7 +136,7 @@ fn session(stream: VsockStream, reaper: &Reaper) -> io::Result<()> {
         }
     };
     let Spawned {
-        _cgroup,
+        cgroup,
         pid,
         status_rx,
         outputs,
@@ -179,12 +179,13 @@ fn session(stream: VsockStream, reaper: &Reaper) -> io::Result<()> {
     for p in pumps {
         let _ = p.join();
     }
-    writer.close_with(&Frame::Message(ExecEvent::Exited { status }))
+    let oom_kills = cgroup.as_ref().map_or(0, |g| g.oom_kills());
+    writer.close_with(&Frame::Message(ExecEvent::Exited { status, oom_kills }))
 }
 
 struct Spawned {
     /// Kept for the session: removing the group waits until the command is gone.
-    _cgroup: Option<Arc<harden::PidsCgroup>>,
+    cgroup: Option<Arc<harden::CommandCgroup>>,
     pid: u32,
     status_rx: Receiver<WaitStatus>,
     outputs: Vec<(OwnedFd, Stream)>,
@@ -208,19 +209,17 @@ fn spawn(req: &ExecRequest, reaper: &Reaper) -> Result<Spawned, (SpawnFailure, S
         }
         None => None,
     };
-    let cgroup = match req.pids_max {
-        Some(max) => {
-            let name = format!("exec-{}", NEXT_CGROUP.fetch_add(1, Ordering::Relaxed));
-            let group =
-                harden::PidsCgroup::create(crate::init::CGROUP_ROOT, &name, max).map_err(|e| {
-                    (
-                        SpawnFailure::Other,
-                        format!("creating the pids cgroup: {e}"),
-                    )
-                })?;
-            Some(Arc::new(group))
-        }
-        None => None,
+    // Every command gets its own group, so its OOM kills can be counted even without a pids cap.
+    let cgroup = {
+        let name = format!("exec-{}", NEXT_CGROUP.fetch_add(1, Ordering::Relaxed));
+        let group = harden::CommandCgroup::create(crate::init::CGROUP_ROOT, &name, req.pids_max)
+            .map_err(|e| {
+                (
+                    SpawnFailure::Other,
+                    format!("creating the command's cgroup: {e}"),
+                )
+            })?;
+        Some(Arc::new(group))
     };
     let child_cgroup = cgroup.clone();
     let filters = harden::filters(req.seccomp).map_err(|e| {
@@ -230,6 +229,15 @@ fn spawn(req: &ExecRequest, reaper: &Reaper) -> Result<Spawned, (SpawnFailure, S
         )
     })?;
     let home = account.as_ref().map_or("/root", |a| a.home.as_str());
+    let landlock = match &req.landlock_write {
+        Some(dirs) => Some(harden::landlock_writes(dirs, home).map_err(|e| {
+            (
+                SpawnFailure::Other,
+                format!("building the Landlock ruleset: {e}"),
+            )
+        })?),
+        None => None,
+    };
     let mut cmd = Command::new(program);
     cmd.args(args).env_clear();
     cmd.env("PATH", DEFAULT_PATH)
@@ -278,7 +286,7 @@ fn spawn(req: &ExecRequest, reaper: &Reaper) -> Result<Spawned, (SpawnFailure, S
                 if let Some(g) = &child_cgroup {
                     g.enter_in_child()?;
                 }
-                harden::apply_in_child(account.as_ref(), req_nnp, &filters)
+                harden::apply_in_child(account.as_ref(), req_nnp, landlock.as_ref(), &filters)
             });
         }
         pty_master = Some(master);
@@ -295,7 +303,7 @@ fn spawn(req: &ExecRequest, reaper: &Reaper) -> Result<Spawned, (SpawnFailure, S
                 if let Some(g) = &child_cgroup {
                     g.enter_in_child()?;
                 }
-                harden::apply_in_child(account.as_ref(), req_nnp, &filters)
+                harden::apply_in_child(account.as_ref(), req_nnp, landlock.as_ref(), &filters)
             });
         }
     }
@@ -338,7 +346,7 @@ fn spawn(req: &ExecRequest, reaper: &Reaper) -> Result<Spawned, (SpawnFailure, S
         }
     };
     Ok(Spawned {
-        _cgroup: cgroup,
+        cgroup,
         pid,
         status_rx,
         outputs,

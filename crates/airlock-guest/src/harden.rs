@@ -1,7 +1,7 @@
-//! In-guest hardening of the workload: user switch, `no_new_privs`, seccomp.
+//! In-guest hardening of the workload: user switch, `no_new_privs`, Landlock, seccomp.
 //!
-//! Filters are built in a pure function ([`filters`]) before fork and installed in the child
-//! ([`apply_in_child`]) between fork and exec. This is defence in depth: the host-side gateways
+//! Filters and the Landlock ruleset are built before fork ([`filters`], [`landlock_writes`]) and
+//! installed in the child ([`apply_in_child`]) between fork and exec. This is defence in depth: the host-side gateways
 //! remain the enforcement boundary.
 
 use airlock_proto::SeccompProfile;
@@ -11,6 +11,7 @@ use seccompiler::{
 };
 use std::collections::BTreeMap;
 use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
 
 /// A syscall refused by a profile, with why.
 struct Denied {
@@ -204,25 +205,35 @@ pub fn lookup_user(text: &str, name: &str) -> Option<Account> {
     })
 }
 
-/// A per-command cgroup that caps its process count; removed on drop if it is empty by then.
-pub struct PidsCgroup {
+/// A per-command cgroup: caps its process count and counts its OOM kills; removed on drop if it
+/// is empty by then.
+pub struct CommandCgroup {
     dir: std::path::PathBuf,
     procs: std::ffi::CString,
 }
 
-impl PidsCgroup {
-    /// Creates `<root>/<name>` with `pids.max = max`.
-    pub fn create(root: &str, name: &str, max: u32) -> io::Result<PidsCgroup> {
+impl CommandCgroup {
+    /// Creates `<root>/<name>` with `pids.max = max` (unlimited when `None`).
+    pub fn create(root: &str, name: &str, max: Option<u32>) -> io::Result<CommandCgroup> {
         let dir = std::path::Path::new(root).join(name);
         std::fs::create_dir(&dir)?;
-        std::fs::write(dir.join("pids.max"), max.to_string())?;
+        if let Some(max) = max {
+            std::fs::write(dir.join("pids.max"), max.to_string())?;
+        }
         let path = dir
             .join("cgroup.procs")
             .into_os_string()
             .into_encoded_bytes();
         let procs = std::ffi::CString::new(path)
             .map_err(|_| io::Error::other("cgroup path contains NUL"))?;
-        Ok(PidsCgroup { dir, procs })
+        Ok(CommandCgroup { dir, procs })
+    }
+
+    /// Processes of the group ended by any OOM killer so far (`oom_kill` in `memory.events`).
+    pub fn oom_kills(&self) -> u32 {
+        std::fs::read_to_string(self.dir.join("memory.events"))
+            .map(|text| parse_oom_kills(&text))
+            .unwrap_or(0)
     }
 
     /// In the child between fork and exec: moves the calling process into the group.
@@ -245,19 +256,48 @@ impl PidsCgroup {
     }
 }
 
-impl Drop for PidsCgroup {
+impl Drop for CommandCgroup {
     fn drop(&mut self) {
         // Fails while background processes remain in it; they then keep the limit.
         let _ = std::fs::remove_dir(&self.dir);
     }
 }
 
-/// In the child between fork and exec: drop to `account`, set `no_new_privs`, install `filters`.
+/// A Landlock ruleset that lets the holder write only beneath `dirs` (reads stay unrestricted).
+/// `~` stands for `home`. Directories missing in this image are skipped. Built before fork;
+/// [`apply_in_child`] enforces it. Fails when the kernel lacks Landlock ABI 2: the workload is
+/// not started with less confinement than the host asked for.
+pub fn landlock_writes(dirs: &[String], home: &str) -> io::Result<OwnedFd> {
+    use landlock::{
+        ABI, AccessFs, CompatLevel, Compatible, PathBeneath, PathFd, Ruleset, RulesetAttr,
+        RulesetCreatedAttr,
+    };
+    let abi = ABI::V2;
+    let fail = |e: &dyn std::fmt::Display| io::Error::other(format!("landlock: {e}"));
+    let mut ruleset = Ruleset::default()
+        .set_compatibility(CompatLevel::HardRequirement)
+        .handle_access(AccessFs::from_write(abi))
+        .map_err(|e| fail(&e))?
+        .create()
+        .map_err(|e| fail(&e))?;
+    for dir in dirs {
+        let dir = if dir == "~" { home } else { dir.as_str() };
+        let Ok(fd) = PathFd::new(dir) else { continue };
+        ruleset = ruleset
+            .add_rule(PathBeneath::new(fd, AccessFs::from_write(abi)))
+            .map_err(|e| fail(&e))?;
+    }
+    Option::<OwnedFd>::from(ruleset).ok_or_else(|| fail(&"the kernel does not support Landlock"))
+}
+
+/// In the child between fork and exec: drop to `account`, set `no_new_privs`, enforce the
+/// Landlock ruleset, install `filters`.
 ///
 /// Only raw syscalls: no allocation, no locks (the parent may have been multi-threaded).
 pub fn apply_in_child(
     account: Option<&Account>,
     no_new_privs: bool,
+    landlock: Option<&OwnedFd>,
     filters: &[BpfProgram],
 ) -> io::Result<()> {
     if let Some(a) = account {
@@ -276,15 +316,42 @@ pub fn apply_in_child(
     if no_new_privs && unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
         return Err(io::Error::last_os_error());
     }
+    if let Some(ruleset) = landlock {
+        // SAFETY: landlock_restrict_self takes an fd and flags; async-signal-safe. It needs
+        // no_new_privs (set above) or CAP_SYS_ADMIN.
+        // JUSTIFICATION: the landlock crate's restrict_self consumes the ruleset value, which
+        // the pre_exec closure (callable more than once) cannot give up.
+        let rc = unsafe { libc::syscall(libc::SYS_landlock_restrict_self, ruleset.as_raw_fd(), 0) };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
     for f in filters {
         seccompiler::apply_filter(f).map_err(|_| io::Error::from_raw_os_error(libc::EPERM))?;
     }
     Ok(())
 }
 
+/// The `oom_kill` counter of a cgroup v2 `memory.events` file; 0 when absent or malformed.
+fn parse_oom_kills(events: &str) -> u32 {
+    events
+        .lines()
+        .find_map(|l| l.strip_prefix("oom_kill "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn oom_kill_counter() {
+        let events = "low 0\nhigh 0\nmax 3\noom 1\noom_kill 2\noom_group_kill 0\n";
+        assert_eq!(parse_oom_kills(events), 2);
+        assert_eq!(parse_oom_kills("oom 1\n"), 0);
+        assert_eq!(parse_oom_kills("oom_kill x\n"), 0);
+    }
 
     #[test]
     fn profiles_compile() {

@@ -11,10 +11,11 @@ const NOSUID_NODEV_NOEXEC: MsFlags = MsFlags::MS_NOSUID
     .union(MsFlags::MS_NODEV)
     .union(MsFlags::MS_NOEXEC);
 
-/// Mounts `/proc`, `/sys`, `/dev`, `/dev/pts`, `/dev/shm`, `/tmp` and `/run`, points stdio at the
-/// console, sets the hostname and brings up loopback.
+/// Mounts `/proc`, `/sys` and `/dev`, moves `/` onto the disk-backed overlay when the host gave
+/// a disk ([`crate::rootfs`]), then mounts `/dev/pts`, `/dev/shm`, `/run` (and a tmpfs `/tmp`
+/// when there is no disk), points stdio at the console, sets the hostname and brings up loopback.
 pub fn setup() -> io::Result<()> {
-    let mounts: [(&str, &str, &str, MsFlags, Option<&str>); 7] = [
+    let early: [(&str, &str, &str, MsFlags, Option<&str>); 3] = [
         ("proc", "/proc", "proc", NOSUID_NODEV_NOEXEC, None),
         ("sysfs", "/sys", "sysfs", NOSUID_NODEV_NOEXEC, None),
         (
@@ -24,6 +25,10 @@ pub fn setup() -> io::Result<()> {
             MsFlags::MS_NOSUID,
             Some("mode=0755"),
         ),
+    ];
+    mount_all(&early)?;
+    let on_disk = crate::rootfs::switch_to_disk_root()?;
+    let late: [(&str, &str, &str, MsFlags, Option<&str>); 3] = [
         (
             "devpts",
             "/dev/pts",
@@ -40,23 +45,24 @@ pub fn setup() -> io::Result<()> {
         ),
         (
             "tmpfs",
-            "/tmp",
-            "tmpfs",
-            MsFlags::MS_NOSUID.union(MsFlags::MS_NODEV),
-            Some("mode=1777"),
-        ),
-        (
-            "tmpfs",
             "/run",
             "tmpfs",
             NOSUID_NODEV_NOEXEC,
             Some("mode=0755"),
         ),
     ];
-    for (source, target, fstype, flags, data) in mounts {
-        std::fs::create_dir_all(target)?;
-        mount(Some(source), target, Some(fstype), flags, data)
-            .map_err(|e| io::Error::other(format!("mount {fstype} on {target}: {e}")))?;
+    mount_all(&late)?;
+    if on_disk {
+        std::fs::create_dir_all("/tmp")?;
+        std::fs::set_permissions("/tmp", std::os::unix::fs::PermissionsExt::from_mode(0o1777))?;
+    } else {
+        mount_all(&[(
+            "tmpfs",
+            "/tmp",
+            "tmpfs",
+            MsFlags::MS_NOSUID.union(MsFlags::MS_NODEV),
+            Some("mode=1777"),
+        )])?;
     }
     console_stdio()?;
     cgroups()?;
@@ -65,6 +71,15 @@ pub fn setup() -> io::Result<()> {
     nix::unistd::sethostname("airlock")?;
     nix::sys::stat::umask(Mode::from_bits_truncate(0o022));
     loopback_up()?;
+    Ok(())
+}
+
+fn mount_all(mounts: &[(&str, &str, &str, MsFlags, Option<&str>)]) -> io::Result<()> {
+    for &(source, target, fstype, flags, data) in mounts {
+        std::fs::create_dir_all(target)?;
+        mount(Some(source), target, Some(fstype), flags, data)
+            .map_err(|e| io::Error::other(format!("mount {fstype} on {target}: {e}")))?;
+    }
     Ok(())
 }
 

@@ -245,6 +245,7 @@ mod tests {
             no_new_privs: true,
             seccomp: crate::msg::SeccompProfile::Default,
             pids_max: Some(1024),
+            landlock_write: None,
         };
         encode(&Frame::Message(req), &mut out).unwrap();
         for n in 0..out.len() {

@@ -40,6 +40,10 @@ pub struct ExecRequest {
     pub seccomp: SeccompProfile,
     /// Most processes the command and its descendants may have at once (a pids cgroup).
     pub pids_max: Option<u32>,
+    /// When set, Landlock confines the command's writes to these guest directories (and what
+    /// lies beneath them); missing ones are skipped. Reads are not restricted.
+    #[serde(default)]
+    pub landlock_write: Option<Vec<String>>,
 }
 
 /// The in-guest seccomp profiles (see `airlock-guest`'s `harden.rs` for the lists).
@@ -100,6 +104,9 @@ pub enum ExecEvent {
     Exited {
         /// How it ended.
         status: ExitStatus,
+        /// Processes of the command's tree that the guest kernel's OOM killer ended.
+        #[serde(default)]
+        oom_kills: u32,
     },
 }
 
@@ -241,11 +248,12 @@ mod tests {
     fn messages_are_tagged_by_type() {
         let json = serde_json::to_string(&ExecEvent::Exited {
             status: ExitStatus::Signal { signal: 9 },
+            oom_kills: 1,
         })
         .unwrap();
         assert_eq!(
             json,
-            r#"{"type":"exited","status":{"type":"signal","signal":9}}"#
+            r#"{"type":"exited","status":{"type":"signal","signal":9},"oom_kills":1}"#
         );
     }
 

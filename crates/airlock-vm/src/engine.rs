@@ -31,6 +31,19 @@ pub struct BootSpec {
     pub vsock_socket: PathBuf,
     /// vhost-user-fs devices: (socket of the fs gateway, virtio-fs tag).
     pub fs_devices: Vec<(PathBuf, String)>,
+    /// virtio-blk drives, found in the guest by their serial.
+    pub drives: Vec<Drive>,
+}
+
+/// A raw image attached as a virtio-blk device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Drive {
+    /// The image file.
+    pub path: PathBuf,
+    /// Attach read-only (the guest cannot write, nor can the engine).
+    pub read_only: bool,
+    /// The serial the guest finds it by (at most 20 bytes of `[A-Za-z0-9_-]`).
+    pub serial: String,
 }
 
 /// Why a VM could not be booted or stopped.

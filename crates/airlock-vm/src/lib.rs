@@ -14,4 +14,4 @@ pub mod qemu;
 pub mod vsock;
 
 pub use accel::{Accel, AccelChoice};
-pub use engine::{BootSpec, Engine, EngineError, Vm};
+pub use engine::{BootSpec, Drive, Engine, EngineError, Vm};

@@ -33,6 +33,7 @@ async fn measure(images: &Images, audit: bool) -> anyhow::Result<(f64, u64)> {
     let config = SandboxConfig {
         cpus: 1,
         memory_mib: 512,
+        disk_bytes: 1 << 30,
         keep: false,
         boot_timeout: Duration::from_secs(120),
         accel: airlock_vm::accel::probe(),
@@ -72,6 +73,7 @@ async fn measure(images: &Images, audit: bool) -> anyhow::Result<(f64, u64)> {
             no_new_privs: true,
             seccomp: airlock_proto::SeccompProfile::Default,
             pids_max: None,
+            landlock_write: None,
         };
         let t0 = Instant::now();
         sandbox.exec(req, io).await?;

@@ -51,6 +51,7 @@ fn main() -> anyhow::Result<()> {
                 engine_log: dir.join("qemu.log"),
                 vsock_socket: backend.socket.clone(),
                 fs_devices: vec![],
+                drives: vec![],
             };
             let mut vm = QemuEngine::locate()?.boot(&spec)?;
             let status = tokio::time::timeout(Duration::from_secs(60), vm.wait()).await??;
@@ -87,6 +88,7 @@ fn main() -> anyhow::Result<()> {
         let config = SandboxConfig {
             cpus: 1,
             memory_mib: 512,
+            disk_bytes: 1 << 30,
             keep: false,
             boot_timeout: Duration::from_secs(60),
             accel: accel.clone(),
@@ -119,6 +121,7 @@ fn main() -> anyhow::Result<()> {
                 no_new_privs: true,
                 seccomp: airlock_proto::SeccompProfile::Default,
                 pids_max: None,
+                landlock_write: None,
             };
             let t0 = Instant::now();
             sandbox.exec(req, io).await?;

@@ -179,6 +179,7 @@ async fn run(args: RunArgs) -> anyhow::Result<u8> {
         memory_mib: args
             .memory
             .unwrap_or(limits.memory_bytes.div_ceil(1024 * 1024)),
+        disk_bytes: limits.disk_bytes,
         keep: args.keep,
         boot_timeout: Duration::from_secs(boot_timeout),
         accel: airlock_vm::accel::probe(),
@@ -224,6 +225,7 @@ async fn run(args: RunArgs) -> anyhow::Result<u8> {
         policy.process(),
         workspace_guest,
         limits.pids,
+        airlock::supervisor::landlock_dirs(&policy),
         &mut signals,
     );
     // No policy time limit: wait as long as the command runs.
@@ -454,6 +456,7 @@ async fn exec(
     process: &ProcessPolicy,
     workspace_guest: Option<&str>,
     pids_max: u32,
+    landlock_write: Option<Vec<String>>,
     signals: &mut Signals,
 ) -> anyhow::Result<(u8, String)> {
     let stdin_is_tty = std::io::stdin().is_terminal();
@@ -482,6 +485,7 @@ async fn exec(
             airlock_policy::SeccompProfile::Unconfined => airlock_proto::SeccompProfile::Unconfined,
         },
         pids_max: Some(pids_max),
+        landlock_write,
     };
     let (control_tx, control_rx) = mpsc::unbounded_channel();
     let io = ExecIo {
@@ -546,10 +550,18 @@ async fn exec(
     };
     drop(_raw);
     Ok(match outcome {
-        ExecOutcome::Exited(status) => (
-            exit::clamp(status.shell_code()),
-            format!("command ended: {status:?}"),
-        ),
+        ExecOutcome::Exited { status, oom_kills } => {
+            if oom_kills > 0 {
+                airlock::note!(
+                    "airlock: the guest ran out of memory; its OOM killer ended {oom_kills} \
+                     process(es) of the command (raise [sandbox] memory in the policy)"
+                );
+            }
+            (
+                exit::clamp(status.shell_code()),
+                format!("command ended: {status:?}, {oom_kills} OOM kill(s)"),
+            )
+        }
         ExecOutcome::SpawnFailed { reason, message } => {
             let what = match reason {
                 SpawnFailure::NotFound => "command not found in the guest",

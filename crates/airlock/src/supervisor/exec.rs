@@ -30,7 +30,12 @@ pub struct ExecIo {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ExecOutcome {
     /// The command ran and ended.
-    Exited(ExitStatus),
+    Exited {
+        /// How.
+        status: ExitStatus,
+        /// Processes of its tree that the guest's OOM killer ended.
+        oom_kills: u32,
+    },
     /// The command could not be started.
     SpawnFailed {
         /// Why.
@@ -95,8 +100,8 @@ pub async fn run(
                     Frame::Message(ExecEvent::SpawnFailed { reason, message }) => {
                         return Ok(ExecOutcome::SpawnFailed { reason, message });
                     }
-                    Frame::Message(ExecEvent::Exited { status }) => {
-                        return Ok(ExecOutcome::Exited(status));
+                    Frame::Message(ExecEvent::Exited { status, oom_kills }) => {
+                        return Ok(ExecOutcome::Exited { status, oom_kills });
                     }
                 }
             }

@@ -6,6 +6,7 @@
 
 mod audit;
 mod control;
+mod disk;
 mod exec;
 mod state;
 mod stats;
@@ -23,7 +24,7 @@ use airlock_proto::{
 use airlock_vm::image::{Cache, ImageError, kernel, tiny};
 use airlock_vm::qemu::QemuEngine;
 use airlock_vm::vsock::{VsockBackend, VsockError};
-use airlock_vm::{AccelChoice, BootSpec, Engine, EngineError, Vm};
+use airlock_vm::{AccelChoice, BootSpec, Drive, Engine, EngineError, Vm};
 use indicatif::ProgressBar;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -85,6 +86,14 @@ pub enum SandboxError {
         /// The last console lines.
         console: String,
     },
+    /// The writable disk could not be made.
+    #[error("sandbox disk {path}: {message}")]
+    Disk {
+        /// The image file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
     /// The guest refused a request.
     #[error("guest: {0}")]
     Guest(String),
@@ -109,6 +118,8 @@ pub struct SandboxConfig {
     pub cpus: u32,
     /// Guest memory in MiB.
     pub memory_mib: u64,
+    /// Size of the writable layer (the sandbox disk) in bytes.
+    pub disk_bytes: u64,
     /// Keep the state dir (console log, sockets) after shutdown.
     pub keep: bool,
     /// How long to wait for the guest agent.
@@ -138,6 +149,9 @@ pub struct Images {
     pub kernel: kernel::Kernel,
     /// The initramfs.
     pub tiny: tiny::TinyImage,
+    /// A read-only root image (squashfs) layered under the disk; `None` boots the initramfs
+    /// userland.
+    pub rootfs: Option<PathBuf>,
 }
 
 impl Images {
@@ -145,7 +159,11 @@ impl Images {
     pub fn resolve(cache: &Cache, bar: &ProgressBar) -> Result<Images, ImageError> {
         let kernel = kernel::ensure(cache, bar)?;
         let tiny = tiny::ensure(cache)?;
-        Ok(Images { kernel, tiny })
+        Ok(Images {
+            kernel,
+            tiny,
+            rootfs: None,
+        })
     }
 }
 
@@ -173,6 +191,8 @@ pub struct Sandbox {
         tokio::sync::watch::Sender<bool>,
         tokio::task::JoinHandle<()>,
     )>,
+    /// Guest memory in MiB, for reports.
+    memory_mib: u64,
     /// Guest kernel release as the guest reported it.
     pub kernel_release: String,
     /// Start phases.
@@ -227,6 +247,7 @@ impl Sandbox {
         recorder: Option<Arc<Recorder>>,
     ) -> Result<Sandbox, SandboxError> {
         let t0 = Instant::now();
+        let disk = disk::create(&state.path().join("disk.img"), config.disk_bytes)?;
         let backend = VsockBackend::start(state.path(), &state.path().join("vsock.log")).await?;
         let listener = backend.listen(CONTROL_PORT)?;
         let engine = QemuEngine::locate()?;
@@ -277,6 +298,18 @@ impl Sandbox {
             gateways.push(gw);
             fs_devices.push((socket, format!("fs{i}")));
         }
+        let mut drives = vec![Drive {
+            path: disk,
+            read_only: false,
+            serial: "airlock-disk".into(),
+        }];
+        if let Some(rootfs) = &images.rootfs {
+            drives.push(Drive {
+                path: rootfs.clone(),
+                read_only: true,
+                serial: "airlock-root".into(),
+            });
+        }
         let spec = BootSpec {
             kernel: images.kernel.vmlinux.clone(),
             initrd: images.tiny.initrd.clone(),
@@ -288,6 +321,7 @@ impl Sandbox {
             engine_log: state.path().join("qemu.log"),
             vsock_socket: backend.socket.clone(),
             fs_devices,
+            drives,
         };
         let mut vm = engine.boot(&spec)?;
         let engine_start = t0.elapsed();
@@ -382,6 +416,7 @@ impl Sandbox {
             stats_task,
             gateways,
             egress: Some(egress),
+            memory_mib: config.memory_mib,
             kernel_release,
             timings,
         })
@@ -431,13 +466,32 @@ impl Sandbox {
         let stream = self.backend.connect(EXEC_PORT).await?;
         let outcome = exec::run(stream, request, io).await;
         if let Some(r) = &self.recorder {
+            if let Ok(ExecOutcome::Exited { oom_kills, .. }) = &outcome
+                && *oom_kills > 0
+            {
+                r.record(
+                    Event::new(Source::Guest, kind::PROC_OOM)
+                        .with_decision(Decision::Deny)
+                        .with_detail(format!(
+                            "the guest kernel's OOM killer ended {oom_kills} process(es) of this \
+                             command (guest memory {} MiB)",
+                            self.memory_mib
+                        )),
+                );
+            }
             let ev = Event::new(Source::Host, kind::PROC_EXIT);
             r.record(match &outcome {
-                Ok(ExecOutcome::Exited(ExitStatus::Code { code })) => ev.with_proc(ProcInfo {
+                Ok(ExecOutcome::Exited {
+                    status: ExitStatus::Code { code },
+                    ..
+                }) => ev.with_proc(ProcInfo {
                     exit: Some(*code),
                     ..ProcInfo::default()
                 }),
-                Ok(ExecOutcome::Exited(ExitStatus::Signal { signal })) => ev.with_proc(ProcInfo {
+                Ok(ExecOutcome::Exited {
+                    status: ExitStatus::Signal { signal },
+                    ..
+                }) => ev.with_proc(ProcInfo {
                     signal: Some(*signal),
                     ..ProcInfo::default()
                 }),
@@ -497,6 +551,27 @@ impl Sandbox {
 
 /// Maps the guest's `agent` (uid/gid 1000) onto the owner of a shared directory, so the agent can
 /// work on the user's files and what it creates belongs to that user on the host.
+/// Where the workload may write, for the guest's Landlock ruleset: its shares, the temporary
+/// directories, its home (`~`) and `/dev` (terminals, `/dev/null`). `None` when the policy turns
+/// `no_new_privs` off, which Landlock needs for an unprivileged workload.
+pub fn landlock_dirs(policy: &airlock_policy::Policy) -> Option<Vec<String>> {
+    if !policy.process().no_new_privs {
+        return None;
+    }
+    let mut dirs: Vec<String> = ["/tmp", "/var/tmp", "/dev", "~"]
+        .into_iter()
+        .map(String::from)
+        .collect();
+    dirs.extend(
+        policy
+            .mounts()
+            .iter()
+            .filter(|m| m.mode != airlock_policy::MountMode::Ro)
+            .map(|m| m.guest.clone()),
+    );
+    Some(dirs)
+}
+
 fn owner_map(dir: &std::path::Path) -> Option<airlock_fs::OwnerMap> {
     use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(dir).ok()?;

@@ -79,6 +79,130 @@ fn the_policy_timeout_stops_the_sandbox() {
         "{}",
         text(&out.stderr)
     );
+    let log = std::fs::read_to_string(a.audit_log()).unwrap();
+    let end = log
+        .lines()
+        .find(|l| l.contains("\"sandbox.end\""))
+        .expect("sandbox.end recorded");
+    assert!(end.contains("time limit of 2 s"), "{end}");
+    a.assert_clean();
+}
+
+#[test]
+fn a_full_disk_is_enospc_in_the_guest_and_costs_the_host_at_most_the_limit() {
+    let a = airlock();
+    let p = policy_file("[sandbox]\ndisk = \"64MiB\"\n");
+    let out = a.run([
+        "run",
+        "--keep",
+        "--policy",
+        p.path().to_str().unwrap(),
+        "--",
+        "sh",
+        "-c",
+        // Not zeros: the engine turns zero writes into holes (detect-zeroes), so they cost nothing.
+        "yes airlock | dd of=/tmp/fill bs=64k; echo dd=$?",
+    ]);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("dd=1"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stderr).contains("No space left on device"),
+        "{}",
+        text(&out.stderr)
+    );
+    // The disk file is the only host storage the guest can fill.
+    let disks: Vec<_> = walk(a.state_dir())
+        .into_iter()
+        .filter(|p| p.file_name().is_some_and(|n| n == "disk.img"))
+        .collect();
+    assert_eq!(disks.len(), 1, "{disks:?}");
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(&disks[0]).unwrap();
+    assert_eq!(meta.len(), 64 * 1024 * 1024);
+    assert!(
+        meta.blocks() * 512 <= 64 * 1024 * 1024,
+        "host blocks {} exceed the limit",
+        meta.blocks() * 512
+    );
+    assert!(
+        meta.blocks() * 512 > 32 * 1024 * 1024,
+        "the guest's writes did reach the disk"
+    );
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_memory_hog_is_oom_killed_inside_the_guest_and_reported() {
+    let a = airlock();
+    let p = policy_file("[sandbox]\nmemory = \"128MiB\"\n");
+    // Three 60 MiB buffers in a 128 MiB guest: the guest kernel must kill one.
+    let script = "for i in 1 2 3; do dd if=/dev/zero of=/dev/null bs=60M count=20 2>/dev/null & done; \
+                  wait; echo survived";
+    let out = a.run([
+        "run",
+        "--policy",
+        p.path().to_str().unwrap(),
+        "--",
+        "sh",
+        "-c",
+        script,
+    ]);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "survived\n", "the shell itself lives on");
+    let err = text(&out.stderr);
+    assert!(err.contains("the guest ran out of memory"), "{err}");
+    let log = std::fs::read_to_string(a.audit_log()).unwrap();
+    let oom = log
+        .lines()
+        .find(|l| l.contains("\"proc.oom\""))
+        .expect("proc.oom recorded");
+    assert!(oom.contains("OOM killer ended"), "{oom}");
+    // The host still runs sandboxes after the guest's OOM.
+    let again = a.run(["run", "--", "true"]);
+    assert!(again.status.success(), "{}", text(&again.stderr));
+    a.assert_clean();
+}
+
+#[test]
+fn landlock_keeps_even_a_root_workload_writing_only_where_it_may() {
+    let a = airlock();
+    let p = policy_file("extends = \"default\"\n[process]\nuser = \"root\"\n");
+    let script = "id -u; touch /etc/evil 2>&1; echo etc=$?; touch /tmp/ok && echo tmp=ok; \
+                  touch /workspace/ok && echo ws=ok; touch /root/ok && echo home=ok; \
+                  echo x > /dev/null && echo devnull=ok";
+    let out = a.run([
+        "run",
+        "--policy",
+        p.path().to_str().unwrap(),
+        "--",
+        "sh",
+        "-c",
+        script,
+    ]);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.starts_with("0\n"), "{stdout}");
+    assert!(stdout.contains("Permission denied"), "{stdout}");
+    assert!(stdout.contains("etc=1"), "{stdout}");
+    for ok in ["tmp=ok", "ws=ok", "home=ok", "devnull=ok"] {
+        assert!(stdout.contains(ok), "{ok} missing: {stdout}");
+    }
+    assert!(
+        a.cwd().join("ok").exists(),
+        "the workspace write reached the host"
+    );
     a.assert_clean();
 }
 
@@ -220,5 +344,69 @@ fn the_engine_runs_without_capabilities_under_seccomp_in_an_empty_network_namesp
         );
     }
     assert!(child.wait().unwrap().success());
+    a.assert_clean();
+}
+
+/// Builds the syscall probe (tests/probe/syscalls.c) static into `dir`.
+fn build_probe(dir: &std::path::Path) {
+    let src = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/probe/syscalls.c");
+    let out = std::process::Command::new("cc")
+        .args(["-static", "-O1", "-o"])
+        .arg(dir.join("probe"))
+        .arg(src)
+        .output()
+        .expect("cc (gcc, installed by scripts/setup) builds the syscall probe");
+    assert!(out.status.success(), "cc: {}", text(&out.stderr));
+}
+
+fn probe(a: &Airlock, policy: &str) -> std::collections::BTreeMap<String, i32> {
+    let p = policy_file(policy);
+    let out = a.run([
+        "run",
+        "--policy",
+        p.path().to_str().unwrap(),
+        "--",
+        "/workspace/probe",
+    ]);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    text(&out.stdout)
+        .lines()
+        .map(|l| {
+            let (name, errno) = l.split_once(' ').unwrap();
+            (name.to_string(), errno.parse().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn the_seccomp_profiles_refuse_kernel_attack_surface_with_eperm() {
+    const EPERM: i32 = 1;
+    let a = airlock();
+    build_probe(a.cwd());
+    let default = probe(&a, "extends = \"default\"\n");
+    for call in [
+        "keyctl",
+        "add_key",
+        "bpf",
+        "perf_event_open",
+        "userfaultfd",
+        "io_uring_setup",
+        "unshare_user",
+        "mount",
+        "init_module",
+        "tiocsti",
+    ] {
+        assert_eq!(default[call], EPERM, "{call} under default: {default:?}");
+    }
+    assert_eq!(default["ptrace"], 0, "default allows ptrace: {default:?}");
+    let root = probe(&a, "extends = \"default\"\n[process]\nuser = \"root\"\n");
+    assert_eq!(root["raw_socket"], 0, "root may open raw sockets: {root:?}");
+    let strict = probe(
+        &a,
+        "extends = \"default\"\n[process]\nuser = \"root\"\nseccomp = \"strict\"\n",
+    );
+    assert_eq!(strict["ptrace"], EPERM, "{strict:?}");
+    assert_eq!(strict["raw_socket"], EPERM, "{strict:?}");
+    assert_eq!(strict["keyctl"], EPERM, "{strict:?}");
     a.assert_clean();
 }

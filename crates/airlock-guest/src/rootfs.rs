@@ -1,0 +1,163 @@
+//! The guest's root filesystem: an overlay whose writable layer is the sandbox disk.
+//!
+//! The host attaches up to two virtio-blk drives, told apart by their serial: `airlock-disk`, an
+//! empty ext4 of the policy's `sandbox.disk` size, and `airlock-root`, an optional read-only image
+//! (squashfs by default). The overlay's lower layer is that image, or the initramfs itself when
+//! there is none; every write in the guest lands on the disk, so a full disk means ENOSPC in the
+//! guest and nothing more on the host. Then the agent moves into the overlay as `switch_root`
+//! does (the initramfs cannot be pivoted away).
+
+use nix::mount::{MsFlags, mount};
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Serial of the writable disk.
+pub const DISK_SERIAL: &str = "airlock-disk";
+/// Serial of the read-only image.
+pub const ROOT_SERIAL: &str = "airlock-root";
+
+const STAGE: &str = "/.airlock";
+
+/// Moves `/` onto the overlay when the host gave a disk; returns whether it did. `/proc`, `/sys`
+/// and `/dev` must be mounted (they are moved along).
+pub fn switch_to_disk_root() -> io::Result<bool> {
+    let Some(disk) = find_by_serial(DISK_SERIAL)? else {
+        return Ok(false);
+    };
+    let stage = Path::new(STAGE);
+    let (disk_dir, lower_dir, root_dir) =
+        (stage.join("disk"), stage.join("lower"), stage.join("root"));
+    for d in [&disk_dir, &lower_dir, &root_dir] {
+        std::fs::create_dir_all(d)?;
+    }
+    // noinit_itable: the host formats lazily; zeroing inode tables in the background would only
+    // burn guest CPU and grow the sparse file on the host.
+    mount_dev(
+        &disk,
+        &disk_dir,
+        "ext4",
+        MsFlags::empty(),
+        Some("noinit_itable"),
+    )?;
+    let (upper, work) = (disk_dir.join("upper"), disk_dir.join("work"));
+    std::fs::create_dir_all(&upper)?;
+    std::fs::create_dir_all(&work)?;
+
+    let lower = match find_by_serial(ROOT_SERIAL)? {
+        Some(image) => {
+            let fstype = cmdline_value("airlock.rootfstype").unwrap_or_else(|| "squashfs".into());
+            if !matches!(fstype.as_str(), "squashfs" | "erofs" | "ext4") {
+                return Err(io::Error::other(format!(
+                    "airlock.rootfstype={fstype:?} is not one of squashfs, erofs, ext4"
+                )));
+            }
+            mount_dev(&image, &lower_dir, &fstype, MsFlags::MS_RDONLY, None)?;
+            lower_dir.clone()
+        }
+        None => PathBuf::from("/"),
+    };
+    let options = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lower.display(),
+        upper.display(),
+        work.display()
+    );
+    mount(
+        Some("overlay"),
+        &root_dir,
+        Some("overlay"),
+        MsFlags::empty(),
+        Some(options.as_str()),
+    )
+    .map_err(|e| io::Error::other(format!("mount overlay ({options}): {e}")))?;
+
+    for pseudo in ["proc", "sys", "dev"] {
+        let target = root_dir.join(pseudo);
+        std::fs::create_dir_all(&target)?;
+        mount(
+            Some(Path::new("/").join(pseudo).as_path()),
+            &target,
+            None::<&str>,
+            MsFlags::MS_MOVE,
+            None::<&str>,
+        )
+        .map_err(|e| io::Error::other(format!("moving /{pseudo}: {e}")))?;
+    }
+    std::env::set_current_dir(&root_dir)?;
+    mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
+        .map_err(|e| io::Error::other(format!("moving the overlay to /: {e}")))?;
+    nix::unistd::chroot(".")?;
+    std::env::set_current_dir("/")?;
+    Ok(true)
+}
+
+fn mount_dev(
+    dev: &Path,
+    target: &Path,
+    fstype: &str,
+    flags: MsFlags,
+    data: Option<&str>,
+) -> io::Result<()> {
+    mount(
+        Some(dev),
+        target,
+        Some(fstype),
+        flags | MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        data,
+    )
+    .map_err(|e| {
+        io::Error::other(format!(
+            "mount {fstype} {} on {}: {e}",
+            dev.display(),
+            target.display()
+        ))
+    })
+}
+
+/// `/dev/<name>` of the block device whose serial is `serial`.
+fn find_by_serial(serial: &str) -> io::Result<Option<PathBuf>> {
+    let entries = match std::fs::read_dir("/sys/block") {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let found = std::fs::read_to_string(entry.path().join("serial"))
+            .is_ok_and(|s| s.trim_end_matches(['\n', '\0']) == serial);
+        if found {
+            return Ok(Some(Path::new("/dev").join(name)));
+        }
+    }
+    Ok(None)
+}
+
+/// `key=value` from the kernel command line.
+fn cmdline_value(key: &str) -> Option<String> {
+    let cmdline = std::fs::read_to_string("/proc/cmdline").ok()?;
+    parse_cmdline(&cmdline, key)
+}
+
+fn parse_cmdline(cmdline: &str, key: &str) -> Option<String> {
+    cmdline
+        .split_ascii_whitespace()
+        .filter_map(|w| w.split_once('='))
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cmdline_lookup() {
+        let c = "console=ttyS0 airlock.rootfstype=erofs quiet\n";
+        assert_eq!(
+            parse_cmdline(c, "airlock.rootfstype").as_deref(),
+            Some("erofs")
+        );
+        assert_eq!(parse_cmdline(c, "airlock.root"), None);
+        assert_eq!(parse_cmdline(c, "quiet"), None);
+    }
+}
