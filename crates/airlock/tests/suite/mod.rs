@@ -1,6 +1,7 @@
 mod audit;
 mod fs;
 mod harden;
+mod image;
 mod net;
 mod policy;
 mod run;
