@@ -616,3 +616,56 @@ fn debian_image_open_refuses_a_corrupt_copy() {
     );
     assert!(err.contains("airlock image build --kind debian"), "{err}");
 }
+
+#[test]
+fn image_build_failure_names_the_step_and_keeps_only_the_log() {
+    if !nix::unistd::geteuid().is_root() || !Path::new("/usr/sbin/debootstrap").exists() {
+        eprintln!("skipped: needs root and debootstrap");
+        return;
+    }
+    let cache = tempfile::tempdir().unwrap();
+    // Any file will do as the kernel: the build fails before it is used.
+    let kernel = cache.path().join("vmlinux");
+    std::fs::write(&kernel, b"not a kernel").unwrap();
+    let out = airlock()
+        .command(["image", "build", "--kind", "debian", "--name", "broken"])
+        .env("AIRLOCK_CACHE", cache.path())
+        .env("AIRLOCK_KERNEL", &kernel)
+        .env("AIRLOCK_DEBIAN_MIRROR", "http://127.0.0.1:9/debian")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    let err = text(&out.stderr);
+    let log = cache.path().join("images/broken/.build/build.log");
+    assert!(
+        err.contains(&format!(
+            "debootstrap: downloading and unpacking the base system failed (log: {})",
+            log.display()
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("Failed getting release file http://127.0.0.1:9/debian"),
+        "{err}"
+    );
+    // Nothing half-made: no chroot tree, no build, no `current`; the log stays.
+    let left: Vec<String> = walk(&cache.path().join("images/broken"));
+    assert_eq!(left, [".build", ".build/build.log", "build.lock"]);
+}
+
+/// Paths below `dir`, relative and sorted.
+fn walk(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            out.push(p.strip_prefix(dir).unwrap().display().to_string());
+            if e.file_type().unwrap().is_dir() {
+                stack.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}

@@ -159,7 +159,13 @@ pub fn build(cache: &Cache, opts: &BuildOptions, bar: &ProgressBar) -> Result<Bu
     // Whatever happened, the chroot tree goes (it is most of a gigabyte); the log stays in
     // `.build/` after a failure so the error can point at it.
     let cleanup = remove_tree(&b.root);
-    let (manifest, out) = result?;
+    let (manifest, out) = match result {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&b.out);
+            return Err(e);
+        }
+    };
     cleanup?;
 
     let final_dir = dir.join(&manifest.build_id);
