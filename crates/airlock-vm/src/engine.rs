@@ -21,6 +21,9 @@ pub struct BootSpec {
     pub cpus: u32,
     /// Guest memory in MiB.
     pub memory_mib: u64,
+    /// The sandbox's state dir: the engine's jail root is made inside it, and it is the only
+    /// host directory the engine may write to.
+    pub state_dir: PathBuf,
     /// Accelerator.
     pub accel: Accel,
     /// File receiving the serial console.
@@ -69,6 +72,9 @@ pub enum EngineError {
     /// Waiting for or signalling the engine failed.
     #[error("controlling the VM process")]
     Control(#[source] std::io::Error),
+    /// The engine's jail could not be set up.
+    #[error("preparing the engine jail: {0}")]
+    Jail(String),
     /// The spec is unusable.
     #[error("invalid boot spec: {0}")]
     InvalidSpec(String),

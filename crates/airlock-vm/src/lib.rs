@@ -10,6 +10,7 @@ pub mod accel;
 mod child;
 pub mod engine;
 pub mod image;
+pub mod jail;
 pub mod qemu;
 pub mod vsock;
 

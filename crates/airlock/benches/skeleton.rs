@@ -46,6 +46,7 @@ fn main() -> anyhow::Result<()> {
                 cmdline: "rdinit=/sbin/reboot -- -f".into(),
                 cpus: 1,
                 memory_mib: 512,
+                state_dir: dir.clone(),
                 accel: accel.accel,
                 console_log: dir.join("console.log"),
                 engine_log: dir.join("qemu.log"),

@@ -143,6 +143,7 @@ mod tests {
             cmdline: String::new(),
             cpus: 2,
             memory_mib: 512,
+            state_dir: PathBuf::from("/s"),
             accel,
             console_log: PathBuf::from("/s/console.log"),
             engine_log: PathBuf::from("/s/qemu.log"),

@@ -2,8 +2,9 @@
 
 pub mod cmdline;
 
-use crate::child::{contain, jail_engine};
+use crate::child::contain;
 use crate::engine::{BootSpec, Engine, EngineError, Vm};
+use crate::jail::{Jail, JailSpec};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -72,7 +73,10 @@ impl Engine for QemuEngine {
             .stdout(Stdio::null())
             .stderr(log);
         contain(&mut cmd);
-        jail_engine(&mut cmd);
+        jail_spec(spec, &self.binary)
+            .and_then(|j| Jail::prepare(&j))
+            .map_err(|e| EngineError::Jail(e.to_string()))?
+            .install(&mut cmd);
         let child = cmd.spawn().map_err(|source| EngineError::Spawn {
             binary: self.binary.clone(),
             source,
@@ -80,6 +84,45 @@ impl Engine for QemuEngine {
         tracing::debug!(pid = child.id(), ?args, "qemu started");
         Ok(QemuVm { child })
     }
+}
+
+/// What the engine's jail holds for `spec`: the state dir (read-write), the kernel, initrd and
+/// read-only images (read-only); it owns its sockets, console log and writable disks.
+fn jail_spec(spec: &BootSpec, binary: &std::path::Path) -> std::io::Result<JailSpec> {
+    use std::os::unix::fs::PermissionsExt;
+    let state = &spec.state_dir;
+    // The jailed uid must reach the files it owns; the state root above stays private.
+    std::fs::set_permissions(state, std::fs::Permissions::from_mode(0o711))?;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&spec.console_log)?;
+    let mut ro_files = vec![spec.kernel.clone(), spec.initrd.clone()];
+    let mut owned = vec![spec.vsock_socket.clone(), spec.console_log.clone()];
+    owned.extend(spec.fs_devices.iter().map(|(socket, _)| socket.clone()));
+    for d in &spec.drives {
+        if d.read_only {
+            ro_files.push(d.path.clone());
+        } else {
+            owned.push(d.path.clone());
+        }
+    }
+    // Anything outside the state dir that the engine must write would escape the jail.
+    if let Some(outside) = owned.iter().find(|p| !p.starts_with(state)) {
+        return Err(std::io::Error::other(format!(
+            "{} is outside the state dir {}",
+            outside.display(),
+            state.display()
+        )));
+    }
+    Ok(JailSpec {
+        root: state.join("jail"),
+        rw_dirs: vec![state.clone()],
+        ro_files,
+        owned,
+        kvm: spec.accel == crate::Accel::Kvm,
+        binary: binary.to_path_buf(),
+    })
 }
 
 /// A running QEMU process.
@@ -90,7 +133,15 @@ pub struct QemuVm {
 
 impl Vm for QemuVm {
     fn pid(&self) -> Option<u32> {
-        self.child.id()
+        let spawned = self.child.id()?;
+        // Jailed, the spawned process is the pid namespace's parent and QEMU its only child.
+        let children =
+            std::fs::read_to_string(format!("/proc/{spawned}/task/{spawned}/children")).ok();
+        Some(
+            children
+                .and_then(|c| c.split_whitespace().next()?.parse().ok())
+                .unwrap_or(spawned),
+        )
     }
 
     async fn wait(&mut self) -> Result<std::process::ExitStatus, EngineError> {

@@ -316,6 +316,7 @@ impl Sandbox {
             cmdline: String::new(),
             cpus: config.cpus,
             memory_mib: config.memory_mib,
+            state_dir: state.path().to_path_buf(),
             accel: config.accel.accel,
             console_log: state.path().join("console.log"),
             engine_log: state.path().join("qemu.log"),

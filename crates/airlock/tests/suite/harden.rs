@@ -304,7 +304,7 @@ fn a_fork_bomb_hits_the_pids_limit_and_airlock_returns() {
 }
 
 #[test]
-fn the_engine_runs_without_capabilities_under_seccomp_in_an_empty_network_namespace() {
+fn the_engine_runs_jailed_unprivileged_and_under_two_seccomp_filters() {
     use std::io::BufRead;
     let a = airlock();
     let mut child = a
@@ -335,12 +335,62 @@ fn the_engine_runs_without_capabilities_under_seccomp_in_an_empty_network_namesp
     assert_eq!(field("CapBnd:"), "0000000000000000", "{status}");
     assert_eq!(field("NoNewPrivs:"), "1");
     assert_eq!(field("Seccomp:"), "2", "QEMU's -sandbox filter is on");
+    assert_eq!(
+        field("Seccomp_filters:"),
+        "2",
+        "our engine filter under QEMU's -sandbox"
+    );
     if nix::unistd::getuid().is_root() {
-        let ns = |p: &str| std::fs::read_link(format!("/proc/{p}/ns/net")).unwrap();
-        assert_ne!(
-            ns(pid),
-            ns("self"),
-            "the engine has its own (empty) network namespace"
+        let ns = |p: &str, kind: &str| std::fs::read_link(format!("/proc/{p}/ns/{kind}")).unwrap();
+        for kind in ["net", "mnt", "pid", "ipc", "uts"] {
+            assert_ne!(
+                ns(pid, kind),
+                ns("self", kind),
+                "the engine has its own {kind} namespace"
+            );
+        }
+        let uid: u32 = field("Uid:")
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(
+            uid >= airlock_vm::jail::JAIL_UID_BASE,
+            "unprivileged uid {uid}"
+        );
+        assert!(
+            field("NSpid:").ends_with("\t1"),
+            "QEMU is PID 1 of its pid namespace: {}",
+            field("NSpid:")
+        );
+        // Its root holds the system binaries and the sandbox's own files, nothing of the host's.
+        let root: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/root"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        for absent in ["home", "var", "proc", "sys", "boot", "opt", "srv"] {
+            assert!(
+                !root.iter().any(|e| e == absent),
+                "{absent} in jail: {root:?}"
+            );
+        }
+        assert!(
+            std::fs::read_dir(format!("/proc/{pid}/root/etc"))
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .all(|n| n == "ld.so.cache"),
+            "only the loader cache from /etc"
+        );
+        // The host's /usr is read-only inside.
+        let mounts = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap();
+        let usr = mounts
+            .lines()
+            .find(|l| l.split_whitespace().nth(4) == Some("/usr"))
+            .expect("/usr mounted in the jail");
+        assert!(
+            usr.split_whitespace().nth(5).unwrap().starts_with("ro"),
+            "{usr}"
         );
     }
     assert!(child.wait().unwrap().success());
