@@ -106,8 +106,36 @@ impl Mirrors {
     }
 }
 
+/// The host's CA bundle (`SSL_CERT_FILE`, else Debian's), so https mirrors are trusted as apt
+/// and curl trust them (including a site's own CA); Mozilla's roots when there is none.
+fn root_certs() -> ureq::tls::RootCerts {
+    let path = std::env::var_os("SSL_CERT_FILE")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| "/etc/ssl/certs/ca-certificates.crt".into());
+    let certs: Vec<_> = std::fs::read(path)
+        .map(|pem| {
+            ureq::tls::parse_pem(&pem)
+                .filter_map(|item| match item {
+                    Ok(ureq::tls::PemItem::Certificate(c)) => Some(c.to_owned()),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if certs.is_empty() {
+        ureq::tls::RootCerts::WebPki
+    } else {
+        ureq::tls::RootCerts::new_with_certs(&certs)
+    }
+}
+
 fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
+        .tls_config(
+            ureq::tls::TlsConfig::builder()
+                .root_certs(root_certs())
+                .build(),
+        )
         .timeout_connect(Some(CONNECT_TIMEOUT))
         .timeout_global(Some(DOWNLOAD_TIMEOUT))
         .http_status_as_error(false)
