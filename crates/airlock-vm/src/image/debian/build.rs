@@ -14,7 +14,7 @@ use super::manifest::{
     ArchiveRecord, Artefact, ImageManifest, KernelRecord, MANIFEST_FORMAT, PackageRecord,
 };
 use super::mirror::{Archive, Mirrors, SUITE};
-use super::store::{MANIFEST, ROOTFS, image_dir, set_current};
+use super::store::{IN_USE, MANIFEST, ROOTFS, image_dir, set_current};
 use crate::image::{Cache, EntryLock, ImageError, io_err, kernel, sha256_file};
 use indicatif::ProgressBar;
 use std::io::{BufRead, BufReader, Write};
@@ -321,6 +321,8 @@ impl Builder<'_> {
             }],
         };
         manifest.write(&self.out.join(MANIFEST))?;
+        let in_use = self.out.join(IN_USE);
+        std::fs::write(&in_use, b"").map_err(io_err(format!("creating {}", in_use.display())))?;
         Ok((manifest, self.out.clone()))
     }
 

@@ -35,7 +35,7 @@ pub const ROOTFS: &str = "rootfs.squashfs";
 /// The manifest file.
 pub const MANIFEST: &str = "manifest.json";
 /// The in-use lock file of a build.
-const IN_USE: &str = "in-use.lock";
+pub const IN_USE: &str = "in-use.lock";
 /// Age after which doctor suggests an update.
 pub const STALE_AFTER: Duration = Duration::from_secs(14 * 24 * 3600);
 /// Longest accepted image name.
@@ -159,12 +159,17 @@ pub fn open(cache: &Cache, name: &str) -> Result<OpenedImage, ImageError> {
 /// Locks `dir/in-use.lock`; `Ok(None)` when the dir is gone or (non-blocking) the lock is held.
 fn lock_in_use(dir: &Path, how: FlockArg) -> Result<Option<Flock<File>>, ImageError> {
     let path = dir.join(IN_USE);
-    let file = match File::options()
+    let opened = File::options()
         .create(true)
         .truncate(false)
         .write(true)
-        .open(&path)
-    {
+        .open(&path);
+    // A user who may not write to a shared cache can still lock the file the build created.
+    let opened = match opened {
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => File::open(&path),
+        other => other,
+    };
+    let file = match opened {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => {
