@@ -36,6 +36,9 @@ pub struct BootSpec {
     pub fs_devices: Vec<(PathBuf, String)>,
     /// virtio-blk drives, found in the guest by their serial.
     pub drives: Vec<Drive>,
+    /// Host cgroup limits for the engine: `(sandbox id, limits, required)`. When `required` and
+    /// the host cannot apply them, the boot fails instead of running unlimited.
+    pub host_limits: Option<(String, crate::cgroup::Limits, bool)>,
 }
 
 /// A raw image attached as a virtio-blk device.

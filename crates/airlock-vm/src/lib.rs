@@ -7,6 +7,7 @@
 //! in the `airlock` crate drives these steps and talks to the guest through [`vsock::connect`].
 
 pub mod accel;
+pub mod cgroup;
 mod child;
 pub mod engine;
 pub mod image;

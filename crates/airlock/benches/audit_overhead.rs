@@ -34,6 +34,7 @@ async fn measure(images: &Images, audit: bool) -> anyhow::Result<(f64, u64)> {
         cpus: 1,
         memory_mib: 512,
         disk_bytes: 1 << 30,
+        require_host_limits: false,
         keep: false,
         boot_timeout: Duration::from_secs(120),
         accel: airlock_vm::accel::probe(),

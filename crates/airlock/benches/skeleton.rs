@@ -53,6 +53,7 @@ fn main() -> anyhow::Result<()> {
                 vsock_socket: backend.socket.clone(),
                 fs_devices: vec![],
                 drives: vec![],
+                host_limits: None,
             };
             let mut vm = QemuEngine::locate()?.boot(&spec)?;
             let status = tokio::time::timeout(Duration::from_secs(60), vm.wait()).await??;
@@ -90,6 +91,7 @@ fn main() -> anyhow::Result<()> {
             cpus: 1,
             memory_mib: 512,
             disk_bytes: 1 << 30,
+            require_host_limits: false,
             keep: false,
             boot_timeout: Duration::from_secs(60),
             accel: accel.clone(),

@@ -150,6 +150,7 @@ mod tests {
             vsock_socket: PathBuf::from("/s/vsock.sock"),
             fs_devices: vec![],
             drives: vec![],
+            host_limits: None,
         }
     }
 

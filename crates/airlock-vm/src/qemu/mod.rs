@@ -2,11 +2,13 @@
 
 pub mod cmdline;
 
+use crate::cgroup::EngineGroup;
 use crate::child::contain;
 use crate::engine::{BootSpec, Engine, EngineError, Vm};
 use crate::jail::{Jail, JailSpec};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
 const BINARY: &str = "qemu-system-x86_64";
@@ -73,6 +75,27 @@ impl Engine for QemuEngine {
             .stdout(Stdio::null())
             .stderr(log);
         contain(&mut cmd);
+        let group = match &spec.host_limits {
+            Some((id, limits, required)) => match EngineGroup::create(id, *limits) {
+                Ok(g) => Some(Arc::new(g)),
+                Err(why) if *required => {
+                    return Err(EngineError::Jail(format!("host cgroup limits: {why}")));
+                }
+                Err(why) => {
+                    tracing::warn!("engine runs without host cgroup limits: {why}");
+                    None
+                }
+            },
+            None => None,
+        };
+        if let Some(g) = &group {
+            let g = g.clone();
+            // SAFETY: runs between fork and exec; `enter_in_child` only makes raw, async-signal-
+            // safe syscalls on paths prepared before fork.
+            unsafe {
+                cmd.pre_exec(move || g.enter_in_child());
+            }
+        }
         jail_spec(spec, &self.binary)
             .and_then(|j| Jail::prepare(&j))
             .map_err(|e| EngineError::Jail(e.to_string()))?
@@ -82,7 +105,7 @@ impl Engine for QemuEngine {
             source,
         })?;
         tracing::debug!(pid = child.id(), ?args, "qemu started");
-        Ok(QemuVm { child })
+        Ok(QemuVm { child, group })
     }
 }
 
@@ -129,6 +152,15 @@ fn jail_spec(spec: &BootSpec, binary: &std::path::Path) -> std::io::Result<JailS
 #[derive(Debug)]
 pub struct QemuVm {
     child: tokio::process::Child,
+    /// The engine's host cgroup, removed when the VM is dropped.
+    group: Option<Arc<EngineGroup>>,
+}
+
+impl QemuVm {
+    /// The host cgroup(s) limiting the engine, if any.
+    pub fn host_group(&self) -> Option<&EngineGroup> {
+        self.group.as_deref()
+    }
 }
 
 impl Vm for QemuVm {

@@ -180,6 +180,7 @@ async fn run(args: RunArgs) -> anyhow::Result<u8> {
             .memory
             .unwrap_or(limits.memory_bytes.div_ceil(1024 * 1024)),
         disk_bytes: limits.disk_bytes,
+        require_host_limits: false,
         keep: args.keep,
         boot_timeout: Duration::from_secs(boot_timeout),
         accel: airlock_vm::accel::probe(),

@@ -120,6 +120,8 @@ pub struct SandboxConfig {
     pub memory_mib: u64,
     /// Size of the writable layer (the sandbox disk) in bytes.
     pub disk_bytes: u64,
+    /// Refuse to boot when the host cannot put the engine under cgroup limits.
+    pub require_host_limits: bool,
     /// Keep the state dir (console log, sockets) after shutdown.
     pub keep: bool,
     /// How long to wait for the guest agent.
@@ -323,7 +325,13 @@ impl Sandbox {
             vsock_socket: backend.socket.clone(),
             fs_devices,
             drives,
+            host_limits: Some((
+                state.id().to_string(),
+                airlock_vm::cgroup::Limits::for_engine(config.cpus, config.memory_mib),
+                config.require_host_limits,
+            )),
         };
+        airlock_vm::cgroup::sweep();
         let mut vm = engine.boot(&spec)?;
         let engine_start = t0.elapsed();
         tracing::debug!(state = %state.path().display(), pid = vm.pid(), "vm booting");

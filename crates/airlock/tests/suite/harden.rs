@@ -392,6 +392,40 @@ fn the_engine_runs_jailed_unprivileged_and_under_two_seccomp_filters() {
             usr.split_whitespace().nth(5).unwrap().starts_with("ro"),
             "{usr}"
         );
+        // Host cgroup limits: guest memory + 512 MiB, 256 tasks (v1 here, v2 elsewhere).
+        let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+        let group = |controller: &str| {
+            cgroups.lines().find_map(|l| {
+                let mut f = l.splitn(3, ':');
+                let (_, c, path) = (f.next()?, f.next()?, f.next()?);
+                let hit = if controller.is_empty() {
+                    c.is_empty()
+                } else {
+                    c.split(',').any(|x| x == controller)
+                };
+                (hit && path.contains("/airlock-")).then(|| path.to_string())
+            })
+        };
+        let read = |path: String| std::fs::read_to_string(path).unwrap().trim().to_string();
+        let (memory, pids) = if let Some(g) = group("") {
+            (
+                read(format!("/sys/fs/cgroup{g}/memory.max")),
+                read(format!("/sys/fs/cgroup{g}/pids.max")),
+            )
+        } else {
+            (
+                read(format!(
+                    "/sys/fs/cgroup/memory{}/memory.limit_in_bytes",
+                    group("memory").expect("engine in an airlock memory cgroup")
+                )),
+                read(format!(
+                    "/sys/fs/cgroup/pids{}/pids.max",
+                    group("pids").expect("engine in an airlock pids cgroup")
+                )),
+            )
+        };
+        assert_eq!(memory, (1024u64 * 1024 * 1024).to_string());
+        assert_eq!(pids, "256");
     }
     assert!(child.wait().unwrap().success());
     a.assert_clean();
