@@ -43,7 +43,12 @@ pub struct SandboxLimits {
     pub pids: u32,
     /// Wall-clock limit, if any.
     pub timeout: Option<Duration>,
+    /// Host protections the run must have (names from [`PROTECTIONS`]).
+    pub require: Vec<String>,
 }
+
+/// Host protections a policy may require in `sandbox.require`.
+pub const PROTECTIONS: &[&str] = &["kvm", "engine-namespaces", "host-cgroups"];
 
 /// Where a share comes from on the host.
 #[derive(Debug, Clone, PartialEq, Eq)]

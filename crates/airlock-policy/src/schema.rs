@@ -55,6 +55,11 @@ pub(crate) struct SandboxSection {
     pub pids: Option<u32>,
     /// Wall-clock limit as a duration string: `90s`, `30m`, `2h`, `1h30m`. Default: none.
     pub timeout: Option<String>,
+    /// Host protections this policy needs; `airlock run` refuses to start on a host that cannot
+    /// give one of them: `kvm` (hardware virtualization), `engine-namespaces` (the engine jail's
+    /// namespaces, root pivot and own uid) and `host-cgroups` (cgroup limits on the engine).
+    /// Default: none.
+    pub require: Option<Vec<String>>,
 }
 
 /// `[filesystem]`: shared directories and path rules.

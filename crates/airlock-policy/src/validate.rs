@@ -62,6 +62,14 @@ pub enum ValidationError {
         /// The limit.
         max: usize,
     },
+    /// `sandbox.require` names no known protection.
+    #[error("unknown protection {found:?}, expected one of: {expected}")]
+    UnknownProtection {
+        /// The name as written.
+        found: String,
+        /// The known protections.
+        expected: String,
+    },
     /// `sandbox.image` is not a plain name.
     #[error(
         "invalid image name {found:?}, expected 1 to 64 lower-case letters, digits, `.`, `_` or \
@@ -375,6 +383,7 @@ impl Ctx<'_> {
             disk_bytes: DEFAULT_DISK,
             pids: DEFAULT_PIDS,
             timeout: None,
+            require: Vec::new(),
         };
         if let Some(it) = last(layers, "sandbox.image", |f| &f.sandbox.image) {
             if valid_image(it.value) {
@@ -400,6 +409,24 @@ impl Ctx<'_> {
         }
         if let Some(it) = last(layers, "sandbox.disk", |f| &f.sandbox.disk) {
             limits.disk_bytes = self.size(&it).unwrap_or(DEFAULT_DISK);
+        }
+        if let Some(it) = last(layers, "sandbox.require", |f| &f.sandbox.require) {
+            for (i, name) in it.value.iter().enumerate() {
+                if crate::policy::PROTECTIONS.contains(&name.as_str()) {
+                    if !limits.require.contains(name) {
+                        limits.require.push(name.clone());
+                    }
+                } else {
+                    self.error(
+                        it.src,
+                        &format!("{}[{i}]", it.key),
+                        ValidationError::UnknownProtection {
+                            found: name.clone(),
+                            expected: crate::policy::PROTECTIONS.join(", "),
+                        },
+                    );
+                }
+            }
         }
         if let Some(it) = last(layers, "sandbox.timeout", |f| &f.sandbox.timeout) {
             match parse_duration(it.value) {

@@ -7,6 +7,7 @@
 //! argument parsing, signals and terminal handling.
 
 pub mod exit;
+pub mod protections;
 pub mod supervisor;
 
 /// Prints a line on stderr for the user. Unlike `eprintln!` it never panics: a closed stderr

@@ -44,7 +44,7 @@ fn unknown_keys_point_at_the_key() {
     assert_error(
         "colour = \"red\"\n[sandbox]\ncpus = 1\n  memroy = \"1G\"\n",
         "test.toml:1:1: unknown key `colour`, expected one of: audit, extends, filesystem, monitor, network, process, sandbox\n\
-         test.toml:4:3: sandbox: unknown key `memroy`, expected one of: cpus, disk, image, memory, pids, timeout",
+         test.toml:4:3: sandbox: unknown key `memroy`, expected one of: cpus, disk, image, memory, pids, require, timeout",
     );
     assert_error(
         "[[filesystem.mounts]]\nworkspace = true\nguest = \"/w\"\nreadonly = true\n",
@@ -111,6 +111,7 @@ fn sandbox_defaults_and_units() {
             disk_bytes: 2 << 30,
             pids: 1024,
             timeout: None,
+            require: vec![],
         }
     );
     let p = load("[sandbox]\nmemory = \"512M\"\ndisk = \"10GB\"\ntimeout = \"1h30m\"\ncpus = 4\n")
@@ -470,4 +471,18 @@ deny = ["sentry.io:443"]
 fn every_bad_entry_is_reported_at_once() {
     let text = "[sandbox]\ncpus = 0\npids = 0\n[network]\nallow = [\"*\", \"ok.example\", \"*.io\"]\n[filesystem]\ndeny_write = [\"a[\"]\n";
     assert_eq!(errors(text).lines().count(), 5);
+}
+
+#[test]
+fn required_protections_are_checked_by_name() {
+    let p = load("[sandbox]\nrequire = [\"kvm\", \"host-cgroups\", \"kvm\"]\n").unwrap();
+    assert_eq!(p.sandbox().require, ["kvm", "host-cgroups"]);
+    let err = load("[sandbox]\nrequire = [\"kvm\", \"selinux\"]\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(":2:19: sandbox.require[1]"), "{err}");
+    assert!(
+        err.contains("unknown protection \"selinux\", expected one of: kvm"),
+        "{err}"
+    );
 }

@@ -14,7 +14,7 @@ pub fn main(_args: &DoctorArgs) -> anyhow::Result<u8> {
     let mut ok = true;
     let mut line = |label: &str, good: bool, text: String| {
         ok &= good;
-        println!("{} {label:<14} {text}", if good { "ok  " } else { "FAIL" });
+        println!("{} {label:<17} {text}", if good { "ok  " } else { "FAIL" });
     };
 
     let accel = airlock_vm::accel::probe();
@@ -75,36 +75,48 @@ pub fn main(_args: &DoctorArgs) -> anyhow::Result<u8> {
         ),
         Err(e) => line("image tiny", false, e.to_string()),
     }
+    for finding in airlock_vm::image::debian::doctor_findings(&cache) {
+        println!("warn {:<17} {finding}", "image debian");
+    }
     line("state dir", true, state_root().display().to_string());
 
-    // Protections, as this host will give them.
-    let root = nix::unistd::getuid().is_root();
+    // Protections, as this host will give them; a policy may require them (`sandbox.require`).
+    for p in airlock::protections::probe() {
+        println!(
+            "{} {:<17} {}",
+            if p.available { "ok  " } else { "no  " },
+            p.name,
+            p.detail
+        );
+    }
     line(
-        "engine jail",
+        "engine filters",
         true,
-        format!(
-            "QEMU -sandbox seccomp, no capabilities, no_new_privs; {}",
-            if root {
-                "own empty network, IPC and UTS namespaces"
-            } else {
-                "namespaces skipped (needs root; not yet via user namespaces)"
-            }
-        ),
+        "QEMU -sandbox plus airlock's seccomp deny-list; no capabilities, no_new_privs".into(),
+    );
+    line(
+        "disk limit",
+        which("mkfs.ext4"),
+        "the guest's writable layer is an ext4 disk of sandbox.disk (needs mkfs.ext4 from \
+         e2fsprogs)"
+            .into(),
     );
     line(
         "in-guest",
         true,
-        "workload as `agent` with no_new_privs, seccomp per policy, pids cgroup per command".into(),
+        "workload as `agent` with no_new_privs, Landlock (writes only to its shares, /tmp, home, \
+         /dev), seccomp per policy, pids and memory cgroup per command"
+            .into(),
     );
-    let cgroup = if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
-        "v2"
-    } else {
-        "v1"
-    };
     println!(
-        "note {:<14} host cgroup limits on the engine (host has cgroup {cgroup}), pivot_root jail, \
-         gateway seccomp, Landlock in the guest, disk limit",
+        "note {:<17} the fs and egress gateways run inside the airlock process, without a jail \
+         of their own",
         "not yet"
     );
     Ok(if ok { 0 } else { 1 })
+}
+
+fn which(name: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(name).is_file()))
 }

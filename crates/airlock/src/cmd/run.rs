@@ -49,6 +49,10 @@ pub struct RunArgs {
     /// A shipped policy profile: default, offline, claude-code, codex.
     #[arg(long, value_name = "NAME")]
     profile: Option<String>,
+    /// Guest image (overrides the policy's sandbox.image): `tiny`, or a name built with
+    /// `airlock image build`.
+    #[arg(long, value_name = "NAME")]
+    image: Option<String>,
     /// Virtual CPUs (overrides the policy's sandbox.cpus).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=16))]
     cpus: Option<u32>,
@@ -157,6 +161,31 @@ async fn run(args: RunArgs) -> anyhow::Result<u8> {
     let image_resolve = started.elapsed();
 
     let (policy, origin, source) = load_policy(&args)?;
+    // Fail closed: a required protection this host lacks stops the run before anything starts.
+    airlock::protections::check_required(&policy.sandbox().require)
+        .map_err(|why| anyhow::anyhow!("{origin}: sandbox.require: {why}"))?;
+    // A built image is verified against its manifest and held (not collected) while we run.
+    let image_name = args
+        .image
+        .clone()
+        .unwrap_or_else(|| policy.sandbox().image.clone());
+    let (images, _image_in_use) = if image_name == "tiny" {
+        (images, None)
+    } else {
+        let name = image_name.clone();
+        let cache = Cache::from_env()?;
+        let opened =
+            tokio::task::spawn_blocking(move || airlock_vm::image::debian::open(&cache, &name))
+                .await
+                .context("image check task")?
+                .with_context(|| match &args.image {
+                    Some(_) => format!("--image {image_name}"),
+                    None => format!("{origin}: sandbox.image = {image_name:?}"),
+                })?;
+        let mut images = images;
+        images.rootfs = Some(opened.rootfs.clone());
+        (images, Some(opened))
+    };
     let id = airlock::supervisor::new_sandbox_id().context("choosing a sandbox id")?;
     let shares = super::overlay::prepare_shares(&id, &policy, &source)?;
     let has_overlay = shares.iter().any(|s| s.mode == MountMode::Overlay);
@@ -180,12 +209,15 @@ async fn run(args: RunArgs) -> anyhow::Result<u8> {
             .memory
             .unwrap_or(limits.memory_bytes.div_ceil(1024 * 1024)),
         disk_bytes: limits.disk_bytes,
-        require_host_limits: false,
+        require_host_limits: limits.require.iter().any(|r| r == "host-cgroups"),
         keep: args.keep,
         boot_timeout: Duration::from_secs(boot_timeout),
         accel: airlock_vm::accel::probe(),
         audit: Some(audit_config(&policy, &args.env)?),
-        description: format!("policy {origin}, image {}", limits.image),
+        description: match &_image_in_use {
+            Some(i) => format!("policy {origin}, image {} (build {})", i.name, i.build_id),
+            None => format!("policy {origin}, image {image_name}"),
+        },
         shares,
         id: Some(id.clone()),
         resolver: resolver()?,
@@ -354,12 +386,6 @@ fn load_policy(args: &RunArgs) -> anyhow::Result<(Policy, String, PolicySource)>
         }
     };
     let policy = airlock_policy::load_str(&text, &origin_path).map_err(super::policy::report)?;
-    let image = &policy.sandbox().image;
-    if image != "tiny" {
-        anyhow::bail!(
-            "{origin}: sandbox.image = {image:?} is not available in this build (available: tiny)"
-        );
-    }
     if let Some(rule) = policy
         .monitor_rules()
         .iter()

@@ -233,14 +233,13 @@ fn policy_limits_size_the_vm() {
 #[test]
 fn a_policy_the_build_cannot_enforce_is_refused() {
     let a = airlock();
-    let out = a.run(["run", "--profile", "claude-code", "--", "true"]);
+    let p = policy_file("[sandbox]\nimage = \"nosuch\"\n");
+    let out = a.run(["run", "--policy", p.path().to_str().unwrap(), "--", "true"]);
     assert_eq!(out.status.code(), Some(125));
+    let err = text(&out.stderr);
     assert!(
-        text(&out.stderr).contains(
-            "profile claude-code: sandbox.image = \"debian\" is not available in this build"
-        ),
-        "{}",
-        text(&out.stderr)
+        err.contains("sandbox.image = \"nosuch\"") && err.contains("image nosuch is not built"),
+        "{err}"
     );
     let p = policy_file(
         "[[monitor.rules]]\nkind = \"net.*\"\ndecision = \"deny\"\naction = \"pause\"\n",
@@ -492,5 +491,28 @@ fn the_seccomp_profiles_refuse_kernel_attack_surface_with_eperm() {
     assert_eq!(strict["ptrace"], EPERM, "{strict:?}");
     assert_eq!(strict["raw_socket"], EPERM, "{strict:?}");
     assert_eq!(strict["keyctl"], EPERM, "{strict:?}");
+    a.assert_clean();
+}
+
+#[test]
+fn a_required_protection_the_host_lacks_refuses_the_run() {
+    let a = airlock();
+    let p = policy_file("[sandbox]\nrequire = [\"host-cgroups\", \"kvm\"]\n");
+    let out = a.run(["run", "--policy", p.path().to_str().unwrap(), "--", "true"]);
+    let kvm = airlock_vm::accel::probe().accel == airlock_vm::Accel::Kvm;
+    if kvm {
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    } else {
+        assert_eq!(out.status.code(), Some(125));
+        let err = text(&out.stderr);
+        assert!(
+            err.contains("sandbox.require: this host cannot give the required protection \"kvm\""),
+            "{err}"
+        );
+        assert!(
+            std::fs::read_dir(a.state_dir()).unwrap().next().is_none(),
+            "nothing was started"
+        );
+    }
     a.assert_clean();
 }

@@ -669,3 +669,65 @@ fn walk(dir: &Path) -> Vec<String> {
     out.sort();
     out
 }
+
+#[test]
+fn debian_run_has_git_python_and_node() {
+    debian_image();
+    let a = airlock();
+    let out = a.run([
+        "run",
+        "--image",
+        "debian",
+        "--",
+        "sh",
+        "-c",
+        "git --version && python3 --version && node --version && id -u",
+    ]);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(lines[0].starts_with("git version "), "{stdout}");
+    assert!(lines[1].starts_with("Python 3."), "{stdout}");
+    assert!(lines[2].starts_with('v'), "{stdout}");
+    assert_eq!(lines[3], "1000", "{stdout}");
+    let log = std::fs::read_to_string(a.audit_log()).unwrap();
+    let start = log
+        .lines()
+        .find(|l| l.contains("\"sandbox.start\""))
+        .unwrap();
+    assert!(start.contains("image debian (build "), "{start}");
+    a.assert_clean();
+}
+
+#[test]
+fn debian_run_refuses_a_tampered_image_naming_it() {
+    let (dir, m, _) = real_build();
+    let cache = tempfile::tempdir().unwrap();
+    let copy = cache.path().join("rootfs-copy.squashfs");
+    std::fs::copy(dir.join(store::ROOTFS), &copy).unwrap();
+    install(cache.path(), &m, &copy);
+    let mut f = std::fs::OpenOptions::new().write(true).open(&copy).unwrap();
+    use std::io::{Seek, SeekFrom};
+    f.seek(SeekFrom::Start(4096)).unwrap();
+    f.write_all(&[0x5a]).unwrap();
+    drop(f);
+    // The kernel comes from the real cache, so the private cache builds nothing slow.
+    let kernel = airlock_vm::image::kernel::cached(&Cache::from_env().unwrap())
+        .unwrap()
+        .expect("the kernel is cached once the debian image is built");
+    let a = airlock();
+    let out = a
+        .command(["run", "--image", "debian", "--", "true"])
+        .env("AIRLOCK_CACHE", cache.path())
+        .env("AIRLOCK_KERNEL", &kernel.vmlinux)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(125), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.contains("--image debian"), "{err}");
+    assert!(
+        err.contains("image debian (build ") && err.contains("is corrupt"),
+        "{err}"
+    );
+    a.assert_clean();
+}
