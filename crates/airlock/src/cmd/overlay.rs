@@ -6,117 +6,13 @@
 //! which keeps the policy text and workspace the sandbox ran with, so `apply` decides with the
 //! same rules.
 
-use airlock_fs::{ApplyGuard, ChangeKind, Overlay, Share};
-use airlock_policy::{MountHost, MountMode, Policy};
+use airlock::launch::{OverlayMeta as Meta, PolicySource, overlays_dir};
+use airlock_fs::{ApplyGuard, ChangeKind, Overlay};
+use airlock_policy::Policy;
 use anyhow::{Context, bail};
 use clap::Args;
-use serde::{Deserialize, Serialize};
-use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-
-/// How the policy of a run was given, kept so `apply` can decide with it later.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PolicySource {
-    /// Policy text as loaded.
-    pub text: String,
-    /// The file it came from (relative host paths resolve against its directory).
-    pub origin_path: PathBuf,
-    /// The workspace bound to the policy's workspace mount.
-    pub workspace: Option<PathBuf>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct Meta {
-    policy: PolicySource,
-    /// (mount index, guest path) of each overlay mount.
-    mounts: Vec<(usize, String)>,
-}
-
-/// Where overlays are kept: `$AIRLOCK_OVERLAY_DIR`, else `~/.local/state/airlock/overlays`.
-pub fn overlays_dir() -> anyhow::Result<PathBuf> {
-    if let Some(d) = std::env::var_os("AIRLOCK_OVERLAY_DIR") {
-        return Ok(PathBuf::from(d));
-    }
-    if let Some(d) = std::env::var_os("XDG_STATE_HOME") {
-        return Ok(PathBuf::from(d).join("airlock/overlays"));
-    }
-    let home = std::env::var_os("HOME")
-        .context("no directory for overlays: set AIRLOCK_OVERLAY_DIR or HOME")?;
-    Ok(PathBuf::from(home).join(".local/state/airlock/overlays"))
-}
-
-/// The policy's mounts as gateway shares; `overlay` mounts get a fresh copy first.
-pub fn prepare_shares(
-    id: &str,
-    policy: &Policy,
-    source: &PolicySource,
-) -> anyhow::Result<Vec<Share>> {
-    let mut shares = Vec::new();
-    let mut overlays = Vec::new();
-    for (i, m) in policy.mounts().iter().enumerate() {
-        let host_dir = match &m.host {
-            MountHost::Path(p) => p.clone(),
-            MountHost::Workspace => bail!("mount {} has no workspace bound", m.guest),
-        };
-        if m.mode != MountMode::Overlay {
-            shares.push(Share {
-                host_dir,
-                guest_path: m.guest.clone(),
-                mode: m.mode,
-            });
-            continue;
-        }
-        let root = overlays_dir()?;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(root.join(id))
-            .with_context(|| format!("creating {}", root.join(id).display()))?;
-        let dir = root.join(id).join(i.to_string());
-        let mut last_report = std::time::Instant::now();
-        let mut progress = |files: u64, bytes: u64| {
-            if last_report.elapsed() > std::time::Duration::from_secs(2) {
-                airlock::note!(
-                    "airlock: copying {} for the overlay: {files} files, {} MiB",
-                    host_dir.display(),
-                    bytes >> 20
-                );
-                last_report = std::time::Instant::now();
-            }
-        };
-        let ov = Overlay::create(&host_dir, &dir, Some(&mut progress)).with_context(|| {
-            format!(
-                "creating the overlay copy of {} in {}",
-                host_dir.display(),
-                dir.display()
-            )
-        })?;
-        for s in ov.skipped() {
-            airlock::note!(
-                "airlock: overlay: skipped {} ({:?})",
-                s.path.escape_debug(),
-                s.reason
-            );
-        }
-        shares.push(Share {
-            host_dir: ov.upper().to_owned(),
-            guest_path: m.guest.clone(),
-            mode: MountMode::Overlay,
-        });
-        overlays.push((i, m.guest.clone()));
-    }
-    if !overlays.is_empty() {
-        let meta = Meta {
-            policy: source.clone(),
-            mounts: overlays,
-        };
-        let path = overlays_dir()?.join(id).join("meta.json");
-        std::fs::write(&path, serde_json::to_vec_pretty(&meta)?)
-            .with_context(|| format!("writing {}", path.display()))?;
-    }
-    Ok(shares)
-}
 
 /// Arguments of `airlock diff`, `apply` and `discard`.
 #[derive(Debug, Args)]

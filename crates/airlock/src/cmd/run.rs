@@ -5,28 +5,22 @@
 //! it has not ended after [`GRACE`], or a second signal arrives, the sandbox is torn down and
 //! airlock exits with 128+N. Teardown runs on every path, so nothing is left behind.
 
-use super::overlay::PolicySource;
 use airlock::exit;
-use airlock::supervisor::{
-    AuditConfig, ExecIo, ExecOutcome, Images, Redactor, Sandbox, SandboxConfig, default_audit_dir,
-};
-use airlock_audit::{Decision, Event, Source};
-use airlock_policy::{MountMode, Policy, ProcessPolicy};
-use airlock_proto::{ExecControl, ExecRequest, SpawnFailure, WindowSize};
+use airlock::launch::{LaunchError, LaunchOptions, PolicyChoice};
+use airlock::supervisor::{ExecIo, ExecOutcome, Images, Sandbox};
+use airlock_policy::Policy;
+use airlock_proto::{ExecControl, SpawnFailure, WindowSize};
 use airlock_vm::image::{Cache, kernel};
 use anyhow::Context;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::{IsTerminal, Read};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::mpsc;
 
 /// How long a forwarded signal may take to end the command before airlock tears down.
 const GRACE: Duration = Duration::from_secs(5);
-/// Default time allowed for the guest to boot (TCG on a loaded 2-core host needs headroom).
-const DEFAULT_BOOT_TIMEOUT_SECS: u64 = 60;
 
 /// Arguments of `airlock run`.
 #[derive(Debug, Args)]
@@ -75,7 +69,7 @@ pub struct RunArgs {
     command: Vec<String>,
 }
 
-fn parse_env(s: &str) -> Result<(String, String), String> {
+pub(crate) fn parse_env(s: &str) -> Result<(String, String), String> {
     let (k, v) = match s.split_once('=') {
         Some((k, v)) => (k.to_string(), v.to_string()),
         None => match std::env::var(s) {
@@ -95,7 +89,7 @@ fn parse_env(s: &str) -> Result<(String, String), String> {
     Ok((k, v))
 }
 
-fn parse_workdir(s: &str) -> Result<String, String> {
+pub(crate) fn parse_workdir(s: &str) -> Result<String, String> {
     if !s.starts_with('/') || s.contains('\0') {
         return Err(format!("'{s}' must be an absolute path inside the guest"));
     }
@@ -160,107 +154,59 @@ async fn run(args: RunArgs) -> anyhow::Result<u8> {
     };
     let image_resolve = started.elapsed();
 
-    let (policy, origin, source) = load_policy(&args)?;
-    // Fail closed: a required protection this host lacks stops the run before anything starts.
-    airlock::protections::check_required(&policy.sandbox().require)
-        .map_err(|why| anyhow::anyhow!("{origin}: sandbox.require: {why}"))?;
-    // A built image is verified against its manifest and held (not collected) while we run.
-    let image_name = args
-        .image
-        .clone()
-        .unwrap_or_else(|| policy.sandbox().image.clone());
-    let (images, _image_in_use) = if image_name == "tiny" {
-        (images, None)
-    } else {
-        let name = image_name.clone();
-        let cache = Cache::from_env()?;
-        let opened =
-            tokio::task::spawn_blocking(move || airlock_vm::image::debian::open(&cache, &name))
-                .await
-                .context("image check task")?
-                .with_context(|| match &args.image {
-                    Some(_) => format!("--image {image_name}"),
-                    None => format!("{origin}: sandbox.image = {image_name:?}"),
-                })?;
-        let mut images = images;
-        images.rootfs = Some(opened.rootfs.clone());
-        (images, Some(opened))
+    let options = LaunchOptions {
+        policy: match (&args.policy, &args.profile) {
+            (Some(file), _) => PolicyChoice::File(file.clone()),
+            (None, profile) => {
+                PolicyChoice::Profile(profile.as_deref().unwrap_or("default").into())
+            }
+        },
+        workspace: Some(match &args.workspace {
+            Some(d) => {
+                std::path::absolute(d).with_context(|| format!("--workspace {}", d.display()))?
+            }
+            None => std::env::current_dir()
+                .context("reading the current directory (the default workspace)")?,
+        }),
+        image: args.image.clone(),
+        cpus: args.cpus,
+        memory_mib: args.memory,
+        keep: args.keep,
+        env: args.env.clone(),
     };
-    let id = airlock::supervisor::new_sandbox_id().context("choosing a sandbox id")?;
-    let shares = super::overlay::prepare_shares(&id, &policy, &source)?;
-    let has_overlay = shares.iter().any(|s| s.mode == MountMode::Overlay);
+    let launch = airlock::launch::prepare(&options, &images)
+        .await
+        .map_err(|e| match e {
+            LaunchError::Invalid { message, .. } => anyhow::anyhow!(message),
+            LaunchError::Host(e) => e,
+        })?;
+    let id = launch.id.clone();
+    let has_overlay = launch.has_overlay;
     if has_overlay {
         airlock::note!(
             "airlock: sandbox {id} works on an overlay copy; the host tree stays untouched"
         );
     }
+    let policy: &Policy = &launch.policy;
     let limits = policy.sandbox();
-    let boot_timeout = std::env::var("AIRLOCK_BOOT_TIMEOUT")
-        .ok()
-        .map(|s| {
-            s.parse::<u64>()
-                .with_context(|| format!("AIRLOCK_BOOT_TIMEOUT={s:?} is not a number of seconds"))
-        })
-        .transpose()?
-        .unwrap_or(DEFAULT_BOOT_TIMEOUT_SECS);
-    let config = SandboxConfig {
-        cpus: args.cpus.unwrap_or(limits.cpus),
-        memory_mib: args
-            .memory
-            .unwrap_or(limits.memory_bytes.div_ceil(1024 * 1024)),
-        disk_bytes: limits.disk_bytes,
-        require_host_limits: limits.require.iter().any(|r| r == "host-cgroups"),
-        keep: args.keep,
-        boot_timeout: Duration::from_secs(boot_timeout),
-        accel: airlock_vm::accel::probe(),
-        audit: Some(audit_config(&policy, &args.env)?),
-        description: match &_image_in_use {
-            Some(i) => format!("policy {origin}, image {} (build {})", i.name, i.build_id),
-            None => format!("policy {origin}, image {image_name}"),
-        },
-        shares,
-        id: Some(id.clone()),
-        resolver: resolver()?,
-        tls_ports: tls_ports()?,
-        policy: std::sync::Arc::new(policy.clone()),
-    };
+    let config = &launch.config;
     tracing::debug!(accel = %config.accel.accel, reason = %config.accel.reason, "accelerator");
     let sandbox = tokio::select! {
-        r = Sandbox::start(&config, &images) => r.context("starting the sandbox")?,
+        r = Sandbox::start(config, &launch.images) => r.context("starting the sandbox")?,
         sig = signals.recv() => return Ok(interrupted(sig, "booting")),
     };
     if args.keep {
         airlock::note!("airlock: state dir {}", sandbox.state_dir().display());
     }
+    airlock::launch::record_unprotected(&sandbox, policy, &launch.origin);
     if let Some(r) = sandbox.recorder() {
-        for entry in policy.unprotected() {
-            r.record(
-                Event::new(Source::Host, "policy.unprotect")
-                    .with_decision(Decision::Allow)
-                    .with_rule("filesystem.unprotect")
-                    .with_detail(format!("built-in protection {entry:?} removed by {origin}")),
-            );
-        }
         if std::io::stderr().is_terminal() {
             airlock::note!("airlock: audit log {}", r.path().display());
         }
     }
 
-    let workspace_guest = policy
-        .mounts()
-        .iter()
-        .find(|m| m.workspace)
-        .map(|m| m.guest.as_str());
     let exec_started = Instant::now();
-    let running = exec(
-        &sandbox,
-        &args,
-        policy.process(),
-        workspace_guest,
-        limits.pids,
-        airlock::supervisor::landlock_dirs(&policy),
-        &mut signals,
-    );
+    let running = exec(&sandbox, &args, policy, &mut signals);
     // No policy time limit: wait as long as the command runs.
     let limit = limits.timeout.unwrap_or(Duration::MAX);
     let outcome = match tokio::time::timeout(limit, running).await {
@@ -362,128 +308,10 @@ async fn resolve_images(cache: Cache) -> anyhow::Result<Images> {
     Ok(images?)
 }
 
-/// The policy for this run: `--policy`, `--profile`, or the shipped `default` profile.
-///
-/// Fails closed: a policy asking for something this build cannot enforce is refused. Asking for
-/// less than the policy allows (no shares, no network yet) only makes the sandbox stricter.
-fn load_policy(args: &RunArgs) -> anyhow::Result<(Policy, String, PolicySource)> {
-    let (text, origin_path, origin) = match (&args.policy, &args.profile) {
-        (Some(file), _) => (
-            std::fs::read_to_string(file)
-                .with_context(|| format!("reading policy file {}", file.display()))?,
-            file.clone(),
-            file.display().to_string(),
-        ),
-        (None, profile) => {
-            let name = profile.as_deref().unwrap_or("default");
-            super::policy::load_named_profile(name)?;
-            let text = airlock_policy::profile_text(name).context("shipped profile text")?;
-            (
-                text.to_string(),
-                PathBuf::from(format!("{name}.toml")),
-                format!("profile {name}"),
-            )
-        }
-    };
-    let policy = airlock_policy::load_str(&text, &origin_path).map_err(super::policy::report)?;
-    if let Some(rule) = policy
-        .monitor_rules()
-        .iter()
-        .find(|r| r.action == airlock_policy::MonitorAction::Pause)
-    {
-        anyhow::bail!(
-            "{origin}: {} uses action \"pause\", which this build cannot enforce (no engine pause yet); use \"alert\" or \"kill\"",
-            rule.rule
-        );
-    }
-    let workspace = if policy.needs_workspace() {
-        Some(match &args.workspace {
-            Some(d) => d.clone(),
-            None => std::env::current_dir()
-                .context("reading the current directory (the default workspace)")?,
-        })
-    } else {
-        None
-    };
-    let policy = match &workspace {
-        Some(dir) => policy.with_workspace(dir).map_err(super::policy::report)?,
-        None => policy,
-    };
-    let source = PolicySource {
-        text,
-        origin_path,
-        workspace,
-    };
-    Ok((policy, origin, source))
-}
-
-/// The egress gateway's resolver: the host's, or the DNS server named by `AIRLOCK_DNS`
-/// (`IP:PORT`), e.g. a resolver dedicated to sandboxes.
-fn resolver() -> anyhow::Result<std::sync::Arc<dyn airlock_net::Resolver>> {
-    match std::env::var("AIRLOCK_DNS") {
-        Ok(addr) => {
-            let addr = addr.parse().with_context(|| {
-                format!("AIRLOCK_DNS={addr:?}: expected IP:PORT of a DNS server")
-            })?;
-            Ok(airlock_net::dns_resolver(addr))
-        }
-        Err(_) => Ok(airlock_net::system_resolver()),
-    }
-}
-
-/// Ports on which a CONNECT must carry a TLS ClientHello naming the CONNECT host
-/// (`AIRLOCK_TLS_PORTS=443,8443`; default 443).
-fn tls_ports() -> anyhow::Result<Vec<u16>> {
-    match std::env::var("AIRLOCK_TLS_PORTS") {
-        Ok(list) => list
-            .split(',')
-            .map(|p| {
-                p.trim()
-                    .parse::<u16>()
-                    .with_context(|| format!("AIRLOCK_TLS_PORTS={list:?}: {p:?} is not a port"))
-            })
-            .collect(),
-        Err(_) => Ok(vec![443]),
-    }
-}
-
-/// Where this run's audit log and key live.
-fn audit_config(policy: &Policy, cli_env: &[(String, String)]) -> anyhow::Result<AuditConfig> {
-    let dir = default_audit_dir()
-        .context("no directory for audit logs: set AIRLOCK_AUDIT_DIR or HOME")?;
-    let key = airlock_audit::default_key_path().context("no path for the audit key: set HOME")?;
-    Ok(AuditConfig {
-        path: policy.audit().path.clone(),
-        dir,
-        key,
-        monitor: policy.monitor_rules().to_vec(),
-        redact: redactor(policy, cli_env)?,
-    })
-}
-
-/// The policy's redactions; `redact_env` names take their values from `-e` or the host.
-fn redactor(policy: &Policy, cli_env: &[(String, String)]) -> anyhow::Result<Redactor> {
-    let audit = policy.audit();
-    let mut values = Vec::new();
-    for name in &audit.redact_env {
-        values.extend(
-            cli_env
-                .iter()
-                .filter(|(k, _)| k == name)
-                .map(|(_, v)| v.clone()),
-        );
-        values.extend(std::env::var(name).ok());
-    }
-    Redactor::new(&audit.redact, &values).context("compiling audit.redact")
-}
-
 async fn exec(
     sandbox: &Sandbox,
     args: &RunArgs,
-    process: &ProcessPolicy,
-    workspace_guest: Option<&str>,
-    pids_max: u32,
-    landlock_write: Option<Vec<String>>,
+    policy: &Policy,
     signals: &mut Signals,
 ) -> anyhow::Result<(u8, String)> {
     let stdin_is_tty = std::io::stdin().is_terminal();
@@ -496,24 +324,8 @@ async fn exec(
             env.push(("TERM".into(), term));
         }
     }
-    let request = ExecRequest {
-        argv: args.command.clone(),
-        env,
-        cwd: args
-            .workdir
-            .clone()
-            .or_else(|| workspace_guest.map(str::to_string)),
-        tty,
-        user: (process.user != "root").then(|| process.user.clone()),
-        no_new_privs: process.no_new_privs,
-        seccomp: match process.seccomp {
-            airlock_policy::SeccompProfile::Default => airlock_proto::SeccompProfile::Default,
-            airlock_policy::SeccompProfile::Strict => airlock_proto::SeccompProfile::Strict,
-            airlock_policy::SeccompProfile::Unconfined => airlock_proto::SeccompProfile::Unconfined,
-        },
-        pids_max: Some(pids_max),
-        landlock_write,
-    };
+    let request =
+        airlock::launch::exec_request(policy, args.command.clone(), env, args.workdir.clone(), tty);
     let (control_tx, control_rx) = mpsc::unbounded_channel();
     let io = ExecIo {
         stdin: Some(spawn_stdin_reader()),
