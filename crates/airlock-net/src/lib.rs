@@ -26,4 +26,6 @@ pub mod testutil;
 
 pub use events::{NetDecision, NetEvent, NetEvents, NoEvents, kind};
 pub use listener::{Counters, Gateway, GatewayConfig};
-pub use resolve::{ResolveError, ResolveFuture, Resolver, dns_resolver, system_resolver};
+pub use resolve::{
+    ResolveError, ResolveFuture, Resolver, ResolverSpec, dns_resolver, system_resolver,
+};

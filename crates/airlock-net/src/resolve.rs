@@ -58,6 +58,31 @@ pub type ResolveFuture<'a> =
 pub trait Resolver: Send + Sync {
     /// Looks up `host` (a canonical name, never an address literal).
     fn resolve<'a>(&'a self, host: &'a Host) -> ResolveFuture<'a>;
+
+    /// How to build this resolver again in another process (the jailed gateway); `None` for
+    /// resolvers that exist only in this one.
+    fn spec(&self) -> Option<ResolverSpec> {
+        None
+    }
+}
+
+/// A resolver described by value, so a gateway process can build the same one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResolverSpec {
+    /// [`system_resolver`].
+    System,
+    /// [`dns_resolver`] with this server.
+    Dns(SocketAddr),
+}
+
+impl ResolverSpec {
+    /// The resolver this describes.
+    pub fn build(self) -> Arc<dyn Resolver> {
+        match self {
+            ResolverSpec::System => system_resolver(),
+            ResolverSpec::Dns(server) => dns_resolver(server),
+        }
+    }
 }
 
 /// The host's own resolver: getaddrinfo through `tokio::net::lookup_host`, which runs it on
@@ -76,6 +101,10 @@ pub fn dns_resolver(server: SocketAddr) -> Arc<dyn Resolver> {
 struct SystemResolver;
 
 impl Resolver for SystemResolver {
+    fn spec(&self) -> Option<ResolverSpec> {
+        Some(ResolverSpec::System)
+    }
+
     fn resolve<'a>(&'a self, host: &'a Host) -> ResolveFuture<'a> {
         Box::pin(async move {
             let found = tokio::net::lookup_host((host.as_str(), 0))
@@ -101,6 +130,10 @@ struct DnsResolver {
 }
 
 impl Resolver for DnsResolver {
+    fn spec(&self) -> Option<ResolverSpec> {
+        Some(ResolverSpec::Dns(self.server))
+    }
+
     fn resolve<'a>(&'a self, host: &'a Host) -> ResolveFuture<'a> {
         Box::pin(self.lookup(host))
     }

@@ -29,8 +29,8 @@ pub use load::{
 };
 pub use path::{BUILTIN_PROTECTED, PathError, ProtectedEntry};
 pub use policy::{
-    AuditPolicy, MonitorEvent, MonitorRule, Mount, MountHost, PROTECTIONS, Policy, ProcessPolicy,
-    SandboxLimits,
+    AuditPolicy, MonitorEvent, MonitorRule, Mount, MountHost, PROTECTIONS, Policy, PolicySource,
+    ProcessPolicy, SandboxLimits,
 };
 pub use schema::{EventDecision, MonitorAction, MountMode, SeccompProfile};
 pub use validate::ValidationError;

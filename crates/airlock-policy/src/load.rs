@@ -245,7 +245,13 @@ pub(crate) fn load_with(text: &str, origin: &Path, env: &Env) -> Result<Policy, 
         None,
         &mut Vec::new(),
     );
-    loader.finish(layers, env)
+    let mut policy = loader.finish(layers, env)?;
+    policy.source = crate::policy::PolicySource {
+        text: text.to_owned(),
+        origin: origin.to_path_buf(),
+        workspace: None,
+    };
+    Ok(policy)
 }
 
 fn profile_source_name(name: &str) -> String {

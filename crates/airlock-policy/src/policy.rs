@@ -15,6 +15,7 @@ use crate::validate::ValidationError;
 /// A validated policy. Built only by the loaders; every query on it is pure.
 #[derive(Debug, Clone)]
 pub struct Policy {
+    pub(crate) source: PolicySource,
     pub(crate) sandbox: SandboxLimits,
     pub(crate) mounts: Vec<Mount>,
     /// Built-in (minus `unprotect`) and `protect` entries.
@@ -26,6 +27,30 @@ pub struct Policy {
     pub(crate) audit: AuditPolicy,
     pub(crate) monitor: Vec<MonitorRule>,
     pub(crate) unprotected: Vec<String>,
+}
+
+/// What a policy was loaded from, so another process (a jailed gateway) can load the very same
+/// policy: the text, the origin its relative paths and `extends` resolve against, and the bound
+/// workspace.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PolicySource {
+    /// The policy text.
+    pub text: String,
+    /// The file it came from (or `profiles/<name>.toml`).
+    pub origin: PathBuf,
+    /// The workspace bound with [`Policy::with_workspace`].
+    pub workspace: Option<PathBuf>,
+}
+
+impl PolicySource {
+    /// Loads the policy again, with this process's environment, and binds the workspace.
+    pub fn load(&self) -> Result<Policy, PolicyErrors> {
+        let policy = crate::load_str(&self.text, &self.origin)?;
+        match &self.workspace {
+            Some(dir) => policy.with_workspace(dir),
+            None => Ok(policy),
+        }
+    }
 }
 
 /// Resources of the microVM, with defaults applied.
@@ -188,7 +213,12 @@ pub(crate) struct HttpPath {
 }
 
 impl Policy {
-    /// Resources of the microVM.
+    /// What this policy was loaded from.
+    pub fn source(&self) -> &PolicySource {
+        &self.source
+    }
+
+    /// The `[sandbox]` limits.
     pub fn sandbox(&self) -> &SandboxLimits {
         &self.sandbox
     }
@@ -249,6 +279,7 @@ impl Policy {
                 ));
             }
         };
+        self.source.workspace = Some(canonical.clone());
         for m in &mut self.mounts {
             if m.workspace {
                 m.host = MountHost::Path(canonical.clone());

@@ -312,6 +312,7 @@ pub(crate) fn build(
         return Err(cx.errors);
     }
     Ok(Policy {
+        source: crate::policy::PolicySource::default(),
         sandbox,
         mounts,
         protected,

@@ -8,7 +8,7 @@
 
 pub mod accel;
 pub mod cgroup;
-mod child;
+pub mod child;
 pub mod engine;
 pub mod image;
 pub mod jail;

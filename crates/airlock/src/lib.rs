@@ -7,6 +7,7 @@
 //! argument parsing, signals and terminal handling.
 
 pub mod exit;
+pub mod gateway;
 pub mod launch;
 pub mod protections;
 pub mod supervisor;

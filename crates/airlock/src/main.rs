@@ -39,6 +39,16 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // The jailed gateway processes the supervisor starts: not a user command.
+    let mut argv = std::env::args_os().skip(1);
+    if argv.next().is_some_and(|a| a == "__gateway") {
+        return match argv.next() {
+            Some(kind) if kind == "egress" => {
+                ExitCode::from(airlock::gateway::egress::child_main())
+            }
+            _ => ExitCode::from(exit::AIRLOCK_ERROR),
+        };
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -486,3 +486,18 @@ fn required_protections_are_checked_by_name() {
         "{err}"
     );
 }
+
+#[test]
+fn the_source_loads_the_same_policy_again() {
+    let dir = std::env::temp_dir();
+    let text = "extends = \"default\"\n[network]\nallow = [\"example.com:443\"]\n";
+    let p = crate::load_str(text, Path::new("/etc/airlock/p.toml"))
+        .unwrap()
+        .with_workspace(&dir)
+        .unwrap();
+    let again = p.source().load().unwrap();
+    assert_eq!(again.source(), p.source());
+    assert_eq!(again.mounts(), p.mounts());
+    assert_eq!(again.sandbox(), p.sandbox());
+    assert_eq!(p.source().origin, Path::new("/etc/airlock/p.toml"));
+}

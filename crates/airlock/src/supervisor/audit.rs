@@ -288,29 +288,8 @@ impl airlock_fs::FsEvents for Recorder {
 
 impl airlock_net::NetEvents for Recorder {
     fn record(&self, e: &airlock_net::NetEvent) {
-        let decision = match e.decision {
-            airlock_net::NetDecision::Allow => Decision::Allow,
-            airlock_net::NetDecision::Deny => Decision::Deny,
-            airlock_net::NetDecision::Error => Decision::Error,
-        };
-        Recorder::record(
-            self,
-            Event::new(Source::Host, e.kind)
-                .with_decision(decision)
-                .with_rule(e.rule.clone())
-                .with_reason(e.reason)
-                .with_net(airlock_audit::NetInfo {
-                    host: Some(e.host.clone()),
-                    port: Some(e.port),
-                    ip: e.ip.map(|ip| ip.to_string()),
-                    method: e.method.clone(),
-                    path: e.path.clone(),
-                    status: e.status,
-                    bytes_in: Some(e.bytes_down),
-                    bytes_out: Some(e.bytes_up),
-                    duration_ms: Some(e.duration_ms),
-                }),
-        );
+        // The same conversion as for events from the gateway process.
+        Recorder::record(self, crate::gateway::egress::NetLine::from(e).to_event());
     }
 }
 

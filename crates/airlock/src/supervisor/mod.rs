@@ -86,6 +86,9 @@ pub enum SandboxError {
         /// The last console lines.
         console: String,
     },
+    /// A gateway process could not be started.
+    #[error("{0}")]
+    Gateway(String),
     /// The writable disk could not be made.
     #[error("sandbox disk {path}: {message}")]
     Disk {
@@ -189,10 +192,7 @@ pub struct Sandbox {
     recorder: Option<Arc<Recorder>>,
     stats_task: Option<tokio::task::JoinHandle<()>>,
     gateways: Vec<airlock_fs::FsGateway>,
-    egress: Option<(
-        tokio::sync::watch::Sender<bool>,
-        tokio::task::JoinHandle<()>,
-    )>,
+    egress: Option<crate::gateway::GatewayProcess>,
     /// Guest memory in MiB, for reports.
     memory_mib: u64,
     /// Guest kernel release as the guest reported it.
@@ -253,26 +253,52 @@ impl Sandbox {
         let backend = VsockBackend::start(state.path(), &state.path().join("vsock.log")).await?;
         let listener = backend.listen(CONTROL_PORT)?;
         let engine = QemuEngine::locate()?;
-        // The egress gateway: the guest's 127.0.0.1:3128 tunnels arrive on this listener.
+        // The egress gateway, in a jailed process of its own: the guest's 127.0.0.1:3128
+        // tunnels arrive on this listener, which it inherits.
         let egress = {
-            let listener = backend.listen(PROXY_PORT)?;
-            let events: Arc<dyn airlock_net::NetEvents> = match &recorder {
-                Some(r) => r.clone(),
-                None => Arc::new(airlock_net::NoEvents),
+            let listener =
+                backend
+                    .listen(PROXY_PORT)?
+                    .into_std()
+                    .map_err(|source| SandboxError::Io {
+                        context: "preparing the egress listener",
+                        source,
+                    })?;
+            let dns = match config.resolver.spec() {
+                Some(airlock_net::ResolverSpec::System) => None,
+                Some(airlock_net::ResolverSpec::Dns(server)) => Some(server),
+                None => {
+                    return Err(SandboxError::Gateway(
+                        "the resolver cannot be rebuilt in the egress gateway process".into(),
+                    ));
+                }
             };
-            let gateway_config = airlock_net::GatewayConfig {
+            let source = config.policy.source();
+            let spec = crate::gateway::egress::EgressSpec {
+                policy_text: source.text.clone(),
+                policy_origin: source.origin.clone(),
+                workspace: source.workspace.clone(),
+                dns,
                 tls_ports: config.tls_ports.clone(),
-                ..airlock_net::GatewayConfig::default()
             };
-            let gateway = airlock_net::Gateway::with_config(
-                config.policy.clone(),
-                config.resolver.clone(),
-                events,
-                gateway_config,
-            );
-            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-            let task = tokio::spawn(async move { gateway.serve_unix(listener, stop_rx).await });
-            (stop_tx, task)
+            let spec = serde_json::to_vec(&spec)
+                .map_err(|e| SandboxError::Gateway(format!("egress spec: {e}")))?;
+            let recorder = recorder.clone();
+            crate::gateway::GatewayProcess::spawn(
+                "egress",
+                spec,
+                std::os::fd::OwnedFd::from(listener),
+                &state.path().join("egress.log"),
+                move |line| match crate::gateway::egress::NetLine::parse(line) {
+                    Some(l) => {
+                        if let Some(r) = &recorder {
+                            r.record(l.to_event());
+                        }
+                    }
+                    None => tracing::warn!("malformed line from the egress gateway"),
+                },
+            )
+            .map_err(|e| SandboxError::Gateway(format!("starting the egress gateway: {e}")))?
         };
         let mut gateways = Vec::new();
         let mut fs_devices = Vec::new();
@@ -441,12 +467,16 @@ impl Sandbox {
         self.state.path()
     }
 
-    /// Host pids of the processes this sandbox runs (engine, vsock backend).
+    /// Host pids of the processes this sandbox runs (engine, vsock backend, egress gateway).
     pub fn pids(&self) -> Vec<u32> {
-        [self.vm.pid(), self.backend.pid()]
-            .into_iter()
-            .flatten()
-            .collect()
+        [
+            self.vm.pid(),
+            self.backend.pid(),
+            self.egress.as_ref().and_then(|e| e.pid()),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
     }
 
     /// Runs one command in the guest, bridging `io`; returns how it ended.
@@ -532,15 +562,9 @@ impl Sandbox {
         for gw in self.gateways.drain(..) {
             gw.stop();
         }
-        if let Some((stop, task)) = self.egress.take() {
-            let _ = stop.send(true);
+        if let Some(egress) = self.egress.take() {
             // Open tunnels are recorded as they close; give them a moment, then cut them.
-            if tokio::time::timeout(Duration::from_secs(2), task)
-                .await
-                .is_err()
-            {
-                tracing::warn!("egress gateway did not stop in time");
-            }
+            egress.stop(Duration::from_secs(2)).await;
         }
         // The backend is gone, so the control stream ends: read what the guest sent before.
         self.control.drain(Duration::from_secs(2)).await;

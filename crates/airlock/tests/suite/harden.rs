@@ -516,3 +516,60 @@ fn a_required_protection_the_host_lacks_refuses_the_run() {
     }
     a.assert_clean();
 }
+
+#[test]
+fn the_egress_gateway_runs_in_its_own_jailed_process() {
+    use std::io::BufRead;
+    let a = airlock();
+    let mut child = a
+        .command(["run", "--keep", "--", "sh", "-c", "echo started; sleep 4"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "started\n");
+    let airlock_pid = child.id().to_string();
+    // The gateway is a child of this run's airlock, started as `airlock __gateway egress`.
+    let gateway = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .find(|pid| {
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let ppid = stat.rsplit(") ").next().and_then(|r| r.split(' ').nth(1));
+            cmd.windows(16).any(|w| w == b"__gateway\0egress") && ppid == Some(&airlock_pid)
+        })
+        .expect("the egress gateway process");
+    let status = std::fs::read_to_string(format!("/proc/{gateway}/status")).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap_or("")
+            .trim()
+            .to_string()
+    };
+    assert_eq!(field("CapEff:"), "0000000000000000", "{status}");
+    assert_eq!(field("NoNewPrivs:"), "1");
+    assert_eq!(field("Seccomp:"), "2", "seccomp allow-list installed");
+    if nix::unistd::getuid().is_root() {
+        let uid: u32 = field("Uid:")
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(uid >= airlock_vm::jail::JAIL_UID_BASE, "own uid: {uid}");
+        assert_eq!(field("CapBnd:"), "0000000000000000", "{status}");
+    }
+    assert!(child.wait().unwrap().success());
+    let log = walk(a.state_dir())
+        .into_iter()
+        .find(|p| p.file_name().is_some_and(|n| n == "egress.log"))
+        .expect("egress.log kept");
+    let log = std::fs::read_to_string(log).unwrap();
+    assert!(log.contains("Landlock fully enforced"), "{log}");
+}

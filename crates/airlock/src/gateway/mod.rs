@@ -1,0 +1,223 @@
+//! Gateways in processes of their own.
+//!
+//! The egress gateway is the only host code that talks to the guest's network traffic, so it
+//! does not run inside the supervisor: the supervisor starts `airlock __gateway egress` and
+//! hands it the policy source (as text, on stdin), the listener the guest's tunnels arrive on
+//! (fd 3) and nothing else. The gateway jails itself before it serves ([`confine`]): its own
+//! uid, no capabilities, Landlock with no writable path, a seccomp allow-list. Its audit events
+//! come back as JSON lines on its stdout, the only thing it can write to; the supervisor
+//! parses them with bounds and records them.
+
+pub mod confine;
+pub mod egress;
+
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+/// Longest event line a gateway may send; longer ones are dropped and counted as malformed.
+pub const MAX_EVENT_LINE: usize = 64 * 1024;
+
+/// The `airlock` binary to start gateways from: `$AIRLOCK_SELF`, else this executable, or the
+/// `airlock` next to the `deps/` directory when this is a test or bench binary.
+pub fn airlock_binary() -> io::Result<PathBuf> {
+    if let Some(p) = std::env::var_os("AIRLOCK_SELF") {
+        return Ok(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe()?;
+    let is_airlock = exe.file_name().is_some_and(|n| n == "airlock");
+    if is_airlock {
+        return Ok(exe);
+    }
+    let sibling = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("airlock"))
+        .filter(|p| p.is_file());
+    sibling.ok_or_else(|| {
+        io::Error::other(format!(
+            "cannot find the airlock binary to start a gateway from {}; set AIRLOCK_SELF",
+            exe.display()
+        ))
+    })
+}
+
+/// A running gateway process.
+pub struct GatewayProcess {
+    child: tokio::process::Child,
+    events: tokio::task::JoinHandle<u64>,
+    name: &'static str,
+}
+
+impl GatewayProcess {
+    /// Starts `airlock __gateway <name>` with `spec` on stdin, `fd` as its fd 3 and `log` as its
+    /// stderr; every stdout line goes to `on_line`.
+    pub fn spawn(
+        name: &'static str,
+        spec: Vec<u8>,
+        fd: OwnedFd,
+        log: &Path,
+        on_line: impl Fn(&[u8]) + Send + 'static,
+    ) -> io::Result<GatewayProcess> {
+        let mut cmd = tokio::process::Command::new(airlock_binary()?);
+        cmd.arg("__gateway")
+            .arg(name)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(log)?);
+        airlock_vm::child::contain(&mut cmd);
+        let raw = fd.as_raw_fd();
+        // SAFETY: runs between fork and exec; dup2 and fcntl are async-signal-safe and act on an
+        // fd this process owns (kept open by `fd` until spawn returns).
+        // JUSTIFICATION: std offers no way to place an inherited fd at a fixed number.
+        unsafe {
+            cmd.pre_exec(move || {
+                if raw == 3 {
+                    // Already in place: only clear close-on-exec.
+                    if libc::fcntl(3, libc::F_SETFD, 0) != 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                } else if libc::dup2(raw, 3) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn()?;
+        drop(fd);
+        let mut stdin = child
+            .stdin
+            .take()
+            .ok_or_else(|| io::Error::other("gateway stdin"))?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| io::Error::other("gateway stdout"))?;
+        tokio::spawn(async move {
+            let _ = stdin.write_all(&spec).await;
+            // Dropping stdin closes it: the gateway reads its spec to end of file.
+        });
+        let events = tokio::spawn(async move {
+            let mut reader = BufReader::new(stdout);
+            let mut line = Vec::new();
+            let mut malformed = 0u64;
+            loop {
+                line.clear();
+                match read_bounded_line(&mut reader, &mut line).await {
+                    Ok(Some(true)) => on_line(&line),
+                    Ok(Some(false)) => malformed += 1,
+                    Ok(None) | Err(_) => break,
+                }
+            }
+            malformed
+        });
+        Ok(GatewayProcess {
+            child,
+            events,
+            name,
+        })
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// Asks the gateway to stop (SIGTERM: it closes its connections and records them), waits
+    /// up to `grace`, then kills it; returns once all its events were read.
+    pub async fn stop(mut self, grace: std::time::Duration) {
+        if let Some(pid) = self.child.id().and_then(|p| i32::try_from(p).ok()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+        if tokio::time::timeout(grace, self.child.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(gateway = self.name, "did not stop in time; killed");
+            let _ = self.child.kill().await;
+        }
+        match tokio::time::timeout(grace, &mut self.events).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::warn!(gateway = self.name, n, "malformed event lines dropped"),
+            _ => self.events.abort(),
+        }
+    }
+}
+
+/// Reads one line of at most [`MAX_EVENT_LINE`] bytes into `line` (without the newline).
+/// `Some(true)`: a line; `Some(false)`: an overlong line, skipped; `None`: end of stream.
+async fn read_bounded_line<R: tokio::io::AsyncBufRead + Unpin>(
+    reader: &mut R,
+    line: &mut Vec<u8>,
+) -> io::Result<Option<bool>> {
+    let mut overlong = false;
+    loop {
+        let buf = reader.fill_buf().await?;
+        if buf.is_empty() {
+            return Ok(if line.is_empty() && !overlong {
+                None
+            } else {
+                Some(!overlong)
+            });
+        }
+        let (chunk, done) = match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => (&buf[..i], Some(i + 1)),
+            None => (buf, None),
+        };
+        if !overlong {
+            if line.len() + chunk.len() > MAX_EVENT_LINE {
+                overlong = true;
+                line.clear();
+            } else {
+                line.extend_from_slice(chunk);
+            }
+        }
+        let consumed = done.unwrap_or(buf.len());
+        reader.consume(consumed);
+        if done.is_some() {
+            return Ok(Some(!overlong));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn lines(input: &[u8]) -> Vec<Option<(bool, Vec<u8>)>> {
+        let mut r = tokio::io::BufReader::with_capacity(7, input);
+        let mut out = Vec::new();
+        loop {
+            let mut line = Vec::new();
+            match read_bounded_line(&mut r, &mut line).await.unwrap() {
+                Some(ok) => out.push(Some((ok, line))),
+                None => break,
+            }
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn bounded_lines() {
+        let got = lines(b"one\ntwo\nlast").await;
+        assert_eq!(
+            got,
+            vec![
+                Some((true, b"one".to_vec())),
+                Some((true, b"two".to_vec())),
+                Some((true, b"last".to_vec()))
+            ]
+        );
+        let mut long = vec![b'x'; MAX_EVENT_LINE + 1];
+        long.extend_from_slice(b"\nok\n");
+        let got = lines(&long).await;
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0], Some((false, Vec::new())));
+        assert_eq!(got[1], Some((true, b"ok".to_vec())));
+    }
+}
