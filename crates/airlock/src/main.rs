@@ -46,6 +46,7 @@ fn main() -> ExitCode {
             Some(kind) if kind == "egress" => {
                 ExitCode::from(airlock::gateway::egress::child_main())
             }
+            Some(kind) if kind == "fs" => ExitCode::from(airlock::gateway::fs::child_main()),
             _ => ExitCode::from(exit::AIRLOCK_ERROR),
         };
     }

@@ -10,6 +10,7 @@
 
 pub mod confine;
 pub mod egress;
+pub mod fs;
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -52,12 +53,12 @@ pub struct GatewayProcess {
 }
 
 impl GatewayProcess {
-    /// Starts `airlock __gateway <name>` with `spec` on stdin, `fd` as its fd 3 and `log` as its
-    /// stderr; every stdout line goes to `on_line`.
+    /// Starts `airlock __gateway <name>` with `spec` on stdin, `fd` (if any) as its fd 3 and
+    /// `log` as its stderr; every stdout line goes to `on_line`.
     pub fn spawn(
         name: &'static str,
         spec: Vec<u8>,
-        fd: OwnedFd,
+        fd: Option<OwnedFd>,
         log: &Path,
         on_line: impl Fn(&[u8]) + Send + 'static,
     ) -> io::Result<GatewayProcess> {
@@ -68,22 +69,23 @@ impl GatewayProcess {
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(log)?);
         airlock_vm::child::contain(&mut cmd);
-        let raw = fd.as_raw_fd();
-        // SAFETY: runs between fork and exec; dup2 and fcntl are async-signal-safe and act on an
-        // fd this process owns (kept open by `fd` until spawn returns).
-        // JUSTIFICATION: std offers no way to place an inherited fd at a fixed number.
-        unsafe {
-            cmd.pre_exec(move || {
-                if raw == 3 {
-                    // Already in place: only clear close-on-exec.
-                    if libc::fcntl(3, libc::F_SETFD, 0) != 0 {
+        if let Some(raw) = fd.as_ref().map(AsRawFd::as_raw_fd) {
+            // SAFETY: runs between fork and exec; dup2 and fcntl are async-signal-safe and act on
+            // an fd this process owns (kept open by `fd` until spawn returns).
+            // JUSTIFICATION: std offers no way to place an inherited fd at a fixed number.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if raw == 3 {
+                        // Already in place: only clear close-on-exec.
+                        if libc::fcntl(3, libc::F_SETFD, 0) != 0 {
+                            return Err(io::Error::last_os_error());
+                        }
+                    } else if libc::dup2(raw, 3) < 0 {
                         return Err(io::Error::last_os_error());
                     }
-                } else if libc::dup2(raw, 3) < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                Ok(())
-            });
+                    Ok(())
+                });
+            }
         }
         let mut child = cmd.spawn()?;
         drop(fd);
@@ -118,6 +120,31 @@ impl GatewayProcess {
             events,
             name,
         })
+    }
+
+    /// Waits until `path` exists (a gateway's socket), the process exits, or `timeout` passes.
+    pub async fn wait_for(&mut self, path: &Path, timeout: std::time::Duration) -> io::Result<()> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if path.exists() {
+                return Ok(());
+            }
+            if let Some(status) = self.child.try_wait()? {
+                return Err(io::Error::other(format!(
+                    "the {} gateway exited with {status}",
+                    self.name
+                )));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(io::Error::other(format!(
+                    "the {} gateway did not create {} within {} s",
+                    self.name,
+                    path.display(),
+                    timeout.as_secs()
+                )));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
     }
 
     /// The process id, while it runs.

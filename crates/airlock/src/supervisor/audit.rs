@@ -265,24 +265,8 @@ fn describe(e: &Event) -> String {
 
 impl airlock_fs::FsEvents for Recorder {
     fn record(&self, e: &airlock_fs::FsEvent) {
-        let decision = match e.decision {
-            airlock_policy::Verdict::Allow => Decision::Allow,
-            airlock_policy::Verdict::Deny => Decision::Deny,
-        };
-        let op = e.op.strip_prefix("fs.").unwrap_or(e.op).to_string();
-        Recorder::record(
-            self,
-            Event::new(Source::Host, e.op)
-                .with_decision(decision)
-                .with_rule(e.rule.clone())
-                .with_reason(e.reason)
-                .with_fs(airlock_audit::FsInfo {
-                    op,
-                    path: e.path.clone(),
-                    to: e.path2.clone(),
-                    mount: Some(e.mount.clone()),
-                }),
-        );
+        // The same conversion as for events from the gateway processes.
+        Recorder::record(self, crate::gateway::fs::FsLine::from(e).to_event());
     }
 }
 

@@ -191,7 +191,7 @@ pub struct Sandbox {
     control: Control,
     recorder: Option<Arc<Recorder>>,
     stats_task: Option<tokio::task::JoinHandle<()>>,
-    gateways: Vec<airlock_fs::FsGateway>,
+    gateways: Vec<crate::gateway::GatewayProcess>,
     egress: Option<crate::gateway::GatewayProcess>,
     /// Guest memory in MiB, for reports.
     memory_mib: u64,
@@ -287,7 +287,7 @@ impl Sandbox {
             crate::gateway::GatewayProcess::spawn(
                 "egress",
                 spec,
-                std::os::fd::OwnedFd::from(listener),
+                Some(std::os::fd::OwnedFd::from(listener)),
                 &state.path().join("egress.log"),
                 move |line| match crate::gateway::egress::NetLine::parse(line) {
                     Some(l) => {
@@ -302,27 +302,52 @@ impl Sandbox {
         };
         let mut gateways = Vec::new();
         let mut fs_devices = Vec::new();
+        // One jailed gateway process per share; each sees only its share and its socket's dir.
         for (i, share) in config.shares.iter().enumerate() {
-            let socket = state.path().join(format!("fs{i}.sock"));
-            let events: Arc<dyn airlock_fs::FsEvents> = match &recorder {
-                Some(r) => r.clone(),
-                None => Arc::new(airlock_fs::NoEvents),
+            let fail = |message: String| {
+                SandboxError::Gateway(format!("fs gateway for {}: {message}", share.guest_path))
             };
-            let options = airlock_fs::GatewayOptions {
-                owner_map: owner_map(&share.host_dir),
-                ..airlock_fs::GatewayOptions::default()
+            let dir = state.path().join(format!("fs{i}"));
+            let jail_root = state.path().join(format!("fs{i}.jail"));
+            for d in [&dir, &jail_root] {
+                std::fs::create_dir(d).map_err(|e| fail(format!("{}: {e}", d.display())))?;
+            }
+            // The engine's uid must reach the socket inside.
+            std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o711))
+                .map_err(|e| fail(format!("{}: {e}", dir.display())))?;
+            let socket = dir.join("sock");
+            let source = config.policy.source();
+            let spec = crate::gateway::fs::FsSpec {
+                policy_text: source.text.clone(),
+                policy_origin: source.origin.clone(),
+                workspace: source.workspace.clone(),
+                host_dir: share.host_dir.clone(),
+                guest_path: share.guest_path.clone(),
+                mode: share.mode,
+                socket: socket.clone(),
+                jail_root,
+                owner_map: owner_map(&share.host_dir)
+                    .map(|m| [m.guest_uid, m.guest_gid, m.host_uid, m.host_gid]),
             };
-            let gw = airlock_fs::FsGateway::start_with(
-                &socket,
-                share.clone(),
-                config.policy.clone(),
-                events,
-                options,
-            )
-            .map_err(|source| SandboxError::Fs {
-                guest: share.guest_path.clone(),
-                source,
-            })?;
+            let spec = serde_json::to_vec(&spec).map_err(|e| fail(e.to_string()))?;
+            let recorder = recorder.clone();
+            let log = state.path().join(format!("fs{i}.log"));
+            let mut gw =
+                crate::gateway::GatewayProcess::spawn("fs", spec, None, &log, move |line| {
+                    match crate::gateway::fs::FsLine::parse(line) {
+                        Some(l) => {
+                            if let Some(r) = &recorder {
+                                r.record(l.to_event());
+                            }
+                        }
+                        None => tracing::warn!("malformed line from an fs gateway"),
+                    }
+                })
+                .map_err(|e| fail(e.to_string()))?;
+            let ready = crate::gateway::fs::ready_marker(&socket);
+            if let Err(e) = gw.wait_for(&ready, Duration::from_secs(10)).await {
+                return Err(fail(format!("{e}\n{}", tail(&log, CONSOLE_TAIL))));
+            }
             gateways.push(gw);
             fs_devices.push((socket, format!("fs{i}")));
         }
@@ -560,7 +585,7 @@ impl Sandbox {
         let stopped = self.vm.stop(Duration::from_secs(3)).await;
         self.backend.stop().await;
         for gw in self.gateways.drain(..) {
-            gw.stop();
+            gw.stop(Duration::from_secs(2)).await;
         }
         if let Some(egress) = self.egress.take() {
             // Open tunnels are recorded as they close; give them a moment, then cut them.

@@ -531,18 +531,7 @@ fn the_egress_gateway_runs_in_its_own_jailed_process() {
         .read_line(&mut line)
         .unwrap();
     assert_eq!(line, "started\n");
-    let airlock_pid = child.id().to_string();
-    // The gateway is a child of this run's airlock, started as `airlock __gateway egress`.
-    let gateway = std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .find(|pid| {
-            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let ppid = stat.rsplit(") ").next().and_then(|r| r.split(' ').nth(1));
-            cmd.windows(16).any(|w| w == b"__gateway\0egress") && ppid == Some(&airlock_pid)
-        })
-        .expect("the egress gateway process");
+    let gateway = gateway_pid(child.id(), "egress");
     let status = std::fs::read_to_string(format!("/proc/{gateway}/status")).unwrap();
     let field = |name: &str| {
         status
@@ -572,4 +561,76 @@ fn the_egress_gateway_runs_in_its_own_jailed_process() {
         .expect("egress.log kept");
     let log = std::fs::read_to_string(log).unwrap();
     assert!(log.contains("Landlock fully enforced"), "{log}");
+}
+
+/// The pid of this run's gateway process of `kind` (`airlock __gateway <kind>`).
+fn gateway_pid(airlock_pid: u32, kind: &str) -> u32 {
+    let needle = format!("__gateway\0{kind}\0");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .find(|pid| {
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let ppid = stat.rsplit(") ").next().and_then(|r| r.split(' ').nth(1));
+            cmd.windows(needle.len()).any(|w| w == needle.as_bytes())
+                && ppid == Some(airlock_pid.to_string().as_str())
+        })
+        .unwrap_or_else(|| panic!("no {kind} gateway process"))
+}
+
+#[test]
+fn the_fs_gateway_sees_only_its_share_and_keeps_only_file_capabilities() {
+    use std::io::BufRead;
+    let a = airlock();
+    std::fs::write(a.cwd().join("hello"), "hi").unwrap();
+    let mut child = a
+        .command([
+            "run",
+            "--",
+            "sh",
+            "-c",
+            "cat /workspace/hello; echo; sleep 4",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "hi\n", "the share is served");
+    let pid = gateway_pid(child.id(), "fs");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap_or("")
+            .trim()
+            .to_string()
+    };
+    assert_eq!(field("NoNewPrivs:"), "1");
+    assert_eq!(field("Seccomp:"), "2", "seccomp allow-list installed");
+    if nix::unistd::getuid().is_root() {
+        // chown, dac_override, fowner, fsetid, setgid, setuid, mknod; no dac_read_search.
+        assert_eq!(field("CapEff:"), "00000000080000db", "{status}");
+        assert_eq!(field("CapBnd:"), "00000000080000db", "{status}");
+        // Its root: the share (at its own path), the socket's dir and /proc; nothing else.
+        let top: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/root"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        for absent in ["etc", "usr", "home", "root", "var", "bin"] {
+            assert!(
+                !top.iter().any(|e| e == absent),
+                "{absent} visible: {top:?}"
+            );
+        }
+        let share = std::fs::canonicalize(a.cwd()).unwrap();
+        let inside = format!("/proc/{pid}/root{}", share.display());
+        assert!(std::path::Path::new(&inside).join("hello").exists());
+    }
+    assert!(child.wait().unwrap().success());
+    a.assert_clean();
 }
