@@ -6,6 +6,8 @@
 //! stdio; [`supervisor::Sandbox::shutdown`] tears everything down. The binary in `main.rs` adds
 //! argument parsing, signals and terminal handling.
 
+pub mod api;
+pub mod daemon;
 pub mod exit;
 pub mod gateway;
 pub mod launch;

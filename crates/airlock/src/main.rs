@@ -36,6 +36,22 @@ enum Command {
     Events(cmd::audit::EventsArgs),
     /// Counters of a sandbox (cpu, memory, fs ops, bytes, denials) as JSON or Prometheus text.
     Stats(cmd::audit::StatsArgs),
+    /// Serve the sandbox API on a unix socket (and optionally TCP); sandboxes outlive commands.
+    Daemon(cmd::daemon::DaemonArgs),
+    /// Create a sandbox in the daemon and print its id.
+    Create(cmd::remote::CreateArgs),
+    /// Run a command in a daemon's sandbox; exits with the command's status.
+    Exec(cmd::remote::ExecArgs),
+    /// List the daemon's sandboxes.
+    Ls(cmd::remote::LsArgs),
+    /// Stop sandboxes (their record and audit log stay until `rm`).
+    Stop(cmd::remote::IdArgs),
+    /// Stop and remove sandboxes.
+    Rm(cmd::remote::IdArgs),
+    /// Print a daemon sandbox's audit events; with -f, follow them until it ends.
+    Logs(cmd::remote::LogsArgs),
+    /// Copy a file between the host and a sandbox (one side is ID:/path).
+    Cp(cmd::remote::CpArgs),
 }
 
 fn main() -> ExitCode {
@@ -69,7 +85,10 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    if !matches!(cli.command, Command::Run(_)) {
+    if !matches!(
+        cli.command,
+        Command::Run(_) | Command::Exec(_) | Command::Daemon(_)
+    ) {
         // Reporting commands behave like other Unix tools when their reader goes away
         // (`airlock audit show | head`): end quietly instead of failing a write.
         // SAFETY: resetting a signal disposition to its default has no memory-safety
@@ -89,6 +108,14 @@ fn main() -> ExitCode {
         Command::Discard(args) => cmd::overlay::discard(&args),
         Command::Events(args) => cmd::audit::events(args),
         Command::Stats(args) => cmd::audit::stats(args),
+        Command::Daemon(args) => cmd::daemon::main(args),
+        Command::Create(args) => cmd::remote::create(args),
+        Command::Exec(args) => cmd::remote::exec(args),
+        Command::Ls(args) => cmd::remote::ls(args),
+        Command::Stop(args) => cmd::remote::stop(args),
+        Command::Rm(args) => cmd::remote::rm(args),
+        Command::Logs(args) => cmd::remote::logs(args),
+        Command::Cp(args) => cmd::remote::cp(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -1,8 +1,10 @@
 //! One module per subcommand.
 
 pub mod audit;
+pub mod daemon;
 pub mod doctor;
 pub mod image;
 pub mod overlay;
 pub mod policy;
+pub mod remote;
 pub mod run;

@@ -258,7 +258,7 @@ fn interrupted(sig: i32, phase: &str) -> u8 {
     exit::clamp(128 + sig)
 }
 
-async fn resolve_images(cache: Cache) -> anyhow::Result<Images> {
+pub(crate) async fn resolve_images(cache: Cache) -> anyhow::Result<Images> {
     let building = matches!(kernel::cached(&cache), Ok(None));
     let bar = if building {
         let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
@@ -440,7 +440,7 @@ fn spawn_stdin_reader() -> mpsc::Receiver<Vec<u8>> {
 }
 
 /// The size of the terminal on stdin or stdout, if either is one.
-fn terminal_size() -> Option<WindowSize> {
+pub(crate) fn terminal_size() -> Option<WindowSize> {
     for fd in [libc::STDIN_FILENO, libc::STDOUT_FILENO] {
         // SAFETY: `winsize` is plain old data, so all-zero is valid.
         let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
@@ -459,12 +459,12 @@ fn terminal_size() -> Option<WindowSize> {
 }
 
 /// Puts the terminal on stdin into raw mode until dropped.
-struct RawMode {
+pub(crate) struct RawMode {
     saved: nix::sys::termios::Termios,
 }
 
 impl RawMode {
-    fn enter() -> nix::Result<RawMode> {
+    pub(crate) fn enter() -> nix::Result<RawMode> {
         use nix::sys::termios::{SetArg, cfmakeraw, tcgetattr, tcsetattr};
         let stdin = std::io::stdin();
         let saved = tcgetattr(&stdin)?;

@@ -1,0 +1,299 @@
+//! `airlock daemon`: serve the REST API on a unix socket (and optionally TCP with a bearer
+//! token) and keep sandboxes alive between commands.
+//!
+//! Start-up order: resolve the kernel and initramfs once, lock the registry, reap what a
+//! previous daemon left, bind the sockets, serve. SIGINT/SIGTERM stop every sandbox (sealing
+//! their audit logs), release the registry and remove the socket.
+
+use airlock::api::server;
+use airlock::daemon::registry::Registry;
+use airlock::daemon::{Daemon, DaemonConfig};
+use anyhow::{Context, bail};
+use clap::Args;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Shortest bearer token accepted.
+const MIN_TOKEN_LEN: usize = 16;
+
+/// Arguments of `airlock daemon`.
+#[derive(Debug, Args)]
+pub struct DaemonArgs {
+    /// Unix socket to serve on (default: $AIRLOCK_SOCKET, /run/airlock/airlock.sock as root,
+    /// else $XDG_RUNTIME_DIR/airlock.sock).
+    #[arg(long, value_name = "PATH")]
+    socket: Option<PathBuf>,
+    /// Let this group use the socket (mode 0660 instead of 0600).
+    #[arg(long, value_name = "NAME")]
+    group: Option<String>,
+    /// Also serve on this TCP address; every request must then carry the token.
+    #[arg(long, value_name = "ADDR", requires = "token_file")]
+    tcp: Option<std::net::SocketAddr>,
+    /// File holding the bearer token for --tcp (at least 16 characters; mode 0600 or stricter).
+    #[arg(long, value_name = "FILE", requires = "tcp")]
+    token_file: Option<PathBuf>,
+    /// Stop sandboxes idle this long (no API call, no running exec); `0` never.
+    #[arg(long, value_name = "DURATION", default_value = "30m", value_parser = parse_duration)]
+    idle_timeout: Duration,
+    /// Stop sandboxes this long after creation; `0` never.
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = parse_duration)]
+    max_lifetime: Duration,
+    /// Most sandboxes alive at once.
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    max_sandboxes: usize,
+    /// Most sandboxes booting at once (default: the number of CPUs).
+    #[arg(long, value_name = "N")]
+    max_starting: Option<usize>,
+    /// Print the OpenAPI document and exit.
+    #[arg(long)]
+    openapi: bool,
+}
+
+/// `30s`, `15m`, `2h`, `1d`, or plain seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a number with s, m, h or d"))?;
+    let mult = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?}; use s, m, h or d")),
+    };
+    n.checked_mul(mult)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("{s:?} is too long"))
+}
+
+/// Runs the daemon until SIGINT or SIGTERM.
+pub fn main(args: DaemonArgs) -> anyhow::Result<u8> {
+    if args.openapi {
+        print!("{}", airlock::api::openapi::document());
+        return Ok(0);
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let result = rt.block_on(serve(args));
+    rt.shutdown_timeout(Duration::from_secs(5));
+    result
+}
+
+async fn serve(args: DaemonArgs) -> anyhow::Result<u8> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+    let token = match &args.token_file {
+        Some(f) => Some(read_token(f)?),
+        None => None,
+    };
+    let group = args
+        .group
+        .as_deref()
+        .map(|name| {
+            nix::unistd::Group::from_name(name)
+                .with_context(|| format!("looking up group {name:?}"))?
+                .with_context(|| format!("--group {name}: no such group"))
+        })
+        .transpose()?;
+    let cache = airlock_vm::image::Cache::from_env()?;
+    let images = super::run::resolve_images(cache).await?;
+    let registry = Registry::open(&Registry::dir_in(&airlock::supervisor::state_root()))?;
+    let mut config = DaemonConfig {
+        idle_timeout: args.idle_timeout,
+        max_lifetime: args.max_lifetime,
+        max_sandboxes: args.max_sandboxes,
+        ..DaemonConfig::default()
+    };
+    if let Some(n) = args.max_starting {
+        config.max_starting = n.max(1);
+    }
+    let daemon = Daemon::new(config, images, registry);
+    for r in daemon.reap_leftovers() {
+        airlock::note!(
+            "airlock: reaped sandbox {} left by a previous daemon ({} process(es) killed{})",
+            r.id,
+            r.killed.len(),
+            if r.recorded {
+                "; recorded in its audit log"
+            } else {
+                ""
+            }
+        );
+    }
+    let socket = args
+        .socket
+        .clone()
+        .unwrap_or_else(airlock::api::default_socket);
+    let unix = bind_unix(&socket, group.as_ref())?;
+    let router = server::router(daemon.clone());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut servers = Vec::new();
+    if let (Some(addr), Some(token)) = (args.tcp, token) {
+        let tcp = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding --tcp {addr}"))?;
+        if !addr.ip().is_loopback() {
+            airlock::note!(
+                "airlock: warning: {addr} is not a loopback address and the API has no TLS; \
+                 the token crosses the network in clear"
+            );
+        }
+        airlock::note!("airlock: daemon listening on tcp {addr} (bearer token required)");
+        let app = server::with_token(router.clone(), &token);
+        let mut stop = stop_rx.clone();
+        servers.push(tokio::spawn(async move {
+            axum::serve(tcp, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await
+        }));
+    }
+    airlock::note!("airlock: daemon listening on {}", socket.display());
+    {
+        let mut stop = stop_rx.clone();
+        servers.push(tokio::spawn(async move {
+            axum::serve(unix, router)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await
+        }));
+    }
+    let janitor = tokio::spawn(daemon.clone().janitor());
+    let sig = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    airlock::note!("airlock: {sig}: stopping every sandbox");
+    janitor.abort();
+    daemon
+        .shutdown(&format!("the daemon stopped ({sig})"))
+        .await;
+    let _ = stop_tx.send(true);
+    for s in servers {
+        // Streams still open (a followed event log) must not hold the exit up for long.
+        let _ = tokio::time::timeout(Duration::from_secs(3), s).await;
+    }
+    let _ = std::fs::remove_file(&socket);
+    Ok(0)
+}
+
+/// Reads the bearer token: non-empty, long enough, not readable by others.
+fn read_token(path: &Path) -> anyhow::Result<String> {
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("--token-file {}", path.display()))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        bail!(
+            "--token-file {}: mode {:o} lets other users read the token; chmod 600 it",
+            path.display(),
+            meta.permissions().mode() & 0o777
+        );
+    }
+    let token = std::fs::read_to_string(path)
+        .with_context(|| format!("reading --token-file {}", path.display()))?
+        .trim()
+        .to_string();
+    if token.len() < MIN_TOKEN_LEN || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        bail!(
+            "--token-file {}: the token must be at least {MIN_TOKEN_LEN} characters without \
+             spaces (e.g. `head -c 32 /dev/urandom | base64 > FILE`)",
+            path.display()
+        );
+    }
+    Ok(token)
+}
+
+/// Binds the unix socket with mode 0600 (0660 and the group's ownership with `group`),
+/// refusing to replace a socket another daemon serves.
+fn bind_unix(
+    socket: &Path,
+    group: Option<&nix::unistd::Group>,
+) -> anyhow::Result<tokio::net::UnixListener> {
+    if let Some(dir) = socket.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if !dir.exists() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(if group.is_some() { 0o750 } else { 0o700 })
+                .create(dir)
+                .with_context(|| format!("creating {}", dir.display()))?;
+            if let Some(g) = group {
+                nix::unistd::chown(dir, None, Some(g.gid))
+                    .with_context(|| format!("chown {} to group {}", dir.display(), g.name))?;
+            }
+        }
+    }
+    if socket.exists() {
+        if std::os::unix::net::UnixStream::connect(socket).is_ok() {
+            bail!(
+                "a daemon is already listening on {} (stop it first, or pass --socket)",
+                socket.display()
+            );
+        }
+        std::fs::remove_file(socket)
+            .with_context(|| format!("removing the stale socket {}", socket.display()))?;
+    }
+    // Created owner-only, so no other user can connect before the mode is set.
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
+    let bound = std::os::unix::net::UnixListener::bind(socket);
+    nix::sys::stat::umask(old);
+    let listener = bound.with_context(|| format!("binding {}", socket.display()))?;
+    if let Some(g) = group {
+        nix::unistd::chown(socket, None, Some(g.gid))
+            .with_context(|| format!("chown {} to group {}", socket.display(), g.name))?;
+    }
+    let mode = if group.is_some() { 0o660 } else { 0o600 };
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("chmod {}", socket.display()))?;
+    listener
+        .set_nonblocking(true)
+        .context("socket non-blocking")?;
+    tokio::net::UnixListener::from_std(listener).context("registering the socket")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert!(parse_duration("5w").unwrap_err().contains("unknown unit"));
+        assert!(parse_duration("m").is_err());
+    }
+
+    #[test]
+    fn tokens_must_be_private_and_long() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("token");
+        std::fs::write(&f, "short\n").unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(
+            read_token(&f)
+                .unwrap_err()
+                .to_string()
+                .contains("at least 16")
+        );
+        std::fs::write(&f, "0123456789abcdef0123\n").unwrap();
+        assert_eq!(read_token(&f).unwrap(), "0123456789abcdef0123");
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(
+            read_token(&f)
+                .unwrap_err()
+                .to_string()
+                .contains("chmod 600")
+        );
+    }
+}
