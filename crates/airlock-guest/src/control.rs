@@ -48,6 +48,7 @@ pub fn serve() -> io::Result<()> {
     }
     let mut control = connect_host()?;
     let writer = Arc::new(Mutex::new(control.try_clone()?));
+    let _ = REPORTS.set(writer.clone());
     let ready = GuestEvent::Ready {
         protocol: PROTOCOL_VERSION,
         agent_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -111,6 +112,16 @@ pub fn serve() -> io::Result<()> {
             Some(bytes) if !bytes.is_empty() => decoder.extend(bytes),
             _ => return Err(io::Error::other("host closed the control connection")),
         }
+    }
+}
+
+/// The control connection, for reports from exec sessions (set once the host is connected).
+static REPORTS: std::sync::OnceLock<Arc<Mutex<VsockStream>>> = std::sync::OnceLock::new();
+
+/// Reports `event` to the host if the control connection is up; best effort.
+pub fn report(event: GuestEvent) {
+    if let Some(writer) = REPORTS.get() {
+        let _ = send(writer, event);
     }
 }
 

@@ -10,14 +10,15 @@ use crate::pty;
 use crate::reaper::Reaper;
 use airlock_proto::codec::{DATA_CHUNK, Decoder};
 use airlock_proto::{
-    ExecControl, ExecEvent, ExecRequest, ExitStatus, Frame, SpawnFailure, Stream, encode,
+    ExecControl, ExecEvent, ExecRequest, ExitStatus, Frame, GuestEvent, SpawnFailure, Stream,
+    encode,
 };
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{Signal, killpg};
 use nix::sys::wait::WaitStatus;
 use nix::unistd::Pid;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -222,12 +223,30 @@ fn spawn(req: &ExecRequest, reaper: &Reaper) -> Result<Spawned, (SpawnFailure, S
         Some(Arc::new(group))
     };
     let child_cgroup = cgroup.clone();
-    let filters = harden::filters(req.seccomp).map_err(|e| {
+    let mut filters = harden::filters(req.seccomp).map_err(|e| {
         (
             SpawnFailure::Other,
             format!("building the seccomp filter: {e}"),
         )
     })?;
+    // Denials reach this agent as notifications: it answers EPERM and reports each one.
+    let denial_channel = match filters.first_mut() {
+        Some(first) => {
+            harden::notify_denials(first);
+            let (ours, theirs) = nix::sys::socket::socketpair(
+                nix::sys::socket::AddressFamily::Unix,
+                nix::sys::socket::SockType::Datagram,
+                None,
+                nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+            )
+            .map_err(|e| (SpawnFailure::Other, format!("socketpair: {e}")))?;
+            Some((ours, theirs))
+        }
+        None => None,
+    };
+    let notify_fd = denial_channel
+        .as_ref()
+        .map(|(_, theirs)| theirs.as_raw_fd());
     let home = account.as_ref().map_or("/root", |a| a.home.as_str());
     let landlock = match &req.landlock_write {
         Some(dirs) => Some(harden::landlock_writes(dirs, home).map_err(|e| {
@@ -286,7 +305,13 @@ fn spawn(req: &ExecRequest, reaper: &Reaper) -> Result<Spawned, (SpawnFailure, S
                 if let Some(g) = &child_cgroup {
                     g.enter_in_child()?;
                 }
-                harden::apply_in_child(account.as_ref(), req_nnp, landlock.as_ref(), &filters)
+                harden::apply_in_child(
+                    account.as_ref(),
+                    req_nnp,
+                    landlock.as_ref(),
+                    &filters,
+                    notify_fd,
+                )
             });
         }
         pty_master = Some(master);
@@ -303,7 +328,13 @@ fn spawn(req: &ExecRequest, reaper: &Reaper) -> Result<Spawned, (SpawnFailure, S
                 if let Some(g) = &child_cgroup {
                     g.enter_in_child()?;
                 }
-                harden::apply_in_child(account.as_ref(), req_nnp, landlock.as_ref(), &filters)
+                harden::apply_in_child(
+                    account.as_ref(),
+                    req_nnp,
+                    landlock.as_ref(),
+                    &filters,
+                    notify_fd,
+                )
             });
         }
     }
@@ -324,6 +355,26 @@ fn spawn(req: &ExecRequest, reaper: &Reaper) -> Result<Spawned, (SpawnFailure, S
         (reason, format!("{program}: {e}"))
     })?;
     let pid = child.id();
+    if let Some((ours, theirs)) = denial_channel {
+        drop(theirs);
+        match harden::receive_listener(&ours) {
+            Ok(listener) => {
+                let _ = thread::Builder::new()
+                    .name("seccomp-notify".into())
+                    .spawn(move || {
+                        harden::serve_denials(&listener, |d| {
+                            let (syscall, reason) = harden::describe(d.nr);
+                            crate::control::report(GuestEvent::SyscallDenied {
+                                pid: d.pid,
+                                syscall: syscall.to_string(),
+                                reason: reason.to_string(),
+                            });
+                        });
+                    });
+            }
+            Err(e) => eprintln!("airlock-guest: {e}"),
+        }
+    }
 
     let (outputs, stdin) = match pty_master.as_ref() {
         Some(master) => {

@@ -16,74 +16,96 @@ use std::os::fd::{AsRawFd, OwnedFd};
 /// A syscall refused by a profile, with why.
 struct Denied {
     nr: libc::c_long,
+    name: &'static str,
     reason: &'static str,
 }
 
-const fn deny(nr: libc::c_long, reason: &'static str) -> Denied {
-    Denied { nr, reason }
+const fn deny(nr: libc::c_long, name: &'static str, reason: &'static str) -> Denied {
+    Denied { nr, name, reason }
 }
 
 /// Refused under `default` (and `strict`) with EPERM.
 const DEFAULT_DENY: &[Denied] = &[
     deny(
         libc::SYS_add_key,
+        "add_key",
         "kernel keyring: shared kernel state, credential storage",
     ),
-    deny(libc::SYS_request_key, "kernel keyring"),
-    deny(libc::SYS_keyctl, "kernel keyring"),
-    deny(libc::SYS_bpf, "eBPF: large kernel attack surface"),
+    deny(libc::SYS_request_key, "request_key", "kernel keyring"),
+    deny(libc::SYS_keyctl, "keyctl", "kernel keyring"),
+    deny(libc::SYS_bpf, "bpf", "eBPF: large kernel attack surface"),
     deny(
         libc::SYS_perf_event_open,
+        "perf_event_open",
         "perf: side channels and kernel attack surface",
     ),
     deny(
         libc::SYS_userfaultfd,
+        "userfaultfd",
         "a classic primitive for winning kernel races",
     ),
-    deny(libc::SYS_kexec_load, "replaces the running kernel"),
-    deny(libc::SYS_kexec_file_load, "replaces the running kernel"),
-    deny(libc::SYS_init_module, "kernel modules"),
-    deny(libc::SYS_finit_module, "kernel modules"),
-    deny(libc::SYS_delete_module, "kernel modules"),
+    deny(
+        libc::SYS_kexec_load,
+        "kexec_load",
+        "replaces the running kernel",
+    ),
+    deny(
+        libc::SYS_kexec_file_load,
+        "kexec_file_load",
+        "replaces the running kernel",
+    ),
+    deny(libc::SYS_init_module, "init_module", "kernel modules"),
+    deny(libc::SYS_finit_module, "finit_module", "kernel modules"),
+    deny(libc::SYS_delete_module, "delete_module", "kernel modules"),
     deny(
         libc::SYS_mount,
+        "mount",
         "changes the filesystem view the policy describes",
     ),
-    deny(libc::SYS_umount2, "changes the filesystem view"),
-    deny(libc::SYS_pivot_root, "changes the filesystem view"),
-    deny(libc::SYS_open_tree, "new mount API"),
-    deny(libc::SYS_move_mount, "new mount API"),
-    deny(libc::SYS_fsopen, "new mount API"),
-    deny(libc::SYS_fsconfig, "new mount API"),
-    deny(libc::SYS_fsmount, "new mount API"),
-    deny(libc::SYS_fspick, "new mount API"),
-    deny(libc::SYS_mount_setattr, "new mount API"),
+    deny(libc::SYS_umount2, "umount2", "changes the filesystem view"),
+    deny(
+        libc::SYS_pivot_root,
+        "pivot_root",
+        "changes the filesystem view",
+    ),
+    deny(libc::SYS_open_tree, "open_tree", "new mount API"),
+    deny(libc::SYS_move_mount, "move_mount", "new mount API"),
+    deny(libc::SYS_fsopen, "fsopen", "new mount API"),
+    deny(libc::SYS_fsconfig, "fsconfig", "new mount API"),
+    deny(libc::SYS_fsmount, "fsmount", "new mount API"),
+    deny(libc::SYS_fspick, "fspick", "new mount API"),
+    deny(libc::SYS_mount_setattr, "mount_setattr", "new mount API"),
     deny(
         libc::SYS_unshare,
+        "unshare",
         "namespaces: user namespaces expose root-only kernel code",
     ),
-    deny(libc::SYS_setns, "namespaces"),
+    deny(libc::SYS_setns, "setns", "namespaces"),
     deny(
         libc::SYS_io_uring_setup,
+        "io_uring_setup",
         "io_uring: kernel attack surface, bypasses syscall filtering",
     ),
-    deny(libc::SYS_io_uring_enter, "io_uring"),
-    deny(libc::SYS_io_uring_register, "io_uring"),
+    deny(libc::SYS_io_uring_enter, "io_uring_enter", "io_uring"),
+    deny(libc::SYS_io_uring_register, "io_uring_register", "io_uring"),
     deny(
         libc::SYS_open_by_handle_at,
+        "open_by_handle_at",
         "opens files by handle, bypassing path checks",
     ),
 ];
 
 /// Refused in addition under `strict`.
 const STRICT_DENY: &[Denied] = &[
-    deny(libc::SYS_ptrace, "debugging other processes"),
+    deny(libc::SYS_ptrace, "ptrace", "debugging other processes"),
     deny(
         libc::SYS_process_vm_readv,
+        "process_vm_readv",
         "reading other processes' memory",
     ),
     deny(
         libc::SYS_process_vm_writev,
+        "process_vm_writev",
         "writing other processes' memory",
     ),
 ];
@@ -102,6 +124,31 @@ const CLONE_NS_FLAGS: [libc::c_int; 7] = [
 /// Terminal ioctls refused: TIOCSTI injects input into a terminal, TIOCLINUX reads/pastes console
 /// selections.
 const DENIED_IOCTLS: [libc::c_ulong; 2] = [libc::TIOCSTI, libc::TIOCLINUX as libc::c_ulong];
+
+/// Name and reason of a syscall the profiles refuse, for the audit record of a denial.
+pub fn describe(nr: i64) -> (&'static str, &'static str) {
+    if let Some(d) = DEFAULT_DENY.iter().chain(STRICT_DENY).find(|d| d.nr == nr) {
+        return (d.name, d.reason);
+    }
+    match nr {
+        libc::SYS_clone => ("clone", "new namespaces"),
+        libc::SYS_ioctl => ("ioctl", "terminal injection (TIOCSTI/TIOCLINUX)"),
+        libc::SYS_socket => ("socket", "raw and packet sockets"),
+        _ => ("unknown", "refused by the seccomp profile"),
+    }
+}
+
+/// Turns the EPERM answers of `program` into user notifications, so the agent answers EPERM
+/// itself and reports the denial. Other answers (ENOSYS for clone3) stay.
+pub fn notify_denials(program: &mut BpfProgram) {
+    const RET_K: u16 = 0x06; // BPF_RET | BPF_K
+    let eperm = libc::SECCOMP_RET_ERRNO | u32::try_from(libc::EPERM).unwrap_or(1);
+    for insn in program.iter_mut() {
+        if insn.code == RET_K && insn.k == eperm {
+            insn.k = libc::SECCOMP_RET_USER_NOTIF;
+        }
+    }
+}
 
 fn arch() -> TargetArch {
     TargetArch::x86_64
@@ -126,7 +173,6 @@ pub fn filters(profile: SeccompProfile) -> Result<Vec<BpfProgram>, seccompiler::
         &[DEFAULT_DENY]
     };
     for d in lists.iter().flat_map(|l| l.iter()) {
-        let _ = d.reason;
         rules.insert(d.nr, Vec::new());
     }
     let ns_rules = CLONE_NS_FLAGS
@@ -299,6 +345,7 @@ pub fn apply_in_child(
     no_new_privs: bool,
     landlock: Option<&OwnedFd>,
     filters: &[BpfProgram],
+    notify: Option<libc::c_int>,
 ) -> io::Result<()> {
     if let Some(a) = account {
         let gid = [a.gid];
@@ -326,6 +373,12 @@ pub fn apply_in_child(
             return Err(io::Error::last_os_error());
         }
     }
+    let mut filters = filters.iter();
+    if let Some(sock) = notify
+        && let Some(first) = filters.next()
+    {
+        install_with_listener(first, sock)?;
+    }
     for f in filters {
         seccompiler::apply_filter(f).map_err(|_| io::Error::from_raw_os_error(libc::EPERM))?;
     }
@@ -339,6 +392,174 @@ fn parse_oom_kills(events: &str) -> u32 {
         .find_map(|l| l.strip_prefix("oom_kill "))
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or(0)
+}
+
+/// `sizeof(int)`, as the CMSG macros take it.
+const INT_LEN: u32 = 4;
+
+/// In the child: installs `program` with a user-notification listener and passes the listener
+/// to the agent over the unix socket `sock` (SCM_RIGHTS). Raw syscalls on stack values only.
+fn install_with_listener(program: &BpfProgram, sock: libc::c_int) -> io::Result<()> {
+    let prog = libc::sock_fprog {
+        len: u16::try_from(program.len()).map_err(|_| io::Error::from_raw_os_error(libc::E2BIG))?,
+        filter: program.as_ptr().cast_mut().cast::<libc::sock_filter>(),
+    };
+    // SAFETY: seccomp(2) reads the program through `prog`, which points at a live, well-formed
+    // BPF program (seccompiler's `sock_filter` has the kernel layout).
+    let listener = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            libc::SECCOMP_FILTER_FLAG_NEW_LISTENER,
+            &raw const prog,
+        )
+    };
+    let listener = libc::c_int::try_from(listener).map_err(|_| io::Error::last_os_error())?;
+    if listener < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    const SPACE: usize = 64;
+    let mut control = [0u8; SPACE];
+    let mut byte = [0u8; 1];
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
+    // SAFETY: `msghdr` is plain old data; all-zero is valid and every field used is set below.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &raw mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    // SAFETY: CMSG_SPACE computes a size from a constant.
+    msg.msg_controllen = unsafe { libc::CMSG_SPACE(INT_LEN) } as usize;
+    // SAFETY: the control buffer is SPACE bytes, more than CMSG_SPACE(sizeof(int)); CMSG_FIRSTHDR
+    // and CMSG_DATA point inside it; the writes are within bounds.
+    let sent = unsafe {
+        let cmsg = libc::CMSG_FIRSTHDR(&raw const msg);
+        if cmsg.is_null() {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(INT_LEN) as usize;
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>(), listener);
+        let n = libc::sendmsg(sock, &raw const msg, 0);
+        libc::close(listener);
+        n
+    };
+    if sent != 1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Receives the listener fd the child sent over `sock`.
+pub fn receive_listener(sock: &OwnedFd) -> io::Result<OwnedFd> {
+    use std::os::fd::FromRawFd;
+    let mut control = [0u8; 64];
+    let mut byte = [0u8; 1];
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
+    // SAFETY: plain old data; all-zero is valid.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &raw mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = control.len();
+    // SAFETY: recvmsg writes at most the buffer sizes given in `msg`, which point at locals.
+    let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &raw mut msg, libc::MSG_CMSG_CLOEXEC) };
+    if n != 1 {
+        return Err(io::Error::other(
+            "the command did not pass its seccomp listener",
+        ));
+    }
+    // SAFETY: CMSG_FIRSTHDR/CMSG_DATA stay inside `control`, whose length the kernel set in
+    // msg_controllen; the header's level, type and length are checked before the read.
+    unsafe {
+        let cmsg = libc::CMSG_FIRSTHDR(&raw const msg);
+        if cmsg.is_null()
+            || (*cmsg).cmsg_level != libc::SOL_SOCKET
+            || (*cmsg).cmsg_type != libc::SCM_RIGHTS
+            || (*cmsg).cmsg_len < libc::CMSG_LEN(INT_LEN) as usize
+        {
+            return Err(io::Error::other("no fd in the seccomp listener message"));
+        }
+        let fd = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>());
+        if fd < 0 {
+            return Err(io::Error::other("bad fd in the seccomp listener message"));
+        }
+        Ok(OwnedFd::from_raw_fd(fd))
+    }
+}
+
+/// A refused syscall, as the listener saw it.
+#[derive(Debug, Clone, Copy)]
+pub struct Denial {
+    /// The calling process (guest pid).
+    pub pid: u32,
+    /// The syscall number.
+    pub nr: i64,
+}
+
+/// Answers every notification on `listener` with EPERM and hands it to `report`, until no
+/// process uses the filter any more.
+pub fn serve_denials(listener: &OwnedFd, mut report: impl FnMut(Denial)) {
+    loop {
+        let mut pfd = libc::pollfd {
+            fd: listener.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: poll reads and writes one pollfd on the stack.
+        let rc = unsafe { libc::poll(&raw mut pfd, 1, -1) };
+        if rc < 0 {
+            if io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            return;
+        }
+        if pfd.revents & libc::POLLIN == 0 {
+            // POLLHUP: every process under the filter is gone.
+            return;
+        }
+        // SAFETY: seccomp_notif is plain old data; the kernel requires it zeroed.
+        let mut notif: libc::seccomp_notif = unsafe { std::mem::zeroed() };
+        // SAFETY: the ioctl writes one seccomp_notif into the local.
+        let rc = unsafe {
+            libc::ioctl(
+                listener.as_raw_fd(),
+                libc::SECCOMP_IOCTL_NOTIF_RECV,
+                &raw mut notif,
+            )
+        };
+        if rc < 0 {
+            match io::Error::last_os_error().raw_os_error() {
+                // The caller died or was interrupted before we read it.
+                Some(libc::ENOENT | libc::EINTR) => continue,
+                _ => return,
+            }
+        }
+        let resp = libc::seccomp_notif_resp {
+            id: notif.id,
+            val: 0,
+            error: -libc::EPERM,
+            flags: 0,
+        };
+        // SAFETY: the ioctl reads one seccomp_notif_resp from the local.
+        unsafe {
+            libc::ioctl(
+                listener.as_raw_fd(),
+                libc::SECCOMP_IOCTL_NOTIF_SEND,
+                &raw const resp,
+            );
+        }
+        report(Denial {
+            pid: notif.pid,
+            nr: i64::from(notif.data.nr),
+        });
+    }
 }
 
 #[cfg(test)]
@@ -360,6 +581,17 @@ mod tests {
         let s = filters(SeccompProfile::Strict).unwrap();
         assert_eq!(d.len(), 2);
         assert!(s[0].len() > d[0].len(), "strict adds rules");
+    }
+
+    #[test]
+    fn denials_become_notifications_but_enosys_stays() {
+        let mut d = filters(SeccompProfile::Default).unwrap();
+        let eperm = libc::SECCOMP_RET_ERRNO | 1;
+        assert!(d[0].iter().any(|i| i.k == eperm));
+        notify_denials(&mut d[0]);
+        assert!(!d[0].iter().any(|i| i.code == 0x06 && i.k == eperm));
+        assert!(d[0].iter().any(|i| i.k == libc::SECCOMP_RET_USER_NOTIF));
+        assert_eq!(describe(libc::SYS_keyctl), ("keyctl", "kernel keyring"));
     }
 
     #[test]

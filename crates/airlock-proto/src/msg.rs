@@ -196,6 +196,15 @@ pub enum GuestEvent {
         /// Its working directory ("" if unknown).
         cwd: String,
     },
+    /// The seccomp profile refused a syscall of the workload (answered with EPERM).
+    SyscallDenied {
+        /// The calling process.
+        pid: u32,
+        /// The syscall's name.
+        syscall: String,
+        /// Why the profile refuses it.
+        reason: String,
+    },
     /// A process in the guest exited.
     ProcExit {
         /// Its pid.

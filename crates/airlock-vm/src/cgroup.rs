@@ -237,8 +237,12 @@ fn enable_controllers(dir: &Path) -> Result<(), String> {
         .map_err(|e| format!("enabling controllers in {}: {e}", path.display()))
 }
 
+/// Groups younger than this are never swept: their engine may be about to enter.
+const SWEEP_MIN_AGE: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Removes empty `airlock-*` groups that earlier sandboxes left (a killed airlock cannot clean
-/// up); groups with live processes refuse removal and stay.
+/// up); groups with live processes refuse removal and stay, and groups made in the last minute
+/// are left alone (another sandbox may just be starting its engine).
 pub fn sweep() {
     let Ok(hierarchy) = detect() else { return };
     let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
@@ -257,7 +261,13 @@ pub fn sweep() {
             continue;
         };
         for e in entries.flatten() {
-            if e.file_name().to_string_lossy().starts_with("airlock-") {
+            let old_enough = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age >= SWEEP_MIN_AGE);
+            if old_enough && e.file_name().to_string_lossy().starts_with("airlock-") {
                 let _ = std::fs::remove_dir(e.path());
             }
         }

@@ -3,7 +3,7 @@
 
 use super::SandboxError;
 use super::audit::Recorder;
-use airlock_audit::{Event, ProcInfo, Source, kind};
+use airlock_audit::{Decision, Event, ProcInfo, Source, kind};
 use airlock_proto::codec::Decoder;
 use airlock_proto::{ControlRequest, ExitStatus, Frame, GuestEvent, encode};
 use std::collections::HashMap;
@@ -204,6 +204,7 @@ async fn read_events(
             }
             report @ (GuestEvent::ProcExec { .. }
             | GuestEvent::ProcExit { .. }
+            | GuestEvent::SyscallDenied { .. }
             | GuestEvent::EventsDropped { .. }) => {
                 if let (Some(r), Some(ev)) = (&recorder, guest_report(report)) {
                     r.record(ev);
@@ -265,6 +266,19 @@ fn guest_report(report: GuestEvent) -> Option<Event> {
                 ..ProcInfo::default()
             })
         }
+        GuestEvent::SyscallDenied {
+            pid,
+            syscall,
+            reason,
+        } => Event::new(Source::Guest, kind::POLICY_DENY)
+            .with_decision(Decision::Deny)
+            .with_rule("process.seccomp")
+            .with_reason("syscall_denied")
+            .with_proc(ProcInfo {
+                pid: Some(pid),
+                ..ProcInfo::default()
+            })
+            .with_detail(format!("syscall {syscall} refused with EPERM: {reason}")),
         GuestEvent::EventsDropped { count } => Event::new(Source::Guest, kind::AUDIT_DROPPED)
             .with_count(count)
             .with_detail("guest process events lost (kernel buffer overrun)"),

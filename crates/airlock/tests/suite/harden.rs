@@ -482,6 +482,26 @@ fn the_seccomp_profiles_refuse_kernel_attack_surface_with_eperm() {
         assert_eq!(default[call], EPERM, "{call} under default: {default:?}");
     }
     assert_eq!(default["ptrace"], 0, "default allows ptrace: {default:?}");
+    // Each refusal is in the audit log, reported by the guest agent.
+    let log = std::fs::read_to_string(a.audit_log()).unwrap();
+    for call in [
+        "keyctl",
+        "add_key",
+        "bpf",
+        "unshare",
+        "mount",
+        "io_uring_setup",
+        "ioctl",
+    ] {
+        let needle = format!("syscall {call} refused with EPERM");
+        let line = log
+            .lines()
+            .find(|l| l.contains(&needle))
+            .unwrap_or_else(|| panic!("no policy.deny for {call} in:\n{log}"));
+        assert!(line.contains("\"policy.deny\""), "{line}");
+        assert!(line.contains("\"source\":\"guest\""), "{line}");
+        assert!(line.contains("\"rule\":\"process.seccomp\""), "{line}");
+    }
     let root = probe(&a, "extends = \"default\"\n[process]\nuser = \"root\"\n");
     assert_eq!(root["raw_socket"], 0, "root may open raw sockets: {root:?}");
     let strict = probe(
