@@ -108,10 +108,18 @@ pub fn main(_args: &DoctorArgs) -> anyhow::Result<u8> {
          /dev), seccomp per policy, pids and memory cgroup per command"
             .into(),
     );
-    println!(
-        "note {:<17} the fs and egress gateways run inside the airlock process, without a jail \
-         of their own",
-        "not yet"
+    line(
+        "gateway jails",
+        true,
+        format!(
+            "fs and egress gateways in processes of their own: seccomp allow-lists, Landlock, no \
+             capabilities beyond file serving{}",
+            if nix::unistd::geteuid().is_root() {
+                "; own uid (egress) and a mount namespace holding only the share (fs)"
+            } else {
+                " (uid and mount jails need root)"
+            }
+        ),
     );
     Ok(if ok { 0 } else { 1 })
 }
