@@ -341,14 +341,65 @@ fn update(cache: &Cache, name: &str) -> anyhow::Result<u8> {
         );
     }
     if let Some(v) = kernel_hint {
-        airlock::note!(
-            "airlock: the last check found {} {v}: `apt-get install {}` on the host, then the \
-             next `airlock run` rebuilds the kernel",
+        if nix::unistd::geteuid().is_root() {
+            airlock::note!(
+                "airlock: the last check found {} {v}; upgrading it with apt-get",
+                kernel::SOURCE_PACKAGE
+            );
+            upgrade_kernel_source()?;
+        } else {
+            airlock::note!(
+                "airlock: the last check found {} {v}: run `apt-get install {}` as root, then \
+                 `airlock image update {name}` again",
+                kernel::SOURCE_PACKAGE,
+                kernel::SOURCE_PACKAGE
+            );
+        }
+    }
+    // The kernel for the host's linux-source, built now (cached by version: running sandboxes
+    // keep the kernel they booted).
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar.set_message(format!(
+        "guest kernel from the installed {}",
+        kernel::SOURCE_PACKAGE
+    ));
+    let built = kernel::ensure(cache, &bar);
+    bar.finish_and_clear();
+    let k = built.context("building the guest kernel")?;
+    airlock::note!(
+        "airlock: guest kernel {} ({}) is current for new sandboxes",
+        k.manifest.release,
+        k.manifest.source
+    );
+    Ok(0)
+}
+
+/// `apt-get update` and an upgrade of the kernel source package only.
+fn upgrade_kernel_source() -> anyhow::Result<()> {
+    for args in [
+        vec!["update", "-q"],
+        vec![
+            "install",
+            "-y",
+            "-q",
+            "--only-upgrade",
             kernel::SOURCE_PACKAGE,
-            kernel::SOURCE_PACKAGE
+        ],
+    ] {
+        let status = std::process::Command::new("apt-get")
+            .args(&args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdin(std::process::Stdio::null())
+            .status()
+            .context("running apt-get")?;
+        anyhow::ensure!(
+            status.success(),
+            "apt-get {} exited with {status}",
+            args.join(" ")
         );
     }
-    Ok(0)
+    Ok(())
 }
 
 /// `3d`, `5h`, `12m`.
