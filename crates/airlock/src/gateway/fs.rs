@@ -271,9 +271,10 @@ pub const ALLOWED: &[libc::c_long] = &[
 ];
 
 /// Capabilities file serving keeps as root: acting as the share's owner and the guest's
-/// users (chown, DAC override, fowner, fsetid, setuid/setgid for per-request credentials,
-/// mknod for FIFOs). Not `CAP_DAC_READ_SEARCH`: that would allow `open_by_handle_at`.
-const KEEP_CAPS: &[u32] = &[0, 1, 3, 4, 6, 7, 27];
+/// users (chown, DAC override, fowner, fsetid, setuid/setgid for per-request credentials). Not
+/// `CAP_MKNOD` (FIFOs and sockets need none; device nodes are refused) nor
+/// `CAP_DAC_READ_SEARCH` (that would allow `open_by_handle_at` outside the share).
+const KEEP_CAPS: &[u32] = &[0, 1, 3, 4, 6, 7];
 
 /// `airlock __gateway fs`: returns the process exit code.
 pub fn child_main() -> u8 {
