@@ -240,6 +240,25 @@ impl Jail {
     }
 }
 
+/// For a helper that keeps the caller's uid and view (the vsock backend): between fork and exec
+/// it loses every capability and gets `no_new_privs` and the engine's seccomp deny-list.
+pub fn unprivileged(cmd: &mut tokio::process::Command) -> io::Result<()> {
+    let jail = Jail {
+        root: CString::default(),
+        binds: Vec::new(),
+        owned: Vec::new(),
+        kvm_gid: None,
+        filter: engine_filter()?,
+    };
+    // SAFETY: runs between fork and exec; `drop_privileges` makes only raw, async-signal-safe
+    // syscalls on data prepared here.
+    // JUSTIFICATION: privileges must be dropped between fork and exec of the helper.
+    unsafe {
+        cmd.pre_exec(move || drop_privileges(None, &jail));
+    }
+    Ok(())
+}
+
 fn check(rc: libc::c_int) -> io::Result<()> {
     if rc != 0 {
         return Err(io::Error::last_os_error());

@@ -96,6 +96,8 @@ impl VsockBackend {
             .stdout(Stdio::null())
             .stderr(log);
         contain(&mut cmd);
+        // It parses the guest's virtqueues: no capabilities, no_new_privs, the engine's filter.
+        crate::jail::unprivileged(&mut cmd).map_err(io("preparing the backend's filter"))?;
         let mut child = cmd
             .spawn()
             .map_err(io(format!("starting {}", binary.display())))?;

@@ -316,7 +316,21 @@ fn the_engine_runs_jailed_unprivileged_and_under_two_seccomp_filters() {
         .read_line(&mut line)
         .unwrap();
     assert_eq!(line, "started\n");
-    let qemu = airlock_testkit::processes_mentioning(a.state_dir())
+    let procs = airlock_testkit::processes_mentioning(a.state_dir());
+    // The vsock backend parses the guest's virtqueues too: no capabilities, filtered.
+    let backend = procs
+        .iter()
+        .find(|p| p.contains("vhost-device-vsock"))
+        .expect("the vsock backend");
+    let backend_status = std::fs::read_to_string(format!(
+        "/proc/{}/status",
+        backend.split(':').next().unwrap()
+    ))
+    .unwrap();
+    for want in ["CapEff:\t0000000000000000", "NoNewPrivs:\t1", "Seccomp:\t2"] {
+        assert!(backend_status.contains(want), "{want}: {backend_status}");
+    }
+    let qemu = procs
         .into_iter()
         .find(|p| p.contains("qemu-system"))
         .expect("the engine process");
