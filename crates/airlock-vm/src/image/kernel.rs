@@ -90,6 +90,27 @@ pub fn key() -> Result<String, ImageError> {
     Ok(full.get(..16).unwrap_or(&full).to_string())
 }
 
+impl Kernel {
+    /// Checks the vmlinux against the sha256 recorded when it was built.
+    pub fn verify(&self) -> Result<(), ImageError> {
+        let actual = sha256_file(&self.vmlinux)?;
+        if actual == self.manifest.vmlinux_sha256 {
+            return Ok(());
+        }
+        Err(ImageError::Tampered {
+            what: format!("kernel {}", self.key),
+            path: self.vmlinux.clone(),
+            expected: self.manifest.vmlinux_sha256.clone(),
+            actual,
+            remove: self
+                .vmlinux
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| self.vmlinux.clone()),
+        })
+    }
+}
+
 /// The cached kernel for the current inputs, if built.
 pub fn cached(cache: &Cache) -> Result<Option<Kernel>, ImageError> {
     if let Some(k) = from_env()? {

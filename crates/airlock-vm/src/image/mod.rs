@@ -83,6 +83,23 @@ pub enum ImageError {
         /// What the file has now.
         actual: String,
     },
+    /// A cached kernel or built-in image no longer matches what was recorded when it was built.
+    #[error(
+        "{what} is corrupt: {path} should have sha256 {expected}, found {actual}; remove {remove} \
+         and airlock builds it again"
+    )]
+    Tampered {
+        /// Which artefact (`kernel 77b5…`, `image tiny`).
+        what: String,
+        /// The file.
+        path: PathBuf,
+        /// Recorded hash.
+        expected: String,
+        /// Hash now.
+        actual: String,
+        /// What to delete to rebuild.
+        remove: PathBuf,
+    },
     /// Building needs root (debootstrap, chroot and mount).
     #[error(
         "building {what} needs root (debootstrap, chroot and mount); run it as root or with sudo"

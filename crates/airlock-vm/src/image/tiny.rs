@@ -3,6 +3,7 @@
 
 use super::cpio::CpioWriter;
 use super::{Cache, EntryLock, ImageError, hash_parts, io_err, write_atomic};
+use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
 /// Bump when the layout below changes, so cached images are rebuilt under a new key.
@@ -76,17 +77,36 @@ pub fn ensure(cache: &Cache) -> Result<TinyImage, ImageError> {
     let key = key(&bb);
     let dir = cache.dir("images")?;
     let initrd = dir.join(format!("tiny-{key}.cpio"));
+    // The image is a pure function of its inputs and takes milliseconds to make: make it in
+    // memory every time and boot the cached file only if it is byte-for-byte that.
+    let applets = busybox_applets(&busybox)?;
+    let bytes = build(guest_agent(), &bb, &applets)
+        .map_err(io_err(format!("building {}", initrd.display())))?;
+    let verify = || -> Result<TinyImage, ImageError> {
+        let expected = hex::encode(Sha256::digest(&bytes));
+        let actual = super::sha256_file(&initrd)?;
+        if actual != expected {
+            return Err(ImageError::Tampered {
+                what: "image tiny".into(),
+                path: initrd.clone(),
+                expected,
+                actual,
+                remove: initrd.clone(),
+            });
+        }
+        Ok(TinyImage {
+            initrd: initrd.clone(),
+            key: key.clone(),
+        })
+    };
     if initrd.exists() {
-        return Ok(TinyImage { initrd, key });
+        return verify();
     }
     let _lock = EntryLock::acquire(&dir.join(format!("tiny-{key}.lock")))?;
     if !initrd.exists() {
-        let applets = busybox_applets(&busybox)?;
-        let bytes = build(guest_agent(), &bb, &applets)
-            .map_err(io_err(format!("building {}", initrd.display())))?;
         write_atomic(&initrd, &bytes)?;
     }
-    Ok(TinyImage { initrd, key })
+    verify()
 }
 
 /// `busybox --list-full`: applet paths relative to `/`, e.g. `bin/sh`.

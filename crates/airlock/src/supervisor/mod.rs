@@ -163,6 +163,8 @@ impl Images {
     /// Resolves the kernel and tiny image, building them on first use; `bar` shows progress.
     pub fn resolve(cache: &Cache, bar: &ProgressBar) -> Result<Images, ImageError> {
         let kernel = kernel::ensure(cache, bar)?;
+        // Booted only if it is still what was built.
+        kernel.verify()?;
         let tiny = tiny::ensure(cache)?;
         Ok(Images {
             kernel,

@@ -730,3 +730,71 @@ fn debian_run_refuses_a_tampered_image_naming_it() {
     );
     a.assert_clean();
 }
+
+/// A private cache holding a copy of the real cached kernel (so nothing slow is built).
+fn cache_with_kernel_copy() -> (tempfile::TempDir, PathBuf) {
+    let real = airlock_vm::image::kernel::cached(&Cache::from_env().unwrap())
+        .unwrap()
+        .expect("the kernel is built (any run builds it)");
+    let cache = tempfile::tempdir().unwrap();
+    let dir = cache.path().join("kernel").join(&real.key);
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = real.vmlinux.parent().unwrap();
+    for f in ["vmlinux", "manifest.json"] {
+        std::fs::copy(src.join(f), dir.join(f)).unwrap();
+    }
+    (cache, dir.join("vmlinux"))
+}
+
+fn flip_byte(path: &Path, at: u64) {
+    use std::io::{Seek, SeekFrom};
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    let mut b = [0u8; 1];
+    f.seek(SeekFrom::Start(at)).unwrap();
+    std::io::Read::read_exact(&mut f, &mut b).unwrap();
+    f.seek(SeekFrom::Start(at)).unwrap();
+    f.write_all(&[b[0] ^ 0xff]).unwrap();
+}
+
+#[test]
+fn a_tampered_kernel_or_tiny_image_refuses_to_boot() {
+    let (cache, vmlinux) = cache_with_kernel_copy();
+    let a = airlock();
+    let run = || {
+        a.command(["run", "--", "true"])
+            .env("AIRLOCK_CACHE", cache.path())
+            .output()
+            .unwrap()
+    };
+    // Untouched copies boot.
+    let ok = run();
+    assert!(ok.status.success(), "{}", text(&ok.stderr));
+    // The tiny image, now built in the private cache, has one byte changed.
+    let cpio = std::fs::read_dir(cache.path().join("images"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "cpio"))
+        .unwrap();
+    flip_byte(&cpio, 1000);
+    let out = run();
+    assert_eq!(out.status.code(), Some(125));
+    let err = text(&out.stderr);
+    assert!(err.contains("image tiny is corrupt"), "{err}");
+    assert!(err.contains(&cpio.display().to_string()), "{err}");
+    // Removing it, as the message says, builds it again.
+    std::fs::remove_file(&cpio).unwrap();
+    assert!(run().status.success());
+    flip_byte(&vmlinux, 4096);
+    let out = run();
+    assert_eq!(out.status.code(), Some(125));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("kernel ") && err.contains("is corrupt"),
+        "{err}"
+    );
+    a.assert_clean();
+}
