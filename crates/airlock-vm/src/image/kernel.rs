@@ -97,7 +97,7 @@ impl Kernel {
         if actual == self.manifest.vmlinux_sha256 {
             return Ok(());
         }
-        Err(ImageError::Tampered {
+        Err(ImageError::Tampered(Box::new(super::Tampered {
             what: format!("kernel {}", self.key),
             path: self.vmlinux.clone(),
             expected: self.manifest.vmlinux_sha256.clone(),
@@ -107,7 +107,7 @@ impl Kernel {
                 .parent()
                 .map(Path::to_path_buf)
                 .unwrap_or_else(|| self.vmlinux.clone()),
-        })
+        })))
     }
 }
 

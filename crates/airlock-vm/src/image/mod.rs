@@ -84,22 +84,8 @@ pub enum ImageError {
         actual: String,
     },
     /// A cached kernel or built-in image no longer matches what was recorded when it was built.
-    #[error(
-        "{what} is corrupt: {path} should have sha256 {expected}, found {actual}; remove {remove} \
-         and airlock builds it again"
-    )]
-    Tampered {
-        /// Which artefact (`kernel 77b5…`, `image tiny`).
-        what: String,
-        /// The file.
-        path: PathBuf,
-        /// Recorded hash.
-        expected: String,
-        /// Hash now.
-        actual: String,
-        /// What to delete to rebuild.
-        remove: PathBuf,
-    },
+    #[error("{0}")]
+    Tampered(Box<Tampered>),
     /// Building needs root (debootstrap, chroot and mount).
     #[error(
         "building {what} needs root (debootstrap, chroot and mount); run it as root or with sudo"
@@ -125,6 +111,27 @@ pub enum ImageError {
         #[source]
         source: io::Error,
     },
+}
+
+/// What [`ImageError::Tampered`] reports.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{what} is corrupt: {} should have sha256 {expected}, found {actual}; remove {} and airlock \
+     builds it again",
+    .path.display(),
+    .remove.display()
+)]
+pub struct Tampered {
+    /// Which artefact (`kernel 77b5…`, `image tiny`).
+    pub what: String,
+    /// The file.
+    pub path: PathBuf,
+    /// Recorded hash.
+    pub expected: String,
+    /// Hash now.
+    pub actual: String,
+    /// What to delete to rebuild.
+    pub remove: PathBuf,
 }
 
 pub(crate) fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> ImageError {

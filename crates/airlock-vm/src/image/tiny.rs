@@ -86,13 +86,13 @@ pub fn ensure(cache: &Cache) -> Result<TinyImage, ImageError> {
         let expected = hex::encode(Sha256::digest(&bytes));
         let actual = super::sha256_file(&initrd)?;
         if actual != expected {
-            return Err(ImageError::Tampered {
+            return Err(ImageError::Tampered(Box::new(super::Tampered {
                 what: "image tiny".into(),
                 path: initrd.clone(),
                 expected,
                 actual,
                 remove: initrd.clone(),
-            });
+            })));
         }
         Ok(TinyImage {
             initrd: initrd.clone(),
