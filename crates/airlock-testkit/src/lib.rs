@@ -15,6 +15,8 @@ pub struct Airlock {
     state: tempfile::TempDir,
     audit: tempfile::TempDir,
     cwd: tempfile::TempDir,
+    /// Holds the daemon socket (`AIRLOCK_SOCKET`), so no test talks to a host daemon.
+    sock: tempfile::TempDir,
 }
 
 impl Airlock {
@@ -27,11 +29,16 @@ impl Airlock {
             .expect("state dir");
         let audit = tempfile::tempdir().expect("audit dir");
         let cwd = tempfile::tempdir().expect("working dir");
+        let sock = tempfile::Builder::new()
+            .prefix("als-")
+            .tempdir_in("/tmp")
+            .expect("socket dir");
         Airlock {
             bin: bin.into(),
             state,
             audit,
             cwd,
+            sock,
         }
     }
 
@@ -56,6 +63,44 @@ impl Airlock {
         logs[0].clone()
     }
 
+    /// The daemon socket handed to airlock (`AIRLOCK_SOCKET`).
+    pub fn socket(&self) -> PathBuf {
+        self.sock.path().join("airlock.sock")
+    }
+
+    /// Starts `airlock daemon ARGS` and waits until its socket accepts connections.
+    pub fn daemon(&self, args: &[&str]) -> Daemon {
+        let log = self.sock.path().join(format!(
+            "daemon-{}.log",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        let child = self
+            .command(["daemon"].iter().chain(args))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("spawning airlock daemon");
+        let mut d = Daemon {
+            child,
+            log,
+            socket: self.socket(),
+        };
+        // The first daemon of a run may build the guest kernel.
+        let up = wait_until(Duration::from_secs(600), || {
+            std::os::unix::net::UnixStream::connect(&d.socket).is_ok()
+                || d.child.try_wait().unwrap().is_some()
+        });
+        assert!(
+            up && d.child.try_wait().unwrap().is_none(),
+            "the daemon did not come up: {}",
+            d.log_text()
+        );
+        d
+    }
+
     /// The state dir handed to airlock.
     pub fn state_dir(&self) -> &Path {
         self.state.path()
@@ -71,6 +116,7 @@ impl Airlock {
         c.args(args)
             .env("AIRLOCK_STATE_DIR", self.state.path())
             .env("AIRLOCK_AUDIT_DIR", self.audit.path())
+            .env("AIRLOCK_SOCKET", self.socket())
             .current_dir(self.cwd.path())
             .stdin(Stdio::null());
         c
@@ -137,6 +183,70 @@ impl Airlock {
             "files left behind: {:?}",
             self.leftover_files()
         );
+    }
+}
+
+/// A running `airlock daemon`; killed (SIGKILL) if still running when dropped.
+pub struct Daemon {
+    child: std::process::Child,
+    log: PathBuf,
+    socket: PathBuf,
+}
+
+impl Daemon {
+    /// Its pid.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// What it printed on stderr so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `curl` on its socket: `curl -sS --unix-socket SOCK -X METHOD [-d BODY] http://airlock/PATH`,
+    /// returning the HTTP status and the body.
+    pub fn curl(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+        let mut c = Command::new("curl");
+        c.args(["-sS", "--max-time", "300", "--unix-socket"])
+            .arg(&self.socket)
+            .args(["-X", method, "-w", "\n%{http_code}"]);
+        if let Some(b) = body {
+            c.args(["-H", "Content-Type: application/json", "--data-binary", b]);
+        }
+        let out = c
+            .arg(format!("http://airlock{path}"))
+            .output()
+            .expect("running curl");
+        let text = text(&out.stdout);
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+        (code.trim().parse().unwrap_or(0), body.to_string())
+    }
+
+    /// Sends SIGKILL and reaps it.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Sends SIGTERM and waits for a clean exit; returns its stderr.
+    pub fn stop(mut self) -> String {
+        let pid = i32::try_from(self.child.id()).unwrap();
+        // SAFETY: kill(2) on the pid of our own live child; no memory is involved.
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+        let status = self.child.wait().unwrap();
+        let log = self.log_text();
+        assert!(status.success(), "daemon exited {status}: {log}");
+        log
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

@@ -454,16 +454,17 @@ impl Daemon {
     /// sandbox is a no-op.
     pub async fn stop(&self, id: &str, reason: &str) -> Result<SandboxInfo, DaemonError> {
         let entry = self.get(id)?;
-        let sandbox = {
+        // Decide under the lock, act after it: `info()` takes the same lock.
+        let taken = {
             let mut state = lock(&entry.state);
             match std::mem::replace(&mut *state, EntryState::Stopping) {
                 EntryState::Running { sandbox, _image } => {
                     drop(_image);
-                    sandbox
+                    Ok(Some(sandbox))
                 }
                 EntryState::Stopped { reason } => {
                     *state = EntryState::Stopped { reason };
-                    return Ok(entry.info());
+                    Ok(None)
                 }
                 other @ (EntryState::Starting | EntryState::Stopping) => {
                     let what = if matches!(other, EntryState::Starting) {
@@ -472,9 +473,12 @@ impl Daemon {
                         "already stopping"
                     };
                     *state = other;
-                    return Err(DaemonError::Conflict(format!("sandbox {id} is {what}")));
+                    Err(DaemonError::Conflict(format!("sandbox {id} is {what}")))
                 }
             }
+        };
+        let Some(sandbox) = taken? else {
+            return Ok(entry.info());
         };
         entry.stopping.send_replace(true);
         let sandbox = release(sandbox).await;

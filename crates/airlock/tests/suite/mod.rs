@@ -1,4 +1,5 @@
 mod audit;
+mod daemon;
 mod fs;
 mod harden;
 mod image;
