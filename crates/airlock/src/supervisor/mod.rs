@@ -494,7 +494,7 @@ impl Sandbox {
         self.state.path()
     }
 
-    /// Host pids of the processes this sandbox runs (engine, vsock backend, egress gateway).
+    /// Host pids of the processes this sandbox runs (engine, vsock backend, gateways).
     pub fn pids(&self) -> Vec<u32> {
         [
             self.vm.pid(),
@@ -502,6 +502,7 @@ impl Sandbox {
             self.egress.as_ref().and_then(|e| e.pid()),
         ]
         .into_iter()
+        .chain(self.gateways.iter().map(|g| g.pid()))
         .flatten()
         .collect()
     }
