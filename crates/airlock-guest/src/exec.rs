@@ -295,48 +295,34 @@ fn spawn(req: &ExecRequest, reaper: &Reaper) -> Result<Spawned, (SpawnFailure, S
         cmd.stdin(Stdio::from(slave.try_clone().map_err(other)?));
         cmd.stdout(Stdio::from(slave.try_clone().map_err(other)?));
         cmd.stderr(Stdio::from(slave));
-        // SAFETY: the closure runs between fork and exec in the child; it only makes raw
-        // syscalls (setsid, ioctl, and those of `apply_in_child`), all async-signal-safe, and
-        // only reads memory it owns.
-        unsafe {
-            cmd.pre_exec(move || {
-                nix::unistd::setsid()?;
-                pty::make_controlling_terminal()?;
-                if let Some(g) = &child_cgroup {
-                    g.enter_in_child()?;
-                }
-                harden::apply_in_child(
-                    account.as_ref(),
-                    req_nnp,
-                    landlock.as_ref(),
-                    &filters,
-                    notify_fd,
-                )
-            });
-        }
         pty_master = Some(master);
     } else {
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        // SAFETY: runs between fork and exec in the child; setsid and the syscalls of
-        // `apply_in_child` are async-signal-safe. A new session makes the command a process
-        // group the host can signal as a whole.
-        unsafe {
-            cmd.pre_exec(move || {
-                nix::unistd::setsid()?;
-                if let Some(g) = &child_cgroup {
-                    g.enter_in_child()?;
-                }
-                harden::apply_in_child(
-                    account.as_ref(),
-                    req_nnp,
-                    landlock.as_ref(),
-                    &filters,
-                    notify_fd,
-                )
-            });
-        }
+    }
+    let tty = req.tty.is_some();
+    // SAFETY: the closure runs between fork and exec in the child; it only makes raw syscalls
+    // (setsid, the terminal ioctl, and those of `enter_in_child` and `apply_in_child`), all
+    // async-signal-safe, and only reads memory it owns. A new session makes the command a
+    // process group the host can signal as a whole.
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::unistd::setsid()?;
+            if tty {
+                pty::make_controlling_terminal()?;
+            }
+            if let Some(g) = &child_cgroup {
+                g.enter_in_child()?;
+            }
+            harden::apply_in_child(
+                account.as_ref(),
+                req_nnp,
+                landlock.as_ref(),
+                &filters,
+                notify_fd,
+            )
+        });
     }
 
     let spawn_result = reaper.spawn(|| {

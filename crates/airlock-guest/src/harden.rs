@@ -418,22 +418,17 @@ fn install_with_listener(program: &BpfProgram, sock: libc::c_int) -> io::Result<
     if listener < 0 {
         return Err(io::Error::last_os_error());
     }
-    const SPACE: usize = 64;
-    let mut control = [0u8; SPACE];
+    let mut control = [0u8; 64];
     let mut byte = [0u8; 1];
     let mut iov = libc::iovec {
         iov_base: byte.as_mut_ptr().cast(),
         iov_len: 1,
     };
-    // SAFETY: `msghdr` is plain old data; all-zero is valid and every field used is set below.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &raw mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
     // SAFETY: CMSG_SPACE computes a size from a constant.
-    msg.msg_controllen = unsafe { libc::CMSG_SPACE(INT_LEN) } as usize;
-    // SAFETY: the control buffer is SPACE bytes, more than CMSG_SPACE(sizeof(int)); CMSG_FIRSTHDR
-    // and CMSG_DATA point inside it; the writes are within bounds.
+    let space = unsafe { libc::CMSG_SPACE(INT_LEN) } as usize;
+    let msg = fd_message(&mut iov, control.get_mut(..space).unwrap_or_default());
+    // SAFETY: the control buffer holds CMSG_SPACE(sizeof(int)) bytes; CMSG_FIRSTHDR and CMSG_DATA
+    // point inside it; the writes are within bounds.
     let sent = unsafe {
         let cmsg = libc::CMSG_FIRSTHDR(&raw const msg);
         if cmsg.is_null() {
@@ -453,6 +448,18 @@ fn install_with_listener(program: &BpfProgram, sock: libc::c_int) -> io::Result<
     Ok(())
 }
 
+/// A message header for the one data byte in `iov`, with `control` as its ancillary space.
+/// Allocation-free (used between fork and exec).
+fn fd_message(iov: &mut libc::iovec, control: &mut [u8]) -> libc::msghdr {
+    // SAFETY: `msghdr` is plain old data; all-zero is valid and the fields used are set below.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = control.len();
+    msg
+}
+
 /// Receives the listener fd the child sent over `sock`.
 pub fn receive_listener(sock: &OwnedFd) -> io::Result<OwnedFd> {
     use std::os::fd::FromRawFd;
@@ -462,12 +469,7 @@ pub fn receive_listener(sock: &OwnedFd) -> io::Result<OwnedFd> {
         iov_base: byte.as_mut_ptr().cast(),
         iov_len: 1,
     };
-    // SAFETY: plain old data; all-zero is valid.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &raw mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = control.len();
+    let mut msg = fd_message(&mut iov, &mut control);
     // SAFETY: recvmsg writes at most the buffer sizes given in `msg`, which point at locals.
     let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &raw mut msg, libc::MSG_CMSG_CLOEXEC) };
     if n != 1 {

@@ -18,7 +18,75 @@ pub struct Confined {
     pub allowed: usize,
 }
 
-/// Jails the calling (single-threaded) process; `allowed` is the seccomp allow-list.
+/// Syscalls every gateway makes: threads, memory, signals, polling, sockets, logging.
+pub const BASE: &[libc::c_long] = &[
+    libc::SYS_read,
+    libc::SYS_write,
+    libc::SYS_readv,
+    libc::SYS_writev,
+    libc::SYS_close,
+    libc::SYS_openat,
+    libc::SYS_newfstatat,
+    libc::SYS_fstat,
+    libc::SYS_statx,
+    libc::SYS_lseek,
+    libc::SYS_pread64,
+    libc::SYS_mmap,
+    libc::SYS_munmap,
+    libc::SYS_mprotect,
+    libc::SYS_madvise,
+    libc::SYS_mremap,
+    libc::SYS_brk,
+    libc::SYS_rt_sigaction,
+    libc::SYS_rt_sigprocmask,
+    libc::SYS_rt_sigreturn,
+    libc::SYS_sigaltstack,
+    libc::SYS_ioctl,
+    libc::SYS_fcntl,
+    libc::SYS_futex,
+    libc::SYS_clone,
+    libc::SYS_clone3,
+    libc::SYS_set_robust_list,
+    libc::SYS_rseq,
+    libc::SYS_sched_getaffinity,
+    libc::SYS_sched_yield,
+    libc::SYS_getpid,
+    libc::SYS_gettid,
+    libc::SYS_getuid,
+    libc::SYS_geteuid,
+    libc::SYS_getrandom,
+    libc::SYS_clock_gettime,
+    libc::SYS_clock_nanosleep,
+    libc::SYS_nanosleep,
+    libc::SYS_epoll_create1,
+    libc::SYS_epoll_ctl,
+    libc::SYS_epoll_wait,
+    libc::SYS_epoll_pwait,
+    libc::SYS_eventfd2,
+    libc::SYS_pipe2,
+    libc::SYS_poll,
+    libc::SYS_ppoll,
+    libc::SYS_socket,
+    libc::SYS_connect,
+    libc::SYS_accept4,
+    libc::SYS_bind,
+    libc::SYS_getsockname,
+    libc::SYS_getsockopt,
+    libc::SYS_setsockopt,
+    libc::SYS_sendto,
+    libc::SYS_recvfrom,
+    libc::SYS_sendmsg,
+    libc::SYS_recvmsg,
+    libc::SYS_shutdown,
+    libc::SYS_prctl,
+    libc::SYS_exit,
+    libc::SYS_exit_group,
+    libc::SYS_tgkill,
+    libc::SYS_access,
+];
+
+/// Jails the calling (single-threaded) process; the seccomp allow-list is [`BASE`] plus
+/// `allowed`.
 pub fn confine(allowed: &[libc::c_long]) -> io::Result<Confined> {
     let landlock = no_writes()?;
     let uid = if nix::unistd::geteuid().is_root() {
@@ -43,7 +111,7 @@ pub fn confine(allowed: &[libc::c_long]) -> io::Result<Confined> {
     Ok(Confined {
         uid,
         landlock,
-        allowed: allowed.len(),
+        allowed: BASE.len() + allowed.len(),
     })
 }
 
@@ -59,7 +127,6 @@ fn check(rc: libc::c_int) -> io::Result<()> {
 fn no_writes() -> io::Result<&'static str> {
     use landlock::{
         ABI, AccessFs, CompatLevel, Compatible, RestrictionStatus, Ruleset, RulesetAttr,
-        RulesetStatus,
     };
     let fail = |e: &dyn std::fmt::Display| io::Error::other(format!("landlock: {e}"));
     let status: RestrictionStatus = Ruleset::default()
@@ -70,17 +137,25 @@ fn no_writes() -> io::Result<&'static str> {
         .map_err(|e| fail(&e))?
         .restrict_self()
         .map_err(|e| fail(&e))?;
-    Ok(match status.ruleset {
-        RulesetStatus::FullyEnforced => "fully enforced",
-        RulesetStatus::PartiallyEnforced => "partially enforced",
-        RulesetStatus::NotEnforced => "not enforced",
-    })
+    Ok(status_name(status.ruleset))
 }
 
-/// A filter that allows exactly `allowed` and answers everything else with EPERM.
+/// How Landlock's status reads in a gateway's log.
+pub fn status_name(status: landlock::RulesetStatus) -> &'static str {
+    match status {
+        landlock::RulesetStatus::FullyEnforced => "fully enforced",
+        landlock::RulesetStatus::PartiallyEnforced => "partially enforced",
+        landlock::RulesetStatus::NotEnforced => "not enforced",
+    }
+}
+
+/// A filter that allows exactly [`BASE`] and `allowed` and answers everything else with EPERM.
 pub fn allow_list(allowed: &[libc::c_long]) -> io::Result<BpfProgram> {
-    let rules: BTreeMap<i64, Vec<SeccompRule>> =
-        allowed.iter().map(|nr| (*nr, Vec::new())).collect();
+    let rules: BTreeMap<i64, Vec<SeccompRule>> = BASE
+        .iter()
+        .chain(allowed)
+        .map(|nr| (*nr, Vec::new()))
+        .collect();
     SeccompFilter::new(
         rules,
         SeccompAction::Errno(libc::EPERM as u32),

@@ -6,11 +6,10 @@
 
 use airlock_audit::{Decision, Event, NetInfo, Source};
 use serde::{Deserialize, Serialize};
-use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::os::fd::FromRawFd;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// What the supervisor tells the egress gateway.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -124,91 +123,20 @@ impl NetLine {
     }
 }
 
-/// Writes events as JSON lines to stdout.
-struct StdoutEvents(Mutex<std::io::Stdout>);
-
-impl airlock_net::NetEvents for StdoutEvents {
+impl airlock_net::NetEvents for super::JsonLines {
     fn record(&self, event: &airlock_net::NetEvent) {
-        if let Ok(mut line) = serde_json::to_vec(&NetLine::from(event)) {
-            line.push(b'\n');
-            if let Ok(mut out) = self.0.lock() {
-                let _ = out.write_all(&line).and_then(|()| out.flush());
-            }
-        }
+        self.send(&NetLine::from(event));
     }
 }
 
-/// Syscalls the egress gateway makes (tokio runtime, sockets, the host resolver, logging).
+/// Syscalls the egress gateway makes beyond [`super::confine::BASE`] (sockets, the host resolver).
 pub const ALLOWED: &[libc::c_long] = &[
-    libc::SYS_read,
-    libc::SYS_write,
-    libc::SYS_readv,
-    libc::SYS_writev,
-    libc::SYS_close,
-    libc::SYS_openat,
-    libc::SYS_newfstatat,
-    libc::SYS_fstat,
-    libc::SYS_statx,
-    libc::SYS_lseek,
-    libc::SYS_pread64,
-    libc::SYS_mmap,
-    libc::SYS_munmap,
-    libc::SYS_mprotect,
-    libc::SYS_madvise,
-    libc::SYS_mremap,
-    libc::SYS_brk,
-    libc::SYS_rt_sigaction,
-    libc::SYS_rt_sigprocmask,
-    libc::SYS_rt_sigreturn,
-    libc::SYS_sigaltstack,
-    libc::SYS_ioctl,
-    libc::SYS_fcntl,
-    libc::SYS_futex,
-    libc::SYS_clone,
-    libc::SYS_clone3,
-    libc::SYS_set_robust_list,
-    libc::SYS_rseq,
-    libc::SYS_sched_getaffinity,
-    libc::SYS_sched_yield,
-    libc::SYS_getpid,
-    libc::SYS_gettid,
-    libc::SYS_getuid,
-    libc::SYS_geteuid,
-    libc::SYS_getrandom,
-    libc::SYS_clock_gettime,
-    libc::SYS_clock_nanosleep,
-    libc::SYS_nanosleep,
-    libc::SYS_epoll_create1,
-    libc::SYS_epoll_ctl,
-    libc::SYS_epoll_wait,
-    libc::SYS_epoll_pwait,
-    libc::SYS_eventfd2,
-    libc::SYS_pipe2,
-    libc::SYS_poll,
-    libc::SYS_ppoll,
-    libc::SYS_socket,
-    libc::SYS_connect,
-    libc::SYS_accept4,
-    libc::SYS_bind,
-    libc::SYS_getsockname,
     libc::SYS_getpeername,
-    libc::SYS_getsockopt,
-    libc::SYS_setsockopt,
-    libc::SYS_sendto,
-    libc::SYS_recvfrom,
-    libc::SYS_sendmsg,
-    libc::SYS_recvmsg,
     libc::SYS_sendmmsg,
     libc::SYS_recvmmsg,
-    libc::SYS_shutdown,
     libc::SYS_socketpair,
     libc::SYS_uname,
-    libc::SYS_prctl,
-    libc::SYS_exit,
-    libc::SYS_exit_group,
-    libc::SYS_tgkill,
     libc::SYS_kill,
-    libc::SYS_access,
     libc::SYS_faccessat2,
 ];
 
@@ -225,12 +153,7 @@ pub fn child_main() -> u8 {
 
 fn run() -> anyhow::Result<()> {
     use anyhow::Context;
-    let mut input = Vec::new();
-    std::io::stdin()
-        .take(16 * 1024 * 1024)
-        .read_to_end(&mut input)
-        .context("reading the gateway spec")?;
-    let spec: EgressSpec = serde_json::from_slice(&input).context("parsing the gateway spec")?;
+    let spec: EgressSpec = super::read_spec()?;
     let policy = airlock_policy::PolicySource {
         text: spec.policy_text,
         origin: spec.policy_origin,
@@ -260,7 +183,7 @@ fn run() -> anyhow::Result<()> {
         let gateway = airlock_net::Gateway::with_config(
             Arc::new(policy),
             resolver,
-            Arc::new(StdoutEvents(Mutex::new(std::io::stdout()))),
+            Arc::new(super::JsonLines::default()),
             airlock_net::GatewayConfig {
                 tls_ports: spec.tls_ports,
                 ..airlock_net::GatewayConfig::default()

@@ -11,10 +11,10 @@
 use airlock_audit::{Decision, Event, FsInfo, Source};
 use serde::{Deserialize, Serialize};
 use std::ffi::CString;
-use std::io::{self, Read, Write};
+use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// What the supervisor tells a filesystem gateway.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -129,41 +129,23 @@ impl FsLine {
     }
 }
 
-struct StdoutEvents(Mutex<std::io::Stdout>);
-
-impl airlock_fs::FsEvents for StdoutEvents {
+impl airlock_fs::FsEvents for super::JsonLines {
     fn record(&self, e: &airlock_fs::FsEvent) {
-        if let Ok(mut line) = serde_json::to_vec(&FsLine::from(e)) {
-            line.push(b'\n');
-            if let Ok(mut out) = self.0.lock() {
-                let _ = out.write_all(&line).and_then(|()| out.flush());
-            }
-        }
+        self.send(&FsLine::from(e));
     }
 }
 
-/// Syscalls of file serving (the passthrough layer, vhost-user, threads, logging).
+/// Syscalls of file serving beyond [`super::confine::BASE`]; `name_to_handle_at` probes handles, `open_by_handle_at` stays refused.
 pub const ALLOWED: &[libc::c_long] = &[
-    libc::SYS_read,
-    libc::SYS_write,
-    libc::SYS_readv,
-    libc::SYS_writev,
-    libc::SYS_pread64,
     libc::SYS_pwrite64,
     libc::SYS_preadv,
     libc::SYS_pwritev,
     libc::SYS_preadv2,
     libc::SYS_pwritev2,
-    libc::SYS_lseek,
-    libc::SYS_close,
     libc::SYS_close_range,
     libc::SYS_dup,
     libc::SYS_dup3,
-    libc::SYS_openat,
     libc::SYS_openat2,
-    libc::SYS_newfstatat,
-    libc::SYS_fstat,
-    libc::SYS_statx,
     libc::SYS_fstatfs,
     libc::SYS_statfs,
     libc::SYS_getdents64,
@@ -177,8 +159,6 @@ pub const ALLOWED: &[libc::c_long] = &[
     libc::SYS_rename,
     libc::SYS_stat,
     libc::SYS_lstat,
-    libc::SYS_access,
-    // Handles are probed; opening by handle (open_by_handle_at) stays refused.
     libc::SYS_name_to_handle_at,
     libc::SYS_mkdirat,
     libc::SYS_mknodat,
@@ -205,32 +185,9 @@ pub const ALLOWED: &[libc::c_long] = &[
     libc::SYS_flistxattr,
     libc::SYS_fremovexattr,
     libc::SYS_umask,
-    libc::SYS_fcntl,
-    libc::SYS_ioctl,
-    libc::SYS_mmap,
-    libc::SYS_munmap,
-    libc::SYS_mprotect,
-    libc::SYS_mremap,
-    libc::SYS_madvise,
-    libc::SYS_brk,
     libc::SYS_membarrier,
-    libc::SYS_futex,
-    libc::SYS_clone,
-    libc::SYS_clone3,
     libc::SYS_unshare,
-    libc::SYS_set_robust_list,
-    libc::SYS_rseq,
-    libc::SYS_sched_getaffinity,
-    libc::SYS_sched_yield,
-    libc::SYS_rt_sigaction,
-    libc::SYS_rt_sigprocmask,
-    libc::SYS_rt_sigreturn,
     libc::SYS_rt_sigtimedwait,
-    libc::SYS_sigaltstack,
-    libc::SYS_getpid,
-    libc::SYS_gettid,
-    libc::SYS_getuid,
-    libc::SYS_geteuid,
     libc::SYS_getgid,
     libc::SYS_getegid,
     libc::SYS_setresuid,
@@ -238,36 +195,8 @@ pub const ALLOWED: &[libc::c_long] = &[
     libc::SYS_setgroups,
     libc::SYS_capget,
     libc::SYS_capset,
-    libc::SYS_prctl,
     libc::SYS_prlimit64,
-    libc::SYS_getrandom,
-    libc::SYS_clock_gettime,
-    libc::SYS_clock_nanosleep,
-    libc::SYS_nanosleep,
-    libc::SYS_epoll_create1,
-    libc::SYS_epoll_ctl,
-    libc::SYS_epoll_wait,
-    libc::SYS_epoll_pwait,
-    libc::SYS_eventfd2,
-    libc::SYS_pipe2,
-    libc::SYS_poll,
-    libc::SYS_ppoll,
-    libc::SYS_socket,
-    libc::SYS_connect,
-    libc::SYS_bind,
     libc::SYS_listen,
-    libc::SYS_accept4,
-    libc::SYS_getsockopt,
-    libc::SYS_setsockopt,
-    libc::SYS_getsockname,
-    libc::SYS_sendmsg,
-    libc::SYS_recvmsg,
-    libc::SYS_sendto,
-    libc::SYS_recvfrom,
-    libc::SYS_shutdown,
-    libc::SYS_exit,
-    libc::SYS_exit_group,
-    libc::SYS_tgkill,
 ];
 
 /// Capabilities file serving keeps as root: acting as the share's owner and the guest's
@@ -289,12 +218,7 @@ pub fn child_main() -> u8 {
 
 fn run() -> anyhow::Result<()> {
     use anyhow::Context;
-    let mut input = Vec::new();
-    std::io::stdin()
-        .take(16 * 1024 * 1024)
-        .read_to_end(&mut input)
-        .context("reading the gateway spec")?;
-    let spec: FsSpec = serde_json::from_slice(&input).context("parsing the gateway spec")?;
+    let spec: FsSpec = super::read_spec()?;
     let policy = airlock_policy::PolicySource {
         text: spec.policy_text.clone(),
         origin: spec.policy_origin.clone(),
@@ -337,7 +261,7 @@ fn run() -> anyhow::Result<()> {
         spec.guest_path,
         spec.mode.as_str(),
         if root { "on" } else { "off (not root)" },
-        ALLOWED.len()
+        super::confine::BASE.len() + ALLOWED.len()
     );
 
     // SIGTERM is waited for, not handled: block it here so every thread inherits the mask.
@@ -361,7 +285,7 @@ fn run() -> anyhow::Result<()> {
             mode: spec.mode,
         },
         Arc::new(policy),
-        Arc::new(StdoutEvents(Mutex::new(std::io::stdout()))),
+        Arc::new(super::JsonLines::default()),
         options,
     )
     .map_err(anyhow::Error::from)?;
@@ -518,7 +442,7 @@ fn keep_only_caps(keep: &[u32]) -> io::Result<()> {
 fn writes_only_beneath(dirs: &[&Path]) -> io::Result<&'static str> {
     use landlock::{
         ABI, AccessFs, CompatLevel, Compatible, PathBeneath, PathFd, Ruleset, RulesetAttr,
-        RulesetCreatedAttr, RulesetStatus,
+        RulesetCreatedAttr,
     };
     let fail = |e: &dyn std::fmt::Display| io::Error::other(format!("{e}"));
     let abi = ABI::V3;
@@ -535,11 +459,7 @@ fn writes_only_beneath(dirs: &[&Path]) -> io::Result<&'static str> {
             .map_err(|e| fail(&e))?;
     }
     let status = ruleset.restrict_self().map_err(|e| fail(&e))?;
-    Ok(match status.ruleset {
-        RulesetStatus::FullyEnforced => "fully enforced",
-        RulesetStatus::PartiallyEnforced => "partially enforced",
-        RulesetStatus::NotEnforced => "not enforced",
-    })
+    Ok(super::confine::status_name(status.ruleset))
 }
 
 #[cfg(test)]

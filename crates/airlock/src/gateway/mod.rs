@@ -18,6 +18,35 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
+/// A gateway's only channel to the supervisor: one JSON value per line on stdout.
+#[derive(Default)]
+pub struct JsonLines(std::sync::Mutex<()>);
+
+impl JsonLines {
+    /// Writes `value` as one line; best effort (a gone supervisor means the gateway is ending).
+    pub fn send<T: serde::Serialize>(&self, value: &T) {
+        use std::io::Write;
+        if let Ok(mut line) = serde_json::to_vec(value) {
+            line.push(b'\n');
+            let _guard = self.0.lock();
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(&line).and_then(|()| out.flush());
+        }
+    }
+}
+
+/// In a gateway process: reads its spec (JSON, at most 16 MiB) from stdin to end of file.
+pub fn read_spec<T: serde::de::DeserializeOwned>() -> anyhow::Result<T> {
+    use anyhow::Context;
+    use std::io::Read;
+    let mut input = Vec::new();
+    std::io::stdin()
+        .take(16 * 1024 * 1024)
+        .read_to_end(&mut input)
+        .context("reading the gateway spec")?;
+    serde_json::from_slice(&input).context("parsing the gateway spec")
+}
+
 /// Longest event line a gateway may send; longer ones are dropped and counted as malformed.
 pub const MAX_EVENT_LINE: usize = 64 * 1024;
 

@@ -7,6 +7,14 @@ fn airlock() -> Airlock {
     Airlock::new(env!("CARGO_BIN_EXE_airlock"))
 }
 
+/// `airlock run --policy <a file holding policy> -- cmd...`.
+fn run_policy(a: &Airlock, policy: &str, cmd: &[&str]) -> std::process::Output {
+    let p = policy_file(policy);
+    let mut args = vec!["run", "--policy", p.path().to_str().unwrap(), "--"];
+    args.extend_from_slice(cmd);
+    a.run(args)
+}
+
 fn policy_file(body: &str) -> tempfile::NamedTempFile {
     let mut f = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
     f.write_all(body.as_bytes()).unwrap();
@@ -45,17 +53,11 @@ fn default_profile_runs_unprivileged_under_seccomp() {
 #[test]
 fn an_explicitly_unconfined_root_policy_is_honoured() {
     let a = airlock();
-    let p =
-        policy_file("[process]\nuser = \"root\"\nseccomp = \"unconfined\"\nno_new_privs = false\n");
-    let out = a.run([
-        "run",
-        "--policy",
-        p.path().to_str().unwrap(),
-        "--",
-        "sh",
-        "-c",
-        "id -u; grep -E '^Seccomp:' /proc/self/status",
-    ]);
+    let out = run_policy(
+        &a,
+        "[process]\nuser = \"root\"\nseccomp = \"unconfined\"\nno_new_privs = false\n",
+        &["sh", "-c", "id -u; grep -E '^Seccomp:' /proc/self/status"],
+    );
     assert!(out.status.success(), "stderr: {}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "0\nSeccomp:\t0\n");
     a.assert_clean();
@@ -64,15 +66,7 @@ fn an_explicitly_unconfined_root_policy_is_honoured() {
 #[test]
 fn the_policy_timeout_stops_the_sandbox() {
     let a = airlock();
-    let p = policy_file("[sandbox]\ntimeout = \"2s\"\n");
-    let out = a.run([
-        "run",
-        "--policy",
-        p.path().to_str().unwrap(),
-        "--",
-        "sleep",
-        "1000",
-    ]);
+    let out = run_policy(&a, "[sandbox]\ntimeout = \"2s\"\n", &["sleep", "1000"]);
     assert_eq!(out.status.code(), Some(124));
     assert!(
         text(&out.stderr).contains("reached its time limit of 2 s (sandbox.timeout)"),
@@ -146,19 +140,14 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 #[test]
 fn a_memory_hog_is_oom_killed_inside_the_guest_and_reported() {
     let a = airlock();
-    let p = policy_file("[sandbox]\nmemory = \"128MiB\"\n");
     // Three 60 MiB buffers in a 128 MiB guest: the guest kernel must kill one.
     let script = "for i in 1 2 3; do dd if=/dev/zero of=/dev/null bs=60M count=20 2>/dev/null & done; \
                   wait; echo survived";
-    let out = a.run([
-        "run",
-        "--policy",
-        p.path().to_str().unwrap(),
-        "--",
-        "sh",
-        "-c",
-        script,
-    ]);
+    let out = run_policy(
+        &a,
+        "[sandbox]\nmemory = \"128MiB\"\n",
+        &["sh", "-c", script],
+    );
     assert!(out.status.success(), "stderr: {}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "survived\n", "the shell itself lives on");
     let err = text(&out.stderr);
@@ -178,19 +167,14 @@ fn a_memory_hog_is_oom_killed_inside_the_guest_and_reported() {
 #[test]
 fn landlock_keeps_even_a_root_workload_writing_only_where_it_may() {
     let a = airlock();
-    let p = policy_file("extends = \"default\"\n[process]\nuser = \"root\"\n");
     let script = "id -u; touch /etc/evil 2>&1; echo etc=$?; touch /tmp/ok && echo tmp=ok; \
                   touch /workspace/ok && echo ws=ok; touch /root/ok && echo home=ok; \
                   echo x > /dev/null && echo devnull=ok";
-    let out = a.run([
-        "run",
-        "--policy",
-        p.path().to_str().unwrap(),
-        "--",
-        "sh",
-        "-c",
-        script,
-    ]);
+    let out = run_policy(
+        &a,
+        "extends = \"default\"\n[process]\nuser = \"root\"\n",
+        &["sh", "-c", script],
+    );
     assert!(out.status.success(), "stderr: {}", text(&out.stderr));
     let stdout = text(&out.stdout);
     assert!(stdout.starts_with("0\n"), "{stdout}");
@@ -209,16 +193,11 @@ fn landlock_keeps_even_a_root_workload_writing_only_where_it_may() {
 #[test]
 fn policy_limits_size_the_vm() {
     let a = airlock();
-    let p = policy_file("[sandbox]\ncpus = 2\nmemory = \"300MiB\"\n");
-    let out = a.run([
-        "run",
-        "--policy",
-        p.path().to_str().unwrap(),
-        "--",
-        "sh",
-        "-c",
-        "nproc; grep MemTotal /proc/meminfo",
-    ]);
+    let out = run_policy(
+        &a,
+        "[sandbox]\ncpus = 2\nmemory = \"300MiB\"\n",
+        &["sh", "-c", "nproc; grep MemTotal /proc/meminfo"],
+    );
     assert!(out.status.success(), "stderr: {}", text(&out.stderr));
     let stdout = text(&out.stdout);
     assert!(stdout.starts_with("2\n"), "{stdout}");
@@ -233,8 +212,7 @@ fn policy_limits_size_the_vm() {
 #[test]
 fn a_policy_the_build_cannot_enforce_is_refused() {
     let a = airlock();
-    let p = policy_file("[sandbox]\nimage = \"nosuch\"\n");
-    let out = a.run(["run", "--policy", p.path().to_str().unwrap(), "--", "true"]);
+    let out = run_policy(&a, "[sandbox]\nimage = \"nosuch\"\n", &["true"]);
     assert_eq!(out.status.code(), Some(125));
     let err = text(&out.stderr);
     assert!(
@@ -273,21 +251,16 @@ fn an_invalid_policy_lists_every_error_and_boots_nothing() {
 #[test]
 fn a_fork_bomb_hits_the_pids_limit_and_airlock_returns() {
     let a = airlock();
-    let p = policy_file("[sandbox]\npids = 40\ntimeout = \"120s\"\n");
     // Only shell builtins after the bomb: the command's own group is full.
     let script = "read cg < /proc/self/cgroup; read max < /sys/fs/cgroup${cg#0::}/pids.max; \
                   echo \"limit $max\"; bomb() { bomb | bomb & }; bomb 2>/dev/null; \
                   i=0; while [ $i -lt 3000 ]; do i=$((i+1)); done; \
                   read ev < /sys/fs/cgroup${cg#0::}/pids.events; echo \"$ev\"";
-    let out = a.run([
-        "run",
-        "--policy",
-        p.path().to_str().unwrap(),
-        "--",
-        "sh",
-        "-c",
-        script,
-    ]);
+    let out = run_policy(
+        &a,
+        "[sandbox]\npids = 40\ntimeout = \"120s\"\n",
+        &["sh", "-c", script],
+    );
     assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
     let stdout = text(&out.stdout);
     assert!(stdout.starts_with("limit 40\nmax "), "{stdout}");
@@ -457,14 +430,7 @@ fn build_probe(dir: &std::path::Path) {
 }
 
 fn probe(a: &Airlock, policy: &str) -> std::collections::BTreeMap<String, i32> {
-    let p = policy_file(policy);
-    let out = a.run([
-        "run",
-        "--policy",
-        p.path().to_str().unwrap(),
-        "--",
-        "/workspace/probe",
-    ]);
+    let out = run_policy(a, policy, &["/workspace/probe"]);
     assert!(out.status.success(), "stderr: {}", text(&out.stderr));
     text(&out.stdout)
         .lines()
@@ -531,8 +497,11 @@ fn the_seccomp_profiles_refuse_kernel_attack_surface_with_eperm() {
 #[test]
 fn a_required_protection_the_host_lacks_refuses_the_run() {
     let a = airlock();
-    let p = policy_file("[sandbox]\nrequire = [\"host-cgroups\", \"kvm\"]\n");
-    let out = a.run(["run", "--policy", p.path().to_str().unwrap(), "--", "true"]);
+    let out = run_policy(
+        &a,
+        "[sandbox]\nrequire = [\"host-cgroups\", \"kvm\"]\n",
+        &["true"],
+    );
     let kvm = airlock_vm::accel::probe().accel == airlock_vm::Accel::Kvm;
     if kvm {
         assert!(out.status.success(), "{}", text(&out.stderr));
