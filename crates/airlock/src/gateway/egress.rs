@@ -8,19 +8,14 @@ use airlock_audit::{Decision, Event, NetInfo, Source};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::os::fd::FromRawFd;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 /// What the supervisor tells the egress gateway.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EgressSpec {
-    /// The policy text.
-    pub policy_text: String,
-    /// Where it came from (relative paths and `extends` resolve against it).
-    pub policy_origin: PathBuf,
-    /// The bound workspace.
-    pub workspace: Option<PathBuf>,
+    /// The policy to load.
+    pub policy: super::PolicyText,
     /// A DNS server to ask instead of the host's resolver.
     pub dns: Option<SocketAddr>,
     /// Ports on which a CONNECT must carry a matching TLS ClientHello.
@@ -142,25 +137,13 @@ pub const ALLOWED: &[libc::c_long] = &[
 
 /// `airlock __gateway egress`: returns the process exit code.
 pub fn child_main() -> u8 {
-    match run() {
-        Ok(()) => 0,
-        Err(e) => {
-            eprintln!("airlock egress gateway: {e:#}");
-            125
-        }
-    }
+    super::child_main("egress", run)
 }
 
 fn run() -> anyhow::Result<()> {
     use anyhow::Context;
     let spec: EgressSpec = super::read_spec()?;
-    let policy = airlock_policy::PolicySource {
-        text: spec.policy_text,
-        origin: spec.policy_origin,
-        workspace: spec.workspace,
-    }
-    .load()
-    .map_err(|e| anyhow::anyhow!("loading the policy: {e}"))?;
+    let policy = spec.policy.clone().load()?;
     // SAFETY: the supervisor placed the listening unix socket at fd 3 for us, and nothing else
     // in this process owns fd 3.
     let listener = unsafe { std::os::unix::net::UnixListener::from_raw_fd(3) };

@@ -20,12 +20,8 @@ use std::sync::Arc;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FsSpec {
-    /// The policy text.
-    pub policy_text: String,
-    /// Where it came from.
-    pub policy_origin: PathBuf,
-    /// The bound workspace.
-    pub workspace: Option<PathBuf>,
+    /// The policy to load.
+    pub policy: super::PolicyText,
     /// The directory served.
     pub host_dir: PathBuf,
     /// Its guest mount point.
@@ -207,25 +203,13 @@ const KEEP_CAPS: &[u32] = &[0, 1, 3, 4, 6, 7];
 
 /// `airlock __gateway fs`: returns the process exit code.
 pub fn child_main() -> u8 {
-    match run() {
-        Ok(()) => 0,
-        Err(e) => {
-            eprintln!("airlock fs gateway: {e:#}");
-            125
-        }
-    }
+    super::child_main("fs", run)
 }
 
 fn run() -> anyhow::Result<()> {
     use anyhow::Context;
     let spec: FsSpec = super::read_spec()?;
-    let policy = airlock_policy::PolicySource {
-        text: spec.policy_text.clone(),
-        origin: spec.policy_origin.clone(),
-        workspace: spec.workspace.clone(),
-    }
-    .load()
-    .map_err(|e| anyhow::anyhow!("loading the policy: {e}"))?;
+    let policy = spec.policy.clone().load()?;
     let host_dir = std::fs::canonicalize(&spec.host_dir)
         .with_context(|| format!("share {}", spec.host_dir.display()))?;
     // An overlay share opens its overlay's metadata beside the copy: bind the overlay dir.

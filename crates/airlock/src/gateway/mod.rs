@@ -35,6 +35,53 @@ impl JsonLines {
     }
 }
 
+/// The policy a gateway loads: the source of the supervisor's policy, as text.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyText {
+    /// The policy text.
+    pub text: String,
+    /// Where it came from (relative paths and `extends` resolve against it).
+    pub origin: PathBuf,
+    /// The bound workspace.
+    pub workspace: Option<PathBuf>,
+}
+
+impl PolicyText {
+    /// The source of `policy`.
+    pub fn of(policy: &airlock_policy::Policy) -> PolicyText {
+        let s = policy.source();
+        PolicyText {
+            text: s.text.clone(),
+            origin: s.origin.clone(),
+            workspace: s.workspace.clone(),
+        }
+    }
+
+    /// Loads the same policy in this process.
+    pub fn load(self) -> anyhow::Result<airlock_policy::Policy> {
+        airlock_policy::PolicySource {
+            text: self.text,
+            origin: self.origin,
+            workspace: self.workspace,
+        }
+        .load()
+        .map_err(|e| anyhow::anyhow!("loading the policy: {e}"))
+    }
+}
+
+/// A gateway process's `main`: runs `run` and maps an error to exit code 125 with its chain on
+/// stderr (the gateway's log).
+pub fn child_main(name: &str, run: fn() -> anyhow::Result<()>) -> u8 {
+    match run() {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("airlock {name} gateway: {e:#}");
+            125
+        }
+    }
+}
+
 /// In a gateway process: reads its spec (JSON, at most 16 MiB) from stdin to end of file.
 pub fn read_spec<T: serde::de::DeserializeOwned>() -> anyhow::Result<T> {
     use anyhow::Context;

@@ -275,11 +275,8 @@ impl Sandbox {
                     ));
                 }
             };
-            let source = config.policy.source();
             let spec = crate::gateway::egress::EgressSpec {
-                policy_text: source.text.clone(),
-                policy_origin: source.origin.clone(),
-                workspace: source.workspace.clone(),
+                policy: crate::gateway::PolicyText::of(&config.policy),
                 dns,
                 tls_ports: config.tls_ports.clone(),
             };
@@ -318,11 +315,8 @@ impl Sandbox {
             std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o711))
                 .map_err(|e| fail(format!("{}: {e}", dir.display())))?;
             let socket = dir.join("sock");
-            let source = config.policy.source();
             let spec = crate::gateway::fs::FsSpec {
-                policy_text: source.text.clone(),
-                policy_origin: source.origin.clone(),
-                workspace: source.workspace.clone(),
+                policy: crate::gateway::PolicyText::of(&config.policy),
                 host_dir: share.host_dir.clone(),
                 guest_path: share.guest_path.clone(),
                 mode: share.mode,
