@@ -198,8 +198,12 @@ pub fn filters(profile: SeccompProfile) -> Result<Vec<BpfProgram>, seccompiler::
         rules.insert(
             libc::SYS_socket,
             vec![
-                SeccompRule::new(vec![cond(0, SeccompCmpOp::Eq, af_packet)?])
-                    .map_err(seccompiler::Error::Backend)?,
+                // 32 bits: the kernel reads the domain as an int, so high bits must not hide it.
+                SeccompRule::new(vec![
+                    SeccompCondition::new(0, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, af_packet)
+                        .map_err(seccompiler::Error::Backend)?,
+                ])
+                .map_err(seccompiler::Error::Backend)?,
                 // The type argument carries SOCK_CLOEXEC/SOCK_NONBLOCK in its high bits.
                 SeccompRule::new(vec![cond(1, SeccompCmpOp::MaskedEq(0xf), raw)?])
                     .map_err(seccompiler::Error::Backend)?,

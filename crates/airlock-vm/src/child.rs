@@ -2,15 +2,19 @@
 
 use std::io;
 
-/// Makes `cmd` die with its parent and keeps it out of the terminal's process group, so a Ctrl-C
-/// reaches airlock (which forwards it to the guest) instead of killing the VM under it.
+/// Makes `cmd` die with its parent and puts it in a session of its own, without a controlling
+/// terminal: a Ctrl-C reaches airlock (which forwards it to the guest) instead of killing the VM
+/// under it, and a compromised helper cannot open `/dev/tty` to inject keystrokes.
 pub fn contain(cmd: &mut tokio::process::Command) {
-    cmd.process_group(0).kill_on_drop(true);
-    // SAFETY: runs in the child between fork and exec; prctl and getppid are async-signal-safe and
-    // the closure touches no shared memory.
+    cmd.kill_on_drop(true);
+    // SAFETY: runs in the child between fork and exec; setsid, prctl and getppid are
+    // async-signal-safe and the closure touches no shared memory.
     // JUSTIFICATION: nix's prctl module lacks PR_SET_PDEATHSIG on all supported versions we use.
     unsafe {
         cmd.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(io::Error::last_os_error());
+            }
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                 return Err(io::Error::last_os_error());
             }

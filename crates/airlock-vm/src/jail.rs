@@ -52,6 +52,8 @@ const DENY: &[(libc::c_long, &str)] = &[
     (libc::SYS_move_mount, "new mount API"),
     (libc::SYS_fsopen, "new mount API"),
     (libc::SYS_fsmount, "new mount API"),
+    (libc::SYS_fspick, "new mount API"),
+    (libc::SYS_mount_setattr, "new mount API"),
     (libc::SYS_unshare, "new namespaces"),
     (libc::SYS_setns, "joining namespaces"),
     (libc::SYS_keyctl, "kernel keyring"),
@@ -86,10 +88,61 @@ pub fn deny_list() -> impl Iterator<Item = (libc::c_long, &'static str)> {
     DENY.iter().copied()
 }
 
-/// Our seccomp filter for the engine.
+/// Every `CLONE_NEW*` flag: `clone` with any of them makes namespaces (as `unshare` does).
+pub const CLONE_NS_FLAGS: u64 = (libc::CLONE_NEWNS
+    | libc::CLONE_NEWUSER
+    | libc::CLONE_NEWPID
+    | libc::CLONE_NEWNET
+    | libc::CLONE_NEWUTS
+    | libc::CLONE_NEWIPC
+    | libc::CLONE_NEWCGROUP) as u64;
+
+fn filter_err(e: impl std::fmt::Display) -> io::Error {
+    io::Error::other(format!("seccomp filter: {e}"))
+}
+
+/// `clone3` answers ENOSYS: its flags live in memory a filter cannot read, and libc then falls
+/// back to `clone`, whose flags the other filters check.
+pub fn clone3_enosys() -> io::Result<BpfProgram> {
+    let rules: BTreeMap<i64, Vec<SeccompRule>> = [(libc::SYS_clone3, Vec::new())].into();
+    SeccompFilter::new(
+        rules,
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::ENOSYS as u32),
+        TargetArch::x86_64,
+    )
+    .map_err(filter_err)?
+    .try_into()
+    .map_err(filter_err)
+}
+
+/// Our seccomp filters for the engine (and the vsock backend): the deny-list, `clone` with
+/// namespace flags, and `clone3` (ENOSYS).
+pub fn engine_filters() -> io::Result<Vec<BpfProgram>> {
+    Ok(vec![engine_filter()?, clone3_enosys()?])
+}
+
+/// The deny-list filter, with `clone` refused when it asks for new namespaces.
 pub fn engine_filter() -> io::Result<BpfProgram> {
-    let rules: BTreeMap<i64, Vec<SeccompRule>> =
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
         DENY.iter().map(|(nr, _)| (*nr, Vec::new())).collect();
+    // Matches (and is refused) unless every namespace bit is clear: expressed as "any bit set"
+    // through one rule per flag.
+    let per_flag = (0..64)
+        .map(|bit| 1u64 << bit)
+        .filter(|f| CLONE_NS_FLAGS & f != 0)
+        .map(|f| {
+            seccompiler::SeccompCondition::new(
+                0,
+                seccompiler::SeccompCmpArgLen::Qword,
+                seccompiler::SeccompCmpOp::MaskedEq(f),
+                f,
+            )
+            .map_err(filter_err)
+            .and_then(|c| SeccompRule::new(vec![c]).map_err(filter_err))
+        })
+        .collect::<io::Result<Vec<_>>>()?;
+    rules.insert(libc::SYS_clone, per_flag);
     let filter = SeccompFilter::new(
         rules,
         SeccompAction::Allow,
@@ -118,7 +171,7 @@ pub struct Jail {
     /// Files the jailed uid must own (sockets it connects to, logs and disks it writes).
     owned: Vec<CString>,
     kvm_gid: Option<libc::gid_t>,
-    filter: BpfProgram,
+    filters: Vec<BpfProgram>,
 }
 
 /// What goes into a jail.
@@ -222,7 +275,7 @@ impl Jail {
                 .map(|p| cstring(p))
                 .collect::<io::Result<_>>()?,
             kvm_gid,
-            filter: engine_filter()?,
+            filters: engine_filters()?,
         })
     }
 
@@ -241,20 +294,49 @@ impl Jail {
 }
 
 /// For a helper that keeps the caller's uid and view (the vsock backend): between fork and exec
-/// it loses every capability and gets `no_new_privs` and the engine's seccomp deny-list.
-pub fn unprivileged(cmd: &mut tokio::process::Command) -> io::Result<()> {
+/// it loses every capability, gets `no_new_privs`, the engine's seccomp filters, and Landlock
+/// lets it write only beneath `writable` (as root it still owns every root file otherwise).
+pub fn unprivileged(cmd: &mut tokio::process::Command, writable: &Path) -> io::Result<()> {
+    use landlock::{
+        ABI, AccessFs, CompatLevel, Compatible, PathBeneath, PathFd, Ruleset, RulesetAttr,
+        RulesetCreatedAttr,
+    };
+    let fail = |e: &dyn std::fmt::Display| io::Error::other(format!("landlock: {e}"));
+    let ruleset = Ruleset::default()
+        .set_compatibility(CompatLevel::BestEffort)
+        .handle_access(AccessFs::from_write(ABI::V3))
+        .map_err(|e| fail(&e))?
+        .create()
+        .map_err(|e| fail(&e))?
+        .add_rule(PathBeneath::new(
+            PathFd::new(writable).map_err(|e| fail(&e))?,
+            AccessFs::from_write(ABI::V3),
+        ))
+        .map_err(|e| fail(&e))?;
+    let landlock: Option<std::os::fd::OwnedFd> = ruleset.into();
     let jail = Jail {
         root: CString::default(),
         binds: Vec::new(),
         owned: Vec::new(),
         kvm_gid: None,
-        filter: engine_filter()?,
+        filters: engine_filters()?,
     };
     // SAFETY: runs between fork and exec; `drop_privileges` makes only raw, async-signal-safe
     // syscalls on data prepared here.
     // JUSTIFICATION: privileges must be dropped between fork and exec of the helper.
     unsafe {
-        cmd.pre_exec(move || drop_privileges(None, &jail));
+        cmd.pre_exec(move || {
+            drop_privileges(None, &jail)?;
+            if let Some(fd) = &landlock {
+                use std::os::fd::AsRawFd;
+                // no_new_privs is set: restricting needs nothing more.
+                let rc = libc::syscall(libc::SYS_landlock_restrict_self, fd.as_raw_fd(), 0);
+                if rc != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
     }
     Ok(())
 }
@@ -296,7 +378,10 @@ fn enter(jail: &Jail) -> io::Result<()> {
     // SAFETY: unshare takes flags only.
     if unsafe { libc::unshare(ns) } != 0 {
         let err = io::Error::last_os_error();
-        if err.raw_os_error() != Some(libc::EPERM) {
+        // As root a refusal means a confined host (a container, a systemd unit): fail closed
+        // rather than run the engine as root outside its namespaces.
+        // SAFETY: geteuid takes no arguments.
+        if err.raw_os_error() != Some(libc::EPERM) || unsafe { libc::geteuid() } == 0 {
             return Err(err);
         }
         return drop_privileges(None, jail);
@@ -334,9 +419,12 @@ fn enter(jail: &Jail) -> io::Result<()> {
     let ro = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID;
     mount(None, c"/", ro)?;
     // Fork so that the engine is PID 1 of the new pid namespace.
-    // SAFETY: this process is single-threaded (a fresh fork), so fork is safe; both sides only
-    // make async-signal-safe calls afterwards.
-    let child = unsafe { libc::fork() };
+    // A raw clone (fork semantics, no atfork handlers: glibc's would take malloc locks another
+    // thread of the parent may have held at the first fork).
+    // SAFETY: clone with SIGCHLD and no stack or pointers behaves as fork; this process is
+    // single-threaded; both sides only make async-signal-safe calls afterwards.
+    let child = unsafe { libc::syscall(libc::SYS_clone, libc::SIGCHLD, 0, 0, 0, 0) };
+    let child = libc::pid_t::try_from(child).unwrap_or(-1);
     if child < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -409,7 +497,10 @@ fn drop_privileges(uid: Option<u32>, jail: &Jail) -> io::Result<()> {
         }
         check(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))?;
     }
-    seccompiler::apply_filter(&jail.filter).map_err(|_| io::Error::from_raw_os_error(libc::EPERM))
+    for f in &jail.filters {
+        seccompiler::apply_filter(f).map_err(|_| io::Error::from_raw_os_error(libc::EPERM))?;
+    }
+    Ok(())
 }
 
 /// `_LINUX_CAPABILITY_VERSION_3`: 64-bit capability sets in two `CapData` words.
@@ -438,6 +529,7 @@ mod tests {
     #[test]
     fn filter_compiles_and_names_every_call() {
         assert!(!engine_filter().unwrap().is_empty());
+        assert_eq!(engine_filters().unwrap().len(), 2);
         assert!(deny_list().all(|(_, why)| !why.is_empty()));
     }
 

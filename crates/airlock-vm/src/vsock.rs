@@ -97,7 +97,7 @@ impl VsockBackend {
             .stderr(log);
         contain(&mut cmd);
         // It parses the guest's virtqueues: no capabilities, no_new_privs, the engine's filter.
-        crate::jail::unprivileged(&mut cmd).map_err(io("preparing the backend's filter"))?;
+        crate::jail::unprivileged(&mut cmd, dir).map_err(io("preparing the backend's jail"))?;
         let mut child = cmd
             .spawn()
             .map_err(io(format!("starting {}", binary.display())))?;

@@ -156,7 +156,30 @@ pub struct QemuVm {
     group: Option<Arc<EngineGroup>>,
 }
 
+impl Drop for QemuVm {
+    fn drop(&mut self) {
+        // kill_on_drop reaches the jail's intermediate; QEMU itself must not rely on its
+        // parent-death signal (it could have cleared it).
+        self.kill_engine();
+    }
+}
+
 impl QemuVm {
+    /// SIGKILLs QEMU itself (the jail's PID 1), not only the intermediate that waits for it.
+    fn kill_engine(&self) {
+        let (Some(spawned), Some(engine)) = (self.child.id(), self.pid()) else {
+            return;
+        };
+        if engine != spawned
+            && let Ok(pid) = i32::try_from(engine)
+        {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+
     /// The host cgroup(s) limiting the engine, if any.
     pub fn host_group(&self) -> Option<&EngineGroup> {
         self.group.as_deref()
@@ -193,6 +216,7 @@ impl Vm for QemuVm {
             .await
             .is_err()
         {
+            self.kill_engine();
             self.child.kill().await.map_err(EngineError::Control)?;
         }
         Ok(())

@@ -44,8 +44,10 @@ pub const BASE: &[libc::c_long] = &[
     libc::SYS_ioctl,
     libc::SYS_fcntl,
     libc::SYS_futex,
+    // Only without namespace flags (see `allow_list`); clone3 answers ENOSYS.
     libc::SYS_clone,
-    libc::SYS_clone3,
+    // Installing the clone3 filter after this one (filters only ever restrict further).
+    libc::SYS_seccomp,
     libc::SYS_set_robust_list,
     libc::SYS_rseq,
     libc::SYS_sched_getaffinity,
@@ -107,7 +109,7 @@ pub fn confine(allowed: &[libc::c_long]) -> io::Result<Confined> {
         nix::unistd::geteuid().as_raw()
     };
     let filter = allow_list(allowed)?;
-    seccompiler::apply_filter(&filter).map_err(|e| io::Error::other(format!("seccomp: {e}")))?;
+    apply(&filter)?;
     Ok(Confined {
         uid,
         landlock,
@@ -149,13 +151,38 @@ pub fn status_name(status: landlock::RulesetStatus) -> &'static str {
     }
 }
 
+/// Installs `filter`, then one that answers `clone3` with ENOSYS (installed last, so its errno
+/// wins), so threads are made with `clone`, whose flags the allow-list checks.
+pub fn apply(filter: &BpfProgram) -> io::Result<()> {
+    let clone3 = airlock_vm::jail::clone3_enosys()?;
+    for f in [filter, &clone3] {
+        seccompiler::apply_filter(f).map_err(|e| io::Error::other(format!("seccomp: {e}")))?;
+    }
+    Ok(())
+}
+
+fn arg0(op: seccompiler::SeccompCmpOp, value: u64) -> io::Result<SeccompRule> {
+    let c = seccompiler::SeccompCondition::new(0, seccompiler::SeccompCmpArgLen::Qword, op, value)
+        .map_err(|e| io::Error::other(format!("seccomp rule: {e}")))?;
+    SeccompRule::new(vec![c]).map_err(|e| io::Error::other(format!("seccomp rule: {e}")))
+}
+
 /// A filter that allows exactly [`BASE`] and `allowed` and answers everything else with EPERM.
+/// `clone` is allowed only without namespace flags, `unshare` only for `CLONE_FS` (the fs
+/// gateway's threads keep their own umask and cwd).
 pub fn allow_list(allowed: &[libc::c_long]) -> io::Result<BpfProgram> {
-    let rules: BTreeMap<i64, Vec<SeccompRule>> = BASE
-        .iter()
-        .chain(allowed)
-        .map(|nr| (*nr, Vec::new()))
-        .collect();
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
+    for &nr in BASE.iter().chain(allowed) {
+        let conditions = match nr {
+            libc::SYS_clone => vec![arg0(
+                seccompiler::SeccompCmpOp::MaskedEq(airlock_vm::jail::CLONE_NS_FLAGS),
+                0,
+            )?],
+            libc::SYS_unshare => vec![arg0(seccompiler::SeccompCmpOp::Eq, libc::CLONE_FS as u64)?],
+            _ => Vec::new(),
+        };
+        rules.insert(nr, conditions);
+    }
     SeccompFilter::new(
         rules,
         SeccompAction::Errno(libc::EPERM as u32),

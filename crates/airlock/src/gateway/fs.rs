@@ -232,13 +232,23 @@ fn run() -> anyhow::Result<()> {
             .context("building the gateway's mount jail")?;
         keep_only_caps(KEEP_CAPS).context("dropping capabilities")?;
     }
-    let landlock = writes_only_beneath(&[&bind_dir, &socket_dir]).context("Landlock")?;
+    // Writes only to what is served (not the overlay's metadata beside a copy; nothing of a
+    // read-only share) and the socket's directory.
+    let writable: Vec<&Path> = if read_only {
+        vec![&socket_dir]
+    } else {
+        vec![&host_dir, &socket_dir]
+    };
+    let landlock = writes_only_beneath(&writable).context("Landlock")?;
+    if root && landlock == "not enforced" {
+        anyhow::bail!("Landlock is not available: refusing to serve a share as root without it");
+    }
     // SAFETY: prctl with integer arguments.
     if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
         return Err(io::Error::last_os_error()).context("no_new_privs");
     }
     let filter = super::confine::allow_list(ALLOWED)?;
-    seccompiler::apply_filter(&filter).map_err(|e| anyhow::anyhow!("seccomp: {e}"))?;
+    super::confine::apply(&filter)?;
     eprintln!(
         "airlock fs gateway: {} {}; mount jail {}, Landlock {landlock}, seccomp allow-list of {} \
          syscalls",
@@ -353,11 +363,12 @@ fn enter_mount_jail(
     }
     let proc_dir = root.join("proc");
     std::fs::create_dir_all(&proc_dir)?;
+    // Read-only: the gateway needs /proc/self/fd, never to write to /proc/sys or sysrq.
     mount(
         Some("proc"),
         &proc_dir,
         Some("proc"),
-        libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+        libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC | libc::MS_RDONLY,
         None,
     )?;
     let root_c = c(root)?;

@@ -51,8 +51,21 @@ impl StateDir {
             .mode(0o700)
             .create(&root)
             .map_err(err(&root))?;
-        // A shared /tmp root must not be someone else's.
-        let meta = std::fs::metadata(&root).map_err(err(&root))?;
+        // A shared /tmp root must not be someone else's: not a link, owned by us.
+        let meta = std::fs::symlink_metadata(&root).map_err(err(&root))?;
+        {
+            use std::os::unix::fs::MetadataExt;
+            if !meta.is_dir() || meta.uid() != nix::unistd::geteuid().as_raw() {
+                return Err(SandboxError::State {
+                    path: root.clone(),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::PermissionDenied,
+                        "the state root is not a directory owned by this user; remove it or set \
+                         AIRLOCK_STATE_DIR",
+                    ),
+                });
+            }
+        }
         if meta.permissions().mode() & 0o022 != 0 {
             std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o700))
                 .map_err(err(&root))?;
