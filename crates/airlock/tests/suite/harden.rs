@@ -280,7 +280,9 @@ fn the_engine_runs_jailed_unprivileged_and_under_seccomp_filters() {
     use std::io::BufRead;
     let a = airlock();
     let mut child = a
-        .command(["run", "--", "sh", "-c", "echo started; sleep 5"])
+        // Lives until its stdin closes: the test ends it when it has looked.
+        .command(["run", "--", "sh", "-c", "echo started; read _ || true"])
+        .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -413,6 +415,7 @@ fn the_engine_runs_jailed_unprivileged_and_under_seccomp_filters() {
         assert_eq!(memory, (1024u64 * 1024 * 1024).to_string());
         assert_eq!(pids, "256");
     }
+    drop(child.stdin.take());
     assert!(child.wait().unwrap().success());
     a.assert_clean();
 }
@@ -525,7 +528,15 @@ fn the_egress_gateway_runs_in_its_own_jailed_process() {
     use std::io::BufRead;
     let a = airlock();
     let mut child = a
-        .command(["run", "--keep", "--", "sh", "-c", "echo started; sleep 4"])
+        .command([
+            "run",
+            "--keep",
+            "--",
+            "sh",
+            "-c",
+            "echo started; read _ || true",
+        ])
+        .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -557,6 +568,7 @@ fn the_egress_gateway_runs_in_its_own_jailed_process() {
         assert!(uid >= airlock_vm::jail::JAIL_UID_BASE, "own uid: {uid}");
         assert_eq!(field("CapBnd:"), "0000000000000000", "{status}");
     }
+    drop(child.stdin.take());
     assert!(child.wait().unwrap().success());
     let log = walk(a.state_dir())
         .into_iter()
@@ -593,8 +605,9 @@ fn the_fs_gateway_sees_only_its_share_and_keeps_only_file_capabilities() {
             "--",
             "sh",
             "-c",
-            "cat /workspace/hello; echo; sleep 4",
+            "cat /workspace/hello; echo; read _ || true",
         ])
+        .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -634,6 +647,7 @@ fn the_fs_gateway_sees_only_its_share_and_keeps_only_file_capabilities() {
         let inside = format!("/proc/{pid}/root{}", share.display());
         assert!(std::path::Path::new(&inside).join("hello").exists());
     }
+    drop(child.stdin.take());
     assert!(child.wait().unwrap().success());
     a.assert_clean();
 }
