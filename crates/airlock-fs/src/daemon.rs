@@ -234,16 +234,17 @@ impl FsGateway {
         events: Arc<dyn FsEvents>,
         options: GatewayOptions,
     ) -> Result<FsGateway, FsError> {
+        // Checked before listening, so a bad share never leaves a socket behind.
         let prepared = prepare(&share, &policy)?;
-        let mut gate = Gate::new(
-            policy,
-            &prepared.guest,
-            share.mode,
-            Some(prepared.root.as_str()),
-        );
-        if let Some(origin) = &prepared.origin {
-            gate = gate.with_host_alias(origin);
-        }
+        let (gateway, binder) = Self::start_unbound(socket, options.threads)?;
+        binder.bind_prepared(prepared, policy, share.mode, events, options.owner_map)?;
+        Ok(gateway)
+    }
+
+    /// Listens on `socket` and serves the vhost-user connection with no share yet: QEMU can
+    /// connect and the guest can boot, while every FUSE request is answered `ENODEV` until the
+    /// returned [`Binder`] binds a share. `threads` workers start at binding.
+    pub fn start_unbound(socket: &Path, threads: usize) -> Result<(FsGateway, Binder), FsError> {
         let listener = Listener::new(socket, true).map_err(|e| FsError::Listen {
             path: socket.to_owned(),
             reason: e.to_string(),
@@ -254,44 +255,36 @@ impl FsGateway {
                 source,
             },
         )?;
-        let span = tracing::info_span!(
-            "fs_gateway",
-            mount = %prepared.guest,
-            socket = %socket.display(),
-        );
+        let span = tracing::info_span!("fs_gateway", socket = %socket.display());
+        let device = Arc::new(FsDevice::unbound(threads, span.clone()).map_err(FsError::Device)?);
         let (ready_tx, ready_rx) = sync_channel::<Result<(), FsError>>(1);
         let (done_tx, done_rx) = sync_channel::<()>(1);
+        let serving = Arc::clone(&device);
+        let thread_span = span.clone();
         let thread = std::thread::Builder::new()
             .name("airlock-fs".to_owned())
             .spawn(move || {
-                let _enter = span.enter();
-                serve(
-                    listener,
-                    prepared,
-                    gate,
-                    events,
-                    options,
-                    &ready_tx,
-                    span.clone(),
-                );
+                let _enter = thread_span.enter();
+                serve(listener, serving, &ready_tx);
                 drop(done_tx);
             })
             .map_err(FsError::Thread)?;
-        match ready_rx.recv() {
-            Ok(Ok(())) => Ok(FsGateway {
+        let gateway = match ready_rx.recv() {
+            Ok(Ok(())) => FsGateway {
                 socket: socket.to_owned(),
                 thread: Some(thread),
                 done: done_rx,
-            }),
+            },
             Ok(Err(e)) => {
                 let _ = thread.join();
-                Err(e)
+                return Err(e);
             }
             Err(_) => {
                 let _ = thread.join();
-                Err(FsError::Died)
+                return Err(FsError::Died);
             }
-        }
+        };
+        Ok((gateway, Binder { device, span }))
     }
 
     /// The vhost-user socket path.
@@ -458,42 +451,20 @@ pub fn passthrough_config(root: &str, guest_fd_limit: u64) -> passthrough::Confi
     }
 }
 
-/// Body of the gateway thread.
+/// Body of the gateway thread: accepts the one frontend and serves it until it goes away.
 fn serve(
     mut listener: Listener,
-    prepared: Prepared,
-    gate: Gate,
-    events: Arc<dyn FsEvents>,
-    options: GatewayOptions,
+    device: Arc<Device>,
     ready: &std::sync::mpsc::SyncSender<Result<(), FsError>>,
-    span: tracing::Span,
 ) {
-    let setup = || -> Result<_, FsError> {
-        // PassthroughFs::new sets the umask to 0: keep that to this thread and its workers.
-        sys::unshare_fs().map_err(FsError::Unshare)?;
-        let mut cfg = passthrough_config(&prepared.root, sys::guest_fd_budget());
-        if let Some(map) = &options.owner_map {
-            map.apply(&mut cfg);
-        }
-        let fs = PassthroughFs::new(cfg).map_err(|source| FsError::Passthrough {
-            path: PathBuf::from(&prepared.root),
-            source,
-        })?;
-        let gated = GatedFs::new(fs, gate, events);
-        let device =
-            Arc::new(FsDevice::new(gated, options.threads, span.clone()).map_err(FsError::Device)?);
-        let daemon = VhostUserDaemon::new(
-            "airlock-fs".to_owned(),
-            Arc::clone(&device),
-            GuestMemoryAtomic::new(GuestMemoryMmap::new()),
-        )
-        .map_err(|e| FsError::Daemon(e.to_string()))?;
-        Ok((device, daemon))
-    };
-    let (device, mut daemon) = match setup() {
-        Ok(v) => v,
+    let mut daemon = match VhostUserDaemon::new(
+        "airlock-fs".to_owned(),
+        Arc::clone(&device),
+        GuestMemoryAtomic::new(GuestMemoryMmap::new()),
+    ) {
+        Ok(d) => d,
         Err(e) => {
-            let _ = ready.send(Err(e));
+            let _ = ready.send(Err(FsError::Daemon(e.to_string())));
             return;
         }
     };
@@ -518,6 +489,75 @@ fn serve(
     drop(daemon);
     device.shutdown();
     drop(listener);
+}
+
+type Device = FsDevice<GatedFs<PassthroughFs>>;
+
+/// Binds a share to a gateway started with [`FsGateway::start_unbound`].
+pub struct Binder {
+    device: Arc<Device>,
+    span: tracing::Span,
+}
+
+impl std::fmt::Debug for Binder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Binder")
+            .field("bound", &self.device.is_bound())
+            .finish()
+    }
+}
+
+impl Binder {
+    /// Checks `share` against the host and `policy`, opens it, and serves it from now on.
+    /// The workers start on a thread spawned here, so they inherit the caller's credentials
+    /// and Landlock domain: confine the calling thread first.
+    pub fn bind(
+        self,
+        share: Share,
+        policy: Arc<Policy>,
+        events: Arc<dyn FsEvents>,
+        owner_map: Option<OwnerMap>,
+    ) -> Result<(), FsError> {
+        let prepared = prepare(&share, &policy)?;
+        self.bind_prepared(prepared, policy, share.mode, events, owner_map)
+    }
+
+    fn bind_prepared(
+        self,
+        prepared: Prepared,
+        policy: Arc<Policy>,
+        mode: MountMode,
+        events: Arc<dyn FsEvents>,
+        owner_map: Option<OwnerMap>,
+    ) -> Result<(), FsError> {
+        let mut gate = Gate::new(policy, &prepared.guest, mode, Some(prepared.root.as_str()));
+        if let Some(origin) = &prepared.origin {
+            gate = gate.with_host_alias(origin);
+        }
+        let span = tracing::info_span!(parent: &self.span, "bind", mount = %prepared.guest);
+        let device = self.device;
+        let thread = std::thread::Builder::new()
+            .name("airlock-fs-bind".to_owned())
+            .spawn(move || -> Result<(), FsError> {
+                let _enter = span.enter();
+                // PassthroughFs::new sets the umask to 0: keep that to this thread and its
+                // workers.
+                sys::unshare_fs().map_err(FsError::Unshare)?;
+                let mut cfg = passthrough_config(&prepared.root, sys::guest_fd_budget());
+                if let Some(map) = &owner_map {
+                    map.apply(&mut cfg);
+                }
+                let fs = PassthroughFs::new(cfg).map_err(|source| FsError::Passthrough {
+                    path: PathBuf::from(&prepared.root),
+                    source,
+                })?;
+                device
+                    .bind(GatedFs::new(fs, gate, events))
+                    .map_err(FsError::Device)
+            })
+            .map_err(FsError::Thread)?;
+        thread.join().map_err(|_| FsError::Died)?
+    }
 }
 
 #[cfg(test)]

@@ -12,13 +12,18 @@
 //! Threads: `vhost-user-backend` runs one vring thread (`handle_event`), which pops descriptor
 //! chains and hands each to a small pool of worker threads; the workers decode, decide, do the
 //! I/O and return the chain. Built by `daemon.rs`.
+//!
+//! Late binding: a device may start without a filesystem ([`FsDevice::unbound`]), so a warm
+//! guest can boot with it before anyone knows the share. Until [`FsDevice::bind`], every
+//! request is answered `ENODEV`. `bind` starts the workers on the calling thread, so they
+//! inherit whatever confinement that thread took on once it knew the share.
 
 use std::io;
 use std::ops::Deref;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 use std::thread::JoinHandle;
 
 use vhost::vhost_user::message::{VhostUserProtocolFeatures, VhostUserVirtioFeatures};
@@ -29,6 +34,7 @@ use virtio_bindings::virtio_ring::{VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRE
 use virtio_queue::{DescriptorChain, QueueOwnedT};
 use virtiofsd::descriptor_utils::{Reader, Writer};
 use virtiofsd::filesystem::FileSystem;
+use virtiofsd::fuse;
 use virtiofsd::server::Server;
 use vm_memory::{
     GuestAddressSpace, GuestMemory, GuestMemoryAtomic, GuestMemoryLoadGuard, GuestMemoryMmap,
@@ -69,6 +75,9 @@ pub enum DeviceError {
     /// The event was not readable.
     #[error("unexpected event set {0:?}")]
     NotEpollIn(EventSet),
+    /// `bind` was called twice.
+    #[error("the device is already bound to a filesystem")]
+    AlreadyBound,
     /// A queue was kicked before the guest memory was mapped.
     #[error("no guest memory mapped")]
     NoMemory,
@@ -180,10 +189,12 @@ fn worker(rx: &Mutex<Receiver<Job>>) {
 
 /// The device: a FUSE server over `F` plus the virtqueue plumbing.
 pub struct FsDevice<F: FileSystem + Sync> {
-    server: Arc<Server<F>>,
+    /// Set once, by `bind`, after `pool`.
+    server: OnceLock<Arc<Server<F>>>,
     mem: RwLock<Option<MemAtomic>>,
     event_idx: AtomicBool,
-    pool: Pool,
+    pool: OnceLock<Pool>,
+    threads: usize,
     exit: Mutex<Option<(EventConsumer, EventNotifier)>>,
     span: tracing::Span,
 }
@@ -195,21 +206,50 @@ where
     /// Serves `fs` with `threads` worker threads (0: on the vring thread itself). Call on a
     /// thread that has its own filesystem attributes: the workers inherit them.
     pub fn new(fs: F, threads: usize, span: tracing::Span) -> Result<Self, DeviceError> {
+        let device = Self::unbound(threads, span)?;
+        device.bind(fs)?;
+        Ok(device)
+    }
+
+    /// A device with no filesystem yet: it answers every request `ENODEV` until
+    /// [`bind`](Self::bind).
+    pub fn unbound(threads: usize, span: tracing::Span) -> Result<Self, DeviceError> {
         let exit =
             new_event_consumer_and_notifier(EventFlag::NONBLOCK).map_err(DeviceError::ExitEvent)?;
         Ok(Self {
-            server: Arc::new(Server::new(fs)),
+            server: OnceLock::new(),
             mem: RwLock::new(None),
             event_idx: AtomicBool::new(false),
-            pool: Pool::new(threads, &span)?,
+            pool: OnceLock::new(),
+            threads,
             exit: Mutex::new(Some(exit)),
             span,
         })
     }
 
+    /// Serves `fs` from now on. The workers start here and inherit this thread's filesystem
+    /// attributes, credentials and Landlock domain.
+    pub fn bind(&self, fs: F) -> Result<(), DeviceError> {
+        if self.server.get().is_some() {
+            return Err(DeviceError::AlreadyBound);
+        }
+        let pool = Pool::new(self.threads, &self.span)?;
+        self.pool.set(pool).map_err(|_| DeviceError::AlreadyBound)?;
+        self.server
+            .set(Arc::new(Server::new(fs)))
+            .map_err(|_| DeviceError::AlreadyBound)
+    }
+
+    /// Whether a filesystem is bound.
+    pub fn is_bound(&self) -> bool {
+        self.server.get().is_some()
+    }
+
     /// Joins the worker threads once the vhost-user connection is gone.
     pub fn shutdown(&self) {
-        self.pool.shutdown();
+        if let Some(pool) = self.pool.get() {
+            pool.shutdown();
+        }
     }
 
     fn process_queue(&self, vring: &Vring) -> Result<(), DeviceError> {
@@ -233,12 +273,24 @@ where
             let Some(chain) = chain else {
                 return Ok(());
             };
-            let server = Arc::clone(&self.server);
+            let (Some(server), Some(pool)) = (self.server.get(), self.pool.get()) else {
+                let head = chain.head_index();
+                let len = refuse_unbound(&mem.memory(), chain);
+                let mut state = vring.get_mut();
+                return_chain(
+                    &mut state,
+                    head,
+                    len,
+                    self.event_idx.load(Ordering::Relaxed),
+                );
+                continue;
+            };
+            let server = Arc::clone(server);
             let mem = mem.clone();
             let vring = vring.clone();
             let event_idx = self.event_idx.load(Ordering::Relaxed);
             let span = self.span.clone();
-            self.pool.run(Box::new(move || {
+            pool.run(Box::new(move || {
                 let _enter = span.enter();
                 serve_chain(&server, &mem, &vring, chain, event_idx);
             }));
@@ -291,6 +343,30 @@ where
     u32::try_from(len).unwrap_or(0)
 }
 
+/// Answers a request to a device with no filesystem yet: `ENODEV`, so a mount fails at once.
+/// Returns the reply length (0 for requests without a reply buffer, such as `FORGET`).
+fn refuse_unbound<M>(mem: &Mem, chain: DescriptorChain<M>) -> u32
+where
+    M: Deref + Clone,
+    M::Target: GuestMemory + Sized,
+{
+    let reply = || -> Option<usize> {
+        let mut reader = Reader::new(mem, chain.clone()).ok()?;
+        let mut writer = Writer::new(mem, chain).ok()?;
+        let header: fuse::InHeader = reader.read_obj().ok()?;
+        let len = std::mem::size_of::<fuse::OutHeader>();
+        writer
+            .write_obj(fuse::OutHeader {
+                len: u32::try_from(len).ok()?,
+                error: -libc::ENODEV,
+                unique: header.unique,
+            })
+            .ok()?;
+        Some(len)
+    };
+    reply().and_then(|n| u32::try_from(n).ok()).unwrap_or(0)
+}
+
 fn return_chain(state: &mut VringState<MemAtomic>, head: u16, len: u32, event_idx: bool) {
     if state.add_used(head, len).is_err() {
         tracing::warn!("cannot return a descriptor to the used ring");
@@ -331,7 +407,9 @@ where
     }
 
     fn reset_device(&self) {
-        self.server.destroy();
+        if let Some(server) = self.server.get() {
+            server.destroy();
+        }
     }
 
     fn set_event_idx(&self, enabled: bool) {

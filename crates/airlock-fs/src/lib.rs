@@ -29,7 +29,7 @@ mod sys;
 
 pub use backend::{FilteredDir, GatedFs};
 pub use daemon::{
-    DEFAULT_THREADS, FsError, FsGateway, GatewayOptions, OwnerMap, passthrough_config,
+    Binder, DEFAULT_THREADS, FsError, FsGateway, GatewayOptions, OwnerMap, passthrough_config,
 };
 pub use device::{DeviceError, FsDevice};
 pub use events::{FsEvent, FsEvents, NoEvents, kind};

@@ -150,12 +150,16 @@ pub(crate) struct Layer {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Env {
     pub home: Option<PathBuf>,
+    /// Host directories were checked by whoever sent this policy, and may not be visible here
+    /// (a jailed gateway): take them as written, and do not touch the filesystem.
+    pub trusted_hosts: bool,
 }
 
 impl Env {
     fn from_process() -> Self {
         Self {
             home: std::env::var_os("HOME").map(PathBuf::from),
+            trusted_hosts: false,
         }
     }
 }

@@ -151,6 +151,12 @@ pub enum ValidationError {
         /// The path as written.
         found: String,
     },
+    /// The host directories passed with a policy checked elsewhere do not fit its mounts.
+    #[error("host directories do not match the mounts: {why}")]
+    MountHostsMismatch {
+        /// What differs.
+        why: String,
+    },
     /// A shared host directory that does not exist.
     #[error(
         "host path {found:?} (resolved to {resolved:?}) does not exist; expected an existing directory"
@@ -612,6 +618,9 @@ impl Ctx<'_> {
     /// Resolves a shared host directory, which must exist; returns it canonicalised.
     fn host_dir(&mut self, src: usize, key: &str, raw: &str) -> Option<PathBuf> {
         let path = self.host_path(src, key, raw)?;
+        if self.env.trusted_hosts {
+            return Some(path);
+        }
         let found = raw.to_owned();
         let resolved = path.display().to_string();
         match std::fs::metadata(&path) {

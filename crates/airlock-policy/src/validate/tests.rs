@@ -11,6 +11,7 @@ use crate::schema::MonitorAction;
 fn env() -> Env {
     Env {
         home: Some(PathBuf::from(env!("CARGO_MANIFEST_DIR"))),
+        trusted_hosts: false,
     }
 }
 
@@ -207,7 +208,10 @@ fn home_must_be_set_for_tilde() {
     let e = load_with(
         "[[filesystem.mounts]]\nhost = \"~\"\nguest = \"/h\"\n",
         Path::new("test.toml"),
-        &Env { home: None },
+        &Env {
+            home: None,
+            trusted_hosts: false,
+        },
     )
     .unwrap_err();
     assert_eq!(

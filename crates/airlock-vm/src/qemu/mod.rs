@@ -180,6 +180,11 @@ impl QemuVm {
         }
     }
 
+    /// Whether the engine process has exited (without waiting).
+    pub fn has_exited(&mut self) -> bool {
+        !matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// The host cgroup(s) limiting the engine, if any.
     pub fn host_group(&self) -> Option<&EngineGroup> {
         self.group.as_deref()

@@ -1,25 +1,43 @@
 //! The filesystem gateway process: `airlock __gateway fs`, one per share.
 //!
-//! Reads an [`FsSpec`] (JSON) from stdin. As root it then moves into a mount namespace whose
-//! root is an empty tmpfs holding only its share (read-only for `ro` shares), the directory of
-//! its vhost-user socket and a `/proc`; it keeps only the capabilities file serving needs (no
-//! `CAP_DAC_READ_SEARCH`, so no `open_by_handle_at` to reach files outside the share), and on
-//! every host Landlock limits its writes to the share and the socket directory, and a seccomp
-//! allow-list its syscalls. Then it serves the share with [`airlock_fs::FsGateway`] until
-//! SIGTERM, writing one [`FsLine`] per decision to stdout.
+//! It starts before the guest boots and before it knows its share, so a warm guest can boot
+//! with it (late binding). Its first stdin line is an [`FsSpec`]: where to listen. As root it
+//! then moves into a mount namespace whose root is an empty tmpfs holding only the directory
+//! of its vhost-user socket and a read-only `/proc`; it keeps only the capabilities file
+//! serving needs (no `CAP_DAC_READ_SEARCH`, so no `open_by_handle_at` to reach files outside
+//! the share) and a seccomp allow-list, and serves the vhost-user connection with every FUSE
+//! request refused until it is bound.
+//!
+//! Binding: the supervisor mounts the share into the gateway's namespace at its host path
+//! (`airlock __gateway attach`, read-only for `ro` shares), then sends an [`FsBind`] line. The
+//! gateway applies Landlock (writes only to the share and the socket directory), opens the
+//! share, starts the workers under that Landlock domain, and creates its `.bound` marker. It
+//! serves until SIGTERM or the end of stdin, writing one [`FsLine`] per decision to stdout.
 
 use airlock_audit::{Decision, Event, FsInfo, Source};
 use serde::{Deserialize, Serialize};
 use std::ffi::CString;
 use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
-/// What the supervisor tells a filesystem gateway.
+/// How a filesystem gateway starts (its first stdin line).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FsSpec {
+    /// The vhost-user socket to create.
+    pub socket: PathBuf,
+    /// An empty directory to build the jail's root on.
+    pub jail_root: PathBuf,
+}
+
+/// What a filesystem gateway serves (its second stdin line).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FsBind {
     /// The policy to load.
     pub policy: super::PolicyText,
     /// The directory served.
@@ -28,12 +46,51 @@ pub struct FsSpec {
     pub guest_path: String,
     /// `ro`, `rw` or `overlay`.
     pub mode: airlock_policy::MountMode,
-    /// The vhost-user socket to create.
-    pub socket: PathBuf,
-    /// An empty directory to build the jail's root on.
-    pub jail_root: PathBuf,
     /// Guest uid/gid ↔ host uid/gid of the share's owner.
     pub owner_map: Option<[u32; 4]>,
+    /// Every policy mount's canonical host directory, as the supervisor resolved it: the
+    /// gateway cannot see them to resolve them itself.
+    pub mount_hosts: Vec<Option<PathBuf>>,
+}
+
+impl FsBind {
+    /// The binding of `share` under `policy`.
+    pub fn new(
+        policy: &airlock_policy::Policy,
+        share: &airlock_fs::Share,
+        owner_map: Option<[u32; 4]>,
+    ) -> FsBind {
+        FsBind {
+            policy: super::PolicyText::of(policy),
+            host_dir: share.host_dir.clone(),
+            guest_path: share.guest_path.clone(),
+            mode: share.mode,
+            owner_map,
+            mount_hosts: policy
+                .mounts()
+                .iter()
+                .map(|m| match &m.host {
+                    airlock_policy::MountHost::Path(p) => Some(p.clone()),
+                    airlock_policy::MountHost::Workspace => None,
+                })
+                .collect(),
+        }
+    }
+
+    /// The directory to make visible in the gateway's jail: the share, or for an overlay copy
+    /// the overlay's directory (its metadata sits beside the copy).
+    fn visible_dir(&self) -> io::Result<PathBuf> {
+        let host_dir = std::fs::canonicalize(&self.host_dir).map_err(|e| {
+            io::Error::new(e.kind(), format!("share {}: {e}", self.host_dir.display()))
+        })?;
+        Ok(match self.mode {
+            airlock_policy::MountMode::Overlay => host_dir
+                .parent()
+                .map(Path::to_path_buf)
+                .ok_or_else(|| io::Error::other("overlay copy without a parent"))?,
+            _ => host_dir,
+        })
+    }
 }
 
 /// One filesystem decision as it crosses the process boundary.
@@ -193,6 +250,10 @@ pub const ALLOWED: &[libc::c_long] = &[
     libc::SYS_capset,
     libc::SYS_prlimit64,
     libc::SYS_listen,
+    libc::SYS_signalfd4,
+    libc::SYS_landlock_create_ruleset,
+    libc::SYS_landlock_add_rule,
+    libc::SYS_landlock_restrict_self,
 ];
 
 /// Capabilities file serving keeps as root: acting as the share's owner and the guest's
@@ -206,34 +267,116 @@ pub fn child_main() -> u8 {
     super::child_main("fs", run)
 }
 
+/// What the gateway's main thread waits for.
+enum Input {
+    Line(Vec<u8>),
+    End,
+}
+
+/// Reads stdin line by line while watching for SIGTERM (blocked, and read from a signalfd, so
+/// every thread inherits the mask and none is interrupted).
+struct Stdin {
+    buf: Vec<u8>,
+    term: nix::sys::signalfd::SignalFd,
+}
+
+impl Stdin {
+    fn next(&mut self) -> anyhow::Result<Input> {
+        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+        use std::os::fd::{AsFd, BorrowedFd};
+        loop {
+            if let Some(i) = self.buf.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=i).take(i).collect();
+                return Ok(Input::Line(line));
+            }
+            anyhow::ensure!(
+                self.buf.len() <= super::MAX_SPEC,
+                "an input line longer than {} bytes",
+                super::MAX_SPEC
+            );
+            // SAFETY: fd 0 stays open for the life of the process.
+            let stdin = unsafe { BorrowedFd::borrow_raw(0) };
+            let mut fds = [
+                PollFd::new(stdin, PollFlags::POLLIN),
+                PollFd::new(self.term.as_fd(), PollFlags::POLLIN),
+            ];
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+            if fds[1].any().unwrap_or(false) {
+                return Ok(Input::End);
+            }
+            let mut chunk = [0u8; 64 * 1024];
+            match nix::unistd::read(0, &mut chunk) {
+                Ok(0) => return Ok(Input::End),
+                Ok(n) => self
+                    .buf
+                    .extend_from_slice(chunk.get(..n).unwrap_or_default()),
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
 fn run() -> anyhow::Result<()> {
     use anyhow::Context;
-    let spec: FsSpec = super::read_spec()?;
-    let policy = spec.policy.clone().load()?;
-    let host_dir = std::fs::canonicalize(&spec.host_dir)
-        .with_context(|| format!("share {}", spec.host_dir.display()))?;
-    // An overlay share opens its overlay's metadata beside the copy: bind the overlay dir.
-    let bind_dir = match spec.mode {
-        airlock_policy::MountMode::Overlay => host_dir
-            .parent()
-            .map(Path::to_path_buf)
-            .context("overlay copy without a parent")?,
-        _ => host_dir.clone(),
+    // SIGTERM is waited for, not handled: block it before any thread starts so all inherit it.
+    let mut term = nix::sys::signal::SigSet::empty();
+    term.add(nix::sys::signal::Signal::SIGTERM);
+    term.thread_block()?;
+    let mut input = Stdin {
+        buf: Vec::new(),
+        term: nix::sys::signalfd::SignalFd::new(&term).context("signalfd")?,
+    };
+    let spec: FsSpec = match input.next()? {
+        Input::Line(l) => serde_json::from_slice(&l).context("parsing the gateway spec")?,
+        Input::End => return Ok(()),
     };
     let socket_dir = spec
         .socket
         .parent()
         .map(Path::to_path_buf)
         .context("socket without a directory")?;
-    let read_only = spec.mode == airlock_policy::MountMode::Ro;
     let root = nix::unistd::geteuid().is_root();
     if root {
-        enter_mount_jail(&spec.jail_root, &bind_dir, read_only, &socket_dir)
+        enter_mount_jail(&spec.jail_root, &socket_dir)
             .context("building the gateway's mount jail")?;
         keep_only_caps(KEEP_CAPS).context("dropping capabilities")?;
     }
+    // SAFETY: prctl with integer arguments.
+    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+        return Err(io::Error::last_os_error()).context("no_new_privs");
+    }
+    let filter = super::confine::allow_list(ALLOWED)?;
+    super::confine::apply(&filter)?;
+    let (gateway, binder) =
+        airlock_fs::FsGateway::start_unbound(&spec.socket, airlock_fs::DEFAULT_THREADS)
+            .map_err(anyhow::Error::from)?;
+    // Tells the supervisor the socket is served (it boots the engine only then).
+    std::fs::write(ready_marker(&spec.socket), b"").context("writing the ready marker")?;
+
+    let bind: FsBind = match input.next()? {
+        Input::Line(l) => serde_json::from_slice(&l).context("parsing the binding")?,
+        Input::End => {
+            gateway.stop();
+            return Ok(());
+        }
+    };
+    let policy = airlock_policy::PolicySource {
+        text: bind.policy.text.clone(),
+        origin: bind.policy.origin.clone(),
+        workspace: bind.policy.workspace.clone(),
+    }
+    .load_checked_elsewhere(&bind.mount_hosts)
+    .map_err(|e| anyhow::anyhow!("loading the policy: {e}"))?;
+    let host_dir = std::fs::canonicalize(&bind.host_dir)
+        .with_context(|| format!("share {}", bind.host_dir.display()))?;
+    let read_only = bind.mode == airlock_policy::MountMode::Ro;
     // Writes only to what is served (not the overlay's metadata beside a copy; nothing of a
-    // read-only share) and the socket's directory.
+    // read-only share) and the socket's directory. The workers start after this, under it.
     let writable: Vec<&Path> = if read_only {
         vec![&socket_dir]
     } else {
@@ -243,49 +386,34 @@ fn run() -> anyhow::Result<()> {
     if root && landlock == "not enforced" {
         anyhow::bail!("Landlock is not available: refusing to serve a share as root without it");
     }
-    // SAFETY: prctl with integer arguments.
-    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
-        return Err(io::Error::last_os_error()).context("no_new_privs");
-    }
-    let filter = super::confine::allow_list(ALLOWED)?;
-    super::confine::apply(&filter)?;
+    binder
+        .bind(
+            airlock_fs::Share {
+                host_dir,
+                guest_path: bind.guest_path.clone(),
+                mode: bind.mode,
+            },
+            Arc::new(policy),
+            Arc::new(super::JsonLines::default()),
+            bind.owner_map.map(|[gu, gg, hu, hg]| airlock_fs::OwnerMap {
+                guest_uid: gu,
+                guest_gid: gg,
+                host_uid: hu,
+                host_gid: hg,
+            }),
+        )
+        .map_err(anyhow::Error::from)?;
     eprintln!(
         "airlock fs gateway: {} {}; mount jail {}, Landlock {landlock}, seccomp allow-list of {} \
          syscalls",
-        spec.guest_path,
-        spec.mode.as_str(),
+        bind.guest_path,
+        bind.mode.as_str(),
         if root { "on" } else { "off (not root)" },
         super::confine::BASE.len() + ALLOWED.len()
     );
-
-    // SIGTERM is waited for, not handled: block it here so every thread inherits the mask.
-    let mut term = nix::sys::signal::SigSet::empty();
-    term.add(nix::sys::signal::Signal::SIGTERM);
-    term.thread_block()?;
-    let options = airlock_fs::GatewayOptions {
-        owner_map: spec.owner_map.map(|[gu, gg, hu, hg]| airlock_fs::OwnerMap {
-            guest_uid: gu,
-            guest_gid: gg,
-            host_uid: hu,
-            host_gid: hg,
-        }),
-        ..airlock_fs::GatewayOptions::default()
-    };
-    let gateway = airlock_fs::FsGateway::start_with(
-        &spec.socket,
-        airlock_fs::Share {
-            host_dir,
-            guest_path: spec.guest_path.clone(),
-            mode: spec.mode,
-        },
-        Arc::new(policy),
-        Arc::new(super::JsonLines::default()),
-        options,
-    )
-    .map_err(anyhow::Error::from)?;
-    // Tells the supervisor the socket is served (it boots the engine only then).
-    std::fs::write(ready_marker(&spec.socket), b"").context("writing the ready marker")?;
-    term.wait()?;
+    std::fs::write(bound_marker(&spec.socket), b"").context("writing the bound marker")?;
+    // Further lines are ignored; SIGTERM or the end of stdin stops serving.
+    while let Input::Line(_) = input.next()? {}
     gateway.stop();
     Ok(())
 }
@@ -294,6 +422,240 @@ fn run() -> anyhow::Result<()> {
 pub fn ready_marker(socket: &Path) -> PathBuf {
     socket.with_extension("ready")
 }
+
+/// The file a gateway creates once its share is bound.
+pub fn bound_marker(socket: &Path) -> PathBuf {
+    socket.with_extension("bound")
+}
+
+/// One filesystem gateway as the supervisor sees it: started unbound, bound later.
+pub struct FsSlot {
+    process: super::GatewayProcess,
+    socket: PathBuf,
+    log: PathBuf,
+    bound: bool,
+}
+
+impl FsSlot {
+    /// Starts the gateway for slot `index` of the sandbox whose state dir is `state`, and
+    /// waits until it listens. `on_line` gets its event lines.
+    pub async fn start(
+        state: &Path,
+        index: usize,
+        on_line: impl Fn(&[u8]) + Send + 'static,
+    ) -> Result<FsSlot, String> {
+        let dir = state.join(format!("fs{index}"));
+        let jail_root = state.join(format!("fs{index}.jail"));
+        for d in [&dir, &jail_root] {
+            std::fs::create_dir(d).map_err(|e| format!("{}: {e}", d.display()))?;
+        }
+        // The engine's uid must reach the socket inside.
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o711))
+            .map_err(|e| format!("{}: {e}", dir.display()))?;
+        let socket = dir.join("sock");
+        let log = state.join(format!("fs{index}.log"));
+        let spec = FsSpec {
+            socket: socket.clone(),
+            jail_root,
+        };
+        let mut process = super::GatewayProcess::spawn_kept("fs", &spec, &log, on_line)
+            .await
+            .map_err(|e| e.to_string())?;
+        if let Err(e) = process
+            .wait_for(&ready_marker(&socket), Duration::from_secs(10))
+            .await
+        {
+            return Err(format!("{e}\n{}", crate::supervisor::tail(&log, 20)));
+        }
+        Ok(FsSlot {
+            process,
+            socket,
+            log,
+            bound: false,
+        })
+    }
+
+    /// The vhost-user socket the engine connects to.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// The gateway's pid, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.pid()
+    }
+
+    /// Whether a share is bound.
+    pub fn is_bound(&self) -> bool {
+        self.bound
+    }
+
+    /// Binds `bind`: as root, mounts the share into the gateway's jail first; then sends the
+    /// binding and waits until the gateway serves it.
+    pub async fn bind(&mut self, bind: &FsBind) -> Result<(), String> {
+        if self.bound {
+            return Err("this gateway is already bound".into());
+        }
+        let pid = self.process.pid().ok_or("the fs gateway has exited")?;
+        if nix::unistd::geteuid().is_root() {
+            let dir = bind.visible_dir().map_err(|e| e.to_string())?;
+            // Only the served copy of an overlay is writable; its metadata stays read-only.
+            let read_only = bind.mode == airlock_policy::MountMode::Ro;
+            attach(pid, &dir, read_only).await?;
+        }
+        self.process
+            .send_line(bind)
+            .await
+            .map_err(|e| format!("sending the binding: {e}"))?;
+        if let Err(e) = self
+            .process
+            .wait_for(&bound_marker(&self.socket), Duration::from_secs(10))
+            .await
+        {
+            return Err(format!("{e}\n{}", crate::supervisor::tail(&self.log, 20)));
+        }
+        self.bound = true;
+        Ok(())
+    }
+
+    /// Stops the gateway; see [`super::GatewayProcess::stop`].
+    pub async fn stop(self, grace: Duration) {
+        self.process.stop(grace).await;
+    }
+}
+
+/// Mounts `dir` (read-only if asked) at the same path inside the mount namespace of process
+/// `pid`, through `airlock __gateway attach`: entering a mount namespace needs a
+/// single-threaded process.
+async fn attach(pid: u32, dir: &Path, read_only: bool) -> Result<(), String> {
+    let out = tokio::process::Command::new(super::airlock_binary().map_err(|e| e.to_string())?)
+        .args(["__gateway", "attach", &pid.to_string()])
+        .arg(dir)
+        .arg(if read_only { "ro" } else { "rw" })
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .map_err(|e| format!("starting the share attach helper: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "mounting {} into the fs gateway's jail: {}",
+            dir.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// `airlock __gateway attach PID DIR ro|rw`: clones the mount tree at DIR (new mount API), makes
+/// it nosuid, nodev and, for `ro`, read-only, enters PID's mount namespace and mounts it at
+/// DIR there. Refuses to mount into its own namespace.
+pub fn attach_main(args: &[std::ffi::OsString]) -> u8 {
+    match attach_in_child(args) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("{e:#}");
+            125
+        }
+    }
+}
+
+fn attach_in_child(args: &[std::ffi::OsString]) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use std::os::unix::fs::MetadataExt;
+    let [pid, dir, mode] = args else {
+        anyhow::bail!("usage: airlock __gateway attach PID DIR ro|rw");
+    };
+    let pid: u32 = pid.to_str().and_then(|p| p.parse().ok()).context("PID")?;
+    let dir = Path::new(dir);
+    anyhow::ensure!(dir.is_absolute(), "{} is not absolute", dir.display());
+    let read_only = match mode.to_str() {
+        Some("ro") => true,
+        Some("rw") => false,
+        _ => anyhow::bail!("mode must be ro or rw"),
+    };
+    let dir_c = c(dir)?;
+    // SAFETY: open_tree reads a NUL-terminated path that outlives the call; the result is a new
+    // fd we own.
+    let tree = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            dir_c.as_ptr(),
+            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | AT_RECURSIVE,
+        )
+    };
+    if tree < 0 {
+        return Err(io::Error::last_os_error()).context(format!("open_tree {}", dir.display()));
+    }
+    // SAFETY: a fresh descriptor returned by open_tree, owned by nobody else.
+    let tree = unsafe { OwnedFd::from_raw_fd(tree as libc::c_int) };
+    let mut attr = MountAttr {
+        attr_set: MOUNT_ATTR_NOSUID
+            | MOUNT_ATTR_NODEV
+            | if read_only { MOUNT_ATTR_RDONLY } else { 0 },
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: mount_setattr reads `attr` (a live local of the size passed) and an empty path.
+    if unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH as libc::c_uint | AT_RECURSIVE,
+            &raw mut attr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    } != 0
+    {
+        return Err(io::Error::last_os_error()).context("mount_setattr");
+    }
+    let ours = std::fs::metadata("/proc/self/ns/mnt").context("our mount namespace")?;
+    let ns = std::fs::File::open(format!("/proc/{pid}/ns/mnt"))
+        .with_context(|| format!("the mount namespace of process {pid}"))?;
+    let theirs = ns.metadata()?;
+    anyhow::ensure!(
+        (theirs.dev(), theirs.ino()) != (ours.dev(), ours.ino()),
+        "process {pid} shares our mount namespace; refusing to mount there"
+    );
+    nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNS).context("setns")?;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("creating {} in the jail", dir.display()))?;
+    // SAFETY: move_mount reads NUL-terminated strings that outlive the call.
+    if unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            dir_c.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    } != 0
+    {
+        return Err(io::Error::last_os_error())
+            .context(format!("move_mount onto {}", dir.display()));
+    }
+    Ok(())
+}
+
+/// `struct mount_attr` of `mount_setattr(2)`.
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+const OPEN_TREE_CLONE: libc::c_uint = 1;
+const AT_RECURSIVE: libc::c_uint = 0x8000;
+const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+const MOUNT_ATTR_NOSUID: u64 = 0x2;
+const MOUNT_ATTR_NODEV: u64 = 0x4;
 
 fn c(p: &Path) -> io::Result<CString> {
     CString::new(p.as_os_str().as_bytes()).map_err(|_| io::Error::other("path contains NUL"))
@@ -316,15 +678,10 @@ fn mount(
     .map_err(|e| io::Error::other(format!("mount on {}: {e}", target.display())))
 }
 
-/// Inside `root` (an empty directory): a tmpfs holding the share at its own path, the socket
-/// directory and a fresh `/proc`; then pivots into it. Same absolute paths inside, so nothing
-/// else needs to know.
-fn enter_mount_jail(
-    root: &Path,
-    share: &Path,
-    read_only: bool,
-    socket_dir: &Path,
-) -> io::Result<()> {
+/// Inside `root` (an empty directory): a tmpfs holding the socket directory at its own path and
+/// a fresh `/proc`; then pivots into it. The share is mounted in later, at its own path too
+/// (see [`attach_main`]), so nothing else needs to know.
+fn enter_mount_jail(root: &Path, socket_dir: &Path) -> io::Result<()> {
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)?;
     mount(
         None,
@@ -340,27 +697,15 @@ fn enter_mount_jail(
         libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
         Some("mode=0755,size=1m"),
     )?;
-    let inside = |p: &Path| root.join(p.strip_prefix("/").unwrap_or(p));
-    for (dir, ro) in [(share, read_only), (socket_dir, false)] {
-        let target = inside(dir);
-        std::fs::create_dir_all(&target)?;
-        mount(
-            Some(&dir.to_string_lossy()),
-            &target,
-            None,
-            libc::MS_BIND | libc::MS_REC,
-            None,
-        )?;
-        if ro {
-            mount(
-                None,
-                &target,
-                None,
-                libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID,
-                None,
-            )?;
-        }
-    }
+    let target = root.join(socket_dir.strip_prefix("/").unwrap_or(socket_dir));
+    std::fs::create_dir_all(&target)?;
+    mount(
+        Some(&socket_dir.to_string_lossy()),
+        &target,
+        None,
+        libc::MS_BIND | libc::MS_REC,
+        None,
+    )?;
     let proc_dir = root.join("proc");
     std::fs::create_dir_all(&proc_dir)?;
     // Read-only: the gateway needs /proc/self/fd, never to write to /proc/sys or sysrq.

@@ -82,13 +82,16 @@ pub fn child_main(name: &str, run: fn() -> anyhow::Result<()>) -> u8 {
     }
 }
 
+/// Longest spec or later input line a gateway accepts.
+pub const MAX_SPEC: usize = 16 * 1024 * 1024;
+
 /// In a gateway process: reads its spec (JSON, at most 16 MiB) from stdin to end of file.
 pub fn read_spec<T: serde::de::DeserializeOwned>() -> anyhow::Result<T> {
     use anyhow::Context;
     use std::io::Read;
     let mut input = Vec::new();
     std::io::stdin()
-        .take(16 * 1024 * 1024)
+        .take(MAX_SPEC as u64)
         .read_to_end(&mut input)
         .context("reading the gateway spec")?;
     serde_json::from_slice(&input).context("parsing the gateway spec")
@@ -124,6 +127,8 @@ pub fn airlock_binary() -> io::Result<PathBuf> {
 /// A running gateway process.
 pub struct GatewayProcess {
     child: tokio::process::Child,
+    /// Kept open for gateways that take more input after their spec (see [`Self::spawn_kept`]).
+    stdin: Option<tokio::process::ChildStdin>,
     events: tokio::task::JoinHandle<u64>,
     name: &'static str,
 }
@@ -134,6 +139,47 @@ impl GatewayProcess {
     pub fn spawn(
         name: &'static str,
         spec: Vec<u8>,
+        fd: Option<OwnedFd>,
+        log: &Path,
+        on_line: impl Fn(&[u8]) + Send + 'static,
+    ) -> io::Result<GatewayProcess> {
+        let mut gw = Self::start(name, fd, log, on_line)?;
+        if let Some(mut stdin) = gw.stdin.take() {
+            tokio::spawn(async move {
+                let _ = stdin.write_all(&spec).await;
+                // Dropping stdin closes it: the gateway reads its spec to end of file.
+            });
+        }
+        Ok(gw)
+    }
+
+    /// Like [`spawn`](Self::spawn), but writes `spec` as one line and keeps stdin open for
+    /// [`send_line`](Self::send_line); closing it (at [`stop`](Self::stop)) ends the gateway.
+    pub async fn spawn_kept<T: serde::Serialize>(
+        name: &'static str,
+        spec: &T,
+        log: &Path,
+        on_line: impl Fn(&[u8]) + Send + 'static,
+    ) -> io::Result<GatewayProcess> {
+        let mut gw = Self::start(name, None, log, on_line)?;
+        gw.send_line(spec).await?;
+        Ok(gw)
+    }
+
+    /// Writes `value` as one JSON line to the gateway's stdin.
+    pub async fn send_line<T: serde::Serialize>(&mut self, value: &T) -> io::Result<()> {
+        let mut line = serde_json::to_vec(value).map_err(io::Error::other)?;
+        line.push(b'\n');
+        let stdin = self
+            .stdin
+            .as_mut()
+            .ok_or_else(|| io::Error::other(format!("the {} gateway takes no input", self.name)))?;
+        stdin.write_all(&line).await?;
+        stdin.flush().await
+    }
+
+    fn start(
+        name: &'static str,
         fd: Option<OwnedFd>,
         log: &Path,
         on_line: impl Fn(&[u8]) + Send + 'static,
@@ -165,7 +211,7 @@ impl GatewayProcess {
         }
         let mut child = cmd.spawn()?;
         drop(fd);
-        let mut stdin = child
+        let stdin = child
             .stdin
             .take()
             .ok_or_else(|| io::Error::other("gateway stdin"))?;
@@ -173,10 +219,6 @@ impl GatewayProcess {
             .stdout
             .take()
             .ok_or_else(|| io::Error::other("gateway stdout"))?;
-        tokio::spawn(async move {
-            let _ = stdin.write_all(&spec).await;
-            // Dropping stdin closes it: the gateway reads its spec to end of file.
-        });
         let events = tokio::spawn(async move {
             let mut reader = BufReader::new(stdout);
             let mut line = Vec::new();
@@ -193,6 +235,7 @@ impl GatewayProcess {
         });
         Ok(GatewayProcess {
             child,
+            stdin: Some(stdin),
             events,
             name,
         })
@@ -231,6 +274,7 @@ impl GatewayProcess {
     /// Asks the gateway to stop (SIGTERM: it closes its connections and records them), waits
     /// up to `grace`, then kills it; returns once all its events were read.
     pub async fn stop(mut self, grace: std::time::Duration) {
+        drop(self.stdin.take());
         if let Some(pid) = self.child.id().and_then(|p| i32::try_from(p).ok()) {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid),

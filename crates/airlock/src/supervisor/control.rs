@@ -2,7 +2,6 @@
 //! handshake, then requests (mount, shutdown) answered by id, read by one background task.
 
 use super::SandboxError;
-use super::audit::Recorder;
 use airlock_audit::{Decision, Event, ProcInfo, Source, kind};
 use airlock_proto::codec::Decoder;
 use airlock_proto::{ControlRequest, ExitStatus, Frame, GuestEvent, encode};
@@ -40,7 +39,7 @@ impl Control {
     /// Reads the guest's `ready`, then starts the reader task.
     pub async fn handshake(
         stream: UnixStream,
-        recorder: Option<Arc<Recorder>>,
+        recorder: super::RecorderSlot,
     ) -> Result<(Control, Ready), SandboxError> {
         let (mut rd, wr) = stream.into_split();
         let mut decoder = Decoder::new();
@@ -179,7 +178,7 @@ async fn read_events(
     mut rd: OwnedReadHalf,
     mut decoder: Decoder,
     pending: Pending,
-    recorder: Option<Arc<Recorder>>,
+    recorder: super::RecorderSlot,
     bye: Arc<tokio::sync::Notify>,
 ) {
     loop {
@@ -206,7 +205,8 @@ async fn read_events(
             | GuestEvent::ProcExit { .. }
             | GuestEvent::SyscallDenied { .. }
             | GuestEvent::EventsDropped { .. }) => {
-                if let (Some(r), Some(ev)) = (&recorder, guest_report(report)) {
+                // Before a warm guest is claimed there is no log yet, and no workload either.
+                if let (Some(r), Some(ev)) = (recorder.get(), guest_report(report)) {
                     r.record(ev);
                 }
                 continue;

@@ -15,6 +15,8 @@ pub use audit::{AuditConfig, REDACTED, Recorder, RecorderError, Redactor, defaul
 pub use control::{Control, Ready};
 pub use exec::{ExecIo, ExecOutcome};
 pub use state::{StateDir, new_sandbox_id, state_root};
+
+use airlock_vm::Accel;
 pub use stats::Stats;
 
 use airlock_audit::{Decision, Event, ProcInfo, Source, kind};
@@ -185,18 +187,61 @@ pub struct StartTimings {
     pub guest_uptime_ms: u64,
 }
 
+/// Where a sandbox's audit events go: empty until a log is opened, which for a warm guest is
+/// when it is claimed.
+pub type RecorderSlot = Arc<std::sync::OnceLock<Arc<Recorder>>>;
+
+/// How to boot a guest before anything is bound to it: the parts of [`SandboxConfig`] that the
+/// machine needs, plus how many shares it can take.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Machine {
+    /// Virtual CPUs.
+    pub cpus: u32,
+    /// Guest memory in MiB.
+    pub memory_mib: u64,
+    /// Size of the writable layer in bytes.
+    pub disk_bytes: u64,
+    /// Refuse to boot without host cgroup limits.
+    pub require_host_limits: bool,
+    /// Filesystem devices (one per share it can take later).
+    pub fs_slots: usize,
+    /// Accelerator.
+    pub accel: Accel,
+    /// How long to wait for the guest agent.
+    pub boot_timeout: Duration,
+}
+
+impl SandboxConfig {
+    /// The machine this config boots.
+    pub fn machine(&self) -> Machine {
+        Machine {
+            cpus: self.cpus,
+            memory_mib: self.memory_mib,
+            disk_bytes: self.disk_bytes,
+            require_host_limits: self.require_host_limits,
+            fs_slots: self.shares.len(),
+            accel: self.accel.accel,
+            boot_timeout: self.boot_timeout,
+        }
+    }
+}
+
 /// A running sandbox.
 pub struct Sandbox {
+    /// The sandbox id: the state dir's name, or for a claimed warm guest the id it was claimed
+    /// for.
+    id: String,
     state: StateDir,
     backend: VsockBackend,
     vm: airlock_vm::qemu::QemuVm,
     control: Control,
-    recorder: Option<Arc<Recorder>>,
+    recorder: RecorderSlot,
     stats_task: Option<tokio::task::JoinHandle<()>>,
-    gateways: Vec<crate::gateway::GatewayProcess>,
+    fs: Vec<crate::gateway::fs::FsSlot>,
     egress: Option<crate::gateway::GatewayProcess>,
-    /// Guest memory in MiB, for reports.
-    memory_mib: u64,
+    machine: Machine,
+    booted: Instant,
+    bound: bool,
     /// Guest kernel release as the guest reported it.
     pub kernel_release: String,
     /// Start phases.
@@ -204,17 +249,16 @@ pub struct Sandbox {
 }
 
 impl Sandbox {
-    /// Boots a sandbox and waits until its agent is ready.
+    /// Boots a sandbox, binds `config`'s policy and shares to it, and waits until its agent is
+    /// ready.
     pub async fn start(config: &SandboxConfig, images: &Images) -> Result<Sandbox, SandboxError> {
         let state = match &config.id {
             Some(id) => StateDir::create_with(id, config.keep)?,
             None => StateDir::create(config.keep)?,
         };
-        let recorder = match &config.audit {
-            Some(a) => Some(Arc::new(Recorder::open(a, state.id())?)),
-            None => None,
-        };
-        if let Some(r) = &recorder {
+        let recorder: RecorderSlot = Arc::default();
+        if let Some(a) = &config.audit {
+            let r = Arc::new(Recorder::open(a, state.id())?);
             r.record(
                 Event::new(Source::Host, kind::SANDBOX_START)
                     .with_decision(Decision::Allow)
@@ -227,126 +271,140 @@ impl Sandbox {
                         config.accel.reason
                     )),
             );
+            let _ = recorder.set(r);
         }
-        match Self::boot(config, images, state, recorder.clone()).await {
-            Ok(sandbox) => Ok(sandbox),
+        let booted = Self::boot(&config.machine(), images, state, recorder.clone()).await;
+        let result = match booted {
+            Ok(mut sandbox) => match sandbox.bind(config).await {
+                Ok(()) => return Ok(sandbox),
+                Err(e) => {
+                    let _ = sandbox.teardown().await;
+                    Err(e)
+                }
+            },
+            Err(e) => Err(e),
+        };
+        if let (Err(e), Some(r)) = (&result, recorder.get()) {
+            r.record(
+                Event::new(Source::Host, kind::SANDBOX_END)
+                    .with_decision(Decision::Error)
+                    .with_detail(format!("start failed: {e:#}")),
+            );
+            let _ = r.finish();
+        }
+        result
+    }
+
+    /// Boots a warm guest with nothing bound: no audit log, no egress gateway, and `fs_slots`
+    /// filesystem gateways that refuse every request until [`claim`](Self::claim).
+    pub async fn boot_unbound(machine: &Machine, images: &Images) -> Result<Sandbox, SandboxError> {
+        let state = StateDir::create(false)?;
+        Self::boot(machine, images, state, Arc::default()).await
+    }
+
+    /// Binds a warm guest to `config` (id, policy, shares, audit log) and records it. On
+    /// failure the guest is torn down: a guest is never offered twice.
+    pub async fn claim(mut self, config: &SandboxConfig) -> Result<Sandbox, SandboxError> {
+        let claimed = async {
+            if let Some(id) = &config.id {
+                self.state.alias(id)?;
+                self.id.clone_from(id);
+            }
+            if let Some(a) = &config.audit {
+                let r = Arc::new(Recorder::open(a, &self.id)?);
+                r.record(
+                    Event::new(Source::Host, kind::SANDBOX_START)
+                        .with_decision(Decision::Allow)
+                        .with_detail(format!(
+                            "{}; {} cpus, {} MiB, accel {}; warm guest {} booted {:.1} s before \
+                             the claim",
+                            config.description,
+                            self.machine.cpus,
+                            self.machine.memory_mib,
+                            self.machine.accel,
+                            self.state.id(),
+                            self.booted.elapsed().as_secs_f64()
+                        )),
+                );
+                let _ = self.recorder.set(r);
+            }
+            self.bind(config).await
+        }
+        .await;
+        match claimed {
+            Ok(()) => Ok(self),
             Err(e) => {
-                if let Some(r) = &recorder {
+                if let Some(r) = self.recorder.get() {
                     r.record(
                         Event::new(Source::Host, kind::SANDBOX_END)
                             .with_decision(Decision::Error)
-                            .with_detail(format!("start failed: {e:#}")),
+                            .with_detail(format!("claim failed: {e:#}")),
                     );
-                    let _ = r.finish();
                 }
+                let _ = self.shutdown_quiet().await;
                 Err(e)
             }
         }
     }
 
+    /// The machine this sandbox runs on.
+    pub fn machine(&self) -> &Machine {
+        &self.machine
+    }
+
+    /// How long ago the guest booted.
+    pub fn age(&self) -> Duration {
+        self.booted.elapsed()
+    }
+
+    /// Whether the engine process has exited (a warm guest that died).
+    pub fn has_exited(&mut self) -> bool {
+        self.vm.has_exited()
+    }
+
     async fn boot(
-        config: &SandboxConfig,
+        machine: &Machine,
         images: &Images,
         state: StateDir,
-        recorder: Option<Arc<Recorder>>,
+        recorder: RecorderSlot,
     ) -> Result<Sandbox, SandboxError> {
         let t0 = Instant::now();
-        let disk = disk::create(&state.path().join("disk.img"), config.disk_bytes)?;
-        let backend = VsockBackend::start(state.path(), &state.path().join("vsock.log")).await?;
-        let listener = backend.listen(CONTROL_PORT)?;
-        let engine = QemuEngine::locate()?;
-        // The egress gateway, in a jailed process of its own: the guest's 127.0.0.1:3128
-        // tunnels arrive on this listener, which it inherits.
-        let egress = {
-            let listener =
-                backend
-                    .listen(PROXY_PORT)?
-                    .into_std()
-                    .map_err(|source| SandboxError::Io {
-                        context: "preparing the egress listener",
-                        source,
-                    })?;
-            let dns = match config.resolver.spec() {
-                Some(airlock_net::ResolverSpec::System) => None,
-                Some(airlock_net::ResolverSpec::Dns(server)) => Some(server),
-                None => {
-                    return Err(SandboxError::Gateway(
-                        "the resolver cannot be rebuilt in the egress gateway process".into(),
-                    ));
-                }
-            };
-            let spec = crate::gateway::egress::EgressSpec {
-                policy: crate::gateway::PolicyText::of(&config.policy),
-                dns,
-                tls_ports: config.tls_ports.clone(),
-            };
-            let spec = serde_json::to_vec(&spec)
-                .map_err(|e| SandboxError::Gateway(format!("egress spec: {e}")))?;
-            let recorder = recorder.clone();
-            crate::gateway::GatewayProcess::spawn(
-                "egress",
-                spec,
-                Some(std::os::fd::OwnedFd::from(listener)),
-                &state.path().join("egress.log"),
-                move |line| match crate::gateway::egress::NetLine::parse(line) {
-                    Some(l) => {
-                        if let Some(r) = &recorder {
-                            r.record(l.to_event());
-                        }
-                    }
-                    None => tracing::warn!("malformed line from the egress gateway"),
-                },
-            )
-            .map_err(|e| SandboxError::Gateway(format!("starting the egress gateway: {e}")))?
-        };
-        let mut gateways = Vec::new();
-        let mut fs_devices = Vec::new();
-        // One jailed gateway process per share; each sees only its share and its socket's dir.
-        for (i, share) in config.shares.iter().enumerate() {
-            let fail = |message: String| {
-                SandboxError::Gateway(format!("fs gateway for {}: {message}", share.guest_path))
-            };
-            let dir = state.path().join(format!("fs{i}"));
-            let jail_root = state.path().join(format!("fs{i}.jail"));
-            for d in [&dir, &jail_root] {
-                std::fs::create_dir(d).map_err(|e| fail(format!("{}: {e}", d.display())))?;
-            }
-            // The engine's uid must reach the socket inside.
-            std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o711))
-                .map_err(|e| fail(format!("{}: {e}", dir.display())))?;
-            let socket = dir.join("sock");
-            let spec = crate::gateway::fs::FsSpec {
-                policy: crate::gateway::PolicyText::of(&config.policy),
-                host_dir: share.host_dir.clone(),
-                guest_path: share.guest_path.clone(),
-                mode: share.mode,
-                socket: socket.clone(),
-                jail_root,
-                owner_map: owner_map(&share.host_dir)
-                    .map(|m| [m.guest_uid, m.guest_gid, m.host_uid, m.host_gid]),
-            };
-            let spec = serde_json::to_vec(&spec).map_err(|e| fail(e.to_string()))?;
-            let recorder = recorder.clone();
-            let log = state.path().join(format!("fs{i}.log"));
-            let mut gw =
-                crate::gateway::GatewayProcess::spawn("fs", spec, None, &log, move |line| {
+        let disk = disk::create(&state.path().join("disk.img"), machine.disk_bytes)?;
+        let mut backend =
+            VsockBackend::start(state.path(), &state.path().join("vsock.log")).await?;
+        let started = async {
+            let listener = backend.listen(CONTROL_PORT)?;
+            let engine = QemuEngine::locate()?;
+            let mut fs = Vec::new();
+            let mut fs_devices = Vec::new();
+            // One jailed gateway process per share it may take; each learns its share at bind.
+            for i in 0..machine.fs_slots {
+                let sink = recorder.clone();
+                let slot = crate::gateway::fs::FsSlot::start(state.path(), i, move |line| {
                     match crate::gateway::fs::FsLine::parse(line) {
                         Some(l) => {
-                            if let Some(r) = &recorder {
+                            if let Some(r) = sink.get() {
                                 r.record(l.to_event());
                             }
                         }
                         None => tracing::warn!("malformed line from an fs gateway"),
                     }
                 })
-                .map_err(|e| fail(e.to_string()))?;
-            let ready = crate::gateway::fs::ready_marker(&socket);
-            if let Err(e) = gw.wait_for(&ready, Duration::from_secs(10)).await {
-                return Err(fail(format!("{e}\n{}", tail(&log, CONSOLE_TAIL))));
+                .await
+                .map_err(|m| SandboxError::Gateway(format!("fs gateway {i}: {m}")))?;
+                fs_devices.push((slot.socket().to_path_buf(), format!("fs{i}")));
+                fs.push(slot);
             }
-            gateways.push(gw);
-            fs_devices.push((socket, format!("fs{i}")));
+            Ok::<_, SandboxError>((listener, engine, fs, fs_devices))
         }
+        .await;
+        let (listener, engine, fs, fs_devices) = match started {
+            Ok(v) => v,
+            Err(e) => {
+                backend.stop().await;
+                return Err(e);
+            }
+        };
         let mut drives = vec![Drive {
             path: disk,
             read_only: false,
@@ -363,10 +421,10 @@ impl Sandbox {
             kernel: images.kernel.vmlinux.clone(),
             initrd: images.tiny.initrd.clone(),
             cmdline: String::new(),
-            cpus: config.cpus,
-            memory_mib: config.memory_mib,
+            cpus: machine.cpus,
+            memory_mib: machine.memory_mib,
             state_dir: state.path().to_path_buf(),
-            accel: config.accel.accel,
+            accel: machine.accel,
             console_log: state.path().join("console.log"),
             engine_log: state.path().join("qemu.log"),
             vsock_socket: backend.socket.clone(),
@@ -374,12 +432,21 @@ impl Sandbox {
             drives,
             host_limits: Some((
                 state.id().to_string(),
-                airlock_vm::cgroup::Limits::for_engine(config.cpus, config.memory_mib),
-                config.require_host_limits,
+                airlock_vm::cgroup::Limits::for_engine(machine.cpus, machine.memory_mib),
+                machine.require_host_limits,
             )),
         };
         airlock_vm::cgroup::sweep();
-        let mut vm = engine.boot(&spec)?;
+        let mut vm = match engine.boot(&spec) {
+            Ok(vm) => vm,
+            Err(e) => {
+                backend.stop().await;
+                for slot in fs {
+                    slot.stop(Duration::from_secs(1)).await;
+                }
+                return Err(e.into());
+            }
+        };
         let engine_start = t0.elapsed();
         tracing::debug!(state = %state.path().display(), pid = vm.pid(), "vm booting");
 
@@ -391,9 +458,9 @@ impl Sandbox {
             Control::handshake(stream, recorder.clone()).await
         };
         let outcome = tokio::select! {
-            r = tokio::time::timeout(config.boot_timeout, accept) => match r {
+            r = tokio::time::timeout(machine.boot_timeout, accept) => match r {
                 Ok(r) => r,
-                Err(_) => Err(SandboxError::BootTimeout { secs: config.boot_timeout.as_secs(), console: tail(&spec.console_log, CONSOLE_TAIL) }),
+                Err(_) => Err(SandboxError::BootTimeout { secs: machine.boot_timeout.as_secs(), console: tail(&spec.console_log, CONSOLE_TAIL) }),
             },
             status = vm.wait() => Err(match status {
                 Ok(status) => SandboxError::BootExited {
@@ -404,51 +471,169 @@ impl Sandbox {
                 Err(e) => SandboxError::Engine(e),
             }),
         };
+        let outcome = outcome.and_then(|(control, ready)| {
+            if ready.protocol == PROTOCOL_VERSION {
+                Ok((control, ready))
+            } else {
+                Err(SandboxError::Protocol(format!(
+                    "guest speaks protocol {}, host {PROTOCOL_VERSION}",
+                    ready.protocol
+                )))
+            }
+        });
         let (control, ready) = match outcome {
             Ok(v) => v,
             Err(e) => {
                 let _ = vm.stop(Duration::ZERO).await;
-                let mut backend = backend;
                 backend.stop().await;
+                for slot in fs {
+                    slot.stop(Duration::from_secs(1)).await;
+                }
                 return Err(e);
             }
         };
         let Ready {
-            protocol,
             kernel_release,
             uptime_ms,
+            ..
         } = ready;
-        if protocol != PROTOCOL_VERSION {
-            let _ = vm.stop(Duration::ZERO).await;
-            let mut backend = backend;
-            backend.stop().await;
-            return Err(SandboxError::Protocol(format!(
-                "guest speaks protocol {protocol}, host {PROTOCOL_VERSION}"
-            )));
-        }
-        for (i, share) in config.shares.iter().enumerate() {
-            let read_only = share.mode == airlock_policy::MountMode::Ro;
-            if let Err(e) = control
-                .mount(&format!("fs{i}"), &share.guest_path, read_only)
-                .await
-            {
-                let _ = vm.stop(Duration::ZERO).await;
-                let mut backend = backend;
-                backend.stop().await;
-                return Err(e);
-            }
-        }
         let timings = StartTimings {
             engine_start_ms: ms(engine_start),
             guest_ready_ms: ms(t0.elapsed().saturating_sub(engine_start)),
             guest_uptime_ms: uptime_ms,
         };
+        Ok(Sandbox {
+            id: state.id().to_string(),
+            state,
+            backend,
+            vm,
+            control,
+            recorder,
+            stats_task: None,
+            fs,
+            egress: None,
+            machine: machine.clone(),
+            booted: Instant::now(),
+            bound: false,
+            kernel_release,
+            timings,
+        })
+    }
+
+    /// Starts the egress gateway with `config`'s policy, binds each share to a filesystem
+    /// gateway and mounts it in the guest, records the binding, and starts publishing stats.
+    async fn bind(&mut self, config: &SandboxConfig) -> Result<(), SandboxError> {
+        if self.bound {
+            return Err(SandboxError::Gateway("the sandbox is already bound".into()));
+        }
+        if config.shares.len() > self.fs.len() {
+            return Err(SandboxError::Gateway(format!(
+                "{} shares, but the guest has {} filesystem devices",
+                config.shares.len(),
+                self.fs.len()
+            )));
+        }
+        self.bound = true;
+        let t0 = Instant::now();
+        // The egress gateway, in a jailed process of its own: the guest's 127.0.0.1:3128
+        // tunnels arrive on this listener, which it inherits.
+        let listener = self
+            .backend
+            .listen(PROXY_PORT)?
+            .into_std()
+            .map_err(|source| SandboxError::Io {
+                context: "preparing the egress listener",
+                source,
+            })?;
+        let dns = match config.resolver.spec() {
+            Some(airlock_net::ResolverSpec::System) => None,
+            Some(airlock_net::ResolverSpec::Dns(server)) => Some(server),
+            None => {
+                return Err(SandboxError::Gateway(
+                    "the resolver cannot be rebuilt in the egress gateway process".into(),
+                ));
+            }
+        };
+        let spec = crate::gateway::egress::EgressSpec {
+            policy: crate::gateway::PolicyText::of(&config.policy),
+            dns,
+            tls_ports: config.tls_ports.clone(),
+        };
+        let spec = serde_json::to_vec(&spec)
+            .map_err(|e| SandboxError::Gateway(format!("egress spec: {e}")))?;
+        let sink = self.recorder.clone();
+        self.egress = Some(
+            crate::gateway::GatewayProcess::spawn(
+                "egress",
+                spec,
+                Some(std::os::fd::OwnedFd::from(listener)),
+                &self.state.path().join("egress.log"),
+                move |line| match crate::gateway::egress::NetLine::parse(line) {
+                    Some(l) => {
+                        if let Some(r) = sink.get() {
+                            r.record(l.to_event());
+                        }
+                    }
+                    None => tracing::warn!("malformed line from the egress gateway"),
+                },
+            )
+            .map_err(|e| SandboxError::Gateway(format!("starting the egress gateway: {e}")))?,
+        );
+        for (i, share) in config.shares.iter().enumerate() {
+            let bind = crate::gateway::fs::FsBind::new(
+                &config.policy,
+                share,
+                owner_map(&share.host_dir)
+                    .map(|m| [m.guest_uid, m.guest_gid, m.host_uid, m.host_gid]),
+            );
+            let slot = self
+                .fs
+                .get_mut(i)
+                .ok_or_else(|| SandboxError::Gateway("missing filesystem device".into()))?;
+            slot.bind(&bind).await.map_err(|message| {
+                SandboxError::Gateway(format!("fs gateway for {}: {message}", share.guest_path))
+            })?;
+            let read_only = share.mode == airlock_policy::MountMode::Ro;
+            self.control
+                .mount(&format!("fs{i}"), &share.guest_path, read_only)
+                .await?;
+        }
+        if let Some(r) = self.recorder.get() {
+            let shares: Vec<String> = config
+                .shares
+                .iter()
+                .map(|s| {
+                    format!(
+                        "{} at {} ({})",
+                        s.host_dir.display(),
+                        s.guest_path,
+                        s.mode.as_str()
+                    )
+                })
+                .collect();
+            let source = config.policy.source();
+            r.record(
+                Event::new(Source::Host, kind::SANDBOX_BIND)
+                    .with_decision(Decision::Allow)
+                    .with_detail(format!(
+                        "policy {} (sha256 {}); shares: {}; bound in {:.0} ms",
+                        source.origin.display(),
+                        sha256_hex(source.text.as_bytes()),
+                        if shares.is_empty() {
+                            "none".to_string()
+                        } else {
+                            shares.join(", ")
+                        },
+                        ms(t0.elapsed())
+                    )),
+            );
+        }
         // Publish counters for `airlock stats` while running.
-        let stats_task = recorder.clone().map(|r| {
+        self.stats_task = self.recorder.get().cloned().map(|r| {
             let (id, path, pid) = (
-                state.id().to_string(),
-                state.path().join("stats.json"),
-                vm.pid(),
+                self.id.clone(),
+                self.state.path().join("stats.json"),
+                self.vm.pid(),
             );
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -463,24 +648,12 @@ impl Sandbox {
                 }
             })
         });
-        Ok(Sandbox {
-            state,
-            backend,
-            vm,
-            control,
-            recorder,
-            stats_task,
-            gateways,
-            egress: Some(egress),
-            memory_mib: config.memory_mib,
-            kernel_release,
-            timings,
-        })
+        Ok(())
     }
 
     /// The sandbox id.
     pub fn id(&self) -> &str {
-        self.state.id()
+        &self.id
     }
 
     /// The state dir.
@@ -496,7 +669,7 @@ impl Sandbox {
             self.egress.as_ref().and_then(|e| e.pid()),
         ]
         .into_iter()
-        .chain(self.gateways.iter().map(|g| g.pid()))
+        .chain(self.fs.iter().map(|g| g.pid()))
         .flatten()
         .collect()
     }
@@ -507,7 +680,7 @@ impl Sandbox {
         request: ExecRequest,
         io: ExecIo,
     ) -> Result<ExecOutcome, SandboxError> {
-        if let Some(r) = &self.recorder {
+        if let Some(r) = self.recorder.get() {
             r.record(
                 Event::new(Source::Host, kind::PROC_EXEC)
                     .with_decision(Decision::Allow)
@@ -526,7 +699,7 @@ impl Sandbox {
         }
         let stream = self.backend.connect(EXEC_PORT).await?;
         let outcome = exec::run(stream, request, io).await;
-        if let Some(r) = &self.recorder {
+        if let Some(r) = self.recorder.get() {
             if let Ok(ExecOutcome::Exited { oom_kills, .. }) = &outcome
                 && *oom_kills > 0
             {
@@ -536,7 +709,7 @@ impl Sandbox {
                         .with_detail(format!(
                             "the guest kernel's OOM killer ended {oom_kills} process(es) of this \
                              command (guest memory {} MiB)",
-                            self.memory_mib
+                            self.machine.memory_mib
                         )),
                 );
             }
@@ -569,29 +742,14 @@ impl Sandbox {
 
     /// The audit recorder, if this sandbox records.
     pub fn recorder(&self) -> Option<&Arc<Recorder>> {
-        self.recorder.as_ref()
+        self.recorder.get()
     }
 
     /// Stops the guest and everything the sandbox started, and removes the state dir unless kept.
     /// `reason` goes into the `sandbox.end` record.
     pub async fn shutdown(mut self, reason: &str) -> Result<(), SandboxError> {
-        if let Some(t) = self.stats_task.take() {
-            t.abort();
-        }
-        self.control.shutdown(Duration::from_secs(2)).await;
-        let stopped = self.vm.stop(Duration::from_secs(3)).await;
-        self.backend.stop().await;
-        for gw in self.gateways.drain(..) {
-            gw.stop(Duration::from_secs(2)).await;
-        }
-        if let Some(egress) = self.egress.take() {
-            // Open tunnels are recorded as they close; give them a moment, then cut them.
-            egress.stop(Duration::from_secs(2)).await;
-        }
-        // The backend is gone, so the control stream ends: read what the guest sent before.
-        self.control.drain(Duration::from_secs(2)).await;
-        drop(self.control);
-        if let Some(r) = &self.recorder {
+        let stopped = self.teardown().await;
+        if let Some(r) = self.recorder.get() {
             r.record(
                 Event::new(Source::Host, kind::SANDBOX_END)
                     .with_decision(Decision::Allow)
@@ -602,6 +760,42 @@ impl Sandbox {
         self.state.finish()?;
         stopped.map_err(SandboxError::Engine)
     }
+
+    /// Ends a sandbox that failed to start or be claimed: stops everything, seals nothing (the
+    /// caller records why), removes the state dir.
+    async fn shutdown_quiet(mut self) -> Result<(), SandboxError> {
+        let _ = self.teardown().await;
+        if let Some(r) = self.recorder.get() {
+            r.finish()?;
+        }
+        self.state.finish()
+    }
+
+    /// Stops the guest, the engine and every helper process; the audit log stays open.
+    async fn teardown(&mut self) -> Result<(), EngineError> {
+        if let Some(t) = self.stats_task.take() {
+            t.abort();
+        }
+        self.control.shutdown(Duration::from_secs(2)).await;
+        let stopped = self.vm.stop(Duration::from_secs(3)).await;
+        self.backend.stop().await;
+        for gw in self.fs.drain(..) {
+            gw.stop(Duration::from_secs(2)).await;
+        }
+        if let Some(egress) = self.egress.take() {
+            // Open tunnels are recorded as they close; give them a moment, then cut them.
+            egress.stop(Duration::from_secs(2)).await;
+        }
+        // The backend is gone, so the control stream ends: read what the guest sent before.
+        self.control.drain(Duration::from_secs(2)).await;
+        stopped
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(bytes);
+    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Maps the guest's `agent` (uid/gid 1000) onto the owner of a shared directory, so the agent can

@@ -26,6 +26,8 @@ pub struct StateDir {
     id: String,
     keep: bool,
     finished: bool,
+    /// A symlink naming this dir by the id of the sandbox it was claimed for.
+    alias: Option<PathBuf>,
 }
 
 impl StateDir {
@@ -90,7 +92,33 @@ impl StateDir {
             id,
             keep,
             finished: false,
+            alias: None,
         })
+    }
+
+    /// Makes the dir reachable as `<root>/<id>` too (a warm guest's dir, once claimed for
+    /// sandbox `id`), so tools that look a sandbox up by id find it. Removed with the dir.
+    pub fn alias(&mut self, id: &str) -> Result<(), SandboxError> {
+        if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            return Err(SandboxError::State {
+                path: state_root().join(id),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "sandbox ids are [A-Za-z0-9-]",
+                ),
+            });
+        }
+        let link = self
+            .path
+            .parent()
+            .map_or_else(state_root, Path::to_path_buf)
+            .join(id);
+        std::os::unix::fs::symlink(&self.id, &link).map_err(|source| SandboxError::State {
+            path: link.clone(),
+            source,
+        })?;
+        self.alias = Some(link);
+        Ok(())
     }
 
     /// The directory.
@@ -106,6 +134,9 @@ impl StateDir {
     /// Removes the directory unless kept.
     pub fn finish(mut self) -> Result<(), SandboxError> {
         self.finished = true;
+        if let Some(link) = self.alias.take() {
+            let _ = std::fs::remove_file(link);
+        }
         if self.keep {
             return Ok(());
         }
@@ -118,6 +149,9 @@ impl StateDir {
 
 impl Drop for StateDir {
     fn drop(&mut self) {
+        if let Some(link) = self.alias.take() {
+            let _ = std::fs::remove_file(link);
+        }
         if !self.finished && !self.keep {
             let _ = std::fs::remove_dir_all(&self.path);
         }
