@@ -63,6 +63,10 @@ fn main() -> ExitCode {
                 ExitCode::from(airlock::gateway::egress::child_main())
             }
             Some(kind) if kind == "fs" => ExitCode::from(airlock::gateway::fs::child_main()),
+            Some(kind) if kind == "attach" => {
+                let rest: Vec<_> = argv.collect();
+                ExitCode::from(airlock::gateway::fs::attach_main(&rest))
+            }
             _ => ExitCode::from(exit::AIRLOCK_ERROR),
         };
     }
