@@ -37,6 +37,7 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
     Router::new()
         .route("/openapi.json", get(openapi_json))
         .route("/v1/sandboxes", post(create_sandbox).get(list_sandboxes))
+        .route("/v1/pool", get(get_pool))
         .route(
             "/v1/sandboxes/{id}",
             get(get_sandbox).delete(delete_sandbox),
@@ -239,6 +240,20 @@ pub async fn create_sandbox(
 pub async fn list_sandboxes(State(d): Shared) -> axum::Json<SandboxList> {
     axum::Json(SandboxList {
         sandboxes: d.list(),
+    })
+}
+
+/// The warm pool: per image, how many guests are kept, ready and booting, and how creates
+/// fared.
+#[utoipa::path(get, path = "/v1/pool", tag = "sandboxes",
+    responses(
+        (status = 200, description = "The pool", body = crate::daemon::pool::PoolStatus),
+        (status = 404, description = "The daemon keeps no pool (start it with --pool IMAGE=N)", body = ErrorBody)))]
+pub async fn get_pool(
+    State(d): Shared,
+) -> Result<axum::Json<crate::daemon::pool::PoolStatus>, DaemonError> {
+    d.pool_status().map(axum::Json).ok_or_else(|| {
+        DaemonError::NotFound("this daemon keeps no warm pool; start it with --pool IMAGE=N".into())
     })
 }
 

@@ -112,6 +112,12 @@ pub struct SandboxInfo {
     /// Guest kernel release, once running.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kernel_release: Option<String>,
+    /// Whether it was a warm guest claimed from the daemon's pool (else it booted cold).
+    #[serde(default)]
+    pub pooled: bool,
+    /// How long the create took, in milliseconds (claim or boot), once running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_ms: Option<u64>,
     /// Why it stopped, once stopped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub end_reason: Option<String>,

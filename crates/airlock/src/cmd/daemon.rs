@@ -45,9 +45,40 @@ pub struct DaemonArgs {
     /// Most sandboxes booting at once (default: the number of CPUs).
     #[arg(long, value_name = "N")]
     max_starting: Option<usize>,
+    /// Keep N guests of IMAGE booted and unbound, so creates (and `airlock run`) claim one
+    /// instead of booting (repeatable; e.g. `--pool tiny=2`).
+    #[arg(long = "pool", value_name = "IMAGE=N", value_parser = parse_pool)]
+    pool: Vec<(String, usize)>,
+    /// Replace warm guests older than this.
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
+    pool_ttl: Duration,
+    /// Filesystem devices per warm guest: the most shares a policy may have to use the pool.
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=8))]
+    pool_shares: u8,
     /// Print the OpenAPI document and exit.
     #[arg(long)]
     openapi: bool,
+}
+
+/// `IMAGE=N`: an image name (`tiny` or one built with `airlock image build`) and a pool size.
+fn parse_pool(s: &str) -> Result<(String, usize), String> {
+    let (image, n) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: expected IMAGE=N, e.g. tiny=2"))?;
+    if image.is_empty()
+        || !image
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err(format!("{s:?}: {image:?} is not an image name"));
+    }
+    let n: usize = n
+        .parse()
+        .map_err(|_| format!("{s:?}: {n:?} is not a number of guests"))?;
+    if n > 64 {
+        return Err(format!("{s:?}: at most 64 warm guests per image"));
+    }
+    Ok((image.to_string(), n))
 }
 
 /// `30s`, `15m`, `2h`, `1d`, or plain seconds.
@@ -116,6 +147,22 @@ async fn serve(args: DaemonArgs) -> anyhow::Result<u8> {
     if let Some(n) = args.max_starting {
         config.max_starting = n.max(1);
     }
+    if !args.pool.is_empty() {
+        let mut sizes = std::collections::BTreeMap::new();
+        for (image, n) in &args.pool {
+            if sizes.insert(image.clone(), *n).is_some() {
+                bail!("--pool {image}=...: given twice");
+            }
+        }
+        if args.pool_ttl.is_zero() {
+            bail!("--pool-ttl must be more than 0");
+        }
+        config.pool = Some(airlock::daemon::pool::PoolConfig {
+            sizes,
+            ttl: args.pool_ttl,
+            fs_slots: usize::from(args.pool_shares),
+        });
+    }
     let daemon = Daemon::new(config, images, registry);
     for r in daemon.reap_leftovers() {
         airlock::note!(
@@ -170,12 +217,24 @@ async fn serve(args: DaemonArgs) -> anyhow::Result<u8> {
         }));
     }
     let janitor = tokio::spawn(daemon.clone().janitor());
+    let keeper = tokio::spawn(daemon.clone().pool_keeper());
+    if let Some(status) = daemon.pool_status() {
+        for i in &status.images {
+            airlock::note!(
+                "airlock: warm pool: keeping {} {} guest(s) booted (TTL {} s)",
+                i.size,
+                i.image,
+                status.ttl_secs
+            );
+        }
+    }
     let sig = tokio::select! {
         _ = term.recv() => "SIGTERM",
         _ = int.recv() => "SIGINT",
     };
     airlock::note!("airlock: {sig}: stopping every sandbox");
     janitor.abort();
+    keeper.abort();
     daemon
         .shutdown(&format!("the daemon stopped ({sig})"))
         .await;

@@ -13,6 +13,7 @@
 
 pub mod exec;
 pub mod files;
+pub mod pool;
 pub mod registry;
 
 use crate::api::types::{CreateSandboxRequest, SandboxInfo, SandboxStatus};
@@ -47,6 +48,8 @@ pub struct DaemonConfig {
     pub max_sandboxes: usize,
     /// Most sandboxes booting at once (boots are CPU-bound under TCG).
     pub max_starting: usize,
+    /// The warm pool, if any.
+    pub pool: Option<pool::PoolConfig>,
 }
 
 impl Default for DaemonConfig {
@@ -56,6 +59,7 @@ impl Default for DaemonConfig {
             max_lifetime: Duration::from_secs(24 * 60 * 60),
             max_sandboxes: 64,
             max_starting: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            pool: None,
         }
     }
 }
@@ -140,6 +144,8 @@ pub struct Entry {
     audit_log: Option<PathBuf>,
     policy: Arc<Policy>,
     kernel_release: Mutex<Option<String>>,
+    /// Whether it was a warm guest from the pool, and how long the create took.
+    start: Mutex<Option<(bool, Duration)>>,
     state: Mutex<EntryState>,
     last_active: Mutex<(Instant, Timestamp)>,
     running_execs: AtomicU32,
@@ -218,6 +224,7 @@ impl Entry {
     /// The API view.
     pub fn info(&self) -> SandboxInfo {
         let (status, end_reason) = self.status();
+        let start = *lock(&self.start);
         SandboxInfo {
             id: self.id.clone(),
             status,
@@ -234,6 +241,8 @@ impl Entry {
             execs_running: self.running_execs.load(Ordering::Relaxed),
             audit_log: self.audit_log.as_ref().map(|p| p.display().to_string()),
             kernel_release: lock(&self.kernel_release).clone(),
+            pooled: start.is_some_and(|(pooled, _)| pooled),
+            start_ms: start.map(|(_, d)| d.as_millis().try_into().unwrap_or(u64::MAX)),
             end_reason,
         }
     }
@@ -272,6 +281,7 @@ pub struct Daemon {
     audit_key: Option<PathBuf>,
     sandboxes: Mutex<BTreeMap<String, Arc<Entry>>>,
     boot_slots: Semaphore,
+    pool: Option<Arc<pool::Pool>>,
 }
 
 impl Daemon {
@@ -279,6 +289,11 @@ impl Daemon {
     pub fn new(config: DaemonConfig, images: Images, registry: Registry) -> Arc<Daemon> {
         Arc::new(Daemon {
             boot_slots: Semaphore::new(config.max_starting.max(1)),
+            pool: config
+                .pool
+                .clone()
+                .map(|p| Arc::new(pool::Pool::new(p)))
+                .filter(|p| p.is_enabled()),
             config,
             images,
             registry,
@@ -370,6 +385,7 @@ impl Daemon {
             audit_log: audit_log.clone(),
             policy: launch.policy.clone(),
             kernel_release: Mutex::new(None),
+            start: Mutex::new(None),
             state: Mutex::new(EntryState::Starting),
             last_active: Mutex::new((Instant::now(), now)),
             running_execs: AtomicU32::new(0),
@@ -390,16 +406,23 @@ impl Daemon {
             .write(&record)
             .map_err(|e| DaemonError::Internal(format!("{e:#}")))?;
         lock(&self.sandboxes).insert(entry.id.clone(), entry.clone());
-        let started = {
-            let _slot = self
-                .boot_slots
-                .acquire()
-                .await
-                .map_err(|e| DaemonError::Internal(format!("boot queue: {e}")))?;
-            self.provision(&launch).await
+        let t0 = Instant::now();
+        let started = match self.claim_warm(&launch).await {
+            Some(s) => Ok((s, true)),
+            None => {
+                let _slot = self
+                    .boot_slots
+                    .acquire()
+                    .await
+                    .map_err(|e| DaemonError::Internal(format!("boot queue: {e}")))?;
+                self.provision(&launch).await.map(|s| (s, false))
+            }
         };
         let sandbox = match started {
-            Ok(s) => s,
+            Ok((s, pooled)) => {
+                *lock(&entry.start) = Some((pooled, t0.elapsed()));
+                s
+            }
             Err(e) => {
                 lock(&self.sandboxes).remove(&entry.id);
                 let _ = self.registry.remove(&entry.id);
@@ -411,6 +434,8 @@ impl Daemon {
             }
         };
         crate::launch::record_unprotected(&sandbox, &launch.policy, &launch.origin);
+        // A claimed warm guest keeps its own dir name; the record must name the real dir.
+        record.state_dir = sandbox.state_dir().to_path_buf();
         record.processes = sandbox
             .pids()
             .into_iter()
@@ -444,8 +469,7 @@ impl Daemon {
         Ok(entry.info())
     }
 
-    /// Boots the guest for `launch`. Every sandbox the daemon creates comes from here, so a
-    /// warm pool can take over this step: claim a pre-booted guest and bind `launch` to it.
+    /// Boots the guest for `launch` cold (when no warm guest fits).
     async fn provision(&self, launch: &Launch) -> Result<Sandbox, SandboxError> {
         Sandbox::start(&launch.config, &launch.images).await
     }
@@ -538,6 +562,7 @@ impl Daemon {
         for id in ids {
             let _ = self.stop(&id, reason).await;
         }
+        self.drain_pool().await;
         self.registry.close();
     }
 

@@ -212,6 +212,12 @@ impl Registry {
             std::thread::sleep(Duration::from_millis(20));
         }
         detach_mounts_under(&record.state_dir);
+        // A claimed warm guest's dir is also reachable by the sandbox id, through a symlink.
+        if let Some(alias) = record.state_dir.parent().map(|p| p.join(&record.id))
+            && alias.is_symlink()
+        {
+            let _ = std::fs::remove_file(alias);
+        }
         if let Err(e) = std::fs::remove_dir_all(&record.state_dir)
             && e.kind() != std::io::ErrorKind::NotFound
         {

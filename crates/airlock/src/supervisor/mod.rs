@@ -297,8 +297,12 @@ impl Sandbox {
 
     /// Boots a warm guest with nothing bound: no audit log, no egress gateway, and `fs_slots`
     /// filesystem gateways that refuse every request until [`claim`](Self::claim).
-    pub async fn boot_unbound(machine: &Machine, images: &Images) -> Result<Sandbox, SandboxError> {
-        let state = StateDir::create(false)?;
+    pub async fn boot_unbound(
+        machine: &Machine,
+        images: &Images,
+        id: &str,
+    ) -> Result<Sandbox, SandboxError> {
+        let state = StateDir::create_with(id, false)?;
         Self::boot(machine, images, state, Arc::default()).await
     }
 
@@ -345,6 +349,12 @@ impl Sandbox {
                 Err(e)
             }
         }
+    }
+
+    /// The state dir's name: the id the guest booted with (differs from [`Self::id`] once a warm
+    /// guest is claimed).
+    pub fn state_dir_id(&self) -> &str {
+        self.state.id()
     }
 
     /// The machine this sandbox runs on.
