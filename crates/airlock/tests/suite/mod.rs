@@ -5,4 +5,5 @@ mod harden;
 mod image;
 mod net;
 mod policy;
+mod pool;
 mod run;
