@@ -26,7 +26,8 @@ const OUT_HEADER: u32 = 16;
 struct Rig {
     _dir: tempfile::TempDir,
     mem: Mem,
-    server: Server<GatedFs<PassthroughFs>>,
+    /// `None`: a device not yet bound to a share.
+    server: Option<Server<GatedFs<PassthroughFs>>>,
 }
 
 fn rig() -> Rig {
@@ -45,7 +46,7 @@ fn rig() -> Rig {
     Rig {
         _dir: dir,
         mem,
-        server: Server::new(fs),
+        server: Some(Server::new(fs)),
     }
 }
 
@@ -83,7 +84,10 @@ impl Rig {
             )),
         ];
         let chain = q.build_desc_chain(&descs).unwrap();
-        let len = handle_chain(&self.server, &self.mem, chain);
+        let len = match self.server.as_ref() {
+            Some(server) => handle_chain(server, &self.mem, chain),
+            None => refuse_unbound(&self.mem, chain),
+        };
         let out: OutHeader = self.mem.read_obj(GuestAddress(REPLY)).unwrap();
         (len, out)
     }
@@ -138,4 +142,43 @@ fn refusals_reach_the_guest_as_errors() {
     req.extend_from_slice(b"x\0");
     let (_, out) = r.send(&req, REQ, 4096);
     assert_eq!(out.error, -libc::EBADF);
+}
+
+#[test]
+fn an_unbound_device_answers_enodev_to_everything() {
+    let mut r = rig();
+    r.server = None;
+    // FUSE_INIT (26), the first request of a mount.
+    let (len, out) = r.send(header(26, 0, 0).as_slice(), REQ, 4096);
+    assert_eq!((len, out.error, out.unique), (OUT_HEADER, -libc::ENODEV, 7));
+    let (_, out) = r.send(&lookup(b"x\0"), REQ, 4096);
+    assert_eq!(out.error, -libc::ENODEV);
+    // Too short to carry a header, or no room for a reply: no reply at all.
+    assert_eq!(r.send(&[1, 2, 3, 4], REQ, 4096).0, 0);
+    assert_eq!(r.send(&lookup(b"x\0"), REQ, 4).0, 0);
+}
+
+#[test]
+fn a_device_binds_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = std::fs::canonicalize(dir.path()).unwrap();
+    let root_str = root.to_str().unwrap();
+    let text = format!(
+        "[[filesystem.mounts]]\nhost = {root_str:?}\nguest = \"/workspace\"\nmode = \"rw\"\n"
+    );
+    let policy = Arc::new(airlock_policy::load_str(&text, Path::new("/t.toml")).unwrap());
+    let make = || {
+        let inner = PassthroughFs::new(passthrough_config(root_str, 1000)).unwrap();
+        let gate = Gate::new(policy.clone(), "/workspace", MountMode::Rw, Some(root_str));
+        GatedFs::new(inner, gate, Arc::new(NoEvents))
+    };
+    let device = FsDevice::unbound(1, tracing::Span::none()).unwrap();
+    assert!(!device.is_bound());
+    device.bind(make()).unwrap();
+    assert!(device.is_bound());
+    assert!(matches!(
+        device.bind(make()),
+        Err(DeviceError::AlreadyBound)
+    ));
+    device.shutdown();
 }

@@ -1,20 +1,25 @@
 //! `airlock create|exec|ls|stop|rm|logs|cp`: commands that talk to a running `airlock daemon`
 //! over its unix socket. Without a daemon they say so, name the socket and how to start one,
-//! and exit 125. `airlock exec` exits with the command's status, as `airlock run` does.
+//! and exit 125. `airlock exec` exits with the command's status, as `airlock run` does; both
+//! stream their command with [`stream_exec`] when they go through the daemon.
 
-use super::run::{RawMode, parse_env, parse_workdir, terminal_size};
+use super::run::{
+    RawMode, Signals, note_oom, note_spawn_failure, parse_env, parse_workdir, terminal_size,
+};
 use airlock::api::client::{Client, ClientError, Lines, encode_query};
 use airlock::api::types::{
     CreateSandboxRequest, ExecBody, ExecLine, FileStat, SandboxInfo, SandboxList, SignalBody,
     StdinBody, TerminalSize,
 };
 use airlock::exit;
+use airlock_proto::SpawnFailure;
 use anyhow::{Context, bail};
 use base64::Engine as _;
 use clap::Args;
 use hyper::Method;
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// Arguments of `airlock create`.
 #[derive(Debug, Args)]
@@ -142,7 +147,7 @@ where
     }
 }
 
-fn sandbox_path(id: &str, rest: &str) -> anyhow::Result<String> {
+pub(crate) fn sandbox_path(id: &str, rest: &str) -> anyhow::Result<String> {
     if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
         bail!("{id:?} is not a sandbox id");
     }
@@ -277,13 +282,66 @@ pub fn logs(args: LogsArgs) -> anyhow::Result<u8> {
 
 /// `airlock exec`: runs a command in a sandbox; exits with its status.
 pub fn exec(args: ExecArgs) -> anyhow::Result<u8> {
-    with_client(|c| run_exec(c, args))
+    with_client(|c| async move {
+        let mut signals = Signals::install()?;
+        let spec = ExecSpec {
+            argv: args.command,
+            env: args.env,
+            cwd: args.workdir,
+            tty: args.tty,
+        };
+        match stream_exec(&c, &args.id, spec, &mut signals, OnSignal::Forward).await? {
+            ExecEnd::Exited(code) | ExecEnd::GaveUp(code) => Ok(code),
+            ExecEnd::Broken(detail) => bail!("{detail}"),
+        }
+    })
 }
 
-async fn run_exec(c: Client, args: ExecArgs) -> anyhow::Result<u8> {
+/// A command for [`stream_exec`].
+pub(crate) struct ExecSpec {
+    /// The command and its arguments.
+    pub argv: Vec<String>,
+    /// Environment variables (`TERM` is added from this host with `tty` unless given).
+    pub env: Vec<(String, String)>,
+    /// Working directory in the guest (default: the workspace mount).
+    pub cwd: Option<String>,
+    /// Run under a pseudo-terminal sized like ours (and put our terminal in raw mode).
+    pub tty: bool,
+}
+
+/// What the user's SIGINT, SIGTERM and SIGHUP do while an exec streams.
+pub(crate) enum OnSignal {
+    /// Forward each one (`airlock exec`: the sandbox outlives the command).
+    Forward,
+    /// Forward the first; stop waiting on a second one, or when the command has not ended this
+    /// long after the first (`airlock run`: the caller then tears the sandbox down).
+    GiveUp(Duration),
+}
+
+/// How a streamed exec ended.
+pub(crate) enum ExecEnd {
+    /// The command ended (or our stdout closed); airlock's exit code, notes already printed.
+    Exited(u8),
+    /// The daemon ended the stream without an exit status; its message.
+    Broken(String),
+    /// [`OnSignal::GiveUp`] gave up: exit 128+N for signal N. The command may still run.
+    GaveUp(u8),
+}
+
+/// Runs `spec` in sandbox `id` through `POST .../exec` and bridges it to this process: output to
+/// our stdout and stderr as it arrives, our stdin to the command, signals and window changes to
+/// the command. Prints what `airlock run` prints when the command cannot start or meets the
+/// OOM killer. Shared by `airlock exec` and `airlock run` through a daemon.
+pub(crate) async fn stream_exec(
+    c: &Client,
+    id: &str,
+    spec: ExecSpec,
+    signals: &mut Signals,
+    on_signal: OnSignal,
+) -> anyhow::Result<ExecEnd> {
     use tokio::signal::unix::{SignalKind, signal};
-    let base = sandbox_path(&args.id, "")?;
-    let size = args.tty.then(|| {
+    let base = sandbox_path(id, "")?;
+    let size = spec.tty.then(|| {
         terminal_size()
             .map(|w| TerminalSize {
                 rows: w.rows,
@@ -291,17 +349,17 @@ async fn run_exec(c: Client, args: ExecArgs) -> anyhow::Result<u8> {
             })
             .unwrap_or(TerminalSize { rows: 24, cols: 80 })
     });
-    let mut env: Vec<(String, String)> = args.env.clone();
-    if args.tty && !env.iter().any(|(k, _)| k == "TERM") {
+    let mut env = spec.env;
+    if spec.tty && !env.iter().any(|(k, _)| k == "TERM") {
         if let Ok(term) = std::env::var("TERM") {
             env.push(("TERM".into(), term));
         }
     }
     let body = ExecBody {
-        argv: args.command.clone(),
+        argv: spec.argv,
         env: env.into_iter().collect(),
-        cwd: args.workdir.clone(),
-        tty: args.tty,
+        cwd: spec.cwd,
+        tty: spec.tty,
         size,
         stdin: None,
         stdin_open: true,
@@ -313,7 +371,7 @@ async fn run_exec(c: Client, args: ExecArgs) -> anyhow::Result<u8> {
             Some(("application/json", serde_json::to_vec(&body)?)),
         )
         .await
-        .with_context(|| format!("exec in sandbox {}", args.id))?;
+        .with_context(|| format!("exec in sandbox {id}"))?;
     let mut lines = Lines::new(resp);
     let first = lines
         .next()
@@ -325,90 +383,70 @@ async fn run_exec(c: Client, args: ExecArgs) -> anyhow::Result<u8> {
         .context("the exec stream did not start with its id")?;
     let exec_path = format!("{base}/execs/{exec_id}");
 
-    // Stdin: read on a thread (a blocked read must not hold up exit), forwarded in chunks.
-    let (stdin_tx, mut stdin_rx) = tokio::sync::mpsc::channel::<Option<Vec<u8>>>(4);
-    let _ = std::thread::Builder::new()
-        .name("stdin".into())
-        .spawn(move || {
-            let mut stdin = std::io::stdin().lock();
-            let mut buf = vec![0u8; 64 * 1024];
-            loop {
-                match stdin.read(&mut buf) {
-                    Ok(0) | Err(_) => {
-                        let _ = stdin_tx.blocking_send(None);
-                        break;
-                    }
-                    Ok(n) => {
-                        let chunk = buf.get(..n).unwrap_or_default().to_vec();
-                        if stdin_tx.blocking_send(Some(chunk)).is_err() {
-                            break;
-                        }
-                    }
-                }
-            }
-        });
-    {
-        let (c, p) = (c.clone(), format!("{exec_path}/stdin"));
-        tokio::spawn(async move {
-            while let Some(chunk) = stdin_rx.recv().await {
-                let body = StdinBody {
-                    eof: chunk.is_none(),
-                    data: chunk.map(|d| base64::engine::general_purpose::STANDARD.encode(d)),
-                };
-                let Ok(bytes) = serde_json::to_vec(&body) else {
-                    return;
-                };
-                if c.call(Method::POST, &p, Some(("application/json", bytes)))
-                    .await
-                    .is_err()
-                    || body.eof
-                {
-                    return;
-                }
-            }
-        });
-    }
-    let _raw = if args.tty && std::io::stdin().is_terminal() {
+    forward_stdin(c.clone(), format!("{exec_path}/stdin"));
+    let _raw = if spec.tty && std::io::stdin().is_terminal() {
         RawMode::enter().ok()
     } else {
         None
     };
-    // Signals and window changes go to the command.
-    {
-        let c = c.clone();
-        let exec_path = exec_path.clone();
-        let tty = args.tty;
-        let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
-        let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
-        let mut hup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
+    if spec.tty {
         let mut winch =
             signal(SignalKind::window_change()).context("installing SIGWINCH handler")?;
+        let (c, path) = (c.clone(), format!("{exec_path}/resize"));
         tokio::spawn(async move {
-            loop {
-                let (path, body) = tokio::select! {
-                    _ = int.recv() => ("signal", serde_json::to_vec(&SignalBody { signal: libc::SIGINT.into() })),
-                    _ = term.recv() => ("signal", serde_json::to_vec(&SignalBody { signal: libc::SIGTERM.into() })),
-                    _ = hup.recv() => ("signal", serde_json::to_vec(&SignalBody { signal: libc::SIGHUP.into() })),
-                    _ = winch.recv() => {
-                        let Some(w) = terminal_size().filter(|_| tty) else { continue };
-                        ("resize", serde_json::to_vec(&TerminalSize { rows: w.rows, cols: w.cols }))
-                    }
-                };
-                if let Ok(bytes) = body {
-                    let _ = c
-                        .call(
-                            Method::POST,
-                            &format!("{exec_path}/{path}"),
-                            Some(("application/json", bytes)),
-                        )
-                        .await;
+            while winch.recv().await.is_some() {
+                if let Some(w) = terminal_size() {
+                    let size = TerminalSize {
+                        rows: w.rows,
+                        cols: w.cols,
+                    };
+                    post_json(&c, &path, &size).await;
                 }
             }
         });
     }
+
     let mut stdout = std::io::stdout();
     let mut stderr = std::io::stderr();
-    while let Some(line) = lines.next().await? {
+    let mut forwarded: Option<(i32, tokio::time::Instant)> = None;
+    loop {
+        let deadline = match (&on_signal, forwarded) {
+            (OnSignal::GiveUp(grace), Some((_, at))) => Some((at + *grace, *grace)),
+            _ => None,
+        };
+        let line = tokio::select! {
+            line = lines.next() => line?,
+            sig = signals.recv() => {
+                if forwarded.is_some() && matches!(on_signal, OnSignal::GiveUp(_)) {
+                    // Second signal: stop waiting.
+                    return Ok(ExecEnd::GaveUp(exit::clamp(128 + sig)));
+                }
+                // Delivered on the side: output keeps flowing meanwhile.
+                let (c, path) = (c.clone(), format!("{exec_path}/signal"));
+                tokio::spawn(async move {
+                    post_json(&c, &path, &SignalBody { signal: sig.into() }).await;
+                });
+                forwarded.get_or_insert((sig, tokio::time::Instant::now()));
+                continue;
+            }
+            () = async {
+                if let Some((at, _)) = deadline {
+                    tokio::time::sleep_until(at).await;
+                }
+            }, if deadline.is_some() => {
+                let sig = forwarded.map_or(libc::SIGTERM, |(s, _)| s);
+                let grace = deadline.map_or(0, |(_, g)| g.as_secs());
+                airlock::note!(
+                    "airlock: the command did not exit within {grace} s of signal {sig}; stopping the sandbox"
+                );
+                return Ok(ExecEnd::GaveUp(exit::clamp(128 + sig)));
+            }
+        };
+        let Some(line) = line else {
+            return Ok(ExecEnd::Broken(
+                "the daemon ended the exec stream without an exit status".into(),
+            ));
+        };
         let l: ExecLine = serde_json::from_slice(&line).with_context(|| {
             format!("unexpected exec line {:?}", String::from_utf8_lossy(&line))
         })?;
@@ -423,35 +461,78 @@ async fn run_exec(c: Client, args: ExecArgs) -> anyhow::Result<u8> {
             };
             // A closed reader (`| head`) ends our copy, not the error path.
             if w.write_all(&bytes).and_then(|()| w.flush()).is_err() {
-                return Ok(exit::clamp(128 + libc::SIGPIPE));
+                return Ok(ExecEnd::Exited(exit::clamp(128 + libc::SIGPIPE)));
             }
         }
         if let Some(x) = l.exit {
             drop(_raw);
             if let Some(reason) = &x.spawn_error {
-                airlock::note!(
-                    "airlock: {}: {}",
-                    match reason.as_str() {
-                        "not_found" => "command not found in the guest",
-                        "permission_denied" => "command cannot be executed in the guest",
-                        _ => "could not start the command in the guest",
-                    },
-                    x.message.unwrap_or_default().escape_debug()
-                );
+                // An unknown reason from a newer daemon reads as "could not start".
+                let reason = serde_json::from_value(serde_json::Value::String(reason.clone()))
+                    .unwrap_or(SpawnFailure::Other);
+                note_spawn_failure(reason, x.message.as_deref().unwrap_or_default());
             }
-            if x.oom_kills > 0 {
-                airlock::note!(
-                    "airlock: the guest's OOM killer ended {} process(es) of the command",
-                    x.oom_kills
-                );
-            }
-            return Ok(exit::clamp(x.exit_code));
+            note_oom(x.oom_kills);
+            return Ok(ExecEnd::Exited(exit::clamp(x.exit_code)));
         }
         if let Some(e) = l.error {
-            bail!("{}", e.detail);
+            return Ok(ExecEnd::Broken(e.detail));
         }
     }
-    bail!("the daemon ended the exec stream without an exit status")
+}
+
+/// Reads our stdin on a thread (a blocked read must not hold up exit) and posts it to `path`
+/// chunk by chunk, then end-of-input.
+fn forward_stdin(c: Client, path: String) {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Option<Vec<u8>>>(4);
+    let _ = std::thread::Builder::new()
+        .name("stdin".into())
+        .spawn(move || {
+            let mut stdin = std::io::stdin().lock();
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                match stdin.read(&mut buf) {
+                    Ok(0) | Err(_) => {
+                        let _ = tx.blocking_send(None);
+                        break;
+                    }
+                    Ok(n) => {
+                        let chunk = buf.get(..n).unwrap_or_default().to_vec();
+                        if tx.blocking_send(Some(chunk)).is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+    tokio::spawn(async move {
+        while let Some(chunk) = rx.recv().await {
+            let body = StdinBody {
+                eof: chunk.is_none(),
+                data: chunk.map(|d| base64::engine::general_purpose::STANDARD.encode(d)),
+            };
+            let Ok(bytes) = serde_json::to_vec(&body) else {
+                return;
+            };
+            // The command may have ended: its stdin is gone, which is no error here.
+            if c.call(Method::POST, &path, Some(("application/json", bytes)))
+                .await
+                .is_err()
+                || body.eof
+            {
+                return;
+            }
+        }
+    });
+}
+
+/// POSTs `body` as JSON to `path`, ignoring the reply (the exec may have ended meanwhile).
+async fn post_json(c: &Client, path: &str, body: &impl serde::Serialize) {
+    if let Ok(bytes) = serde_json::to_vec(body) {
+        let _ = c
+            .call(Method::POST, path, Some(("application/json", bytes)))
+            .await;
+    }
 }
 
 /// One side of `airlock cp`.

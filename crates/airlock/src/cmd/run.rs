@@ -1,26 +1,39 @@
 //! `airlock run`: boot a sandbox, run one command with its stdio bridged, tear down, and exit with
 //! the command's status.
 //!
+//! When an `airlock daemon` answers on its socket, the sandbox comes from the daemon instead (from
+//! its warm pool when it keeps one): created through the API with the same options, the command
+//! streamed through the exec API by the code `airlock exec` uses, and the sandbox deleted on
+//! every path. Without a daemon, with `--no-daemon`, or with options only a local boot can honour,
+//! airlock boots the sandbox itself. Either way the output and exit status are the same.
+//!
 //! Signals: SIGINT/SIGTERM/SIGHUP are forwarded to the command's process group in the guest; if
 //! it has not ended after [`GRACE`], or a second signal arrives, the sandbox is torn down and
 //! airlock exits with 128+N. Teardown runs on every path, so nothing is left behind.
 
+use super::remote::{ExecEnd, ExecSpec, OnSignal};
+use airlock::api::client::{Client, ClientError};
+use airlock::api::types::{CreateSandboxRequest, SandboxInfo, SandboxStatus};
 use airlock::exit;
-use airlock::launch::{LaunchError, LaunchOptions, PolicyChoice};
+use airlock::launch::{LaunchError, LaunchOptions, LoadedPolicy, PolicyChoice};
 use airlock::supervisor::{ExecIo, ExecOutcome, Images, Sandbox};
-use airlock_policy::Policy;
+use airlock_policy::{MountMode, Policy};
 use airlock_proto::{ExecControl, SpawnFailure, WindowSize};
 use airlock_vm::image::{Cache, kernel};
 use anyhow::Context;
 use clap::Args;
+use hyper::Method;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::{IsTerminal, Read};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::mpsc;
 
 /// How long a forwarded signal may take to end the command before airlock tears down.
 const GRACE: Duration = Duration::from_secs(5);
+/// How long to wait for the daemon to finish stopping a sandbox it stopped under a command.
+const DAEMON_STOP_WAIT: Duration = Duration::from_secs(30);
 
 /// Arguments of `airlock run`.
 #[derive(Debug, Args)]
@@ -59,6 +72,9 @@ pub struct RunArgs {
     /// Print start-up phase timings as JSON on stderr when done.
     #[arg(long)]
     timings: bool,
+    /// Boot the sandbox here even when an `airlock daemon` is running.
+    #[arg(long, env = "AIRLOCK_NO_DAEMON", value_parser = clap::builder::BoolishValueParser::new())]
+    no_daemon: bool,
     /// The command and its arguments.
     #[arg(
         required = true,
@@ -102,20 +118,283 @@ pub fn main(args: RunArgs) -> anyhow::Result<u8> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let result = rt.block_on(run(args));
+    let result = rt.block_on(dispatch(args));
     // The stdin reader thread may be blocked in read(2); do not wait for it.
     rt.shutdown_background();
     result
 }
 
-struct Signals {
+/// Runs through a daemon when one answers and can honour the options; otherwise boots here.
+async fn dispatch(args: RunArgs) -> anyhow::Result<u8> {
+    let mut signals = Signals::install()?;
+    let workspace = match &args.workspace {
+        Some(d) => {
+            std::path::absolute(d).with_context(|| format!("--workspace {}", d.display()))?
+        }
+        None => std::env::current_dir()
+            .context("reading the current directory (the default workspace)")?,
+    };
+    if let Some(route) = daemon_route(&args, &workspace) {
+        if let Some(code) = run_in_daemon(&args, &route, &mut signals).await? {
+            return Ok(code);
+        }
+    }
+    run(args, workspace, signals).await
+}
+
+fn policy_choice(args: &RunArgs) -> PolicyChoice {
+    match (&args.policy, &args.profile) {
+        (Some(file), _) => PolicyChoice::File(file.clone()),
+        (None, profile) => PolicyChoice::Profile(profile.as_deref().unwrap_or("default").into()),
+    }
+}
+
+/// A daemon to run through: its client, the policy as loaded here, and the create request.
+struct DaemonRoute {
+    client: Client,
+    loaded: LoadedPolicy,
+    request: CreateSandboxRequest,
+}
+
+/// The daemon route, or `None` to boot here: no daemon listens (silently), `--no-daemon`,
+/// or an option only a local boot honours (with a note where that is not obvious).
+fn daemon_route(args: &RunArgs, workspace: &Path) -> Option<DaemonRoute> {
+    // `--keep` keeps a state dir on this host and `--timings` times a boot on this host.
+    if args.no_daemon || args.keep || args.timings {
+        return None;
+    }
+    let socket = airlock::api::default_socket();
+    std::os::unix::net::UnixStream::connect(&socket).ok()?;
+    // A policy that does not load is reported by the local path, word for word as without a
+    // daemon.
+    let loaded = airlock::launch::load_policy(&policy_choice(args), Some(workspace)).ok()?;
+    let policy = &loaded.policy;
+    if policy.mounts().iter().any(|m| m.mode == MountMode::Overlay) {
+        airlock::note!(
+            "airlock: {} has an overlay mount, kept for review on this host after the run; not using the daemon",
+            loaded.origin
+        );
+        return None;
+    }
+    // The redactor takes these values from the environment of whoever boots the sandbox.
+    let redact_env = &policy.audit().redact_env;
+    if redact_env
+        .iter()
+        .any(|name| args.env.iter().any(|(k, _)| k == name) || std::env::var_os(name).is_some())
+    {
+        airlock::note!(
+            "airlock: {} redacts values of this shell's environment (audit.redact_env), which the daemon cannot see; not using the daemon",
+            loaded.origin
+        );
+        return None;
+    }
+    // The API carries paths as UTF-8 text; other paths boot here.
+    let policy_origin = match &args.policy {
+        Some(file) => Some(std::path::absolute(file).ok()?.to_str()?.to_string()),
+        None => None,
+    };
+    let request = CreateSandboxRequest {
+        image: args.image.clone(),
+        policy: policy_origin.as_ref().map(|_| loaded.source.text.clone()),
+        policy_origin,
+        // Clap lets only one of --policy and --profile through.
+        profile: args.profile.clone(),
+        workspace: Some(workspace.to_str()?.to_string()),
+        cpus: args.cpus,
+        memory_mib: args.memory,
+        labels: [("created-by".to_string(), "airlock-run".to_string())].into(),
+        idle_timeout_secs: None,
+        // As with a local run, only the policy's sandbox.timeout bounds the sandbox's life.
+        max_lifetime_secs: Some(0),
+    };
+    Some(DaemonRoute {
+        client: Client::new(socket),
+        loaded,
+        request,
+    })
+}
+
+/// Runs the command in a sandbox the daemon creates, and deletes it on every path. `None` when
+/// the daemon went away before creating one: the caller boots here.
+async fn run_in_daemon(
+    args: &RunArgs,
+    route: &DaemonRoute,
+    signals: &mut Signals,
+) -> anyhow::Result<Option<u8>> {
+    let client = &route.client;
+    let create =
+        client.json::<serde_json::Value>(Method::POST, "/v1/sandboxes", Some(&route.request));
+    tokio::pin!(create);
+    let created = tokio::select! {
+        r = &mut create => r,
+        sig = signals.recv() => {
+            let code = interrupted(sig, "booting");
+            // The daemon finishes the boot whatever happens to this request: wait for the
+            // sandbox to delete it. A second signal stops waiting (the idle timeout collects it).
+            tokio::select! {
+                r = &mut create => {
+                    if let Some(id) = r.ok().as_ref().and_then(|v| v.get("id")).and_then(|v| v.as_str()) {
+                        let _ = delete(client, id).await;
+                    }
+                }
+                _ = signals.recv() => {}
+            }
+            return Ok(Some(code));
+        }
+    };
+    let reply = match created {
+        Ok(v) => v,
+        Err(ClientError::NoDaemon { .. }) => return Ok(None),
+        // The daemon's refusal stands: its policy and limits are the operator's.
+        Err(ClientError::Api { body, .. }) => {
+            airlock::note!(
+                "airlock: the daemon on {} did not create the sandbox: {}",
+                client.socket().display(),
+                body.detail
+            );
+            return Ok(Some(exit::AIRLOCK_ERROR));
+        }
+        Err(e) => {
+            return Err(anyhow::Error::from(e).context(format!(
+                "creating a sandbox through the daemon on {}",
+                client.socket().display()
+            )));
+        }
+    };
+    let info = match serde_json::from_value::<SandboxInfo>(reply.clone()) {
+        Ok(info) => info,
+        Err(e) => {
+            if let Some(id) = reply.get("id").and_then(|v| v.as_str()) {
+                let _ = delete(client, id).await;
+            }
+            anyhow::bail!("unexpected reply from the daemon to create: {e}");
+        }
+    };
+    // Operators (and bench/pool.sh) see with AIRLOCK_LOG=debug whether the pool served it; a
+    // daemon without a pool does not say.
+    let pooled = reply
+        .get("pooled")
+        .and_then(serde_json::Value::as_bool)
+        .unwrap_or(false);
+    tracing::debug!(id = %info.id, pooled, "sandbox from the daemon");
+    if let Some(log) = &info.audit_log
+        && std::io::stderr().is_terminal()
+    {
+        airlock::note!("airlock: audit log {log}");
+    }
+
+    let spec = ExecSpec {
+        argv: args.command.clone(),
+        env: args.env.clone(),
+        cwd: args.workdir.clone(),
+        tty: args.tty,
+    };
+    let outcome =
+        match super::remote::stream_exec(client, &info.id, spec, signals, OnSignal::GiveUp(GRACE))
+            .await
+        {
+            Ok(ExecEnd::Exited(code) | ExecEnd::GaveUp(code)) => Ok(code),
+            Ok(ExecEnd::Broken(detail)) => {
+                stopped_under_command(client, &info.id, &route.loaded.policy, &detail).await
+            }
+            // The daemon stopped the sandbox before the command started (a time limit shorter
+            // than the boot, a kill rule): the same causes, the same exits.
+            Err(e)
+                if matches!(
+                    e.downcast_ref::<ClientError>(),
+                    Some(ClientError::Api { status, .. }) if *status == hyper::StatusCode::CONFLICT
+                ) =>
+            {
+                let detail = format!("{e:#}");
+                stopped_under_command(client, &info.id, &route.loaded.policy, &detail).await
+            }
+            Err(e) => Err(e),
+        };
+    let deleted = delete(client, &info.id).await;
+    let code = outcome?;
+    deleted?;
+    Ok(Some(code))
+}
+
+/// The daemon stopped the sandbox while the command ran: exit as a local run would for the same
+/// cause (a `kill` monitor rule, the policy's time limit), or fail naming the daemon's reason.
+async fn stopped_under_command(
+    client: &Client,
+    id: &str,
+    policy: &Policy,
+    detail: &str,
+) -> anyhow::Result<u8> {
+    let info = wait_stopped(client, id).await?;
+    let reason = info.end_reason.unwrap_or_default();
+    let cause = reason.split(" (teardown: ").next().unwrap_or_default();
+    // The daemon's end reasons for these causes (crate::daemon).
+    if cause.starts_with("monitor rule ") {
+        airlock::note!("airlock: {cause}; stopping the sandbox");
+        return Ok(exit::KILLED);
+    }
+    if let Some(limit) = policy.sandbox().timeout
+        && cause.starts_with("reached its maximum lifetime")
+    {
+        airlock::note!(
+            "airlock: the sandbox reached its time limit of {} s (sandbox.timeout); stopping it",
+            limit.as_secs()
+        );
+        return Ok(exit::TIMED_OUT);
+    }
+    anyhow::bail!("{detail}: the daemon stopped sandbox {id}: {reason}")
+}
+
+/// Polls until the daemon has finished stopping `id` (the API announces it nowhere else), up to
+/// [`DAEMON_STOP_WAIT`].
+async fn wait_stopped(client: &Client, id: &str) -> anyhow::Result<SandboxInfo> {
+    let path = super::remote::sandbox_path(id, "")?;
+    let deadline = Instant::now() + DAEMON_STOP_WAIT;
+    loop {
+        let info: SandboxInfo = client
+            .json(Method::GET, &path, None::<&()>)
+            .await
+            .with_context(|| format!("reading sandbox {id} from the daemon"))?;
+        if info.status == SandboxStatus::Stopped || Instant::now() >= deadline {
+            return Ok(info);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Deletes a daemon sandbox. One already gone is fine; one the daemon is still stopping is
+/// deleted once stopped.
+async fn delete(client: &Client, id: &str) -> anyhow::Result<()> {
+    let path = super::remote::sandbox_path(id, "")?;
+    let mut waited = false;
+    loop {
+        match client.call(Method::DELETE, &path, None).await {
+            Ok(_) => return Ok(()),
+            Err(ClientError::Api { status, .. }) if status == hyper::StatusCode::NOT_FOUND => {
+                return Ok(());
+            }
+            Err(ClientError::Api { status, .. })
+                if status == hyper::StatusCode::CONFLICT && !waited =>
+            {
+                waited = true;
+                wait_stopped(client, id).await?;
+            }
+            Err(e) => {
+                return Err(anyhow::Error::from(e)
+                    .context(format!("removing sandbox {id} from the daemon")));
+            }
+        }
+    }
+}
+
+/// SIGINT, SIGTERM and SIGHUP, caught for the whole run so none kills airlock before teardown.
+pub(crate) struct Signals {
     int: Signal,
     term: Signal,
     hup: Signal,
 }
 
 impl Signals {
-    fn install() -> anyhow::Result<Signals> {
+    pub(crate) fn install() -> anyhow::Result<Signals> {
         Ok(Signals {
             int: signal(SignalKind::interrupt()).context("installing SIGINT handler")?,
             term: signal(SignalKind::terminate()).context("installing SIGTERM handler")?,
@@ -124,7 +403,7 @@ impl Signals {
     }
 
     /// The next signal number received.
-    async fn recv(&mut self) -> i32 {
+    pub(crate) async fn recv(&mut self) -> i32 {
         tokio::select! {
             _ = self.int.recv() => libc::SIGINT,
             _ = self.term.recv() => libc::SIGTERM,
@@ -144,9 +423,9 @@ struct Timings {
     total_ms: f64,
 }
 
-async fn run(args: RunArgs) -> anyhow::Result<u8> {
+/// Boots the sandbox here.
+async fn run(args: RunArgs, workspace: PathBuf, mut signals: Signals) -> anyhow::Result<u8> {
     let started = Instant::now();
-    let mut signals = Signals::install()?;
     let cache = Cache::from_env()?;
     let images = tokio::select! {
         r = resolve_images(cache) => r?,
@@ -155,19 +434,8 @@ async fn run(args: RunArgs) -> anyhow::Result<u8> {
     let image_resolve = started.elapsed();
 
     let options = LaunchOptions {
-        policy: match (&args.policy, &args.profile) {
-            (Some(file), _) => PolicyChoice::File(file.clone()),
-            (None, profile) => {
-                PolicyChoice::Profile(profile.as_deref().unwrap_or("default").into())
-            }
-        },
-        workspace: Some(match &args.workspace {
-            Some(d) => {
-                std::path::absolute(d).with_context(|| format!("--workspace {}", d.display()))?
-            }
-            None => std::env::current_dir()
-                .context("reading the current directory (the default workspace)")?,
-        }),
+        policy: policy_choice(&args),
+        workspace: Some(workspace),
         image: args.image.clone(),
         cpus: args.cpus,
         memory_mib: args.memory,
@@ -390,28 +658,39 @@ async fn exec(
     drop(_raw);
     Ok(match outcome {
         ExecOutcome::Exited { status, oom_kills } => {
-            if oom_kills > 0 {
-                airlock::note!(
-                    "airlock: the guest ran out of memory; its OOM killer ended {oom_kills} \
-                     process(es) of the command (raise [sandbox] memory in the policy)"
-                );
-            }
+            note_oom(oom_kills);
             (
                 exit::clamp(status.shell_code()),
                 format!("command ended: {status:?}, {oom_kills} OOM kill(s)"),
             )
         }
         ExecOutcome::SpawnFailed { reason, message } => {
-            let what = match reason {
-                SpawnFailure::NotFound => "command not found in the guest",
-                SpawnFailure::PermissionDenied => "command cannot be executed in the guest",
-                SpawnFailure::InvalidRequest => "invalid command request",
-                SpawnFailure::Other => "could not start the command in the guest",
-            };
-            airlock::note!("airlock: {what}: {}", message.escape_debug());
+            let what = note_spawn_failure(reason, &message);
             (exit::clamp(reason.exit_code()), what.to_string())
         }
     })
+}
+
+/// Says that the guest's OOM killer ended processes of the command, if it did.
+pub(crate) fn note_oom(oom_kills: u32) {
+    if oom_kills > 0 {
+        airlock::note!(
+            "airlock: the guest ran out of memory; its OOM killer ended {oom_kills} \
+             process(es) of the command (raise [sandbox] memory in the policy)"
+        );
+    }
+}
+
+/// Says why the command could not start, with the guest's message; returns the reason's text.
+pub(crate) fn note_spawn_failure(reason: SpawnFailure, message: &str) -> &'static str {
+    let what = match reason {
+        SpawnFailure::NotFound => "command not found in the guest",
+        SpawnFailure::PermissionDenied => "command cannot be executed in the guest",
+        SpawnFailure::InvalidRequest => "invalid command request",
+        SpawnFailure::Other => "could not start the command in the guest",
+    };
+    airlock::note!("airlock: {what}: {}", message.escape_debug());
+    what
 }
 
 /// Reads this process's stdin on a plain thread (a blocked read must not hold up shutdown).

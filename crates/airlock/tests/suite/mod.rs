@@ -7,3 +7,4 @@ mod net;
 mod policy;
 mod pool;
 mod run;
+mod run_daemon;
