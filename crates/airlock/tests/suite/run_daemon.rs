@@ -3,11 +3,12 @@
 //! `AIRLOCK_NO_DAEMON=1` and options only a local boot honours bypass it; a daemon's refusal is
 //! reported, never silently worked around.
 
-use airlock_testkit::{Airlock, Daemon, text};
+use airlock_testkit::{Airlock, Daemon, text, wait_until};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::time::Duration;
 
 fn airlock() -> Airlock {
     Airlock::new(env!("CARGO_BIN_EXE_airlock"))
@@ -100,6 +101,63 @@ fn run_goes_through_the_daemon_and_no_daemon_bypasses_it() {
     assert_eq!(local, 2, "{ends:?}");
     assert_none_left(&d);
     a.assert_processes_gone();
+    d.stop();
+    a.assert_clean();
+}
+
+/// The daemon's pool of tiny guests.
+fn pool(d: &Daemon) -> Value {
+    let (code, body) = d.curl("GET", "/v1/pool", None);
+    assert_eq!(code, 200, "{body}");
+    let status: Value = serde_json::from_str(&body).unwrap();
+    status["images"][0].clone()
+}
+
+fn wait_pool_full(d: &Daemon, n: u64) {
+    assert!(
+        wait_until(Duration::from_secs(180), || {
+            let p = pool(d);
+            p["ready"] == n && p["booting"] == 0
+        }),
+        "the pool never held {n} ready guests: {}\n{}",
+        pool(d),
+        d.log_text()
+    );
+}
+
+#[test]
+fn run_claims_a_warm_guest_from_the_pool() {
+    let a = airlock();
+    let d = a.daemon(&["--pool", "tiny=1"]);
+    wait_pool_full(&d, 1);
+    let out = a.run(["run", "--", "sh", "-c", SCRIPT]);
+    assert_eq!(
+        (text(&out.stdout), text(&out.stderr), out.status.code()),
+        ("out\n".into(), "err\n".into(), Some(3))
+    );
+    assert_eq!(pool(&d)["claimed"], 1, "{}", pool(&d));
+    let ends = end_details(&a);
+    assert_eq!(ends.len(), 1, "{ends:?}");
+    assert_eq!(ends[0].1, "deleted through the API", "{ends:?}");
+    let records = std::fs::read_to_string(&ends[0].0).unwrap();
+    assert!(records.contains("\"kind\":\"sandbox.bind\""), "{records}");
+
+    // What bench/pool.sh reads: the create reply's `pooled`, logged at debug level.
+    wait_pool_full(&d, 1);
+    let out = a
+        .command(["run", "--", "true"])
+        .env("AIRLOCK_LOG", "airlock::cmd::run=debug")
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("sandbox from the daemon") && err.contains("pooled=true"),
+        "{err}"
+    );
+    assert_eq!(pool(&d)["claimed"], 2, "{}", pool(&d));
+    assert_none_left(&d);
     d.stop();
     a.assert_clean();
 }
