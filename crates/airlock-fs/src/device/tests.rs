@@ -160,6 +160,8 @@ fn an_unbound_device_answers_enodev_to_everything() {
 
 #[test]
 fn a_device_binds_once() {
+    // PassthroughFs::new sets the umask: keep it to this test's thread.
+    crate::sys::unshare_fs().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let root = std::fs::canonicalize(dir.path()).unwrap();
     let root_str = root.to_str().unwrap();

@@ -788,14 +788,17 @@ impl Sandbox {
         }
         self.control.shutdown(Duration::from_secs(2)).await;
         let stopped = self.vm.stop(Duration::from_secs(3)).await;
-        self.backend.stop().await;
+        // The helpers stop together: each waits on its own process.
+        let mut helpers = tokio::task::JoinSet::new();
         for gw in self.fs.drain(..) {
-            gw.stop(Duration::from_secs(2)).await;
+            helpers.spawn(gw.stop(Duration::from_secs(2)));
         }
         if let Some(egress) = self.egress.take() {
             // Open tunnels are recorded as they close; give them a moment, then cut them.
-            egress.stop(Duration::from_secs(2)).await;
+            helpers.spawn(egress.stop(Duration::from_secs(2)));
         }
+        self.backend.stop().await;
+        while helpers.join_next().await.is_some() {}
         // The backend is gone, so the control stream ends: read what the guest sent before.
         self.control.drain(Duration::from_secs(2)).await;
         stopped

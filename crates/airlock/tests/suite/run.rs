@@ -190,6 +190,8 @@ fn interrupt_at_any_phase_leaves_nothing_behind() {
     ])
     .env("AIRLOCK_STATE_DIR", a.state_dir())
     .env("AIRLOCK_AUDIT_DIR", a.audit_dir())
+    // Never a host daemon: this test is about a local run's phases.
+    .env("AIRLOCK_SOCKET", a.socket())
     .current_dir(a.cwd())
     .stdin(Stdio::null());
     let out = cmd.output().unwrap();
