@@ -235,7 +235,7 @@ impl FsGateway {
         options: GatewayOptions,
     ) -> Result<FsGateway, FsError> {
         // Checked before listening, so a bad share never leaves a socket behind.
-        let prepared = prepare(&share, &policy)?;
+        let prepared = prepare(&share, &policy, None)?;
         let (gateway, binder) = Self::start_unbound(socket, options.threads)?;
         binder.bind_prepared(prepared, policy, share.mode, events, options.owner_map)?;
         Ok(gateway)
@@ -339,6 +339,8 @@ impl Drop for FsGateway {
 
 /// A share checked against the host and the policy.
 struct Prepared {
+    /// Where this process opens the share (the host directory, or where a jail mounted it).
+    served: String,
     /// Canonical host directory served (for an overlay share, the copy).
     root: String,
     /// Guest mount point as the policy spells it.
@@ -355,18 +357,27 @@ struct Prepared {
 /// mount's host directory must be the one that overlay copied; the copy is then served
 /// read-write, with every request decided by the policy exactly as for `rw` (the policy's own
 /// mount mode still applies, so a policy mount of mode `ro` stays read-only).
-fn prepare(share: &Share, policy: &Policy) -> Result<Prepared, FsError> {
-    let root = std::fs::canonicalize(&share.host_dir).map_err(|source| FsError::HostDir {
-        path: share.host_dir.clone(),
-        source,
-    })?;
-    if !root.is_dir() {
-        return Err(FsError::NotADirectory(root));
+fn prepare(share: &Share, policy: &Policy, served: Option<&Path>) -> Result<Prepared, FsError> {
+    let root = match served {
+        // Checked by whoever mounted it there; the host path may not be visible here.
+        Some(_) => share.host_dir.clone(),
+        None => std::fs::canonicalize(&share.host_dir).map_err(|source| FsError::HostDir {
+            path: share.host_dir.clone(),
+            source,
+        })?,
+    };
+    let served = served.map_or_else(|| root.clone(), Path::to_path_buf);
+    if !served.is_dir() {
+        return Err(FsError::NotADirectory(served));
     }
     let root = root
         .to_str()
         .map(str::to_owned)
         .ok_or_else(|| FsError::NonUtf8HostDir(root.clone()))?;
+    let served = served
+        .to_str()
+        .map(str::to_owned)
+        .ok_or_else(|| FsError::NonUtf8HostDir(served.clone()))?;
     let wanted = share.guest_path.trim_end_matches('/');
     let mount = policy
         .mounts()
@@ -378,7 +389,7 @@ fn prepare(share: &Share, policy: &Policy) -> Result<Prepared, FsError> {
         MountHost::Workspace => None,
     };
     if share.mode == MountMode::Overlay {
-        let overlay = Overlay::open_upper(Path::new(&root)).map_err(|source| FsError::Overlay {
+        let overlay = Overlay::open_upper(Path::new(&served)).map_err(|source| FsError::Overlay {
             guest: mount.guest.clone(),
             source,
         })?;
@@ -392,6 +403,7 @@ fn prepare(share: &Share, policy: &Policy) -> Result<Prepared, FsError> {
             }
         }
         return Ok(Prepared {
+            served,
             root,
             guest: mount.guest.clone(),
             origin: overlay.host_dir().to_str().map(str::to_owned),
@@ -415,6 +427,7 @@ fn prepare(share: &Share, policy: &Policy) -> Result<Prepared, FsError> {
         }
     }
     Ok(Prepared {
+        served,
         root,
         guest: mount.guest.clone(),
         origin: None,
@@ -509,16 +522,19 @@ impl std::fmt::Debug for Binder {
 
 impl Binder {
     /// Checks `share` against the host and `policy`, opens it, and serves it from now on.
-    /// The workers start on a thread spawned here, so they inherit the caller's credentials
-    /// and Landlock domain: confine the calling thread first.
+    /// `served` is where this process sees the share, if not at its host path (a jail that
+    /// mounted it elsewhere; `share.host_dir` is then taken as canonical). The workers start on
+    /// a thread spawned here, so they inherit the caller's credentials and Landlock domain:
+    /// confine the calling thread first.
     pub fn bind(
         self,
         share: Share,
+        served: Option<&Path>,
         policy: Arc<Policy>,
         events: Arc<dyn FsEvents>,
         owner_map: Option<OwnerMap>,
     ) -> Result<(), FsError> {
-        let prepared = prepare(&share, &policy)?;
+        let prepared = prepare(&share, &policy, served)?;
         self.bind_prepared(prepared, policy, share.mode, events, owner_map)
     }
 
@@ -543,12 +559,12 @@ impl Binder {
                 // PassthroughFs::new sets the umask to 0: keep that to this thread and its
                 // workers.
                 sys::unshare_fs().map_err(FsError::Unshare)?;
-                let mut cfg = passthrough_config(&prepared.root, sys::guest_fd_budget());
+                let mut cfg = passthrough_config(&prepared.served, sys::guest_fd_budget());
                 if let Some(map) = &owner_map {
                     map.apply(&mut cfg);
                 }
                 let fs = PassthroughFs::new(cfg).map_err(|source| FsError::Passthrough {
-                    path: PathBuf::from(&prepared.root),
+                    path: PathBuf::from(&prepared.served),
                     source,
                 })?;
                 device

@@ -24,6 +24,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The directory of the gateway's jail holding the share's mount point; the jail's first
+/// Landlock layer lets it write only beneath this and its socket's directory.
+pub const BIND_DIR: &str = "/bind";
+/// Where the share is mounted in the gateway's jail.
+pub const SHARE_AT: &str = "/bind/share";
+
 /// How a filesystem gateway starts (its first stdin line).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -77,18 +83,33 @@ impl FsBind {
         }
     }
 
-    /// The directory to make visible in the gateway's jail: the share, or for an overlay copy
-    /// the overlay's directory (its metadata sits beside the copy).
-    fn visible_dir(&self) -> io::Result<PathBuf> {
+    /// What to mount in the gateway's jail, in order: (source on the host, target in the jail,
+    /// read-only). A share goes on [`SHARE_AT`]; an overlay copy's directory goes there
+    /// read-only (its metadata), with the copy itself mounted writable on top of its place.
+    /// Also returns where the gateway serves from.
+    fn attachments(&self) -> io::Result<(Vec<(PathBuf, PathBuf, bool)>, PathBuf)> {
         let host_dir = std::fs::canonicalize(&self.host_dir).map_err(|e| {
             io::Error::new(e.kind(), format!("share {}: {e}", self.host_dir.display()))
         })?;
+        let at = PathBuf::from(SHARE_AT);
         Ok(match self.mode {
-            airlock_policy::MountMode::Overlay => host_dir
-                .parent()
-                .map(Path::to_path_buf)
-                .ok_or_else(|| io::Error::other("overlay copy without a parent"))?,
-            _ => host_dir,
+            airlock_policy::MountMode::Overlay => {
+                let (Some(dir), Some(name)) = (host_dir.parent(), host_dir.file_name()) else {
+                    return Err(io::Error::other("overlay copy without a parent"));
+                };
+                let served = at.join(name);
+                (
+                    vec![
+                        (dir.to_path_buf(), at, true),
+                        (host_dir.clone(), served.clone(), false),
+                    ],
+                    served,
+                )
+            }
+            mode => (
+                vec![(host_dir, at.clone(), mode == airlock_policy::MountMode::Ro)],
+                at,
+            ),
         })
     }
 }
@@ -350,6 +371,26 @@ fn run() -> anyhow::Result<()> {
     if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
         return Err(io::Error::last_os_error()).context("no_new_privs");
     }
+    // Nobody of the same uid may attach to it or open its memory and descriptors.
+    // SAFETY: prctl with integer arguments.
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
+        return Err(io::Error::last_os_error()).context("PR_SET_DUMPABLE");
+    }
+    // As root, a first Landlock layer before any thread exists, so every thread has it: writes
+    // only to where the share will be mounted and to the socket's directory (and, being in a
+    // domain, no access to other processes through /proc).
+    let early = if root {
+        let status =
+            writes_only_beneath(&[Path::new(BIND_DIR), &socket_dir]).context("Landlock")?;
+        if status == "not enforced" {
+            anyhow::bail!(
+                "Landlock is not available: refusing to serve a share as root without it"
+            );
+        }
+        Some(status)
+    } else {
+        None
+    };
     let filter = super::confine::allow_list(ALLOWED)?;
     super::confine::apply(&filter)?;
     let (gateway, binder) =
@@ -372,20 +413,41 @@ fn run() -> anyhow::Result<()> {
     }
     .load_checked_elsewhere(&bind.mount_hosts)
     .map_err(|e| anyhow::anyhow!("loading the policy: {e}"))?;
-    let host_dir = std::fs::canonicalize(&bind.host_dir)
-        .with_context(|| format!("share {}", bind.host_dir.display()))?;
     let read_only = bind.mode == airlock_policy::MountMode::Ro;
-    // Writes only to what is served (not the overlay's metadata beside a copy; nothing of a
-    // read-only share) and the socket's directory. The workers start after this, under it.
+    // As root the supervisor has mounted the share in the jail (see `attachments`); the host
+    // path it names is canonical but not visible here.
+    let (host_dir, served) = if root {
+        let served = match bind.mode {
+            airlock_policy::MountMode::Overlay => Path::new(SHARE_AT).join(
+                bind.host_dir
+                    .file_name()
+                    .context("overlay copy without a name")?,
+            ),
+            _ => PathBuf::from(SHARE_AT),
+        };
+        (bind.host_dir.clone(), Some(served))
+    } else {
+        let host_dir = std::fs::canonicalize(&bind.host_dir)
+            .with_context(|| format!("share {}", bind.host_dir.display()))?;
+        (host_dir, None)
+    };
+    // A second layer for the threads that serve: writes only to what is served (not the
+    // overlay's metadata beside a copy; nothing of a read-only share) and the socket's
+    // directory. The workers start after this, under it.
+    let serving = served.clone().unwrap_or_else(|| host_dir.clone());
     let writable: Vec<&Path> = if read_only {
         vec![&socket_dir]
     } else {
-        vec![&host_dir, &socket_dir]
+        vec![&serving, &socket_dir]
     };
     let landlock = writes_only_beneath(&writable).context("Landlock")?;
     if root && landlock == "not enforced" {
         anyhow::bail!("Landlock is not available: refusing to serve a share as root without it");
     }
+    let landlock = match early {
+        Some(first) => format!("{first} (all threads), then {landlock} (serving threads)"),
+        None => format!("{landlock} (serving threads)"),
+    };
     binder
         .bind(
             airlock_fs::Share {
@@ -393,6 +455,7 @@ fn run() -> anyhow::Result<()> {
                 guest_path: bind.guest_path.clone(),
                 mode: bind.mode,
             },
+            served.as_deref(),
             Arc::new(policy),
             Arc::new(super::JsonLines::default()),
             bind.owner_map.map(|[gu, gg, hu, hg]| airlock_fs::OwnerMap {
@@ -497,14 +560,19 @@ impl FsSlot {
             return Err("this gateway is already bound".into());
         }
         let pid = self.process.pid().ok_or("the fs gateway has exited")?;
+        let (attachments, _) = bind.attachments().map_err(|e| e.to_string())?;
+        let mut bind = bind.clone();
+        // The gateway cannot resolve the host path itself: send it canonical.
+        if let Some((source, _, _)) = attachments.last() {
+            bind.host_dir.clone_from(source);
+        }
         if nix::unistd::geteuid().is_root() {
-            let dir = bind.visible_dir().map_err(|e| e.to_string())?;
-            // Only the served copy of an overlay is writable; its metadata stays read-only.
-            let read_only = bind.mode == airlock_policy::MountMode::Ro;
-            attach(pid, &dir, read_only).await?;
+            for (source, target, read_only) in &attachments {
+                attach(pid, target, source, *read_only).await?;
+            }
         }
         self.process
-            .send_line(bind)
+            .send_line(&bind)
             .await
             .map_err(|e| format!("sending the binding: {e}"))?;
         if let Err(e) = self
@@ -524,32 +592,41 @@ impl FsSlot {
     }
 }
 
-/// Mounts `dir` (read-only if asked) at the same path inside the mount namespace of process
+/// Mounts `source` (read-only if asked) on `target` inside the mount namespace of process
 /// `pid`, through `airlock __gateway attach`: entering a mount namespace needs a
-/// single-threaded process.
-async fn attach(pid: u32, dir: &Path, read_only: bool) -> Result<(), String> {
-    let out = tokio::process::Command::new(super::airlock_binary().map_err(|e| e.to_string())?)
-        .args(["__gateway", "attach", &pid.to_string()])
-        .arg(dir)
+/// single-threaded process. Gives up after 10 s.
+async fn attach(pid: u32, target: &Path, source: &Path, read_only: bool) -> Result<(), String> {
+    let mut cmd = tokio::process::Command::new(super::airlock_binary().map_err(|e| e.to_string())?);
+    cmd.args(["__gateway", "attach", &pid.to_string()])
+        .arg(target)
+        .arg(source)
         .arg(if read_only { "ro" } else { "rw" })
         .stdin(std::process::Stdio::null())
-        .output()
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(Duration::from_secs(10), cmd.output())
         .await
+        .map_err(|_| {
+            format!(
+                "mounting {} into the fs gateway's jail: timed out",
+                source.display()
+            )
+        })?
         .map_err(|e| format!("starting the share attach helper: {e}"))?;
     if out.status.success() {
         Ok(())
     } else {
         Err(format!(
             "mounting {} into the fs gateway's jail: {}",
-            dir.display(),
+            source.display(),
             String::from_utf8_lossy(&out.stderr).trim()
         ))
     }
 }
 
-/// `airlock __gateway attach PID DIR ro|rw`: clones the mount tree at DIR (new mount API), makes
-/// it nosuid, nodev and, for `ro`, read-only, enters PID's mount namespace and mounts it at
-/// DIR there. Refuses to mount into its own namespace.
+/// `airlock __gateway attach PID TARGET SOURCE ro|rw`: clones the mount tree at SOURCE (new
+/// mount API), makes it private, nosuid, nodev and, for `ro`, read-only, enters PID's mount
+/// namespace and mounts it on TARGET there, an existing directory under [`BIND_DIR`] reached
+/// without following links. Refuses to mount into its own namespace.
 pub fn attach_main(args: &[std::ffi::OsString]) -> u8 {
     match attach_in_child(args) {
         Ok(()) => 0,
@@ -563,30 +640,36 @@ pub fn attach_main(args: &[std::ffi::OsString]) -> u8 {
 fn attach_in_child(args: &[std::ffi::OsString]) -> anyhow::Result<()> {
     use anyhow::Context;
     use std::os::unix::fs::MetadataExt;
-    let [pid, dir, mode] = args else {
-        anyhow::bail!("usage: airlock __gateway attach PID DIR ro|rw");
+    let [pid, target, source, mode] = args else {
+        anyhow::bail!("usage: airlock __gateway attach PID TARGET SOURCE ro|rw");
     };
     let pid: u32 = pid.to_str().and_then(|p| p.parse().ok()).context("PID")?;
-    let dir = Path::new(dir);
-    anyhow::ensure!(dir.is_absolute(), "{} is not absolute", dir.display());
+    let (target, source) = (Path::new(target), Path::new(source));
+    anyhow::ensure!(source.is_absolute(), "{} is not absolute", source.display());
+    anyhow::ensure!(
+        target.starts_with(BIND_DIR) && target != Path::new(BIND_DIR),
+        "{} is not under {BIND_DIR}",
+        target.display()
+    );
     let read_only = match mode.to_str() {
         Some("ro") => true,
         Some("rw") => false,
         _ => anyhow::bail!("mode must be ro or rw"),
     };
-    let dir_c = c(dir)?;
+    let source_c = c(source)?;
+    let target_c = c(target)?;
     // SAFETY: open_tree reads a NUL-terminated path that outlives the call; the result is a new
     // fd we own.
     let tree = unsafe {
         libc::syscall(
             libc::SYS_open_tree,
             libc::AT_FDCWD,
-            dir_c.as_ptr(),
+            source_c.as_ptr(),
             OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | AT_RECURSIVE,
         )
     };
     if tree < 0 {
-        return Err(io::Error::last_os_error()).context(format!("open_tree {}", dir.display()));
+        return Err(io::Error::last_os_error()).context(format!("open_tree {}", source.display()));
     }
     // SAFETY: a fresh descriptor returned by open_tree, owned by nobody else.
     let tree = unsafe { OwnedFd::from_raw_fd(tree as libc::c_int) };
@@ -595,7 +678,8 @@ fn attach_in_child(args: &[std::ffi::OsString]) -> anyhow::Result<()> {
             | MOUNT_ATTR_NODEV
             | if read_only { MOUNT_ATTR_RDONLY } else { 0 },
         attr_clr: 0,
-        propagation: 0,
+        // Not a peer of the host's mount: later host mounts under the share stay out.
+        propagation: libc::MS_PRIVATE,
         userns_fd: 0,
     };
     // SAFETY: mount_setattr reads `attr` (a live local of the size passed) and an empty path.
@@ -621,22 +705,44 @@ fn attach_in_child(args: &[std::ffi::OsString]) -> anyhow::Result<()> {
         "process {pid} shares our mount namespace; refusing to mount there"
     );
     nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNS).context("setns")?;
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("creating {} in the jail", dir.display()))?;
-    // SAFETY: move_mount reads NUL-terminated strings that outlive the call.
+    // The target is opened without following any link: whatever the jail holds, the share
+    // lands on that directory.
+    // SAFETY: open_how is plain integers; all-zero is a valid value.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) as u64;
+    how.resolve = libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS;
+    // SAFETY: openat2 reads a NUL-terminated path and `how` (a live local of the size passed).
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            libc::AT_FDCWD,
+            target_c.as_ptr(),
+            &raw const how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error()).context(format!(
+            "opening {} in the jail without links",
+            target.display()
+        ));
+    }
+    // SAFETY: a fresh descriptor returned by openat2, owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) };
+    // SAFETY: move_mount reads two empty NUL-terminated strings that outlive the call.
     if unsafe {
         libc::syscall(
             libc::SYS_move_mount,
             tree.as_raw_fd(),
             c"".as_ptr(),
-            libc::AT_FDCWD,
-            dir_c.as_ptr(),
-            MOVE_MOUNT_F_EMPTY_PATH,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
         )
     } != 0
     {
         return Err(io::Error::last_os_error())
-            .context(format!("move_mount onto {}", dir.display()));
+            .context(format!("move_mount onto {}", target.display()));
     }
     Ok(())
 }
@@ -653,6 +759,7 @@ struct MountAttr {
 const OPEN_TREE_CLONE: libc::c_uint = 1;
 const AT_RECURSIVE: libc::c_uint = 0x8000;
 const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
 const MOUNT_ATTR_RDONLY: u64 = 0x1;
 const MOUNT_ATTR_NOSUID: u64 = 0x2;
 const MOUNT_ATTR_NODEV: u64 = 0x4;
@@ -706,6 +813,13 @@ fn enter_mount_jail(root: &Path, socket_dir: &Path) -> io::Result<()> {
         libc::MS_BIND | libc::MS_REC,
         None,
     )?;
+    // The share's mount point, made now: the jail's root turns read-only below.
+    let share_at = root.join(SHARE_AT.trim_start_matches('/'));
+    std::fs::create_dir_all(&share_at)?;
+    std::fs::set_permissions(
+        &share_at,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )?;
     let proc_dir = root.join("proc");
     std::fs::create_dir_all(&proc_dir)?;
     // Read-only: the gateway needs /proc/self/fd, never to write to /proc/sys or sysrq.
@@ -727,6 +841,19 @@ fn enter_mount_jail(root: &Path, socket_dir: &Path) -> io::Result<()> {
             return Err(io::Error::last_os_error());
         }
     }
+    // Nothing can be planted in the jail's root (the share is mounted on `SHARE_AT` later).
+    mount(
+        None,
+        Path::new("/"),
+        None,
+        libc::MS_REMOUNT
+            | libc::MS_BIND
+            | libc::MS_RDONLY
+            | libc::MS_NOSUID
+            | libc::MS_NODEV
+            | libc::MS_NOEXEC,
+        None,
+    )?;
     Ok(())
 }
 

@@ -632,7 +632,7 @@ fn the_fs_gateway_sees_only_its_share_and_keeps_only_file_capabilities() {
         // chown, dac_override, fowner, fsetid, setgid, setuid; no dac_read_search, no mknod.
         assert_eq!(field("CapEff:"), "00000000000000db", "{status}");
         assert_eq!(field("CapBnd:"), "00000000000000db", "{status}");
-        // Its root: the share (at its own path), the socket's dir and /proc; nothing else.
+        // Its root: the share (on /bind/share), the socket's dir and /proc; nothing else.
         let top: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/root"))
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -643,9 +643,11 @@ fn the_fs_gateway_sees_only_its_share_and_keeps_only_file_capabilities() {
                 "{absent} visible: {top:?}"
             );
         }
-        let share = std::fs::canonicalize(a.cwd()).unwrap();
-        let inside = format!("/proc/{pid}/root{}", share.display());
+        let inside = format!("/proc/{pid}/root/bind/share");
         assert!(std::path::Path::new(&inside).join("hello").exists());
+        let share = std::fs::canonicalize(a.cwd()).unwrap();
+        let at_host_path = format!("/proc/{pid}/root{}", share.display());
+        assert!(!std::path::Path::new(&at_host_path).exists());
     }
     drop(child.stdin.take());
     assert!(child.wait().unwrap().success());
