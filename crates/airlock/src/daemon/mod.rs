@@ -408,20 +408,20 @@ impl Daemon {
         lock(&self.sandboxes).insert(entry.id.clone(), entry.clone());
         let t0 = Instant::now();
         let started = match self.claim_warm(&launch).await {
-            Some(s) => Ok((s, true)),
+            Some((s, warm_id)) => Ok((s, Some(warm_id))),
             None => {
                 let _slot = self
                     .boot_slots
                     .acquire()
                     .await
                     .map_err(|e| DaemonError::Internal(format!("boot queue: {e}")))?;
-                self.provision(&launch).await.map(|s| (s, false))
+                self.provision(&launch).await.map(|s| (s, None))
             }
         };
-        let sandbox = match started {
-            Ok((s, pooled)) => {
-                *lock(&entry.start) = Some((pooled, t0.elapsed()));
-                s
+        let (sandbox, warm_id) = match started {
+            Ok((s, warm_id)) => {
+                *lock(&entry.start) = Some((warm_id.is_some(), t0.elapsed()));
+                (s, warm_id)
             }
             Err(e) => {
                 lock(&self.sandboxes).remove(&entry.id);
@@ -441,8 +441,14 @@ impl Daemon {
             .into_iter()
             .filter_map(ProcessRef::of)
             .collect();
-        if let Err(e) = self.registry.write(&record) {
-            tracing::warn!(error = %e, "updating the registry record");
+        match self.registry.write(&record) {
+            // The claimed guest is now recorded under the sandbox's id.
+            Ok(()) => {
+                if let Some(warm) = &warm_id {
+                    let _ = self.registry.remove(warm);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "updating the registry record"),
         }
         *lock(&entry.kernel_release) = Some(sandbox.kernel_release.clone());
         let kill = sandbox.recorder().map(|r| r.kill_requested());

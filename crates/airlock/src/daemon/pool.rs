@@ -191,8 +191,13 @@ impl Pool {
 
 impl Daemon {
     /// Claims a warm guest for `launch` if the pool has one that fits; `None` when it has not,
-    /// or when the claim failed (the guest is then discarded, never offered again).
-    pub(super) async fn claim_warm(&self, launch: &crate::launch::Launch) -> Option<Sandbox> {
+    /// or when the claim failed (the guest is then discarded, never offered again). Also
+    /// returns the warm guest's registry id: its record goes once the claimed sandbox's own
+    /// record names the guest's dir and processes.
+    pub(super) async fn claim_warm(
+        &self,
+        launch: &crate::launch::Launch,
+    ) -> Option<(Sandbox, String)> {
         let pool = self.pool.as_ref()?;
         let warm = pool.take(
             &launch.image_name,
@@ -200,12 +205,10 @@ impl Daemon {
             &launch.config.machine(),
         )?;
         let warm_id = warm.sandbox.state_dir_id().to_string();
-        let claimed = warm.sandbox.claim(&launch.config).await;
-        // Its own record goes once the claimed sandbox's record names its processes.
-        let _ = self.registry.remove(&warm_id);
-        match claimed {
-            Ok(s) => Some(s),
+        match warm.sandbox.claim(&launch.config).await {
+            Ok(s) => Some((s, warm_id)),
             Err(e) => {
+                let _ = self.registry.remove(&warm_id);
                 tracing::warn!(image = %launch.image_name, error = %format!("{e:#}"), "claiming a warm guest failed; booting cold");
                 None
             }
@@ -257,34 +260,46 @@ impl Daemon {
         let Some(pool) = self.pool.clone() else {
             return;
         };
-        let failure = match self.boot_warm_inner(&pool, &image).await {
-            Ok(warm) if pool.closed.load(std::sync::atomic::Ordering::SeqCst) => {
-                let id = warm.sandbox.state_dir_id().to_string();
-                let _ = warm.sandbox.shutdown("the daemon stopped").await;
-                let _ = self.registry.remove(&id);
-                None
+        // Counts the boot as over however this task ends (a panic included).
+        struct Booting<'a>(&'a Pool, &'a str);
+        impl Drop for Booting<'_> {
+            fn drop(&mut self) {
+                let mut counters = lock(&self.0.counters);
+                let c = counters.entry(self.1.to_string()).or_default();
+                c.booting = c.booting.saturating_sub(1);
+                drop(counters);
+                self.0.wake.notify_one();
             }
-            Ok(warm) => {
-                tracing::info!(%image, id = warm.sandbox.state_dir_id(), "warm guest ready");
-                // Added before `booting` drops, so the keeper never counts it as missing.
-                lock(&pool.warm)
-                    .entry(image.clone())
-                    .or_default()
-                    .push(warm);
-                None
-            }
-            Err(e) => Some(e),
-        };
-        let mut counters = lock(&pool.counters);
-        let c = counters.entry(image.clone()).or_default();
-        c.booting = c.booting.saturating_sub(1);
-        if let Some(e) = failure {
-            tracing::warn!(%image, error = %e, "warm guest boot failed");
-            c.failed += 1;
-            c.last_failure = Some((Instant::now(), e));
         }
-        drop(counters);
-        pool.wake.notify_one();
+        let _booting = Booting(&pool, &image);
+        match self.boot_warm_inner(&pool, &image).await {
+            Ok(warm) => {
+                // Checked under the lock `drain_pool` sets it under: a guest is either
+                // drained or shut down here, never stranded.
+                let stray = {
+                    let mut guests = lock(&pool.warm);
+                    if pool.closed.load(std::sync::atomic::Ordering::SeqCst) {
+                        Some(warm)
+                    } else {
+                        tracing::info!(%image, id = warm.sandbox.state_dir_id(), "warm guest ready");
+                        guests.entry(image.clone()).or_default().push(warm);
+                        None
+                    }
+                };
+                if let Some(warm) = stray {
+                    let id = warm.sandbox.state_dir_id().to_string();
+                    let _ = warm.sandbox.shutdown("the daemon stopped").await;
+                    let _ = self.registry.remove(&id);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(%image, error = %e, "warm guest boot failed");
+                let mut counters = lock(&pool.counters);
+                let c = counters.entry(image.clone()).or_default();
+                c.failed += 1;
+                c.last_failure = Some((Instant::now(), e));
+            }
+        }
     }
 
     async fn boot_warm_inner(&self, pool: &Pool, image: &str) -> Result<Warm, String> {
@@ -385,11 +400,11 @@ impl Daemon {
         let Some(pool) = &self.pool else {
             return;
         };
-        pool.closed.store(true, std::sync::atomic::Ordering::SeqCst);
-        let all: Vec<Warm> = std::mem::take(&mut *lock(&pool.warm))
-            .into_values()
-            .flatten()
-            .collect();
+        let all: Vec<Warm> = {
+            let mut warm = lock(&pool.warm);
+            pool.closed.store(true, std::sync::atomic::Ordering::SeqCst);
+            std::mem::take(&mut *warm).into_values().flatten().collect()
+        };
         let stops: Vec<_> = all
             .into_iter()
             .map(|w| {

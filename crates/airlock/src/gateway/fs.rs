@@ -59,6 +59,13 @@ pub struct FsBind {
     pub mount_hosts: Vec<Option<PathBuf>>,
 }
 
+/// One host directory mounted into a gateway's jail.
+struct Attachment {
+    source: PathBuf,
+    target: PathBuf,
+    read_only: bool,
+}
+
 impl FsBind {
     /// The binding of `share` under `policy`.
     pub fn new(
@@ -83,11 +90,10 @@ impl FsBind {
         }
     }
 
-    /// What to mount in the gateway's jail, in order: (source on the host, target in the jail,
-    /// read-only). A share goes on [`SHARE_AT`]; an overlay copy's directory goes there
-    /// read-only (its metadata), with the copy itself mounted writable on top of its place.
-    /// Also returns where the gateway serves from.
-    fn attachments(&self) -> io::Result<(Vec<(PathBuf, PathBuf, bool)>, PathBuf)> {
+    /// What to mount in the gateway's jail, in order. A share goes on [`SHARE_AT`]; an overlay
+    /// copy's directory goes there read-only (its metadata), with the copy itself mounted
+    /// writable on top of its place.
+    fn attachments(&self) -> io::Result<Vec<Attachment>> {
         let host_dir = std::fs::canonicalize(&self.host_dir).map_err(|e| {
             io::Error::new(e.kind(), format!("share {}: {e}", self.host_dir.display()))
         })?;
@@ -98,18 +104,24 @@ impl FsBind {
                     return Err(io::Error::other("overlay copy without a parent"));
                 };
                 let served = at.join(name);
-                (
-                    vec![
-                        (dir.to_path_buf(), at, true),
-                        (host_dir.clone(), served.clone(), false),
-                    ],
-                    served,
-                )
+                vec![
+                    Attachment {
+                        source: dir.to_path_buf(),
+                        target: at,
+                        read_only: true,
+                    },
+                    Attachment {
+                        source: host_dir.clone(),
+                        target: served,
+                        read_only: false,
+                    },
+                ]
             }
-            mode => (
-                vec![(host_dir, at.clone(), mode == airlock_policy::MountMode::Ro)],
-                at,
-            ),
+            mode => vec![Attachment {
+                source: host_dir,
+                target: at,
+                read_only: mode == airlock_policy::MountMode::Ro,
+            }],
         })
     }
 }
@@ -560,15 +572,15 @@ impl FsSlot {
             return Err("this gateway is already bound".into());
         }
         let pid = self.process.pid().ok_or("the fs gateway has exited")?;
-        let (attachments, _) = bind.attachments().map_err(|e| e.to_string())?;
+        let attachments = bind.attachments().map_err(|e| e.to_string())?;
         let mut bind = bind.clone();
         // The gateway cannot resolve the host path itself: send it canonical.
-        if let Some((source, _, _)) = attachments.last() {
-            bind.host_dir.clone_from(source);
+        if let Some(last) = attachments.last() {
+            bind.host_dir.clone_from(&last.source);
         }
         if nix::unistd::geteuid().is_root() {
-            for (source, target, read_only) in &attachments {
-                attach(pid, target, source, *read_only).await?;
+            for a in &attachments {
+                attach(pid, &a.target, &a.source, a.read_only).await?;
             }
         }
         self.process

@@ -276,7 +276,10 @@ impl Sandbox {
         let booted = Self::boot(&config.machine(), images, state, recorder.clone()).await;
         let result = match booted {
             Ok(mut sandbox) => match sandbox.bind(config).await {
-                Ok(()) => return Ok(sandbox),
+                Ok(bind) => {
+                    sandbox.finish_bind(bind);
+                    return Ok(sandbox);
+                }
                 Err(e) => {
                     let _ = sandbox.teardown().await;
                     Err(e)
@@ -314,6 +317,9 @@ impl Sandbox {
                 self.state.alias(id)?;
                 self.id.clone_from(id);
             }
+            let bind = self.bind(config).await?;
+            // The log opens once the claim has worked: a failed claim leaves no record under
+            // the id, which a cold boot then uses.
             if let Some(a) = &config.audit {
                 let r = Arc::new(Recorder::open(a, &self.id)?);
                 r.record(
@@ -332,19 +338,13 @@ impl Sandbox {
                 );
                 let _ = self.recorder.set(r);
             }
-            self.bind(config).await
+            self.finish_bind(bind);
+            Ok::<(), SandboxError>(())
         }
         .await;
         match claimed {
             Ok(()) => Ok(self),
             Err(e) => {
-                if let Some(r) = self.recorder.get() {
-                    r.record(
-                        Event::new(Source::Host, kind::SANDBOX_END)
-                            .with_decision(Decision::Error)
-                            .with_detail(format!("claim failed: {e:#}")),
-                    );
-                }
                 let _ = self.shutdown_quiet().await;
                 Err(e)
             }
@@ -531,8 +531,8 @@ impl Sandbox {
     }
 
     /// Starts the egress gateway with `config`'s policy, binds each share to a filesystem
-    /// gateway and mounts it in the guest, records the binding, and starts publishing stats.
-    async fn bind(&mut self, config: &SandboxConfig) -> Result<(), SandboxError> {
+    /// gateway and mounts it in the guest; returns the `sandbox.bind` record to write.
+    async fn bind(&mut self, config: &SandboxConfig) -> Result<Event, SandboxError> {
         if self.bound {
             return Err(SandboxError::Gateway("the sandbox is already bound".into()));
         }
@@ -608,57 +608,57 @@ impl Sandbox {
                 .mount(&format!("fs{i}"), &share.guest_path, read_only)
                 .await?;
         }
-        if let Some(r) = self.recorder.get() {
-            let shares: Vec<String> = config
-                .shares
-                .iter()
-                .map(|s| {
-                    format!(
-                        "{} at {} ({})",
-                        s.host_dir.display(),
-                        s.guest_path,
-                        s.mode.as_str()
-                    )
-                })
-                .collect();
-            let source = config.policy.source();
-            r.record(
-                Event::new(Source::Host, kind::SANDBOX_BIND)
-                    .with_decision(Decision::Allow)
-                    .with_detail(format!(
-                        "policy {} (sha256 {}); shares: {}; bound in {:.0} ms",
-                        source.origin.display(),
-                        sha256_hex(source.text.as_bytes()),
-                        if shares.is_empty() {
-                            "none".to_string()
-                        } else {
-                            shares.join(", ")
-                        },
-                        ms(t0.elapsed())
-                    )),
-            );
-        }
-        // Publish counters for `airlock stats` while running.
-        self.stats_task = self.recorder.get().cloned().map(|r| {
-            let (id, path, pid) = (
-                self.id.clone(),
-                self.state.path().join("stats.json"),
-                self.vm.pid(),
-            );
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(Duration::from_secs(1));
-                loop {
-                    tick.tick().await;
-                    if let Ok(json) = serde_json::to_vec(&r.stats(&id, pid)) {
-                        let tmp = path.with_extension("json.tmp");
-                        if std::fs::write(&tmp, json).is_ok() {
-                            let _ = std::fs::rename(&tmp, &path);
-                        }
+        let shares: Vec<String> = config
+            .shares
+            .iter()
+            .map(|s| {
+                format!(
+                    "{} at {} ({})",
+                    s.host_dir.display(),
+                    s.guest_path,
+                    s.mode.as_str()
+                )
+            })
+            .collect();
+        let source = config.policy.source();
+        Ok(Event::new(Source::Host, kind::SANDBOX_BIND)
+            .with_decision(Decision::Allow)
+            .with_detail(format!(
+                "policy {} (sha256 {}); shares: {}; bound in {:.0} ms",
+                source.origin.display(),
+                sha256_hex(source.text.as_bytes()),
+                if shares.is_empty() {
+                    "none".to_string()
+                } else {
+                    shares.join(", ")
+                },
+                ms(t0.elapsed())
+            )))
+    }
+
+    /// Records the binding and starts publishing counters for `airlock stats`.
+    fn finish_bind(&mut self, bind: Event) {
+        let Some(r) = self.recorder.get().cloned() else {
+            return;
+        };
+        r.record(bind);
+        let (id, path, pid) = (
+            self.id.clone(),
+            self.state.path().join("stats.json"),
+            self.vm.pid(),
+        );
+        self.stats_task = Some(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                if let Ok(json) = serde_json::to_vec(&r.stats(&id, pid)) {
+                    let tmp = path.with_extension("json.tmp");
+                    if std::fs::write(&tmp, json).is_ok() {
+                        let _ = std::fs::rename(&tmp, &path);
                     }
                 }
-            })
-        });
-        Ok(())
+            }
+        }));
     }
 
     /// The sandbox id.
