@@ -33,7 +33,18 @@ struct Rig {
 fn rig() -> Rig {
     crate::sys::unshare_fs().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let root = std::fs::canonicalize(dir.path()).unwrap();
+    let fs = gated(dir.path());
+    let mem = Mem::from_ranges(&[(GuestAddress(0), 0x20_0000)]).unwrap();
+    Rig {
+        _dir: dir,
+        mem,
+        server: Some(Server::new(fs)),
+    }
+}
+
+/// A gated passthrough filesystem sharing `dir` at /workspace, read-write.
+fn gated(dir: &Path) -> GatedFs<PassthroughFs> {
+    let root = std::fs::canonicalize(dir).unwrap();
     let root_str = root.to_str().unwrap();
     let text = format!(
         "[[filesystem.mounts]]\nhost = {root_str:?}\nguest = \"/workspace\"\nmode = \"rw\"\n"
@@ -41,13 +52,7 @@ fn rig() -> Rig {
     let policy = Arc::new(airlock_policy::load_str(&text, Path::new("/t.toml")).unwrap());
     let inner = PassthroughFs::new(passthrough_config(root_str, 1000)).unwrap();
     let gate = Gate::new(policy, "/workspace", MountMode::Rw, Some(root_str));
-    let fs = GatedFs::new(inner, gate, Arc::new(NoEvents));
-    let mem = Mem::from_ranges(&[(GuestAddress(0), 0x20_0000)]).unwrap();
-    Rig {
-        _dir: dir,
-        mem,
-        server: Some(Server::new(fs)),
-    }
+    GatedFs::new(inner, gate, Arc::new(NoEvents))
 }
 
 fn header(opcode: u32, nodeid: u64, body_len: usize) -> InHeader {
@@ -163,17 +168,7 @@ fn a_device_binds_once() {
     // PassthroughFs::new sets the umask: keep it to this test's thread.
     crate::sys::unshare_fs().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let root = std::fs::canonicalize(dir.path()).unwrap();
-    let root_str = root.to_str().unwrap();
-    let text = format!(
-        "[[filesystem.mounts]]\nhost = {root_str:?}\nguest = \"/workspace\"\nmode = \"rw\"\n"
-    );
-    let policy = Arc::new(airlock_policy::load_str(&text, Path::new("/t.toml")).unwrap());
-    let make = || {
-        let inner = PassthroughFs::new(passthrough_config(root_str, 1000)).unwrap();
-        let gate = Gate::new(policy.clone(), "/workspace", MountMode::Rw, Some(root_str));
-        GatedFs::new(inner, gate, Arc::new(NoEvents))
-    };
+    let make = || gated(dir.path());
     let device = FsDevice::unbound(1, tracing::Span::none()).unwrap();
     assert!(!device.is_bound());
     device.bind(make()).unwrap();

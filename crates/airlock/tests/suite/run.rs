@@ -113,6 +113,12 @@ fn missing_command_exits_127_with_a_message() {
 #[test]
 fn env_and_workdir_are_applied() {
     let a = airlock();
+    check_env_and_workdir(&a);
+    a.assert_clean();
+}
+
+/// `run -e ... --workdir ...` reaches the command (also checked through a daemon).
+pub(super) fn check_env_and_workdir(a: &Airlock) {
     let out = a.run([
         "run",
         "-e",
@@ -126,7 +132,6 @@ fn env_and_workdir_are_applied() {
     ]);
     assert!(out.status.success(), "stderr: {}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "hello world\n/tmp\n");
-    a.assert_clean();
 }
 
 #[test]

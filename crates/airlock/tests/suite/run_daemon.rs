@@ -170,19 +170,7 @@ fn run_through_the_daemon_bridges_stdin_env_workdir_tty_and_statuses() {
     let out = a.run_with_input(&["run", "--", "wc", "-c"], vec![b'x'; 300_000]);
     assert_eq!(text(&out.stdout).trim(), "300000", "{}", text(&out.stderr));
 
-    let out = a.run([
-        "run",
-        "-e",
-        "GREETING=hello world",
-        "--workdir",
-        "/tmp",
-        "--",
-        "sh",
-        "-c",
-        "echo \"$GREETING\"; pwd",
-    ]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_eq!(text(&out.stdout), "hello world\n/tmp\n");
+    super::run::check_env_and_workdir(&a);
 
     // Without a terminal on our side the guest PTY gets the 24x80 default, as locally.
     let out = a.run(["run", "-t", "--", "sh", "-c", "stty size; tty; exit 4"]);
