@@ -389,10 +389,11 @@ fn prepare(share: &Share, policy: &Policy, served: Option<&Path>) -> Result<Prep
         MountHost::Workspace => None,
     };
     if share.mode == MountMode::Overlay {
-        let overlay = Overlay::open_upper(Path::new(&served)).map_err(|source| FsError::Overlay {
-            guest: mount.guest.clone(),
-            source,
-        })?;
+        let overlay =
+            Overlay::open_upper(Path::new(&served)).map_err(|source| FsError::Overlay {
+                guest: mount.guest.clone(),
+                source,
+            })?;
         if let Some(expected) = expected {
             if expected != overlay.host_dir() {
                 return Err(FsError::OverlayHostMismatch {
