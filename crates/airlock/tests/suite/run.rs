@@ -117,6 +117,22 @@ fn env_and_workdir_are_applied() {
     a.assert_clean();
 }
 
+/// Starts `airlock run -- sh -c SCRIPT` and returns once the script printed `started`.
+pub(super) fn run_until_started(a: &Airlock, script: &str) -> std::process::Child {
+    let mut child = a
+        .command(["run", "--", "sh", "-c", script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "started\n");
+    child
+}
+
 /// `run -e ... --workdir ...` reaches the command (also checked through a daemon).
 pub(super) fn check_env_and_workdir(a: &Airlock) {
     let out = a.run([
@@ -158,17 +174,7 @@ fn death_by_signal_is_128_plus_n() {
 #[test]
 fn sigint_is_forwarded_and_everything_is_torn_down() {
     let a = airlock();
-    let mut child = a
-        .command(["run", "--", "sh", "-c", "echo started; exec sleep 100"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(line, "started\n");
+    let mut child = run_until_started(&a, "echo started; exec sleep 100");
     let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
     let status = child.wait().unwrap();

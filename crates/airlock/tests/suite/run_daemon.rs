@@ -5,9 +5,7 @@
 
 use airlock_testkit::{Airlock, Daemon, text, wait_until};
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 fn airlock() -> Airlock {
@@ -211,20 +209,7 @@ fn run_through_the_daemon_bridges_stdin_env_workdir_tty_and_statuses() {
 fn signals_reach_the_command_and_the_sandbox_is_deleted() {
     let a = airlock();
     let d = a.daemon(&[]);
-    let started = |script: &str| {
-        let mut child = a
-            .command(["run", "--", "sh", "-c", script])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert_eq!(line, "started\n");
-        child
-    };
+    let started = |script: &str| super::run::run_until_started(&a, script);
     let interrupt = |child: &std::process::Child| {
         let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
