@@ -3,9 +3,7 @@
 //! and exit 125. `airlock exec` exits with the command's status, as `airlock run` does; both
 //! stream their command with [`stream_exec`] when they go through the daemon.
 
-use super::run::{
-    RawMode, Signals, note_oom, note_spawn_failure, parse_env, parse_workdir, terminal_size,
-};
+use super::run::{RawMode, Signals, note_oom, note_spawn_failure, terminal_size};
 use airlock::api::client::{Client, ClientError, Lines, encode_query};
 use airlock::api::types::{
     CreateSandboxRequest, ExecBody, ExecLine, FileStat, SandboxInfo, SandboxList, SignalBody,
@@ -64,23 +62,9 @@ fn parse_label(s: &str) -> Result<(String, String), String> {
 pub struct ExecArgs {
     /// Sandbox id.
     id: String,
-    /// Allocate a pseudo-terminal in the guest (puts this terminal in raw mode).
-    #[arg(short = 't', long)]
-    tty: bool,
-    /// Set an environment variable (KEY=VALUE, or KEY to pass this host's value).
-    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE", value_parser = parse_env)]
-    env: Vec<(String, String)>,
-    /// Working directory inside the guest (absolute path; default: the workspace).
-    #[arg(short = 'w', long, value_name = "DIR", value_parser = parse_workdir)]
-    workdir: Option<String>,
-    /// The command and its arguments.
-    #[arg(
-        required = true,
-        trailing_var_arg = true,
-        allow_hyphen_values = true,
-        value_name = "CMD"
-    )]
-    command: Vec<String>,
+    /// The command, how it runs.
+    #[command(flatten)]
+    cmd: super::run::CommandArgs,
 }
 
 /// Arguments of `airlock ls`.
@@ -285,10 +269,10 @@ pub fn exec(args: ExecArgs) -> anyhow::Result<u8> {
     with_client(|c| async move {
         let mut signals = Signals::install()?;
         let spec = ExecSpec {
-            argv: args.command,
-            env: args.env,
-            cwd: args.workdir,
-            tty: args.tty,
+            argv: args.cmd.command,
+            env: args.cmd.env,
+            cwd: args.cmd.workdir,
+            tty: args.cmd.tty,
         };
         match stream_exec(&c, &args.id, spec, &mut signals, OnSignal::Forward).await? {
             ExecEnd::Exited(code) | ExecEnd::GaveUp(code) => Ok(code),

@@ -35,18 +35,31 @@ const GRACE: Duration = Duration::from_secs(5);
 /// How long to wait for the daemon to finish stopping a sandbox it stopped under a command.
 const DAEMON_STOP_WAIT: Duration = Duration::from_secs(30);
 
+/// How a command runs in the guest: shared by `airlock run` and `airlock exec`.
+#[derive(Debug, Args)]
+pub struct CommandArgs {
+    /// Allocate a pseudo-terminal in the guest (puts this terminal in raw mode).
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    /// Set an environment variable in the guest (KEY=VALUE, or KEY to pass this host's value).
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE", value_parser = parse_env)]
+    pub env: Vec<(String, String)>,
+    /// Working directory inside the guest (absolute path; default: the workspace).
+    #[arg(short = 'w', long, value_name = "DIR", value_parser = parse_workdir)]
+    pub workdir: Option<String>,
+    /// The command and its arguments.
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "CMD"
+    )]
+    pub command: Vec<String>,
+}
+
 /// Arguments of `airlock run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Allocate a pseudo-terminal in the guest (puts this terminal in raw mode).
-    #[arg(short = 't', long)]
-    tty: bool,
-    /// Set an environment variable in the guest (KEY=VALUE, or KEY to pass this host's value).
-    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE", value_parser = parse_env)]
-    env: Vec<(String, String)>,
-    /// Working directory inside the guest (absolute path).
-    #[arg(short = 'w', long, value_name = "DIR", value_parser = parse_workdir)]
-    workdir: Option<String>,
     /// Host directory shared as the policy's workspace mount (default: the current directory).
     #[arg(long, value_name = "DIR")]
     workspace: Option<std::path::PathBuf>,
@@ -75,17 +88,12 @@ pub struct RunArgs {
     /// Boot the sandbox here even when an `airlock daemon` is running.
     #[arg(long, env = "AIRLOCK_NO_DAEMON", value_parser = clap::builder::BoolishValueParser::new())]
     no_daemon: bool,
-    /// The command and its arguments.
-    #[arg(
-        required = true,
-        trailing_var_arg = true,
-        allow_hyphen_values = true,
-        value_name = "CMD"
-    )]
-    command: Vec<String>,
+    /// The command, how it runs.
+    #[command(flatten)]
+    cmd: CommandArgs,
 }
 
-pub(crate) fn parse_env(s: &str) -> Result<(String, String), String> {
+fn parse_env(s: &str) -> Result<(String, String), String> {
     let (k, v) = match s.split_once('=') {
         Some((k, v)) => (k.to_string(), v.to_string()),
         None => match std::env::var(s) {
@@ -105,7 +113,7 @@ pub(crate) fn parse_env(s: &str) -> Result<(String, String), String> {
     Ok((k, v))
 }
 
-pub(crate) fn parse_workdir(s: &str) -> Result<String, String> {
+fn parse_workdir(s: &str) -> Result<String, String> {
     if !s.starts_with('/') || s.contains('\0') {
         return Err(format!("'{s}' must be an absolute path inside the guest"));
     }
@@ -180,7 +188,7 @@ fn daemon_route(args: &RunArgs, workspace: &Path) -> Option<DaemonRoute> {
     let redact_env = &policy.audit().redact_env;
     if redact_env
         .iter()
-        .any(|name| args.env.iter().any(|(k, _)| k == name) || std::env::var_os(name).is_some())
+        .any(|name| args.cmd.env.iter().any(|(k, _)| k == name) || std::env::var_os(name).is_some())
     {
         airlock::note!(
             "airlock: {} redacts values of this shell's environment (audit.redact_env), which the daemon cannot see; not using the daemon",
@@ -284,10 +292,10 @@ async fn run_in_daemon(
     }
 
     let spec = ExecSpec {
-        argv: args.command.clone(),
-        env: args.env.clone(),
-        cwd: args.workdir.clone(),
-        tty: args.tty,
+        argv: args.cmd.command.clone(),
+        env: args.cmd.env.clone(),
+        cwd: args.cmd.workdir.clone(),
+        tty: args.cmd.tty,
     };
     let outcome =
         match super::remote::stream_exec(client, &info.id, spec, signals, OnSignal::GiveUp(GRACE))
@@ -440,7 +448,7 @@ async fn run(args: RunArgs, workspace: PathBuf, mut signals: Signals) -> anyhow:
         cpus: args.cpus,
         memory_mib: args.memory,
         keep: args.keep,
-        env: args.env.clone(),
+        env: args.cmd.env.clone(),
     };
     let launch = airlock::launch::prepare(&options, &images)
         .await
@@ -584,16 +592,22 @@ async fn exec(
 ) -> anyhow::Result<(u8, String)> {
     let stdin_is_tty = std::io::stdin().is_terminal();
     let tty = args
+        .cmd
         .tty
         .then(|| terminal_size().unwrap_or(WindowSize { rows: 24, cols: 80 }));
-    let mut env = args.env.clone();
+    let mut env = args.cmd.env.clone();
     if tty.is_some() && !env.iter().any(|(k, _)| k == "TERM") {
         if let Ok(term) = std::env::var("TERM") {
             env.push(("TERM".into(), term));
         }
     }
-    let request =
-        airlock::launch::exec_request(policy, args.command.clone(), env, args.workdir.clone(), tty);
+    let request = airlock::launch::exec_request(
+        policy,
+        args.cmd.command.clone(),
+        env,
+        args.cmd.workdir.clone(),
+        tty,
+    );
     let (control_tx, control_rx) = mpsc::unbounded_channel();
     let io = ExecIo {
         stdin: Some(spawn_stdin_reader()),
@@ -602,12 +616,12 @@ async fn exec(
         control: control_rx,
     };
     // Raw mode only when our own terminal is the input; restored when the guard drops.
-    let _raw = if args.tty && stdin_is_tty {
+    let _raw = if args.cmd.tty && stdin_is_tty {
         RawMode::enter().ok()
     } else {
         None
     };
-    if args.tty {
+    if args.cmd.tty {
         let tx = control_tx.clone();
         let mut winch =
             signal(SignalKind::window_change()).context("installing SIGWINCH handler")?;

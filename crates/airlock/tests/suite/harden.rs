@@ -277,19 +277,11 @@ fn a_fork_bomb_hits_the_pids_limit_and_airlock_returns() {
 
 #[test]
 fn the_engine_runs_jailed_unprivileged_and_under_seccomp_filters() {
-    use std::io::BufRead;
     let a = airlock();
-    let mut child = a
-        // Lives until its stdin closes: the test ends it when it has looked.
-        .command(["run", "--", "sh", "-c", "echo started; read _ || true"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let (mut child, line) = held_run(
+        &a,
+        &["run", "--", "sh", "-c", "echo started; read _ || true"],
+    );
     assert_eq!(line, "started\n");
     let procs = airlock_testkit::processes_mentioning(a.state_dir());
     // The vsock backend parses the guest's virtqueues too: no capabilities, filtered.
@@ -525,25 +517,18 @@ fn a_required_protection_the_host_lacks_refuses_the_run() {
 
 #[test]
 fn the_egress_gateway_runs_in_its_own_jailed_process() {
-    use std::io::BufRead;
     let a = airlock();
-    let mut child = a
-        .command([
+    let (mut child, line) = held_run(
+        &a,
+        &[
             "run",
             "--keep",
             "--",
             "sh",
             "-c",
             "echo started; read _ || true",
-        ])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+        ],
+    );
     assert_eq!(line, "started\n");
     let gateway = gateway_pid(child.id(), "egress");
     let status = std::fs::read_to_string(format!("/proc/{gateway}/status")).unwrap();
@@ -579,6 +564,23 @@ fn the_egress_gateway_runs_in_its_own_jailed_process() {
 }
 
 /// The pid of this run's gateway process of `kind` (`airlock __gateway <kind>`).
+/// Starts `airlock ARGS` with stdin and stdout piped and returns it with its first output line.
+/// The commands read stdin, so the sandbox lives until the test closes it, having looked.
+fn held_run(a: &Airlock, args: &[&str]) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = a
+        .command(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    (child, line)
+}
+
 fn gateway_pid(airlock_pid: u32, kind: &str) -> u32 {
     let needle = format!("__gateway\0{kind}\0");
     std::fs::read_dir("/proc")
@@ -596,25 +598,18 @@ fn gateway_pid(airlock_pid: u32, kind: &str) -> u32 {
 
 #[test]
 fn the_fs_gateway_sees_only_its_share_and_keeps_only_file_capabilities() {
-    use std::io::BufRead;
     let a = airlock();
     std::fs::write(a.cwd().join("hello"), "hi").unwrap();
-    let mut child = a
-        .command([
+    let (mut child, line) = held_run(
+        &a,
+        &[
             "run",
             "--",
             "sh",
             "-c",
             "cat /workspace/hello; echo; read _ || true",
-        ])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+        ],
+    );
     assert_eq!(line, "hi\n", "the share is served");
     let pid = gateway_pid(child.id(), "fs");
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
