@@ -52,6 +52,22 @@ fn needs_unicode_escape(c: char) -> bool {
     )
 }
 
+/// The last `n` lines of a text file (a guest console, a gateway's or the engine's log), each
+/// made safe with [`display_safe`] and joined with newlines; empty if it cannot be read.
+pub fn tail_lines(path: &std::path::Path, n: usize) -> String {
+    let text = std::fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines
+        .get(lines.len().saturating_sub(n)..)
+        .unwrap_or_default()
+        .iter()
+        .map(|l| display_safe(l))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -50,6 +50,10 @@ pub mod kind {
     pub const FS_LINK: &str = "fs.link";
     /// Attributes (mode, owner, times, xattrs) changed.
     pub const FS_SETATTR: &str = "fs.setattr";
+    /// A directory was created.
+    pub const FS_MKDIR: &str = "fs.mkdir";
+    /// A lookup was refused (a malformed name).
+    pub const FS_LOOKUP: &str = "fs.lookup";
     /// An egress connection (CONNECT tunnel) was decided; on close, bytes and duration.
     pub const NET_CONNECT: &str = "net.connect";
     /// A plain-HTTP request through the egress proxy was decided.
@@ -62,6 +66,8 @@ pub mod kind {
     pub const PROC_OOM: &str = "proc.oom";
     /// A request outside the fs/net gateways was refused by policy.
     pub const POLICY_DENY: &str = "policy.deny";
+    /// A policy removed one of the built-in protected paths (`filesystem.unprotect`).
+    pub const POLICY_UNPROTECT: &str = "policy.unprotect";
     /// A monitor rule with action `alert` matched.
     pub const MONITOR_ALERT: &str = "monitor.alert";
     /// A monitor rule with action `pause` matched and the sandbox was paused.

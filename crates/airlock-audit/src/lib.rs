@@ -25,7 +25,7 @@ pub use chain::{
 pub use checkpoint::{
     Checkpoint, CheckpointError, HostKey, KeyError, PublicKey, PublicKeyError, default_key_path,
 };
-pub use escape::display_safe;
+pub use escape::{display_safe, tail_lines};
 pub use event::{
     Decision, Event, FsInfo, NetInfo, ProcInfo, Record, RecordError, Source, ZERO_HASH,
     is_valid_kind, kind,

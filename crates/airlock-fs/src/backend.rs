@@ -20,10 +20,11 @@ use virtiofsd::filesystem::{
 };
 use virtiofsd::fuse;
 
-use crate::events::{FsEvent, FsEvents, kind};
+use crate::events::{FsEvent, FsEvents};
 use crate::gate::{Gate, Outcome, Request, errno_for, gateway_deny};
 use crate::paths::{PathError, PathMap, ROOT_INODE, validate_name};
 use crate::reason;
+use airlock_audit::kind;
 
 fn err(errno: i32) -> io::Error {
     io::Error::from_raw_os_error(errno)
@@ -243,7 +244,7 @@ where
     }
 
     fn lookup(&self, ctx: Context, parent: u64, name: &CStr) -> io::Result<Entry> {
-        let n = self.name(kind::LOOKUP, parent, name)?;
+        let n = self.name(kind::FS_LOOKUP, parent, name)?;
         self.live(parent)?;
         let result = self.inner.lookup(ctx, parent, name);
         match &result {
@@ -296,7 +297,7 @@ where
         handle: Option<u64>,
         valid: SetattrValid,
     ) -> io::Result<(fuse::Attr, Duration)> {
-        let paths = self.node(kind::SETATTR, inode)?;
+        let paths = self.node(kind::FS_SETATTR, inode)?;
         let is_dir = if valid.contains(SetattrValid::MODE) && attr.mode & libc::S_ISGID != 0 {
             let (current, _) = self.inner.getattr(ctx, inode, handle)?;
             current.mode & libc::S_IFMT == libc::S_IFDIR
@@ -315,7 +316,7 @@ where
     }
 
     fn readlink(&self, ctx: Context, inode: u64) -> io::Result<Vec<u8>> {
-        let paths = self.node(kind::OPEN, inode)?;
+        let paths = self.node(kind::FS_OPEN, inode)?;
         self.enforce(&self.gate.check(&Request::Read { paths: &paths }))?;
         self.inner.readlink(ctx, inode)
     }
@@ -328,8 +329,8 @@ where
         name: &CStr,
         extensions: Extensions,
     ) -> io::Result<Entry> {
-        let n = self.name(kind::SYMLINK, parent, name)?;
-        let paths = self.child(kind::SYMLINK, parent, n)?;
+        let n = self.name(kind::FS_SYMLINK, parent, name)?;
+        let paths = self.child(kind::FS_SYMLINK, parent, n)?;
         let o = self.gate.check(&Request::Symlink {
             paths: &paths,
             target: linkname.to_bytes(),
@@ -350,8 +351,8 @@ where
         umask: u32,
         extensions: Extensions,
     ) -> io::Result<Entry> {
-        let n = self.name(kind::CREATE, parent, name)?;
-        let paths = self.child(kind::CREATE, parent, n)?;
+        let n = self.name(kind::FS_CREATE, parent, name)?;
+        let paths = self.child(kind::FS_CREATE, parent, n)?;
         let o = self.gate.check(&Request::Mknod {
             paths: &paths,
             mode,
@@ -373,8 +374,8 @@ where
         umask: u32,
         extensions: Extensions,
     ) -> io::Result<Entry> {
-        let n = self.name(kind::MKDIR, parent, name)?;
-        let paths = self.child(kind::MKDIR, parent, n)?;
+        let n = self.name(kind::FS_MKDIR, parent, name)?;
+        let paths = self.child(kind::FS_MKDIR, parent, n)?;
         let o = self.gate.check(&Request::Mkdir {
             paths: &paths,
             mode,
@@ -386,8 +387,8 @@ where
     }
 
     fn unlink(&self, ctx: Context, parent: u64, name: &CStr) -> io::Result<()> {
-        let n = self.name(kind::UNLINK, parent, name)?;
-        let paths = self.child(kind::UNLINK, parent, n)?;
+        let n = self.name(kind::FS_UNLINK, parent, name)?;
+        let paths = self.child(kind::FS_UNLINK, parent, n)?;
         let o = self.gate.check(&Request::Unlink { paths: &paths });
         self.enforce(&o)?;
         let result = self.inner.unlink(ctx, parent, name);
@@ -398,8 +399,8 @@ where
     }
 
     fn rmdir(&self, ctx: Context, parent: u64, name: &CStr) -> io::Result<()> {
-        let n = self.name(kind::UNLINK, parent, name)?;
-        let paths = self.child(kind::UNLINK, parent, n)?;
+        let n = self.name(kind::FS_UNLINK, parent, name)?;
+        let paths = self.child(kind::FS_UNLINK, parent, n)?;
         let o = self.gate.check(&Request::Unlink { paths: &paths });
         self.enforce(&o)?;
         let result = self.inner.rmdir(ctx, parent, name);
@@ -418,10 +419,10 @@ where
         newname: &CStr,
         flags: u32,
     ) -> io::Result<()> {
-        let old = self.name(kind::RENAME, olddir, oldname)?;
-        let new = self.name(kind::RENAME, newdir, newname)?;
-        let from = self.child(kind::RENAME, olddir, old)?;
-        let to = self.child(kind::RENAME, newdir, new)?;
+        let old = self.name(kind::FS_RENAME, olddir, oldname)?;
+        let new = self.name(kind::FS_RENAME, newdir, newname)?;
+        let from = self.child(kind::FS_RENAME, olddir, old)?;
+        let to = self.child(kind::FS_RENAME, newdir, new)?;
         let o = self.gate.check(&Request::Rename {
             from: &from,
             to: &to,
@@ -439,9 +440,9 @@ where
     }
 
     fn link(&self, ctx: Context, inode: u64, newparent: u64, newname: &CStr) -> io::Result<Entry> {
-        let n = self.name(kind::LINK, newparent, newname)?;
-        let from = self.node(kind::LINK, inode)?;
-        let to = self.child(kind::LINK, newparent, n)?;
+        let n = self.name(kind::FS_LINK, newparent, newname)?;
+        let from = self.node(kind::FS_LINK, inode)?;
+        let to = self.child(kind::FS_LINK, newparent, n)?;
         let o = self.gate.check(&Request::Link {
             from: &from,
             to: &to,
@@ -459,7 +460,7 @@ where
         kill_priv: bool,
         flags: u32,
     ) -> io::Result<(Option<u64>, OpenOptions)> {
-        let paths = self.node(kind::OPEN, inode)?;
+        let paths = self.node(kind::FS_OPEN, inode)?;
         let o = self.gate.check(&Request::Open {
             paths: &paths,
             flags,
@@ -480,8 +481,8 @@ where
         umask: u32,
         extensions: Extensions,
     ) -> io::Result<(Entry, Option<u64>, OpenOptions)> {
-        let n = self.name(kind::CREATE, parent, name)?;
-        let paths = self.child(kind::CREATE, parent, n)?;
+        let n = self.name(kind::FS_CREATE, parent, name)?;
+        let paths = self.child(kind::FS_CREATE, parent, n)?;
         let o = self.gate.check(&Request::Create {
             paths: &paths,
             flags,
@@ -588,7 +589,7 @@ where
         flags: u32,
         extra_flags: SetxattrFlags,
     ) -> io::Result<()> {
-        let paths = self.node(kind::SETATTR, inode)?;
+        let paths = self.node(kind::FS_SETATTR, inode)?;
         let o = self.gate.check(&Request::Setxattr { paths: &paths });
         self.enforce(&o)?;
         let result = self
@@ -604,19 +605,19 @@ where
         name: &CStr,
         size: u32,
     ) -> io::Result<GetxattrReply> {
-        let paths = self.node(kind::OPEN, inode)?;
+        let paths = self.node(kind::FS_OPEN, inode)?;
         self.enforce(&self.gate.check(&Request::Read { paths: &paths }))?;
         self.inner.getxattr(ctx, inode, name, size)
     }
 
     fn listxattr(&self, ctx: Context, inode: u64, size: u32) -> io::Result<ListxattrReply> {
-        let paths = self.node(kind::OPEN, inode)?;
+        let paths = self.node(kind::FS_OPEN, inode)?;
         self.enforce(&self.gate.check(&Request::Read { paths: &paths }))?;
         self.inner.listxattr(ctx, inode, size)
     }
 
     fn removexattr(&self, ctx: Context, inode: u64, name: &CStr) -> io::Result<()> {
-        let paths = self.node(kind::SETATTR, inode)?;
+        let paths = self.node(kind::FS_SETATTR, inode)?;
         let o = self.gate.check(&Request::Setxattr { paths: &paths });
         self.enforce(&o)?;
         let result = self.inner.removexattr(ctx, inode, name);
@@ -629,7 +630,7 @@ where
         inode: u64,
         flags: u32,
     ) -> io::Result<(Option<u64>, OpenOptions)> {
-        let paths = self.node(kind::OPEN, inode)?;
+        let paths = self.node(kind::FS_OPEN, inode)?;
         self.enforce(&self.gate.check(&Request::Opendir { paths: &paths }))?;
         self.inner.opendir(ctx, inode, flags)
     }

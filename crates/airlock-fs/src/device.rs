@@ -11,7 +11,7 @@
 //!
 //! Threads: `vhost-user-backend` runs one vring thread (`handle_event`), which pops descriptor
 //! chains and hands each to a small pool of worker threads; the workers decode, decide, do the
-//! I/O and return the chain. Built by `daemon.rs`.
+//! I/O and return the chain. Built by `serve.rs`.
 //!
 //! Late binding: a device may start without a filesystem ([`FsDevice::unbound`]), so a warm
 //! guest can boot with it before anyone knows the share. Until [`FsDevice::bind`], every
@@ -43,8 +43,6 @@ use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::event::{
     EventConsumer, EventFlag, EventNotifier, new_event_consumer_and_notifier,
 };
-
-use crate::sys;
 
 type Mem = GuestMemoryMmap<BitmapMmapRegion>;
 type MemAtomic = GuestMemoryAtomic<Mem>;
@@ -112,7 +110,7 @@ impl Pool {
                 .name(format!("airlock-fs-w{i}"))
                 .spawn(move || {
                     let _enter = span.enter();
-                    if let Err(e) = sys::unshare_fs() {
+                    if let Err(e) = airlock_jail::ns::unshare_fs() {
                         // Without a private cwd, fchdir in xattr calls would move the
                         // supervisor's; serve nothing rather than risk it.
                         tracing::error!(error = %e, "fs worker cannot unshare CLONE_FS");

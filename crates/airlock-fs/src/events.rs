@@ -4,37 +4,19 @@
 //!
 //! `record` is called on the gateway's worker threads, after the policy decided and (for
 //! allowed operations) after the host filesystem answered; keep it cheap and non-blocking.
+//!
+//! In the gateway process ([`crate::process`]) events cross to the supervisor as [`FsLine`]s,
+//! one JSON object per line on stdout; the supervisor parses each strictly ([`FsLine::parse`])
+//! before it becomes an audit record.
 
+use airlock_audit::{Decision, Event, FsInfo, Source, kind};
 use airlock_policy::Verdict;
-
-/// Event kinds, as in audit records.
-pub mod kind {
-    /// Open for writing or truncation (`O_WRONLY`, `O_RDWR`, `O_TRUNC`, `truncate`).
-    pub const WRITE: &str = "fs.write";
-    /// Create a regular file, FIFO or socket.
-    pub const CREATE: &str = "fs.create";
-    /// Remove a file or directory.
-    pub const UNLINK: &str = "fs.unlink";
-    /// Rename; `path2` is the destination.
-    pub const RENAME: &str = "fs.rename";
-    /// chmod, chown, utimes, setxattr, removexattr.
-    pub const SETATTR: &str = "fs.setattr";
-    /// Create a directory.
-    pub const MKDIR: &str = "fs.mkdir";
-    /// Create a symbolic link; `path2` is the link's target as written.
-    pub const SYMLINK: &str = "fs.symlink";
-    /// Create a hard link; `path` is the existing file, `path2` the new name.
-    pub const LINK: &str = "fs.link";
-    /// A denied read: open for reading, opendir, readlink.
-    pub const OPEN: &str = "fs.open";
-    /// A denied lookup (a malformed name).
-    pub const LOOKUP: &str = "fs.lookup";
-}
+use serde::{Deserialize, Serialize};
 
 /// One filesystem decision.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FsEvent {
-    /// Kind, one of the [`kind`] constants (`fs.write`, `fs.rename`, ...).
+    /// Kind, one of the `fs.*` constants of [`airlock_audit::kind`] (`fs.write`, `fs.rename`, ...).
     pub op: &'static str,
     /// Guest mount point of the share (`/workspace`), as passed to `decide_fs`.
     pub mount: String,
@@ -64,4 +46,141 @@ pub struct NoEvents;
 
 impl FsEvents for NoEvents {
     fn record(&self, _e: &FsEvent) {}
+}
+
+/// One filesystem decision as it crosses the process boundary.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FsLine {
+    /// `fs.write`, `fs.create`, ...
+    pub op: String,
+    /// Guest mount point.
+    pub mount: String,
+    /// Path relative to the share.
+    pub path: String,
+    /// Second path (rename destination, link name, symlink target).
+    pub path2: Option<String>,
+    /// `allow` or `deny`.
+    pub decision: String,
+    /// The deciding rule.
+    pub rule: String,
+    /// Why.
+    pub reason: String,
+}
+
+const KINDS: &[&str] = &[
+    kind::FS_WRITE,
+    kind::FS_CREATE,
+    kind::FS_UNLINK,
+    kind::FS_RENAME,
+    kind::FS_SETATTR,
+    kind::FS_MKDIR,
+    kind::FS_SYMLINK,
+    kind::FS_LINK,
+    kind::FS_OPEN,
+    kind::FS_LOOKUP,
+];
+
+/// Longest string field accepted from a gateway line.
+const MAX_FIELD: usize = 8192;
+
+impl From<&FsEvent> for FsLine {
+    fn from(e: &FsEvent) -> Self {
+        FsLine {
+            op: e.op.to_string(),
+            mount: e.mount.clone(),
+            path: e.path.clone(),
+            path2: e.path2.clone(),
+            decision: match e.decision {
+                airlock_policy::Verdict::Allow => "allow",
+                airlock_policy::Verdict::Deny => "deny",
+            }
+            .to_string(),
+            rule: e.rule.clone(),
+            reason: e.reason.to_string(),
+        }
+    }
+}
+
+impl FsLine {
+    /// Parses a line from the gateway; refuses unknown ops and decisions and overlong fields.
+    pub fn parse(line: &[u8]) -> Option<FsLine> {
+        let l: FsLine = serde_json::from_slice(line).ok()?;
+        let short = [&l.mount, &l.path, &l.rule, &l.reason]
+            .into_iter()
+            .chain(l.path2.as_ref())
+            .all(|s| s.len() <= MAX_FIELD);
+        (KINDS.contains(&l.op.as_str())
+            && ["allow", "deny"].contains(&l.decision.as_str())
+            && short)
+            .then_some(l)
+    }
+
+    /// The audit event for this decision.
+    pub fn to_event(&self) -> Event {
+        let decision = if self.decision == "allow" {
+            Decision::Allow
+        } else {
+            Decision::Deny
+        };
+        let op = self.op.strip_prefix("fs.").unwrap_or(&self.op).to_string();
+        Event::new(Source::Host, self.op.clone())
+            .with_decision(decision)
+            .with_rule(self.rule.clone())
+            .with_reason(self.reason.clone())
+            .with_fs(FsInfo {
+                op,
+                path: self.path.clone(),
+                to: self.path2.clone(),
+                mount: Some(self.mount.clone()),
+            })
+    }
+}
+
+impl FsEvents for airlock_jail::gateway::JsonLines {
+    fn record(&self, e: &FsEvent) {
+        self.send(&FsLine::from(e));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line() -> FsLine {
+        FsLine {
+            op: "fs.write".into(),
+            mount: "/workspace".into(),
+            path: ".git/hooks/pre-commit".into(),
+            path2: None,
+            decision: "deny".into(),
+            rule: "filesystem.protected \".git/hooks/**\"".into(),
+            reason: "protected_path".into(),
+        }
+    }
+
+    #[test]
+    fn lines_round_trip_and_bad_ones_are_refused() {
+        let json = serde_json::to_vec(&line()).unwrap();
+        assert_eq!(FsLine::parse(&json), Some(line()));
+        let mut bad = line();
+        bad.op = "net.connect".into();
+        assert_eq!(FsLine::parse(&serde_json::to_vec(&bad).unwrap()), None);
+        let mut bad = line();
+        bad.decision = "error".into();
+        assert_eq!(FsLine::parse(&serde_json::to_vec(&bad).unwrap()), None);
+        let mut bad = line();
+        bad.path = "a/".repeat(MAX_FIELD);
+        assert_eq!(FsLine::parse(&serde_json::to_vec(&bad).unwrap()), None);
+        assert_eq!(FsLine::parse(b"[]"), None);
+    }
+
+    #[test]
+    fn the_event_matches_the_line() {
+        let e = line().to_event();
+        assert_eq!(e.kind, "fs.write");
+        let fs = e.fs.unwrap();
+        assert_eq!(fs.op, "write");
+        assert_eq!(fs.mount.as_deref(), Some("/workspace"));
+    }
 }

@@ -13,9 +13,9 @@ use std::sync::Arc;
 use airlock_policy::{Decision, FsOp, MountMode, Policy, Verdict};
 use virtiofsd::filesystem::SetattrValid;
 
-use crate::events::kind;
 use crate::paths::MAX_PATH_LEN;
 use crate::reason;
+use airlock_audit::kind;
 
 /// `renameat2` flags the gateway passes on; `RENAME_WHITEOUT` (which creates a device node)
 /// and anything unknown are refused.
@@ -225,14 +225,18 @@ impl Gate {
                     ops.push(FsOp::Create);
                 }
                 let mutation = intent.write || intent.create;
-                let k = if mutation { kind::WRITE } else { kind::OPEN };
+                let k = if mutation {
+                    kind::FS_WRITE
+                } else {
+                    kind::FS_OPEN
+                };
                 self.all(k, &ops, paths, None, mutation)
             }
             Request::Opendir { paths } | Request::Read { paths } => {
-                self.all(kind::OPEN, &[FsOp::Read], paths, None, false)
+                self.all(kind::FS_OPEN, &[FsOp::Read], paths, None, false)
             }
             Request::Create { paths, flags, mode } => {
-                if let Some(o) = self.mode_check(kind::CREATE, paths, mode, false) {
+                if let Some(o) = self.mode_check(kind::FS_CREATE, paths, mode, false) {
                     return o;
                 }
                 let intent = OpenIntent::from_flags(flags);
@@ -243,34 +247,36 @@ impl Gate {
                 } else {
                     &[FsOp::Create]
                 };
-                self.all(kind::CREATE, ops, paths, None, true)
+                self.all(kind::FS_CREATE, ops, paths, None, true)
             }
             Request::Mknod { paths, mode } => {
                 let ty = mode & libc::S_IFMT;
                 if !matches!(ty, 0 | libc::S_IFREG | libc::S_IFIFO | libc::S_IFSOCK) {
                     return self.refuse(
-                        kind::CREATE,
+                        kind::FS_CREATE,
                         paths,
                         reason::rule::MKNOD,
                         reason::DEVICE_NODE,
                     );
                 }
-                if let Some(o) = self.mode_check(kind::CREATE, paths, mode, false) {
+                if let Some(o) = self.mode_check(kind::FS_CREATE, paths, mode, false) {
                     return o;
                 }
-                self.all(kind::CREATE, &[FsOp::Create], paths, None, true)
+                self.all(kind::FS_CREATE, &[FsOp::Create], paths, None, true)
             }
             Request::Mkdir { paths, mode } => {
-                if let Some(o) = self.mode_check(kind::MKDIR, paths, mode, true) {
+                if let Some(o) = self.mode_check(kind::FS_MKDIR, paths, mode, true) {
                     return o;
                 }
-                self.all(kind::MKDIR, &[FsOp::Mkdir], paths, None, true)
+                self.all(kind::FS_MKDIR, &[FsOp::Mkdir], paths, None, true)
             }
-            Request::Unlink { paths } => self.all(kind::UNLINK, &[FsOp::Unlink], paths, None, true),
+            Request::Unlink { paths } => {
+                self.all(kind::FS_UNLINK, &[FsOp::Unlink], paths, None, true)
+            }
             Request::Rename { from, to, flags } => {
                 if flags & !RENAME_ALLOWED_FLAGS != 0 {
                     let mut o = self.refuse(
-                        kind::RENAME,
+                        kind::FS_RENAME,
                         from,
                         reason::rule::RENAME,
                         reason::UNSUPPORTED_FLAGS,
@@ -278,9 +284,9 @@ impl Gate {
                     o.path2 = to.first().cloned();
                     return o;
                 }
-                self.pair(kind::RENAME, FsOp::Rename, from, to)
+                self.pair(kind::FS_RENAME, FsOp::Rename, from, to)
             }
-            Request::Link { from, to } => self.pair(kind::LINK, FsOp::Link, from, to),
+            Request::Link { from, to } => self.pair(kind::FS_LINK, FsOp::Link, from, to),
             Request::Symlink { paths, target } => self.symlink(paths, target),
             Request::Setattr {
                 paths,
@@ -291,7 +297,11 @@ impl Gate {
                 let valid = SetattrValid::from_bits_truncate(valid);
                 let size = valid.contains(SetattrValid::SIZE);
                 let other = !(valid - SetattrValid::SIZE).is_empty();
-                let k = if size { kind::WRITE } else { kind::SETATTR };
+                let k = if size {
+                    kind::FS_WRITE
+                } else {
+                    kind::FS_SETATTR
+                };
                 if valid.contains(SetattrValid::MODE) {
                     if let Some(o) = self.mode_check(k, paths, mode, is_dir) {
                         return o;
@@ -305,7 +315,7 @@ impl Gate {
                 self.all(k, ops, paths, None, true)
             }
             Request::Setxattr { paths } => {
-                self.all(kind::SETATTR, &[FsOp::Setattr], paths, None, true)
+                self.all(kind::FS_SETATTR, &[FsOp::Setattr], paths, None, true)
             }
         }
     }
@@ -380,7 +390,7 @@ impl Gate {
         let target_text = String::from_utf8_lossy(target).into_owned();
         let Ok(target_str) = std::str::from_utf8(target) else {
             let mut o = self.refuse(
-                kind::SYMLINK,
+                kind::FS_SYMLINK,
                 paths,
                 reason::rule::NAME,
                 reason::INVALID_NAME,
@@ -390,7 +400,7 @@ impl Gate {
         };
         if target.is_empty() || target.len() >= MAX_PATH_LEN || target.contains(&0) {
             let mut o = self.refuse(
-                kind::SYMLINK,
+                kind::FS_SYMLINK,
                 paths,
                 reason::rule::NAME,
                 reason::INVALID_NAME,
@@ -399,7 +409,7 @@ impl Gate {
             return o;
         }
         let at = self.all(
-            kind::SYMLINK,
+            kind::FS_SYMLINK,
             &[FsOp::Symlink],
             paths,
             Some(target_text.clone()),
@@ -418,7 +428,7 @@ impl Gate {
         if targets.is_empty() {
             return at;
         }
-        let to = self.all(kind::SYMLINK, &[FsOp::Link], &targets, None, true);
+        let to = self.all(kind::FS_SYMLINK, &[FsOp::Link], &targets, None, true);
         if !to.is_allowed() {
             return Outcome {
                 path: at.path,

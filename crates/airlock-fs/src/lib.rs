@@ -8,7 +8,10 @@
 //! For `overlay` mounts, [`Overlay`] makes a private copy of the host directory that the
 //! gateway serves instead, and later lists, diffs, applies (re-checked by the policy) or
 //! discards the guest's changes.
-//! `docs/filesystem.md` describes the design, modes and threat model.
+//!
+//! The gateway runs in a jailed process of its own, `airlock __gateway fs` ([`process`]); the
+//! supervisor starts and binds it through [`client::FsSlot`], and reads its decisions back as
+//! [`FsLine`]s. `docs/filesystem.md` describes the design, modes and threat model.
 
 #![warn(
     clippy::cast_possible_truncation,
@@ -17,22 +20,21 @@
 )]
 
 mod backend;
-mod daemon;
+pub mod client;
 mod device;
 mod events;
 mod gate;
 pub mod overlay;
 mod paths;
+pub mod process;
 pub mod reason;
+mod serve;
 mod share;
 mod sys;
 
 pub use backend::{FilteredDir, GatedFs};
-pub use daemon::{
-    Binder, DEFAULT_THREADS, FsError, FsGateway, GatewayOptions, OwnerMap, passthrough_config,
-};
 pub use device::{DeviceError, FsDevice};
-pub use events::{FsEvent, FsEvents, NoEvents, kind};
+pub use events::{FsEvent, FsEvents, FsLine, NoEvents};
 pub use gate::{Gate, OpenIntent, Outcome, Request, errno_for};
 pub use overlay::{
     ApplyGuard, ApplyReport, Change, ChangeKind, Conflict, ConflictReason, Denied, EntryKind,
@@ -42,5 +44,7 @@ pub use paths::{
     MAX_ALIASES, MAX_NAME_LEN, MAX_PATH_LEN, NameError, PathError, PathMap, ROOT_INODE,
     validate_name,
 };
+pub use serve::{
+    Binder, DEFAULT_THREADS, FsError, FsGateway, GatewayOptions, OwnerMap, passthrough_config,
+};
 pub use share::Share;
-pub use sys::unshare_fs;

@@ -1,10 +1,10 @@
 //! The few host calls the gateway makes itself, each wrapped in a small safe function:
-//! giving a thread its own filesystem attributes, sizing the descriptor budget, cutting the
+//! sizing the descriptor budget, cutting the
 //! vhost-user connection when the gateway is stopped with the frontend still attached, and,
 //! for overlay copies, opening a file relative to a directory descriptor and cloning a file's
 //! data blocks.
 //!
-//! Called by `daemon.rs` (gateway and worker threads), `overlay` and by tests.
+//! Called by `serve.rs` (gateway and worker threads), `overlay` and by tests.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -12,8 +12,6 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
-use nix::sched::{CloneFlags, unshare};
-use nix::sys::resource::{Resource, getrlimit, setrlimit};
 use nix::sys::socket::{getsockopt, sockopt};
 use nix::sys::stat::Mode;
 
@@ -23,37 +21,13 @@ const FD_RESERVE: u64 = 509 + 100;
 /// The guest never gets fewer than this many descriptors, even under a tiny limit.
 const MIN_GUEST_FDS: u64 = 64;
 
-/// Gives the calling thread its own cwd, root and umask (`unshare(CLONE_FS)`).
-///
-/// `PassthroughFs` sets the umask to 0 when it is created and changes directory (`fchdir`) for
-/// some xattr calls; on a thread that shares these with the rest of the process, that would
-/// change the supervisor's umask and working directory. Every gateway thread calls this first.
-pub fn unshare_fs() -> io::Result<()> {
-    unshare(CloneFlags::CLONE_FS).map_err(io::Error::from)
-}
-
-/// Raises this process's soft `RLIMIT_NOFILE` to its hard limit (never lowers it) and returns
-/// how many descriptors one gateway may hold for the guest: half of what remains after a
-/// reserve, so that a guest opening files cannot starve the supervisor.
+/// How many descriptors one gateway may hold for the guest: half of what remains of the
+/// process's descriptor limit (raised first, see [`airlock_jail::rlimit::raise_nofile`]) after
+/// a reserve, so that a guest opening files cannot starve the supervisor.
 pub fn guest_fd_budget() -> u64 {
-    let (soft, hard) = match getrlimit(Resource::RLIMIT_NOFILE) {
-        Ok(limits) => limits,
-        Err(_) => return MIN_GUEST_FDS,
-    };
     // The passthrough layer holds a descriptor per inode the guest has looked up, and the guest
-    // forgets inodes only under memory pressure: a large repository needs many. With
-    // CAP_SYS_RESOURCE the hard limit can go up to the kernel's `nr_open`; otherwise to `hard`.
-    let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
-        .ok()
-        .and_then(|s| s.trim().parse::<u64>().ok())
-        .unwrap_or(hard);
-    let limit = if nr_open > hard && setrlimit(Resource::RLIMIT_NOFILE, nr_open, nr_open).is_ok() {
-        nr_open
-    } else if hard > soft && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
-        hard
-    } else {
-        soft
-    };
+    // forgets inodes only under memory pressure: a large repository needs many.
+    let limit = airlock_jail::rlimit::raise_nofile();
     (limit.saturating_sub(FD_RESERVE) / 2).max(MIN_GUEST_FDS)
 }
 

@@ -27,12 +27,13 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::{Instant, timeout, timeout_at};
 
-use crate::events::{NetDecision, NetEvent, kind};
+use crate::events::{NetDecision, NetEvent};
 use crate::listener::Shared;
 use crate::reason;
 use crate::request::{self, BodyFraming, ChunkedBody, RequestError, RequestHead, RequestTarget};
 use crate::resolve::{self, MAX_ADDRESSES, ResolveError};
 use crate::sni::{self, Sni, SniError};
+use airlock_audit::kind;
 
 /// Size of each read from the guest while the head is arriving.
 const HEAD_READ_LEN: usize = 4096;

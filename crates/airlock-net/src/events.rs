@@ -5,18 +5,13 @@
 //! request is over (for a tunnel: when it closes, with bytes and duration). The supervisor's
 //! sink turns events into audit records (`source: "host"`, kinds `net.connect` and
 //! `net.http`); tests use [`RecordingEvents`](crate::testutil::RecordingEvents). Keeping this a
-//! small trait keeps `airlock-net` independent of the audit crate.
+//! small trait keeps the gateway's hot path free of the audit writer; the kinds are
+//! [`airlock_audit::kind`]'s.
 
+use airlock_audit::{Decision, Event, NetInfo, Source, kind};
+use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::net::IpAddr;
-
-/// Event kinds, as in the audit log.
-pub mod kind {
-    /// A CONNECT tunnel (and anything that is not a well-formed plain-HTTP request).
-    pub const NET_CONNECT: &str = "net.connect";
-    /// A plain-HTTP request.
-    pub const NET_HTTP: &str = "net.http";
-}
 
 /// The gateway's verdict on a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -50,7 +45,7 @@ impl fmt::Display for NetDecision {
 /// showing them to a terminal.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NetEvent {
-    /// [`kind::NET_CONNECT`] or [`kind::NET_HTTP`].
+    /// [`airlock_audit::kind::NET_CONNECT`] or [`airlock_audit::kind::NET_HTTP`].
     pub kind: &'static str,
     /// Requested host: canonical (lower-case punycode, IPv6 without brackets) when it parsed,
     /// otherwise as sent (at most 255 bytes, lossily decoded); empty when the head did not
@@ -96,4 +91,153 @@ pub struct NoEvents;
 
 impl NetEvents for NoEvents {
     fn record(&self, _event: &NetEvent) {}
+}
+
+/// One gateway decision as it crosses the process boundary: [`airlock_net::NetEvent`] with
+/// owned strings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetLine {
+    /// `net.connect` or `net.http`.
+    pub kind: String,
+    /// Requested host.
+    pub host: String,
+    /// Requested port.
+    pub port: u16,
+    /// The address connected to.
+    pub ip: Option<std::net::IpAddr>,
+    /// HTTP method.
+    pub method: Option<String>,
+    /// Plain-HTTP path.
+    pub path: Option<String>,
+    /// Status.
+    pub status: Option<u16>,
+    /// `allow`, `deny` or `error`.
+    pub decision: String,
+    /// The deciding rule.
+    pub rule: String,
+    /// Why.
+    pub reason: String,
+    /// Bytes guest → upstream.
+    pub bytes_up: u64,
+    /// Bytes upstream → guest.
+    pub bytes_down: u64,
+    /// Duration.
+    pub duration_ms: u64,
+}
+
+impl From<&NetEvent> for NetLine {
+    fn from(e: &NetEvent) -> Self {
+        NetLine {
+            kind: e.kind.to_string(),
+            host: e.host.clone(),
+            port: e.port,
+            ip: e.ip,
+            method: e.method.clone(),
+            path: e.path.clone(),
+            status: e.status,
+            decision: e.decision.as_str().to_string(),
+            rule: e.rule.clone(),
+            reason: e.reason.to_string(),
+            bytes_up: e.bytes_up,
+            bytes_down: e.bytes_down,
+            duration_ms: e.duration_ms,
+        }
+    }
+}
+
+/// Longest string field accepted from a gateway line.
+const MAX_FIELD: usize = 4096;
+
+impl NetLine {
+    /// Parses a line from the gateway; refuses unknown kinds and decisions and overlong fields.
+    pub fn parse(line: &[u8]) -> Option<NetLine> {
+        let l: NetLine = serde_json::from_slice(line).ok()?;
+        let known_kind = [kind::NET_CONNECT, kind::NET_HTTP].contains(&l.kind.as_str());
+        let known_decision = ["allow", "deny", "error"].contains(&l.decision.as_str());
+        let short = [&l.host, &l.rule, &l.reason]
+            .into_iter()
+            .chain(l.method.as_ref())
+            .chain(l.path.as_ref())
+            .all(|s| s.len() <= MAX_FIELD);
+        (known_kind && known_decision && short).then_some(l)
+    }
+
+    /// The audit event for this decision.
+    pub fn to_event(&self) -> Event {
+        let decision = match self.decision.as_str() {
+            "allow" => Decision::Allow,
+            "deny" => Decision::Deny,
+            _ => Decision::Error,
+        };
+        Event::new(Source::Host, self.kind.clone())
+            .with_decision(decision)
+            .with_rule(self.rule.clone())
+            .with_reason(self.reason.clone())
+            .with_net(NetInfo {
+                host: Some(self.host.clone()),
+                port: Some(self.port),
+                ip: self.ip.map(|ip| ip.to_string()),
+                method: self.method.clone(),
+                path: self.path.clone(),
+                status: self.status,
+                bytes_in: Some(self.bytes_down),
+                bytes_out: Some(self.bytes_up),
+                duration_ms: Some(self.duration_ms),
+            })
+    }
+}
+
+impl NetEvents for airlock_jail::gateway::JsonLines {
+    fn record(&self, event: &NetEvent) {
+        self.send(&NetLine::from(event));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line() -> NetLine {
+        NetLine {
+            kind: "net.connect".into(),
+            host: "example.com".into(),
+            port: 443,
+            ip: None,
+            method: Some("CONNECT".into()),
+            path: None,
+            status: Some(403),
+            decision: "deny".into(),
+            rule: "network.default".into(),
+            reason: "not_allowed".into(),
+            bytes_up: 0,
+            bytes_down: 0,
+            duration_ms: 1,
+        }
+    }
+
+    #[test]
+    fn lines_round_trip_and_bad_ones_are_refused() {
+        let json = serde_json::to_vec(&line()).unwrap();
+        assert_eq!(NetLine::parse(&json), Some(line()));
+        let mut bad = line();
+        bad.kind = "fs.write".into();
+        assert_eq!(NetLine::parse(&serde_json::to_vec(&bad).unwrap()), None);
+        let mut bad = line();
+        bad.decision = "maybe".into();
+        assert_eq!(NetLine::parse(&serde_json::to_vec(&bad).unwrap()), None);
+        let mut bad = line();
+        bad.host = "x".repeat(MAX_FIELD + 1);
+        assert_eq!(NetLine::parse(&serde_json::to_vec(&bad).unwrap()), None);
+        assert_eq!(NetLine::parse(b"{\"kind\":"), None);
+        assert_eq!(NetLine::parse(b"not json"), None);
+    }
+
+    #[test]
+    fn the_event_matches_the_line() {
+        let e = line().to_event();
+        assert_eq!(e.kind, "net.connect");
+        assert_eq!(e.decision, Some(Decision::Deny));
+        assert_eq!(e.net.unwrap().host.as_deref(), Some("example.com"));
+    }
 }

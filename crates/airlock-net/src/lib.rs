@@ -8,15 +8,21 @@
 //! port 443 (`sni`), forwards and counts bytes → one [`NetEvent`] per request goes to the
 //! [`NetEvents`] sink. Every byte from the guest is hostile: the parsers are pure functions over
 //! slices, with limits as named constants, and never panic.
+//!
+//! The gateway runs in a jailed process of its own, `airlock __gateway egress` ([`process`]);
+//! the supervisor starts it with [`client::spawn`] and reads its decisions back as
+//! [`NetLine`]s.
 #![warn(
     clippy::cast_possible_truncation,
     clippy::cast_sign_loss,
     clippy::indexing_slicing
 )]
 
+pub mod client;
 mod conn;
 mod events;
 mod listener;
+pub mod process;
 pub mod reason;
 pub mod request;
 pub mod resolve;
@@ -24,7 +30,7 @@ pub mod sni;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod testutil;
 
-pub use events::{NetDecision, NetEvent, NetEvents, NoEvents, kind};
+pub use events::{NetDecision, NetEvent, NetEvents, NetLine, NoEvents};
 pub use listener::{Counters, Gateway, GatewayConfig};
 pub use resolve::{
     ResolveError, ResolveFuture, Resolver, ResolverSpec, dns_resolver, system_resolver,

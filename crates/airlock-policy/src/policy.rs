@@ -31,8 +31,9 @@ pub struct Policy {
 
 /// What a policy was loaded from, so another process (a jailed gateway) can load the very same
 /// policy: the text, the origin its relative paths and `extends` resolve against, and the bound
-/// workspace.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// workspace. It crosses to the gateway processes as JSON.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PolicySource {
     /// The policy text.
     pub text: String,

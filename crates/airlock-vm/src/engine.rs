@@ -38,7 +38,7 @@ pub struct BootSpec {
     pub drives: Vec<Drive>,
     /// Host cgroup limits for the engine: `(sandbox id, limits, required)`. When `required` and
     /// the host cannot apply them, the boot fails instead of running unlimited.
-    pub host_limits: Option<(String, crate::cgroup::Limits, bool)>,
+    pub host_limits: Option<(String, airlock_jail::cgroup::Limits, bool)>,
 }
 
 /// A raw image attached as a virtio-blk device.
@@ -76,8 +76,11 @@ pub enum EngineError {
     #[error("controlling the VM process")]
     Control(#[source] std::io::Error),
     /// The engine's jail could not be set up.
-    #[error("preparing the engine jail: {0}")]
-    Jail(String),
+    #[error("preparing the engine jail")]
+    Jail(#[source] airlock_jail::JailError),
+    /// The host cgroup limits the spec requires could not be set up.
+    #[error("host cgroup limits")]
+    HostLimits(#[source] airlock_jail::cgroup::CgroupError),
     /// The spec is unusable.
     #[error("invalid boot spec: {0}")]
     InvalidSpec(String),

@@ -5,11 +5,10 @@
 //! `CONNECT <port>\n` to reach a guest listener; a guest connecting to the host's `<port>` lands
 //! on the host listener at `<uds>_<port>`.
 
-use crate::child::contain;
 use crate::qemu::find_in_path;
+use airlock_jail::{Confinement, HelperJail, JailError, ProcessSpec};
 use airlock_proto::GUEST_CID;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
@@ -26,9 +25,25 @@ pub enum VsockError {
         "{BINARY} not found in PATH or ~/.cargo/bin; install it with: cargo install --locked vhost-device-vsock"
     )]
     NotInstalled,
-    /// The backend could not be started or did not come up.
-    #[error("vsock backend: {0}")]
-    Backend(String),
+    /// The backend could not be jailed or started.
+    #[error("starting the vsock backend")]
+    Start(#[source] JailError),
+    /// The backend exited before it listened.
+    #[error("{} exited with {status} before listening", binary.display())]
+    Exited {
+        /// The backend binary.
+        binary: PathBuf,
+        /// Its exit status.
+        status: std::process::ExitStatus,
+    },
+    /// The backend did not listen in time.
+    #[error("{} did not create {} within 10 s", binary.display(), socket.display())]
+    Timeout {
+        /// The backend binary.
+        binary: PathBuf,
+        /// The socket it should have made.
+        socket: PathBuf,
+    },
     /// I/O with the backend or through it.
     #[error("vsock {context}")]
     Io {
@@ -85,37 +100,29 @@ impl VsockBackend {
         let socket = dir.join("vhost-vsock.sock");
         let uds = dir.join("vsock");
         let log = std::fs::File::create(log).map_err(io(format!("creating {}", log.display())))?;
-        let mut cmd = tokio::process::Command::new(&binary);
-        cmd.arg("--vm")
-            .arg(format!(
+        // It parses the guest's virtqueues: no capabilities, no_new_privs, the engine's filter,
+        // writes only to its own directory.
+        let jail = HelperJail::prepare(dir).map_err(VsockError::Start)?;
+        let mut spec = ProcessSpec::new(&binary, Confinement::Helper(jail));
+        spec.args = vec![
+            "--vm".into(),
+            format!(
                 "guest-cid={GUEST_CID},socket={},uds-path={}",
                 socket.display(),
                 uds.display()
-            ))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log);
-        contain(&mut cmd);
-        // It parses the guest's virtqueues: no capabilities, no_new_privs, the engine's filter.
-        crate::jail::unprivileged(&mut cmd, dir).map_err(io("preparing the backend's jail"))?;
-        let mut child = cmd
-            .spawn()
-            .map_err(io(format!("starting {}", binary.display())))?;
+            )
+            .into(),
+        ];
+        spec.stderr = log.into();
+        let mut child = airlock_jail::spawn(spec).map_err(VsockError::Start)?;
         // The backend creates its listening socket after parsing arguments; QEMU needs it to exist.
         let deadline = Instant::now() + Duration::from_secs(10);
         while !socket.exists() {
             if let Some(status) = child.try_wait().map_err(io("waiting for backend"))? {
-                return Err(VsockError::Backend(format!(
-                    "{} exited with {status} before listening",
-                    binary.display()
-                )));
+                return Err(VsockError::Exited { binary, status });
             }
             if Instant::now() > deadline {
-                return Err(VsockError::Backend(format!(
-                    "{} did not create {} within 10 s",
-                    binary.display(),
-                    socket.display()
-                )));
+                return Err(VsockError::Timeout { binary, socket });
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }

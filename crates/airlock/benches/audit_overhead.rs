@@ -4,9 +4,9 @@
 //! (creating files on the workspace share, one audit event each); prints the median exec time of
 //! each and their ratio, all in this one invocation.
 
-use airlock::supervisor::{AuditConfig, ExecIo, Images, Sandbox, SandboxConfig};
+use airlock_image::Cache;
 use airlock_proto::ExecRequest;
-use airlock_vm::image::Cache;
+use airlock_supervisor::{AuditConfig, ExecIo, Images, Sandbox, SandboxConfig};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -43,7 +43,8 @@ async fn measure(images: &Images, audit: bool) -> anyhow::Result<(f64, u64)> {
             dir: audit_dir.path().to_owned(),
             key: audit_dir.path().join("key"),
             monitor: vec![],
-            redact: airlock::supervisor::Redactor::default(),
+            redact: airlock_supervisor::Redactor::default(),
+            notify: airlock_supervisor::Notifier::stderr(),
         }),
         description: "bench".into(),
         policy: Arc::new(policy),

@@ -7,9 +7,9 @@
 //!   with `--timings`, and its ratio to the baseline;
 //! - warm exec round trip: `true` run repeatedly in one already-booted sandbox.
 
-use airlock::supervisor::{ExecIo, Images, Sandbox, SandboxConfig};
+use airlock_image::Cache;
 use airlock_proto::ExecRequest;
-use airlock_vm::image::Cache;
+use airlock_supervisor::{ExecIo, Images, Sandbox, SandboxConfig};
 use airlock_vm::qemu::QemuEngine;
 use airlock_vm::vsock::VsockBackend;
 use airlock_vm::{BootSpec, Engine, Vm};

@@ -10,10 +10,8 @@ pub const TIMED_OUT: u8 = 124;
 pub const KILLED: u8 = 137;
 /// airlock itself failed (bad arguments, boot failure, missing dependency).
 pub const AIRLOCK_ERROR: u8 = 125;
-/// The command exists in the guest but cannot be executed.
-pub const CANNOT_EXECUTE: u8 = 126;
-/// The command was not found in the guest.
-pub const NOT_FOUND: u8 = 127;
+// 126 (cannot execute) and 127 (not found) come from the guest's spawn failure, see
+// `airlock_proto::SpawnFailure::exit_code`.
 
 /// Converts a shell-style status (0..=255, or 128+N) to a process exit code.
 pub fn clamp(status: i32) -> u8 {

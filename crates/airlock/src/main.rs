@@ -1,9 +1,23 @@
 //! The `airlock` command line: parse, install logging, dispatch, map errors to exit codes.
+//!
+//! The commands are thin (`cmd/`): they parse arguments and call the crates that do the work:
+//! `airlock-supervisor` (one sandbox), `airlock-api` (the daemon and its client),
+//! `airlock-image` (images), `airlock-policy` and `airlock-audit`. `airlock __gateway NAME` is
+//! not a user command: the supervisor starts the gateway processes that way.
 
 mod cmd;
+mod exit;
 
-use airlock::exit;
+/// Prints a line on stderr for the user. Unlike `eprintln!` it never panics: a closed stderr
+/// (the reader went away) must not turn into a crash in the middle of teardown.
+macro_rules! note {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
 use clap::{Parser, Subcommand};
+pub(crate) use note;
 use std::process::ExitCode;
 
 /// Run untrusted AI coding agents in microVMs under one policy.
@@ -59,13 +73,11 @@ fn main() -> ExitCode {
     let mut argv = std::env::args_os().skip(1);
     if argv.next().is_some_and(|a| a == "__gateway") {
         return match argv.next() {
-            Some(kind) if kind == "egress" => {
-                ExitCode::from(airlock::gateway::egress::child_main())
-            }
-            Some(kind) if kind == "fs" => ExitCode::from(airlock::gateway::fs::child_main()),
+            Some(kind) if kind == "egress" => ExitCode::from(airlock_net::process::child_main()),
+            Some(kind) if kind == "fs" => ExitCode::from(airlock_fs::process::child_main()),
             Some(kind) if kind == "attach" => {
                 let rest: Vec<_> = argv.collect();
-                ExitCode::from(airlock::gateway::fs::attach_main(&rest))
+                ExitCode::from(airlock_fs::process::attach_main(&rest))
             }
             _ => ExitCode::from(exit::AIRLOCK_ERROR),
         };
@@ -124,7 +136,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            airlock::note!("airlock: {e:#}");
+            note!("airlock: {e:#}");
             ExitCode::from(exit::AIRLOCK_ERROR)
         }
     }

@@ -15,8 +15,8 @@ use virtiofsd::filesystem::{Context, Extensions, FileSystem, FsOptions, SetattrV
 use virtiofsd::passthrough::PassthroughFs;
 
 use super::*;
-use crate::daemon::passthrough_config;
 use crate::paths::ROOT_INODE;
+use crate::serve::passthrough_config;
 
 const ROOT: u64 = ROOT_INODE;
 const MOUNT0: &str = "filesystem.mounts[0] \"/workspace\"";
@@ -48,7 +48,7 @@ struct Fixture {
 
 fn fixture(mode: MountMode) -> Fixture {
     // PassthroughFs sets the umask to 0: keep that to this test's thread.
-    crate::sys::unshare_fs().unwrap();
+    airlock_jail::ns::unshare_fs().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("share");
     fs::create_dir(&root).unwrap();
@@ -282,7 +282,7 @@ fn malformed_names_are_refused_before_anything_else() {
     assert_eq!(
         *events.first().unwrap(),
         deny(
-            kind::LOOKUP,
+            kind::FS_LOOKUP,
             "a/b",
             reason::rule::NAME,
             reason::INVALID_NAME
@@ -367,16 +367,16 @@ fn writing_a_hook_is_denied_when_missing_present_or_recreated() {
     assert_eq!(
         f.events(),
         vec![
-            allow(kind::MKDIR, ".git"),
-            deny(kind::MKDIR, ".git/hooks", PROT_HOOKS, PROTECTED_PATH),
+            allow(kind::FS_MKDIR, ".git"),
+            deny(kind::FS_MKDIR, ".git/hooks", PROT_HOOKS, PROTECTED_PATH),
             deny(
-                kind::CREATE,
+                kind::FS_CREATE,
                 ".git/hooks/pre-commit",
                 PROT_HOOKS,
                 PROTECTED_PATH
             ),
             deny(
-                kind::CREATE,
+                kind::FS_CREATE,
                 ".git/hooks/pre-commit",
                 PROT_HOOKS,
                 PROTECTED_PATH
@@ -397,7 +397,7 @@ fn writing_a_hook_is_denied_when_missing_present_or_recreated() {
             let e = e.first().unwrap();
             (e.0, e.1.as_str(), e.2.as_deref(), e.5)
         },
-        (kind::RENAME, ".git", Some(".g"), PROTECTED_PATH)
+        (kind::FS_RENAME, ".git", Some(".g"), PROTECTED_PATH)
     );
 
     // suppose it happened anyway (on the host, behind the gateway's back), and the guest
@@ -482,31 +482,31 @@ fn renaming_or_linking_a_prepared_file_into_place_is_denied() {
         summary,
         vec![
             (
-                kind::RENAME,
+                kind::FS_RENAME,
                 "payload.sh",
                 Some(".git/hooks/pre-commit"),
                 PROT_HOOKS
             ),
             (
-                kind::RENAME,
+                kind::FS_RENAME,
                 "payload.sh",
                 Some(".git/hooks/pre-commit"),
                 PROT_HOOKS
             ),
             (
-                kind::LINK,
+                kind::FS_LINK,
                 "payload.sh",
                 Some(".git/hooks/pre-push"),
                 PROT_HOOKS
             ),
-            (kind::LINK, ".git/config", Some("innocent"), PROT_CONFIG),
+            (kind::FS_LINK, ".git/config", Some("innocent"), PROT_CONFIG),
             (
-                kind::SYMLINK,
+                kind::FS_SYMLINK,
                 ".git/hooks/post-checkout",
                 Some("/tmp/x"),
                 PROT_HOOKS
             ),
-            (kind::SYMLINK, "h", Some(".git/hooks"), PROT_HOOKS),
+            (kind::FS_SYMLINK, "h", Some(".git/hooks"), PROT_HOOKS),
         ]
     );
 }
@@ -562,14 +562,14 @@ fn protected_file_can_be_read_but_not_changed() {
     assert_eq!(
         kinds,
         vec![
-            d(kind::WRITE),
-            d(kind::WRITE),
-            d(kind::WRITE),
-            d(kind::WRITE),
-            d(kind::SETATTR),
-            d(kind::WRITE),
-            d(kind::UNLINK),
-            d(kind::SETATTR),
+            d(kind::FS_WRITE),
+            d(kind::FS_WRITE),
+            d(kind::FS_WRITE),
+            d(kind::FS_WRITE),
+            d(kind::FS_SETATTR),
+            d(kind::FS_WRITE),
+            d(kind::FS_UNLINK),
+            d(kind::FS_SETATTR),
         ]
     );
 }
@@ -634,25 +634,25 @@ fn allowed_changes_are_events_with_the_mount_rule() {
     f.fs.unlink(ctx(), src, &c("again.rs")).unwrap();
     f.fs.unlink(ctx(), src, &c("lib.rs")).unwrap();
     f.fs.rmdir(ctx(), ROOT, &c("src")).unwrap();
-    let mut rename = allow(kind::RENAME, "src/main.rs");
+    let mut rename = allow(kind::FS_RENAME, "src/main.rs");
     rename.2 = Some("main.rs".to_owned());
-    let mut link = allow(kind::LINK, "main.rs");
+    let mut link = allow(kind::FS_LINK, "main.rs");
     link.2 = Some("src/again.rs".to_owned());
-    let mut symlink = allow(kind::SYMLINK, "src/lib.rs");
+    let mut symlink = allow(kind::FS_SYMLINK, "src/lib.rs");
     symlink.2 = Some("main.rs".to_owned());
     assert_eq!(
         f.events(),
         vec![
-            allow(kind::MKDIR, "src"),
-            allow(kind::CREATE, "src/main.rs"),
-            allow(kind::WRITE, "src/main.rs"),
-            allow(kind::SETATTR, "src/main.rs"),
+            allow(kind::FS_MKDIR, "src"),
+            allow(kind::FS_CREATE, "src/main.rs"),
+            allow(kind::FS_WRITE, "src/main.rs"),
+            allow(kind::FS_SETATTR, "src/main.rs"),
             symlink,
             rename,
             link,
-            allow(kind::UNLINK, "src/again.rs"),
-            allow(kind::UNLINK, "src/lib.rs"),
-            allow(kind::UNLINK, "src"),
+            allow(kind::FS_UNLINK, "src/again.rs"),
+            allow(kind::FS_UNLINK, "src/lib.rs"),
+            allow(kind::FS_UNLINK, "src"),
         ]
     );
     assert!(f.host("main.rs").is_file());
@@ -676,7 +676,7 @@ fn events_follow_renamed_ancestors() {
     f.fs.rename(ctx(), ROOT, &c("c"), ROOT, &c("d"), 0).unwrap();
     f.events();
     f.open(file, libc::O_WRONLY).unwrap();
-    assert_eq!(f.events(), vec![allow(kind::WRITE, "d/f")]);
+    assert_eq!(f.events(), vec![allow(kind::FS_WRITE, "d/f")]);
     assert_eq!(f.fs.paths_of(file).unwrap(), vec!["d/f"]);
 }
 
@@ -719,12 +719,12 @@ fn deny_read_and_deny_write() {
     assert_eq!(
         summary,
         vec![
-            (kind::OPEN, ".env", Verdict::Deny, READ_DENIED),
-            (kind::WRITE, "secrets/key", Verdict::Deny, READ_DENIED),
-            (kind::OPEN, "secrets", Verdict::Deny, READ_DENIED),
-            (kind::UNLINK, ".env", Verdict::Allow, ALLOWED),
-            (kind::OPEN, ".env", Verdict::Deny, READ_DENIED),
-            (kind::WRITE, "Cargo.lock", Verdict::Deny, WRITE_DENIED),
+            (kind::FS_OPEN, ".env", Verdict::Deny, READ_DENIED),
+            (kind::FS_WRITE, "secrets/key", Verdict::Deny, READ_DENIED),
+            (kind::FS_OPEN, "secrets", Verdict::Deny, READ_DENIED),
+            (kind::FS_UNLINK, ".env", Verdict::Allow, ALLOWED),
+            (kind::FS_OPEN, ".env", Verdict::Deny, READ_DENIED),
+            (kind::FS_WRITE, "Cargo.lock", Verdict::Deny, WRITE_DENIED),
         ]
     );
 }

@@ -15,9 +15,9 @@ use vm_memory::{ByteValued, Bytes, GuestAddress};
 
 use super::*;
 use crate::backend::GatedFs;
-use crate::daemon::passthrough_config;
 use crate::events::NoEvents;
 use crate::gate::Gate;
+use crate::serve::passthrough_config;
 
 const REQ: u64 = 0x10_0000;
 const REPLY: u64 = 0x18_0000;
@@ -31,7 +31,7 @@ struct Rig {
 }
 
 fn rig() -> Rig {
-    crate::sys::unshare_fs().unwrap();
+    airlock_jail::ns::unshare_fs().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let fs = gated(dir.path());
     let mem = Mem::from_ranges(&[(GuestAddress(0), 0x20_0000)]).unwrap();
@@ -166,7 +166,7 @@ fn an_unbound_device_answers_enodev_to_everything() {
 #[test]
 fn a_device_binds_once() {
     // PassthroughFs::new sets the umask: keep it to this test's thread.
-    crate::sys::unshare_fs().unwrap();
+    airlock_jail::ns::unshare_fs().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let make = || gated(dir.path());
     let device = FsDevice::unbound(1, tracing::Span::none()).unwrap();

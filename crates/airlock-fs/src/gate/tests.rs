@@ -89,44 +89,44 @@ fn protected_paths_refuse_every_change_even_when_missing() {
                 flags: O_WR | O_CREAT,
                 mode: 0o755,
             },
-            deny(kind::CREATE),
+            deny(kind::FS_CREATE),
         ),
         (
             Request::Open {
                 paths: &hook,
                 flags: O_WR,
             },
-            deny(kind::WRITE),
+            deny(kind::FS_WRITE),
         ),
         (
             Request::Open {
                 paths: &hook,
                 flags: O_TRUNC,
             },
-            deny(kind::WRITE),
+            deny(kind::FS_WRITE),
         ),
         (
             Request::Open {
                 paths: &hook,
                 flags: O_CREAT,
             },
-            deny(kind::WRITE),
+            deny(kind::FS_WRITE),
         ),
         (
             Request::Mknod {
                 paths: &hook,
                 mode: libc::S_IFREG | 0o644,
             },
-            deny(kind::CREATE),
+            deny(kind::FS_CREATE),
         ),
         (
             Request::Mkdir {
                 paths: &hook,
                 mode: 0o755,
             },
-            deny(kind::MKDIR),
+            deny(kind::FS_MKDIR),
         ),
-        (Request::Unlink { paths: &hook }, deny(kind::UNLINK)),
+        (Request::Unlink { paths: &hook }, deny(kind::FS_UNLINK)),
         (
             Request::Setattr {
                 paths: &hook,
@@ -134,7 +134,7 @@ fn protected_paths_refuse_every_change_even_when_missing() {
                 mode: 0o755,
                 is_dir: false,
             },
-            deny(kind::SETATTR),
+            deny(kind::FS_SETATTR),
         ),
         (
             Request::Setattr {
@@ -143,15 +143,15 @@ fn protected_paths_refuse_every_change_even_when_missing() {
                 mode: 0,
                 is_dir: false,
             },
-            deny(kind::WRITE),
+            deny(kind::FS_WRITE),
         ),
-        (Request::Setxattr { paths: &hook }, deny(kind::SETATTR)),
+        (Request::Setxattr { paths: &hook }, deny(kind::FS_SETATTR)),
         (
             Request::Symlink {
                 paths: &hook,
                 target: b"/bin/sh",
             },
-            deny(kind::SYMLINK),
+            deny(kind::FS_SYMLINK),
         ),
     ];
     for (req, want) in cases {
@@ -164,7 +164,7 @@ fn protected_paths_refuse_every_change_even_when_missing() {
             paths: &hooks_dir,
             mode: 0o755
         })),
-        deny(kind::MKDIR)
+        deny(kind::FS_MKDIR)
     );
     // Reading a protected file is fine and is not an event.
     let o = g.check(&Request::Open {
@@ -177,7 +177,7 @@ fn protected_paths_refuse_every_change_even_when_missing() {
             Verdict::Allow,
             MOUNT0.to_owned(),
             ALLOWED,
-            kind::OPEN,
+            kind::FS_OPEN,
             false
         )
     );
@@ -226,7 +226,7 @@ fn moving_or_replacing_a_protected_directory_is_refused_but_mkdir_is_not() {
             Verdict::Deny,
             PROT_HOOKS.to_owned(),
             PROTECTED_PATH,
-            kind::RENAME,
+            kind::FS_RENAME,
             true
         )
     );
@@ -262,7 +262,7 @@ fn moving_or_replacing_a_protected_directory_is_refused_but_mkdir_is_not() {
             Verdict::Allow,
             MOUNT0.to_owned(),
             ALLOWED,
-            kind::MKDIR,
+            kind::FS_MKDIR,
             true
         )
     );
@@ -289,7 +289,7 @@ fn hard_links_check_both_sides() {
             Verdict::Deny,
             PROT_CONFIG.to_owned(),
             PROTECTED_PATH,
-            kind::LINK,
+            kind::FS_LINK,
             true
         )
     );
@@ -322,7 +322,13 @@ fn hard_links_check_both_sides() {
     });
     assert_eq!(
         summary(&o),
-        (Verdict::Allow, MOUNT0.to_owned(), ALLOWED, kind::LINK, true)
+        (
+            Verdict::Allow,
+            MOUNT0.to_owned(),
+            ALLOWED,
+            kind::FS_LINK,
+            true
+        )
     );
 }
 
@@ -350,7 +356,7 @@ fn symlinks_are_checked_where_they_are_and_where_they_point_inside_the_share() {
             "{}",
             String::from_utf8_lossy(target)
         );
-        assert_eq!(o.kind, kind::SYMLINK);
+        assert_eq!(o.kind, kind::FS_SYMLINK);
         assert!(o.report);
         assert_eq!(o.path, "tools/hook");
         assert_eq!(o.path2.as_deref().map(str::as_bytes), Some(target));
@@ -412,18 +418,18 @@ fn deny_read_refuses_reading_contents_not_names() {
             paths: &env,
             flags: 0
         })),
-        read_deny(kind::OPEN)
+        read_deny(kind::FS_OPEN)
     );
     assert_eq!(
         summary(&g.check(&Request::Open {
             paths: &env,
             flags: O_RDWR
         })),
-        read_deny(kind::WRITE)
+        read_deny(kind::FS_WRITE)
     );
     assert_eq!(
         summary(&g.check(&Request::Read { paths: &env })),
-        read_deny(kind::OPEN)
+        read_deny(kind::FS_OPEN)
     );
     // writing it blind is allowed (deny_read is about reading)
     let o = g.check(&Request::Open {
@@ -436,7 +442,7 @@ fn deny_read_refuses_reading_contents_not_names() {
             Verdict::Allow,
             MOUNT0.to_owned(),
             ALLOWED,
-            kind::WRITE,
+            kind::FS_WRITE,
             true
         )
     );
@@ -494,11 +500,11 @@ fn deny_write_refuses_changes() {
             paths: &lock,
             flags: O_WR | O_TRUNC
         })),
-        want(kind::WRITE)
+        want(kind::FS_WRITE)
     );
     assert_eq!(
         summary(&g.check(&Request::Unlink { paths: &lock })),
-        want(kind::UNLINK)
+        want(kind::FS_UNLINK)
     );
     assert_eq!(
         summary(&g.check(&Request::Rename {
@@ -506,7 +512,7 @@ fn deny_write_refuses_changes() {
             to: &lock,
             flags: 0
         })),
-        want(kind::RENAME)
+        want(kind::FS_RENAME)
     );
     assert!(
         g.check(&Request::Open {
@@ -589,7 +595,7 @@ fn ro_share_refuses_every_change_with_erofs() {
             Verdict::Allow,
             MOUNT1.to_owned(),
             ALLOWED,
-            kind::OPEN,
+            kind::FS_OPEN,
             false
         )
     );

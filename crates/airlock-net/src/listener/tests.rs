@@ -13,7 +13,8 @@ use tokio::task::JoinHandle;
 
 use super::*;
 use crate::testutil::{DnsServer, RecordingEvents, client_hello, split_records};
-use crate::{NetDecision, NetEvent, dns_resolver, kind};
+use crate::{NetDecision, NetEvent, dns_resolver};
+use airlock_audit::kind;
 
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 const WAIT: Duration = Duration::from_secs(10);

@@ -2,12 +2,10 @@
 
 pub mod cmdline;
 
-use crate::cgroup::EngineGroup;
-use crate::child::contain;
 use crate::engine::{BootSpec, Engine, EngineError, Vm};
-use crate::jail::{Jail, JailSpec};
+use airlock_jail::cgroup::EngineGroup;
+use airlock_jail::{Confinement, EngineJail, EngineJailSpec, ProcessSpec};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -69,40 +67,35 @@ impl Engine for QemuEngine {
     fn boot(&self, spec: &BootSpec) -> Result<QemuVm, EngineError> {
         let args = cmdline::args(spec)?;
         let log = std::fs::File::create(&spec.engine_log).map_err(EngineError::Control)?;
-        let mut cmd = tokio::process::Command::new(&self.binary);
-        cmd.args(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log);
-        contain(&mut cmd);
         let group = match &spec.host_limits {
             Some((id, limits, required)) => match EngineGroup::create(id, *limits) {
                 Ok(g) => Some(Arc::new(g)),
-                Err(why) if *required => {
-                    return Err(EngineError::Jail(format!("host cgroup limits: {why}")));
-                }
+                Err(why) if *required => return Err(EngineError::HostLimits(why)),
                 Err(why) => {
-                    tracing::warn!("engine runs without host cgroup limits: {why}");
+                    tracing::warn!(error = %why, "engine runs without host cgroup limits");
                     None
                 }
             },
             None => None,
         };
-        if let Some(g) = &group {
-            let g = g.clone();
-            // SAFETY: runs between fork and exec; `enter_in_child` only makes raw, async-signal-
-            // safe syscalls on paths prepared before fork.
-            unsafe {
-                cmd.pre_exec(move || g.enter_in_child());
-            }
-        }
-        jail_spec(spec, &self.binary)
-            .and_then(|j| Jail::prepare(&j))
-            .map_err(|e| EngineError::Jail(e.to_string()))?
-            .install(&mut cmd);
-        let child = cmd.spawn().map_err(|source| EngineError::Spawn {
-            binary: self.binary.clone(),
-            source,
+        let jail = jail_spec(spec, &self.binary)
+            .map_err(|source| {
+                EngineError::Jail(airlock_jail::JailError::Io {
+                    path: spec.state_dir.clone(),
+                    source,
+                })
+            })
+            .and_then(|j| EngineJail::prepare(&j).map_err(EngineError::Jail))?;
+        let mut process = ProcessSpec::new(&self.binary, Confinement::Engine(jail));
+        process.args = args.iter().map(Into::into).collect();
+        process.stderr = log.into();
+        process.cgroup = group.clone();
+        let child = airlock_jail::spawn(process).map_err(|e| match e {
+            airlock_jail::JailError::Spawn { program, source } => EngineError::Spawn {
+                binary: program,
+                source,
+            },
+            e => EngineError::Jail(e),
         })?;
         tracing::debug!(pid = child.id(), ?args, "qemu started");
         Ok(QemuVm { child, group })
@@ -111,7 +104,7 @@ impl Engine for QemuEngine {
 
 /// What the engine's jail holds for `spec`: the state dir (read-write), the kernel, initrd and
 /// read-only images (read-only); it owns its sockets, console log and writable disks.
-fn jail_spec(spec: &BootSpec, binary: &std::path::Path) -> std::io::Result<JailSpec> {
+fn jail_spec(spec: &BootSpec, binary: &std::path::Path) -> std::io::Result<EngineJailSpec> {
     use std::os::unix::fs::PermissionsExt;
     let state = &spec.state_dir;
     // The jailed uid must reach the files it owns; the state root above stays private.
@@ -138,7 +131,7 @@ fn jail_spec(spec: &BootSpec, binary: &std::path::Path) -> std::io::Result<JailS
             state.display()
         )));
     }
-    Ok(JailSpec {
+    Ok(EngineJailSpec {
         root: state.join("jail"),
         rw_dirs: vec![state.clone()],
         ro_files,

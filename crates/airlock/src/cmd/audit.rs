@@ -2,11 +2,11 @@
 //!
 //! A log is named by a file path or by a sandbox id (looked up in the default audit dir).
 
-use airlock::supervisor::default_audit_dir;
 use airlock_audit::{
     Decision, Filter, HostKey, PublicKey, Timestamp, checkpoints_path, default_key_path,
     format_record, format_timeline, read_log, verify,
 };
+use airlock_supervisor::default_audit_dir;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use std::io::{BufRead, Seek};
@@ -143,7 +143,7 @@ fn verify_cmd(log: &Path, key: Option<&str>) -> anyhow::Result<u8> {
             } else {
                 // Intact as far as it goes, but its end is not signed: the writer did not close
                 // (a crash or kill -9), or records after the last checkpoint were cut off.
-                airlock::note!(
+                crate::note!(
                     "airlock: audit log {} is intact up to seq {} but not sealed by a final checkpoint: \
                      the sandbox did not end cleanly, or records after seq {} were removed",
                     log.display(),
@@ -154,7 +154,7 @@ fn verify_cmd(log: &Path, key: Option<&str>) -> anyhow::Result<u8> {
             }
         }
         Err(e) => {
-            airlock::note!(
+            crate::note!(
                 "airlock: audit log {} FAILED verification: {e}",
                 log.display()
             );
@@ -221,7 +221,7 @@ pub fn events(args: EventsArgs) -> anyhow::Result<u8> {
                     ended |= r.event.kind == airlock_audit::kind::SANDBOX_END;
                     println!("{}", format_record(&r));
                 }
-                Err(e) => airlock::note!("airlock: unreadable record: {e}"),
+                Err(e) => crate::note!("airlock: unreadable record: {e}"),
             }
         }
         if !args.follow || ended {
@@ -248,10 +248,10 @@ pub fn stats(args: StatsArgs) -> anyhow::Result<u8> {
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let live = airlock::supervisor::state_root()
+    let live = airlock_supervisor::state_root()
         .join(&id)
         .join("stats.json");
-    let stats: airlock::supervisor::Stats = match std::fs::read(&live) {
+    let stats: airlock_supervisor::Stats = match std::fs::read(&live) {
         Ok(bytes) => serde_json::from_slice::<serde_json::Value>(&bytes)
             .ok()
             .and_then(|v| serde_json::from_value(v).ok())
@@ -259,7 +259,7 @@ pub fn stats(args: StatsArgs) -> anyhow::Result<u8> {
         Err(_) => {
             let records = read_log(&log, &Filter::default())
                 .with_context(|| format!("reading {}", log.display()))?;
-            airlock::supervisor::Stats::from_records(&id, &records)
+            airlock_supervisor::Stats::from_records(&id, &records)
         }
     };
     if args.prometheus {

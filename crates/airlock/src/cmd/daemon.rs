@@ -5,17 +5,13 @@
 //! previous daemon left, bind the sockets, serve. SIGINT/SIGTERM stop every sandbox (sealing
 //! their audit logs), release the registry and remove the socket.
 
-use airlock::api::server;
-use airlock::daemon::registry::Registry;
-use airlock::daemon::{Daemon, DaemonConfig};
+use airlock_api::daemon::registry::Registry;
+use airlock_api::daemon::{Daemon, DaemonConfig};
+use airlock_api::listen;
 use anyhow::{Context, bail};
 use clap::Args;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
-
-/// Shortest bearer token accepted.
-const MIN_TOKEN_LEN: usize = 16;
 
 /// Arguments of `airlock daemon`.
 #[derive(Debug, Args)]
@@ -106,7 +102,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 /// Runs the daemon until SIGINT or SIGTERM.
 pub fn main(args: DaemonArgs) -> anyhow::Result<u8> {
     if args.openapi {
-        print!("{}", airlock::api::openapi::document());
+        print!("{}", airlock_api::openapi::document());
         return Ok(0);
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -123,7 +119,7 @@ async fn serve(args: DaemonArgs) -> anyhow::Result<u8> {
     let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
     let token = match &args.token_file {
-        Some(f) => Some(read_token(f)?),
+        Some(f) => Some(listen::read_token(f)?),
         None => None,
     };
     let group = args
@@ -135,9 +131,9 @@ async fn serve(args: DaemonArgs) -> anyhow::Result<u8> {
                 .with_context(|| format!("--group {name}: no such group"))
         })
         .transpose()?;
-    let cache = airlock_vm::image::Cache::from_env()?;
+    let cache = airlock_image::Cache::from_env()?;
     let images = super::run::resolve_images(cache).await?;
-    let registry = Registry::open(&Registry::dir_in(&airlock::supervisor::state_root()))?;
+    let registry = Registry::open(&Registry::dir_in(&airlock_supervisor::state_root()))?;
     let mut config = DaemonConfig {
         idle_timeout: args.idle_timeout,
         max_lifetime: args.max_lifetime,
@@ -157,7 +153,7 @@ async fn serve(args: DaemonArgs) -> anyhow::Result<u8> {
         if args.pool_ttl.is_zero() {
             bail!("--pool-ttl must be more than 0");
         }
-        config.pool = Some(airlock::daemon::pool::PoolConfig {
+        config.pool = Some(airlock_api::daemon::pool::PoolConfig {
             sizes,
             ttl: args.pool_ttl,
             fs_slots: usize::from(args.pool_shares),
@@ -165,7 +161,7 @@ async fn serve(args: DaemonArgs) -> anyhow::Result<u8> {
     }
     let daemon = Daemon::new(config, images, registry);
     for r in daemon.reap_leftovers() {
-        airlock::note!(
+        crate::note!(
             "airlock: reaped sandbox {} left by a previous daemon ({} process(es) killed{})",
             r.id,
             r.killed.len(),
@@ -179,48 +175,30 @@ async fn serve(args: DaemonArgs) -> anyhow::Result<u8> {
     let socket = args
         .socket
         .clone()
-        .unwrap_or_else(airlock::api::default_socket);
-    let unix = bind_unix(&socket, group.as_ref())?;
-    let router = server::router(daemon.clone());
+        .unwrap_or_else(airlock_api::socket::default_socket);
+    let unix = listen::bind_unix(&socket, group.as_ref())?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut servers = Vec::new();
+    let mut tcp_listener = None;
     if let (Some(addr), Some(token)) = (args.tcp, token) {
         let tcp = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("binding --tcp {addr}"))?;
         if !addr.ip().is_loopback() {
-            airlock::note!(
+            crate::note!(
                 "airlock: warning: {addr} is not a loopback address and the API has no TLS; \
                  the token crosses the network in clear"
             );
         }
-        airlock::note!("airlock: daemon listening on tcp {addr} (bearer token required)");
-        let app = server::with_token(router.clone(), &token);
-        let mut stop = stop_rx.clone();
-        servers.push(tokio::spawn(async move {
-            axum::serve(tcp, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                })
-                .await
-        }));
+        crate::note!("airlock: daemon listening on tcp {addr} (bearer token required)");
+        tcp_listener = Some((tcp, token));
     }
-    airlock::note!("airlock: daemon listening on {}", socket.display());
-    {
-        let mut stop = stop_rx.clone();
-        servers.push(tokio::spawn(async move {
-            axum::serve(unix, router)
-                .with_graceful_shutdown(async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                })
-                .await
-        }));
-    }
+    crate::note!("airlock: daemon listening on {}", socket.display());
+    let servers = listen::serve(daemon.clone(), unix, tcp_listener, stop_rx);
     let janitor = tokio::spawn(daemon.clone().janitor());
     let keeper = tokio::spawn(daemon.clone().pool_keeper());
     if let Some(status) = daemon.pool_status() {
         for i in &status.images {
-            airlock::note!(
+            crate::note!(
                 "airlock: warm pool: keeping {} {} guest(s) booted (TTL {} s)",
                 i.size,
                 i.image,
@@ -232,7 +210,7 @@ async fn serve(args: DaemonArgs) -> anyhow::Result<u8> {
         _ = term.recv() => "SIGTERM",
         _ = int.recv() => "SIGINT",
     };
-    airlock::note!("airlock: {sig}: stopping every sandbox");
+    crate::note!("airlock: {sig}: stopping every sandbox");
     janitor.abort();
     keeper.abort();
     daemon
@@ -247,78 +225,6 @@ async fn serve(args: DaemonArgs) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-/// Reads the bearer token: non-empty, long enough, not readable by others.
-fn read_token(path: &Path) -> anyhow::Result<String> {
-    let meta =
-        std::fs::metadata(path).with_context(|| format!("--token-file {}", path.display()))?;
-    if meta.permissions().mode() & 0o077 != 0 {
-        bail!(
-            "--token-file {}: mode {:o} lets other users read the token; chmod 600 it",
-            path.display(),
-            meta.permissions().mode() & 0o777
-        );
-    }
-    let token = std::fs::read_to_string(path)
-        .with_context(|| format!("reading --token-file {}", path.display()))?
-        .trim()
-        .to_string();
-    if token.len() < MIN_TOKEN_LEN || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        bail!(
-            "--token-file {}: the token must be at least {MIN_TOKEN_LEN} characters without \
-             spaces (e.g. `head -c 32 /dev/urandom | base64 > FILE`)",
-            path.display()
-        );
-    }
-    Ok(token)
-}
-
-/// Binds the unix socket with mode 0600 (0660 and the group's ownership with `group`),
-/// refusing to replace a socket another daemon serves.
-fn bind_unix(
-    socket: &Path,
-    group: Option<&nix::unistd::Group>,
-) -> anyhow::Result<tokio::net::UnixListener> {
-    if let Some(dir) = socket.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if !dir.exists() {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(if group.is_some() { 0o750 } else { 0o700 })
-                .create(dir)
-                .with_context(|| format!("creating {}", dir.display()))?;
-            if let Some(g) = group {
-                nix::unistd::chown(dir, None, Some(g.gid))
-                    .with_context(|| format!("chown {} to group {}", dir.display(), g.name))?;
-            }
-        }
-    }
-    if socket.exists() {
-        if std::os::unix::net::UnixStream::connect(socket).is_ok() {
-            bail!(
-                "a daemon is already listening on {} (stop it first, or pass --socket)",
-                socket.display()
-            );
-        }
-        std::fs::remove_file(socket)
-            .with_context(|| format!("removing the stale socket {}", socket.display()))?;
-    }
-    // Created owner-only, so no other user can connect before the mode is set.
-    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
-    let bound = std::os::unix::net::UnixListener::bind(socket);
-    nix::sys::stat::umask(old);
-    let listener = bound.with_context(|| format!("binding {}", socket.display()))?;
-    if let Some(g) = group {
-        nix::unistd::chown(socket, None, Some(g.gid))
-            .with_context(|| format!("chown {} to group {}", socket.display(), g.name))?;
-    }
-    let mode = if group.is_some() { 0o660 } else { 0o600 };
-    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(mode))
-        .with_context(|| format!("chmod {}", socket.display()))?;
-    listener
-        .set_nonblocking(true)
-        .context("socket non-blocking")?;
-    tokio::net::UnixListener::from_std(listener).context("registering the socket")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -331,28 +237,5 @@ mod tests {
         assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
         assert!(parse_duration("5w").unwrap_err().contains("unknown unit"));
         assert!(parse_duration("m").is_err());
-    }
-
-    #[test]
-    fn tokens_must_be_private_and_long() {
-        let dir = tempfile::tempdir().unwrap();
-        let f = dir.path().join("token");
-        std::fs::write(&f, "short\n").unwrap();
-        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
-        assert!(
-            read_token(&f)
-                .unwrap_err()
-                .to_string()
-                .contains("at least 16")
-        );
-        std::fs::write(&f, "0123456789abcdef0123\n").unwrap();
-        assert_eq!(read_token(&f).unwrap(), "0123456789abcdef0123");
-        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
-        assert!(
-            read_token(&f)
-                .unwrap_err()
-                .to_string()
-                .contains("chmod 600")
-        );
     }
 }

@@ -1,7 +1,7 @@
 //! `airlock doctor`: what this host offers and what airlock will use, with reasons.
 
-use airlock::supervisor::state_root;
-use airlock_vm::image::{Cache, kernel, tiny};
+use airlock_image::{Cache, kernel, tiny};
+use airlock_supervisor::state_root;
 use airlock_vm::qemu::QemuEngine;
 use clap::Args;
 
@@ -75,13 +75,13 @@ pub fn main(_args: &DoctorArgs) -> anyhow::Result<u8> {
         ),
         Err(e) => line("image tiny", false, e.to_string()),
     }
-    for finding in airlock_vm::image::debian::doctor_findings(&cache) {
+    for finding in airlock_image::debian::doctor_findings(&cache) {
         println!("warn {:<17} {finding}", "image debian");
     }
     line("state dir", true, state_root().display().to_string());
 
     // Protections, as this host will give them; a policy may require them (`sandbox.require`).
-    for p in airlock::protections::probe() {
+    for p in airlock_supervisor::protections::probe() {
         println!(
             "{} {:<17} {}",
             if p.available { "ok  " } else { "no  " },

@@ -1,11 +1,11 @@
 //! `airlock image build|ls|check|update`: build the Debian guest image, list what is cached,
 //! compare an image with the archives' current packages, and rebuild it with updates.
 //!
-//! The work is done by `airlock_vm::image::debian`; this module draws progress, renders tables
+//! The work is done by `airlock_image::debian`; this module draws progress, renders tables
 //! and reports, and maps the check result to an exit code.
 
-use airlock_vm::image::debian::{self, BuildOptions, CheckReport, Mirrors};
-use airlock_vm::image::{Cache, kernel, tiny};
+use airlock_image::debian::{self, BuildOptions, CheckReport, Mirrors};
+use airlock_image::{Cache, kernel, tiny};
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -75,7 +75,7 @@ pub fn main(args: ImageArgs) -> anyhow::Result<u8> {
         ImageCommand::Check { name, json } => Ok(match check(&cache, &name, json) {
             Ok(code) => code,
             Err(e) => {
-                airlock::note!("airlock: image check: {e:#}");
+                crate::note!("airlock: image check: {e:#}");
                 CHECK_FAILED
             }
         }),
@@ -102,7 +102,7 @@ fn build(cache: &Cache, name: &str) -> anyhow::Result<debian::Built> {
     } else {
         ProgressBar::hidden()
     };
-    airlock::note!(
+    crate::note!(
         "airlock: building image {name} (Debian bookworm; several minutes; cached under {})",
         cache.root().display()
     );
@@ -119,7 +119,7 @@ fn build(cache: &Cache, name: &str) -> anyhow::Result<debian::Built> {
     bar.finish_and_clear();
     let built = built.with_context(|| format!("building image {name}"))?;
     let m = &built.manifest;
-    airlock::note!(
+    crate::note!(
         "airlock: built image {name}: build {} in {}, {} packages, rootfs {} ({})",
         m.build_id,
         format_secs(started.elapsed().as_secs()),
@@ -138,11 +138,11 @@ fn report_steps(bar: &ProgressBar, done: &std::sync::atomic::AtomicBool) {
         let msg = bar.message();
         let step = msg.split(" · ").next().unwrap_or_default().to_string();
         if !step.is_empty() && step != last_step {
-            airlock::note!("airlock: {step}");
+            crate::note!("airlock: {step}");
             last_step = step;
             last_note = Instant::now();
         } else if last_note.elapsed() >= Duration::from_secs(60) {
-            airlock::note!("airlock: {msg} ({} s)", bar.elapsed().as_secs());
+            crate::note!("airlock: {msg} ({} s)", bar.elapsed().as_secs());
             last_note = Instant::now();
         }
         std::thread::sleep(Duration::from_millis(250));
@@ -224,7 +224,7 @@ fn ls(cache: &Cache) -> anyhow::Result<u8> {
 
 fn check(cache: &Cache, name: &str, json: bool) -> anyhow::Result<u8> {
     let Some(build_id) = debian::current_build(cache, name)? else {
-        return Err(airlock_vm::image::ImageError::NotBuilt {
+        return Err(airlock_image::ImageError::NotBuilt {
             name: name.to_string(),
         }
         .into());
@@ -253,7 +253,7 @@ fn check(cache: &Cache, name: &str, json: bool) -> anyhow::Result<u8> {
         airlock_audit::Timestamp::now().to_string(),
     );
     if let Err(e) = debian::save_report(cache, &report) {
-        airlock::note!("airlock: could not save the check result: {e}");
+        crate::note!("airlock: could not save the check result: {e}");
     }
     if json {
         println!(
@@ -332,23 +332,23 @@ fn update(cache: &Cache, name: &str) -> anyhow::Result<u8> {
     build(cache, name)?;
     let gc = debian::gc(cache, name).with_context(|| format!("removing old builds of {name}"))?;
     if !gc.removed.is_empty() {
-        airlock::note!("airlock: removed old builds: {}", gc.removed.join(", "));
+        crate::note!("airlock: removed old builds: {}", gc.removed.join(", "));
     }
     if !gc.in_use.is_empty() {
-        airlock::note!(
+        crate::note!(
             "airlock: kept old builds still used by a sandbox: {} (removed by a later update)",
             gc.in_use.join(", ")
         );
     }
     if let Some(v) = kernel_hint {
         if nix::unistd::geteuid().is_root() {
-            airlock::note!(
+            crate::note!(
                 "airlock: the last check found {} {v}; upgrading it with apt-get",
                 kernel::SOURCE_PACKAGE
             );
             upgrade_kernel_source()?;
         } else {
-            airlock::note!(
+            crate::note!(
                 "airlock: the last check found {} {v}: run `apt-get install {}` as root, then \
                  `airlock image update {name}` again",
                 kernel::SOURCE_PACKAGE,
@@ -367,7 +367,7 @@ fn update(cache: &Cache, name: &str) -> anyhow::Result<u8> {
     let built = kernel::ensure(cache, &bar);
     bar.finish_and_clear();
     let k = built.context("building the guest kernel")?;
-    airlock::note!(
+    crate::note!(
         "airlock: guest kernel {} ({}) is current for new sandboxes",
         k.manifest.release,
         k.manifest.source

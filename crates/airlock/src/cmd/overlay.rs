@@ -6,9 +6,9 @@
 //! which keeps the policy text and workspace the sandbox ran with, so `apply` decides with the
 //! same rules.
 
-use airlock::launch::{OverlayMeta as Meta, PolicySource, overlays_dir};
 use airlock_fs::{ApplyGuard, ChangeKind, Overlay};
 use airlock_policy::Policy;
+use airlock_supervisor::launch::{OverlayMeta as Meta, PolicySource, overlays_dir};
 use anyhow::{Context, bail};
 use clap::Args;
 use std::path::{Path, PathBuf};
@@ -40,9 +40,7 @@ fn open(id: &str) -> anyhow::Result<(PathBuf, Meta)> {
 /// A running sandbox refreshes `stats.json` in its state dir every second; a state dir left by
 /// a killed airlock does not count.
 fn refuse_if_running(id: &str) -> anyhow::Result<()> {
-    let stats = airlock::supervisor::state_root()
-        .join(id)
-        .join("stats.json");
+    let stats = airlock_supervisor::state_root().join(id).join("stats.json");
     let fresh = std::fs::metadata(&stats)
         .and_then(|m| m.modified())
         .ok()

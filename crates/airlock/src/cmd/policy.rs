@@ -114,7 +114,7 @@ fn check(files: &[PathBuf], profiles: bool) -> u8 {
         Err(errors) => {
             failed = true;
             println!("FAIL  {label}");
-            airlock::note!("{errors}");
+            crate::note!("{errors}");
         }
     };
     if profiles {

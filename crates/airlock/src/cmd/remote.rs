@@ -4,12 +4,12 @@
 //! stream their command with [`stream_exec`] when they go through the daemon.
 
 use super::run::{RawMode, Signals, note_oom, note_spawn_failure, terminal_size};
-use airlock::api::client::{Client, ClientError, Lines, encode_query};
-use airlock::api::types::{
+use crate::exit;
+use airlock_api::client::{Client, ClientError, Lines, encode_query};
+use airlock_api::types::{
     CreateSandboxRequest, ExecBody, ExecLine, FileStat, SandboxInfo, SandboxList, SignalBody,
     StdinBody, TerminalSize,
 };
-use airlock::exit;
 use airlock_proto::SpawnFailure;
 use anyhow::{Context, bail};
 use base64::Engine as _;
@@ -116,14 +116,14 @@ where
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let client = Client::new(airlock::api::default_socket());
+    let client = Client::new(airlock_api::socket::default_socket());
     let result = rt.block_on(f(client));
     rt.shutdown_background();
     match result {
         Ok(code) => Ok(code),
         Err(e) => match e.downcast_ref::<ClientError>() {
             Some(no_daemon @ ClientError::NoDaemon { .. }) => {
-                airlock::note!("airlock: {no_daemon}");
+                crate::note!("airlock: {no_daemon}");
                 Ok(exit::AIRLOCK_ERROR)
             }
             _ => Err(e),
@@ -420,7 +420,7 @@ pub(crate) async fn stream_exec(
             }, if deadline.is_some() => {
                 let sig = forwarded.map_or(libc::SIGTERM, |(s, _)| s);
                 let grace = deadline.map_or(0, |(_, g)| g.as_secs());
-                airlock::note!(
+                crate::note!(
                     "airlock: the command did not exit within {grace} s of signal {sig}; stopping the sandbox"
                 );
                 return Ok(ExecEnd::GaveUp(exit::clamp(128 + sig)));
@@ -597,7 +597,7 @@ pub fn cp(args: CpArgs) -> anyhow::Result<u8> {
                 .call(Method::GET, &url, None)
                 .await
                 .with_context(|| format!("reading {id}:{path}"))?;
-            let data = airlock::api::client::collect(resp).await?;
+            let data = airlock_api::client::collect(resp).await?;
             let target = if dst.is_dir() {
                 dst.join(file_name(&path).context("the source has no file name")?)
             } else {

@@ -12,14 +12,14 @@
 //! airlock exits with 128+N. Teardown runs on every path, so nothing is left behind.
 
 use super::remote::{ExecEnd, ExecSpec, OnSignal};
-use airlock::api::client::{Client, ClientError};
-use airlock::api::types::{CreateSandboxRequest, SandboxInfo, SandboxStatus};
-use airlock::exit;
-use airlock::launch::{LaunchError, LaunchOptions, LoadedPolicy, PolicyChoice};
-use airlock::supervisor::{ExecIo, ExecOutcome, Images, Sandbox};
+use crate::exit;
+use airlock_api::client::{Client, ClientError};
+use airlock_api::types::{CreateSandboxRequest, SandboxInfo, SandboxStatus};
+use airlock_image::{Cache, kernel};
 use airlock_policy::{MountMode, Policy};
 use airlock_proto::{ExecControl, SpawnFailure, WindowSize};
-use airlock_vm::image::{Cache, kernel};
+use airlock_supervisor::launch::{LaunchError, LaunchOptions, LoadedPolicy, PolicyChoice};
+use airlock_supervisor::{ExecIo, ExecOutcome, Images, Sandbox};
 use anyhow::Context;
 use clap::Args;
 use hyper::Method;
@@ -171,14 +171,15 @@ fn daemon_route(args: &RunArgs, workspace: &Path) -> Option<DaemonRoute> {
     if args.no_daemon || args.keep || args.timings {
         return None;
     }
-    let socket = airlock::api::default_socket();
+    let socket = airlock_api::socket::default_socket();
     std::os::unix::net::UnixStream::connect(&socket).ok()?;
     // A policy that does not load is reported by the local path, word for word as without a
     // daemon.
-    let loaded = airlock::launch::load_policy(&policy_choice(args), Some(workspace)).ok()?;
+    let loaded =
+        airlock_supervisor::launch::load_policy(&policy_choice(args), Some(workspace)).ok()?;
     let policy = &loaded.policy;
     if policy.mounts().iter().any(|m| m.mode == MountMode::Overlay) {
-        airlock::note!(
+        crate::note!(
             "airlock: {} has an overlay mount, kept for review on this host after the run; not using the daemon",
             loaded.origin
         );
@@ -190,7 +191,7 @@ fn daemon_route(args: &RunArgs, workspace: &Path) -> Option<DaemonRoute> {
         .iter()
         .any(|name| args.cmd.env.iter().any(|(k, _)| k == name) || std::env::var_os(name).is_some())
     {
-        airlock::note!(
+        crate::note!(
             "airlock: {} redacts values of this shell's environment (audit.redact_env), which the daemon cannot see; not using the daemon",
             loaded.origin
         );
@@ -255,7 +256,7 @@ async fn run_in_daemon(
         Err(ClientError::NoDaemon { .. }) => return Ok(None),
         // The daemon's refusal stands: its policy and limits are the operator's.
         Err(ClientError::Api { body, .. }) => {
-            airlock::note!(
+            crate::note!(
                 "airlock: the daemon on {} did not create the sandbox: {}",
                 client.socket().display(),
                 body.detail
@@ -288,7 +289,7 @@ async fn run_in_daemon(
     if let Some(log) = &info.audit_log
         && std::io::stderr().is_terminal()
     {
-        airlock::note!("airlock: audit log {log}");
+        crate::note!("airlock: audit log {log}");
     }
 
     let spec = ExecSpec {
@@ -337,13 +338,13 @@ async fn stopped_under_command(
     let cause = reason.split(" (teardown: ").next().unwrap_or_default();
     // The daemon's end reasons for these causes (crate::daemon).
     if cause.starts_with("monitor rule ") {
-        airlock::note!("airlock: {cause}; stopping the sandbox");
+        crate::note!("airlock: {cause}; stopping the sandbox");
         return Ok(exit::KILLED);
     }
     if let Some(limit) = policy.sandbox().timeout
         && cause.starts_with("reached its maximum lifetime")
     {
-        airlock::note!(
+        crate::note!(
             "airlock: the sandbox reached its time limit of {} s (sandbox.timeout); stopping it",
             limit.as_secs()
         );
@@ -449,17 +450,18 @@ async fn run(args: RunArgs, workspace: PathBuf, mut signals: Signals) -> anyhow:
         memory_mib: args.memory,
         keep: args.keep,
         env: args.cmd.env.clone(),
+        notify: airlock_supervisor::Notifier::stderr(),
     };
-    let launch = airlock::launch::prepare(&options, &images)
+    let launch = airlock_supervisor::launch::prepare(&options, &images)
         .await
         .map_err(|e| match e {
             LaunchError::Invalid { message, .. } => anyhow::anyhow!(message),
-            LaunchError::Host(e) => e,
+            e => anyhow::Error::from(e),
         })?;
     let id = launch.id.clone();
     let has_overlay = launch.has_overlay;
     if has_overlay {
-        airlock::note!(
+        crate::note!(
             "airlock: sandbox {id} works on an overlay copy; the host tree stays untouched"
         );
     }
@@ -472,12 +474,12 @@ async fn run(args: RunArgs, workspace: PathBuf, mut signals: Signals) -> anyhow:
         sig = signals.recv() => return Ok(interrupted(sig, "booting")),
     };
     if args.keep {
-        airlock::note!("airlock: state dir {}", sandbox.state_dir().display());
+        crate::note!("airlock: state dir {}", sandbox.state_dir().display());
     }
-    airlock::launch::record_unprotected(&sandbox, policy, &launch.origin);
+    airlock_supervisor::launch::record_unprotected(&sandbox, policy, &launch.origin);
     if let Some(r) = sandbox.recorder() {
         if std::io::stderr().is_terminal() {
-            airlock::note!("airlock: audit log {}", r.path().display());
+            crate::note!("airlock: audit log {}", r.path().display());
         }
     }
 
@@ -492,7 +494,7 @@ async fn run(args: RunArgs, workspace: PathBuf, mut signals: Signals) -> anyhow:
                 "the sandbox reached its time limit of {} s (sandbox.timeout)",
                 limit.as_secs()
             );
-            airlock::note!("airlock: {why}; stopping it");
+            crate::note!("airlock: {why}; stopping it");
             Ok((exit::TIMED_OUT, why))
         }
     };
@@ -516,10 +518,10 @@ async fn run(args: RunArgs, workspace: PathBuf, mut signals: Signals) -> anyhow:
             teardown_ms: ms(teardown),
             total_ms: ms(started.elapsed()),
         };
-        airlock::note!("{}", serde_json::to_string(&t).unwrap_or_default());
+        crate::note!("{}", serde_json::to_string(&t).unwrap_or_default());
     }
     if has_overlay {
-        airlock::note!(
+        crate::note!(
             "airlock: the guest's changes are kept in an overlay: review them with `airlock diff {id}`, then `airlock apply {id}` or `airlock discard {id}`"
         );
     }
@@ -530,7 +532,7 @@ async fn run(args: RunArgs, workspace: PathBuf, mut signals: Signals) -> anyhow:
 
 /// A signal before the command ran: what was started is already torn down by drop.
 fn interrupted(sig: i32, phase: &str) -> u8 {
-    airlock::note!("airlock: interrupted by signal {sig} while {phase}");
+    crate::note!("airlock: interrupted by signal {sig} while {phase}");
     exit::clamp(128 + sig)
 }
 
@@ -544,7 +546,7 @@ pub(crate) async fn resolve_images(cache: Cache) -> anyhow::Result<Images> {
         );
         bar.enable_steady_tick(Duration::from_millis(200));
         if !std::io::stderr().is_terminal() {
-            airlock::note!(
+            crate::note!(
                 "airlock: building the guest kernel on first use (several minutes; cached under {})",
                 cache.root().display()
             );
@@ -562,7 +564,7 @@ pub(crate) async fn resolve_images(cache: Cache) -> anyhow::Result<Images> {
             tick.tick().await;
             loop {
                 tick.tick().await;
-                airlock::note!(
+                crate::note!(
                     "airlock: kernel build: {} of ~{} objects, {} s",
                     bar.position(),
                     bar.length().unwrap_or(0),
@@ -579,7 +581,7 @@ pub(crate) async fn resolve_images(cache: Cache) -> anyhow::Result<Images> {
     }
     bar.finish_and_clear();
     if building && images.is_ok() && !std::io::stderr().is_terminal() {
-        airlock::note!("airlock: guest kernel built");
+        crate::note!("airlock: guest kernel built");
     }
     Ok(images?)
 }
@@ -601,7 +603,7 @@ async fn exec(
             env.push(("TERM".into(), term));
         }
     }
-    let request = airlock::launch::exec_request(
+    let request = airlock_supervisor::launch::exec_request(
         policy,
         args.cmd.command.clone(),
         env,
@@ -649,7 +651,7 @@ async fn exec(
             r = &mut exec => break r.context("running the command")?,
             Ok(()) = kill.changed() => {
                 if let Some(why) = kill.borrow().clone() {
-                    airlock::note!("airlock: {why}; stopping the sandbox");
+                    crate::note!("airlock: {why}; stopping the sandbox");
                     return Ok((exit::KILLED, why));
                 }
             }
@@ -664,7 +666,7 @@ async fn exec(
             _ = async { tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)).await }, if deadline.is_some() => {
                 let sig = forwarded.map_or(libc::SIGTERM, |(s, _)| s);
                 let why = format!("the command did not exit within {} s of signal {sig}", GRACE.as_secs());
-                airlock::note!("airlock: {why}; stopping the sandbox");
+                crate::note!("airlock: {why}; stopping the sandbox");
                 return Ok((exit::clamp(128 + sig), why));
             }
         }
@@ -688,7 +690,7 @@ async fn exec(
 /// Says that the guest's OOM killer ended processes of the command, if it did.
 pub(crate) fn note_oom(oom_kills: u32) {
     if oom_kills > 0 {
-        airlock::note!(
+        crate::note!(
             "airlock: the guest ran out of memory; its OOM killer ended {oom_kills} \
              process(es) of the command (raise [sandbox] memory in the policy)"
         );
@@ -703,7 +705,7 @@ pub(crate) fn note_spawn_failure(reason: SpawnFailure, message: &str) -> &'stati
         SpawnFailure::InvalidRequest => "invalid command request",
         SpawnFailure::Other => "could not start the command in the guest",
     };
-    airlock::note!("airlock: {what}: {}", message.escape_debug());
+    crate::note!("airlock: {what}: {}", message.escape_debug());
     what
 }
 

@@ -335,10 +335,7 @@ fn the_engine_runs_jailed_unprivileged_and_under_seccomp_filters() {
             .unwrap()
             .parse()
             .unwrap();
-        assert!(
-            uid >= airlock_vm::jail::JAIL_UID_BASE,
-            "unprivileged uid {uid}"
-        );
+        assert!(uid >= airlock_jail::JAIL_UID_BASE, "unprivileged uid {uid}");
         assert!(
             field("NSpid:").ends_with("\t1"),
             "QEMU is PID 1 of its pid namespace: {}",
@@ -550,7 +547,7 @@ fn the_egress_gateway_runs_in_its_own_jailed_process() {
             .unwrap()
             .parse()
             .unwrap();
-        assert!(uid >= airlock_vm::jail::JAIL_UID_BASE, "own uid: {uid}");
+        assert!(uid >= airlock_jail::JAIL_UID_BASE, "own uid: {uid}");
         assert_eq!(field("CapBnd:"), "0000000000000000", "{status}");
     }
     drop(child.stdin.take());

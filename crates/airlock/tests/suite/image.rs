@@ -7,9 +7,9 @@
 //! symlink to (or a copy of) its rootfs. The other tests use a synthetic image and a local
 //! mirror served by the test, and need no network.
 
+use airlock_image::Cache;
+use airlock_image::debian::{self, ImageManifest, store};
 use airlock_testkit::{Airlock, text};
-use airlock_vm::image::Cache;
-use airlock_vm::image::debian::{self, ImageManifest, store};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
@@ -712,7 +712,7 @@ fn debian_run_refuses_a_tampered_image_naming_it() {
     f.write_all(&[0x5a]).unwrap();
     drop(f);
     // The kernel comes from the real cache, so the private cache builds nothing slow.
-    let kernel = airlock_vm::image::kernel::cached(&Cache::from_env().unwrap())
+    let kernel = airlock_image::kernel::cached(&Cache::from_env().unwrap())
         .unwrap()
         .expect("the kernel is cached once the debian image is built");
     let a = airlock();
@@ -733,7 +733,7 @@ fn debian_run_refuses_a_tampered_image_naming_it() {
 
 /// A private cache holding a copy of the real cached kernel (so nothing slow is built).
 fn cache_with_kernel_copy() -> (tempfile::TempDir, PathBuf) {
-    let real = airlock_vm::image::kernel::cached(&Cache::from_env().unwrap())
+    let real = airlock_image::kernel::cached(&Cache::from_env().unwrap())
         .unwrap()
         .expect("the kernel is built (any run builds it)");
     let cache = tempfile::tempdir().unwrap();

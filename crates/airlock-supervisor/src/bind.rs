@@ -1,0 +1,164 @@
+//! Binding a booted guest to a policy and its shares: the egress gateway starts with the
+//! policy, each share is bound to a filesystem gateway and mounted in the guest, and the
+//! binding is recorded (`sandbox.bind`). A cold start and a warm-pool claim both come here.
+
+use crate::config::SandboxConfig;
+use crate::{Sandbox, SandboxError};
+use airlock_audit::{Decision, Event, Source, kind};
+use airlock_proto::PROXY_PORT;
+use airlock_vm::Vm;
+use std::time::{Duration, Instant};
+
+impl Sandbox {
+    /// Starts the egress gateway with `config`'s policy, binds each share to a filesystem
+    /// gateway and mounts it in the guest; returns the `sandbox.bind` record to write.
+    pub(crate) async fn bind(&mut self, config: &SandboxConfig) -> Result<Event, SandboxError> {
+        if self.bound {
+            return Err(SandboxError::AlreadyBound);
+        }
+        if config.shares.len() > self.fs.len() {
+            return Err(SandboxError::TooManyShares {
+                shares: config.shares.len(),
+                devices: self.fs.len(),
+            });
+        }
+        self.bound = true;
+        let t0 = Instant::now();
+        // The egress gateway, in a jailed process of its own: the guest's 127.0.0.1:3128
+        // tunnels arrive on this listener, which it inherits.
+        let listener = self
+            .backend
+            .listen(PROXY_PORT)?
+            .into_std()
+            .map_err(|source| SandboxError::Io {
+                context: "preparing the egress listener",
+                source,
+            })?;
+        let dns = match config.resolver.spec() {
+            Some(airlock_net::ResolverSpec::System) => None,
+            Some(airlock_net::ResolverSpec::Dns(server)) => Some(server),
+            None => return Err(SandboxError::Resolver),
+        };
+        let spec = airlock_net::process::EgressSpec {
+            policy: config.policy.source().clone(),
+            dns,
+            tls_ports: config.tls_ports.clone(),
+        };
+        let sink = self.recorder.clone();
+        self.egress = Some(
+            airlock_net::client::spawn(
+                &spec,
+                std::os::fd::OwnedFd::from(listener),
+                &self.state.path().join("egress.log"),
+                move |line| match airlock_net::NetLine::parse(line) {
+                    Some(l) => {
+                        if let Some(r) = sink.get() {
+                            r.record(l.to_event());
+                        }
+                    }
+                    None => tracing::warn!("malformed line from the egress gateway"),
+                },
+            )
+            .map_err(SandboxError::Egress)?,
+        );
+        for (i, share) in config.shares.iter().enumerate() {
+            let bind = airlock_fs::process::FsBind::new(
+                &config.policy,
+                share,
+                owner_map(&share.host_dir)
+                    .map(|m| [m.guest_uid, m.guest_gid, m.host_uid, m.host_gid]),
+            );
+            let slot = self.fs.get_mut(i).ok_or(SandboxError::TooManyShares {
+                shares: config.shares.len(),
+                devices: i,
+            })?;
+            slot.bind(&bind)
+                .await
+                .map_err(|source| SandboxError::FsGateway {
+                    what: share.guest_path.clone(),
+                    source,
+                })?;
+            let read_only = share.mode == airlock_policy::MountMode::Ro;
+            self.control
+                .mount(&format!("fs{i}"), &share.guest_path, read_only)
+                .await?;
+        }
+        let shares: Vec<String> = config
+            .shares
+            .iter()
+            .map(|s| {
+                format!(
+                    "{} at {} ({})",
+                    s.host_dir.display(),
+                    s.guest_path,
+                    s.mode.as_str()
+                )
+            })
+            .collect();
+        let source = config.policy.source();
+        Ok(Event::new(Source::Host, kind::SANDBOX_BIND)
+            .with_decision(Decision::Allow)
+            .with_detail(format!(
+                "policy {} (sha256 {}); shares: {}; bound in {:.0} ms",
+                source.origin.display(),
+                sha256_hex(source.text.as_bytes()),
+                if shares.is_empty() {
+                    "none".to_string()
+                } else {
+                    shares.join(", ")
+                },
+                ms(t0.elapsed())
+            )))
+    }
+
+    /// Records the binding and starts publishing counters for `airlock stats`.
+    pub(crate) fn finish_bind(&mut self, bind: Event) {
+        let Some(r) = self.recorder.get().cloned() else {
+            return;
+        };
+        r.record(bind);
+        let (id, path, pid) = (
+            self.id.clone(),
+            self.state.path().join("stats.json"),
+            self.vm.pid(),
+        );
+        self.stats_task = Some(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                if let Ok(json) = serde_json::to_vec(&r.stats(&id, pid)) {
+                    let tmp = path.with_extension("json.tmp");
+                    if std::fs::write(&tmp, json).is_ok() {
+                        let _ = std::fs::rename(&tmp, &path);
+                    }
+                }
+            }
+        }));
+    }
+}
+
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(bytes);
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Maps the guest's `agent` (uid/gid 1000) onto the owner of a shared directory, so the agent can
+/// work on the user's files and what it creates belongs to that user on the host.
+pub(crate) fn owner_map(dir: &std::path::Path) -> Option<airlock_fs::OwnerMap> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(dir).ok()?;
+    Some(airlock_fs::OwnerMap {
+        guest_uid: AGENT_ID,
+        guest_gid: AGENT_ID,
+        host_uid: meta.uid(),
+        host_gid: meta.gid(),
+    })
+}
+
+/// uid and gid of the `agent` account in airlock's images.
+const AGENT_ID: u32 = 1000;
+
+pub(crate) fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}

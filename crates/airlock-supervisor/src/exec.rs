@@ -1,0 +1,169 @@
+//! Host side of one exec session: send the request, pump stdin and control messages, copy
+//! output to the caller's sinks, and return the exit status.
+//!
+//! Control messages (signals, resizes) take priority over queued stdin in the writer, so a
+//! Ctrl-C is not stuck behind input the command has not read yet.
+
+use super::SandboxError;
+use airlock_proto::codec::{DATA_CHUNK, Decoder};
+use airlock_proto::{
+    ExecControl, ExecEvent, ExecRequest, ExitStatus, Frame, SpawnFailure, Stream, encode,
+};
+use std::pin::Pin;
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::UnixStream;
+use tokio::sync::mpsc;
+
+/// Where an exec session's input comes from and its output goes.
+pub struct ExecIo {
+    /// Stdin chunks; the channel closing means end of input. `None`: no input at all.
+    pub stdin: Option<mpsc::Receiver<Vec<u8>>>,
+    /// Receives the command's stdout (and all terminal output in PTY mode).
+    pub stdout: Pin<Box<dyn AsyncWrite + Send>>,
+    /// Receives the command's stderr.
+    pub stderr: Pin<Box<dyn AsyncWrite + Send>>,
+    /// Signals and resizes to deliver.
+    pub control: mpsc::UnboundedReceiver<ExecControl>,
+}
+
+/// How an exec session ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExecOutcome {
+    /// The command ran and ended.
+    Exited {
+        /// How.
+        status: ExitStatus,
+        /// Processes of its tree that the guest's OOM killer ended.
+        oom_kills: u32,
+    },
+    /// The command could not be started.
+    SpawnFailed {
+        /// Why.
+        reason: SpawnFailure,
+        /// The guest's message (untrusted text).
+        message: String,
+    },
+}
+
+fn io_err(context: &'static str) -> impl FnOnce(std::io::Error) -> SandboxError {
+    move |source| SandboxError::Io { context, source }
+}
+
+/// Runs `request` over `stream`.
+pub async fn run(
+    stream: UnixStream,
+    request: ExecRequest,
+    io: ExecIo,
+) -> Result<ExecOutcome, SandboxError> {
+    let (mut rd, mut wr) = stream.into_split();
+    let mut buf = Vec::new();
+    encode(&Frame::Message(request), &mut buf).map_err(SandboxError::Codec)?;
+    wr.write_all(&buf)
+        .await
+        .map_err(io_err("sending the exec request"))?;
+
+    let ExecIo {
+        stdin,
+        mut stdout,
+        mut stderr,
+        control,
+    } = io;
+    let writer = tokio::spawn(write_input(wr, stdin, control));
+    let result = async {
+        let mut decoder = Decoder::new();
+        let mut chunk = vec![0u8; DATA_CHUNK];
+        loop {
+            while let Some(frame) = decoder
+                .next_frame::<ExecEvent>()
+                .map_err(SandboxError::Codec)?
+            {
+                match frame {
+                    Frame::Data(Stream::Stdout, bytes) => {
+                        stdout
+                            .write_all(&bytes)
+                            .await
+                            .map_err(io_err("writing stdout"))?;
+                        stdout.flush().await.map_err(io_err("writing stdout"))?;
+                    }
+                    Frame::Data(Stream::Stderr, bytes) => {
+                        stderr
+                            .write_all(&bytes)
+                            .await
+                            .map_err(io_err("writing stderr"))?;
+                        stderr.flush().await.map_err(io_err("writing stderr"))?;
+                    }
+                    Frame::Data(Stream::Stdin, _) | Frame::Eof(Stream::Stdin) => {
+                        return Err(SandboxError::Protocol("guest sent stdin frames".into()));
+                    }
+                    Frame::Eof(_) | Frame::Message(ExecEvent::Started { .. }) => {}
+                    Frame::Message(ExecEvent::SpawnFailed { reason, message }) => {
+                        return Ok(ExecOutcome::SpawnFailed { reason, message });
+                    }
+                    Frame::Message(ExecEvent::Exited { status, oom_kills }) => {
+                        return Ok(ExecOutcome::Exited { status, oom_kills });
+                    }
+                }
+            }
+            let n = rd
+                .read(&mut chunk)
+                .await
+                .map_err(io_err("reading from the guest"))?;
+            match chunk.get(..n) {
+                Some(bytes) if !bytes.is_empty() => decoder.extend(bytes),
+                _ => {
+                    return Err(SandboxError::Protocol(
+                        "guest closed the exec connection without an exit status".into(),
+                    ));
+                }
+            }
+        }
+    }
+    .await;
+    writer.abort();
+    result
+}
+
+async fn write_input(
+    mut wr: tokio::net::unix::OwnedWriteHalf,
+    mut stdin: Option<mpsc::Receiver<Vec<u8>>>,
+    mut control: mpsc::UnboundedReceiver<ExecControl>,
+) {
+    let mut buf = Vec::new();
+    let mut control_open = true;
+    if stdin.is_none()
+        && send(&mut wr, &mut buf, &Frame::Eof(Stream::Stdin))
+            .await
+            .is_err()
+    {
+        return;
+    }
+    while control_open || stdin.is_some() {
+        let frame = tokio::select! {
+            biased;
+            c = control.recv(), if control_open => match c {
+                Some(c) => Frame::Message(c),
+                None => { control_open = false; continue; }
+            },
+            d = async { stdin.as_mut()?.recv().await }, if stdin.is_some() => match d {
+                Some(bytes) if bytes.is_empty() => continue,
+                Some(bytes) => Frame::Data(Stream::Stdin, bytes),
+                None => { stdin = None; Frame::Eof(Stream::Stdin) }
+            },
+        };
+        if send(&mut wr, &mut buf, &frame).await.is_err() {
+            return;
+        }
+    }
+    // Keep the write half open: closing it tells the guest the host is gone.
+    std::future::pending::<()>().await;
+}
+
+async fn send(
+    wr: &mut tokio::net::unix::OwnedWriteHalf,
+    buf: &mut Vec<u8>,
+    frame: &Frame<ExecControl>,
+) -> std::io::Result<()> {
+    buf.clear();
+    encode(frame, buf).map_err(std::io::Error::other)?;
+    wr.write_all(buf).await
+}

@@ -1,0 +1,754 @@
+//! From a request to a bootable sandbox: the one place where `airlock run` and the daemon turn
+//! "this policy (file, text or profile), this workspace, this image, these overrides" into a
+//! [`SandboxConfig`] and [`Images`], and build the [`ExecRequest`] of each command.
+//!
+//! Both callers therefore refuse the same things (policy errors, unmet `sandbox.require`, `pause`
+//! monitor rules, unbuilt images), share the same directories the same way (including overlay
+//! copies), and audit to the same place. Errors that are the caller's fault are
+//! [`LaunchError::Invalid`] and name the request field, so the API can answer 400 with it.
+
+use crate::{AuditConfig, Images, Notifier, Redactor, SandboxConfig, default_audit_dir};
+use airlock_fs::{Overlay, OverlayError, Share};
+use airlock_image::debian::OpenedImage;
+use airlock_image::{Cache, ImageError};
+use airlock_policy::{MountHost, MountMode, Policy, PolicyErrors};
+use airlock_proto::{ExecRequest, WindowSize};
+use serde::{Deserialize, Serialize};
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Default time allowed for the guest to boot (TCG on a loaded 2-core host needs headroom).
+pub const DEFAULT_BOOT_TIMEOUT_SECS: u64 = 60;
+
+/// Why a sandbox cannot be launched.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    /// The request is wrong: `field` names the request field (API spelling) at fault.
+    #[error("{message}")]
+    Invalid {
+        /// The request field, e.g. `policy`, `profile`, `image`, `workspace`.
+        field: &'static str,
+        /// What is wrong, with the value.
+        message: String,
+    },
+    /// A policy file could not be read.
+    #[error("reading policy file {}", path.display())]
+    PolicyFile {
+        /// The file.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The image could not be opened or checked.
+    #[error("{what}")]
+    Image {
+        /// Which image, as the request named it.
+        what: String,
+        /// Cause.
+        #[source]
+        source: Box<ImageError>,
+    },
+    /// An environment variable airlock reads has a value it cannot use.
+    #[error("{var}={value:?}: {expected}")]
+    Env {
+        /// The variable.
+        var: &'static str,
+        /// Its value.
+        value: String,
+        /// What it should be.
+        expected: &'static str,
+    },
+    /// No directory for something airlock keeps.
+    #[error("no directory for {what}: set {vars}")]
+    NoDir {
+        /// What it is for.
+        what: &'static str,
+        /// The variables that name it.
+        vars: &'static str,
+    },
+    /// The policy's `audit.redact` did not compile.
+    #[error("compiling audit.redact")]
+    Redact(#[source] regex::Error),
+    /// A sandbox id could not be chosen.
+    #[error("choosing a sandbox id")]
+    Id(#[source] std::io::Error),
+    /// A mount names the workspace, but none is bound.
+    #[error("mount {0} has no workspace bound")]
+    NoWorkspace(String),
+    /// An overlay copy could not be made.
+    #[error("creating the overlay copy of {} in {}", host.display(), copy.display())]
+    Overlay {
+        /// The host directory.
+        host: PathBuf,
+        /// Where the copy goes.
+        copy: PathBuf,
+        /// Cause.
+        #[source]
+        source: OverlayError,
+    },
+    /// A file or directory could not be written.
+    #[error("{what} {}", path.display())]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A background task failed.
+    #[error("{0}")]
+    Task(&'static str),
+}
+
+impl LaunchError {
+    fn invalid(field: &'static str, message: impl Into<String>) -> LaunchError {
+        LaunchError::Invalid {
+            field,
+            message: message.into(),
+        }
+    }
+}
+
+/// Where the policy comes from.
+#[derive(Debug, Clone)]
+pub enum PolicyChoice {
+    /// A policy file on this host.
+    File(PathBuf),
+    /// Policy text; `origin` names it in messages and anchors its relative host paths.
+    Text {
+        /// The TOML text.
+        text: String,
+        /// A path whose directory relative host paths resolve against.
+        origin: PathBuf,
+    },
+    /// A shipped profile (`default`, `offline`, ...).
+    Profile(String),
+}
+
+/// What to launch.
+#[derive(Debug, Clone)]
+pub struct LaunchOptions {
+    /// The policy.
+    pub policy: PolicyChoice,
+    /// Host directory bound to the policy's workspace mount; required when it has one.
+    pub workspace: Option<PathBuf>,
+    /// Guest image, overriding the policy's `sandbox.image`.
+    pub image: Option<String>,
+    /// vCPUs, overriding `sandbox.cpus`.
+    pub cpus: Option<u32>,
+    /// Memory in MiB, overriding `sandbox.memory`.
+    pub memory_mib: Option<u64>,
+    /// Keep the state dir after shutdown.
+    pub keep: bool,
+    /// Environment the caller passes to commands (for `audit.redact_env`).
+    pub env: Vec<(String, String)>,
+    /// Where lines for the user go (overlay copy progress, monitor alerts).
+    pub notify: Notifier,
+}
+
+/// A policy as loaded, with where it came from.
+#[derive(Debug, Clone)]
+pub struct LoadedPolicy {
+    /// The validated policy, workspace bound.
+    pub policy: Policy,
+    /// How to name it in messages (`profile default`, a file path).
+    pub origin: String,
+    /// Its text and workspace, kept with overlays so `apply` decides the same way.
+    pub source: PolicySource,
+}
+
+/// How the policy of a sandbox was given, kept so `apply` can decide with it later.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PolicySource {
+    /// Policy text as loaded.
+    pub text: String,
+    /// The file it came from (relative host paths resolve against its directory).
+    pub origin_path: PathBuf,
+    /// The workspace bound to the policy's workspace mount.
+    pub workspace: Option<PathBuf>,
+}
+
+/// `meta.json` beside a sandbox's overlay copies.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct OverlayMeta {
+    /// The policy the sandbox ran with.
+    pub policy: PolicySource,
+    /// (mount index, guest path) of each overlay mount.
+    pub mounts: Vec<(usize, String)>,
+}
+
+/// Everything needed to boot one sandbox.
+pub struct Launch {
+    /// The sandbox id (chosen before boot: overlays and logs are named after it).
+    pub id: String,
+    /// The supervisor's configuration.
+    pub config: SandboxConfig,
+    /// Kernel, initramfs and root image.
+    pub images: Images,
+    /// A built image, verified and held in use while the sandbox runs.
+    pub image: Option<OpenedImage>,
+    /// The image name.
+    pub image_name: String,
+    /// The policy.
+    pub policy: Arc<Policy>,
+    /// How the policy is named.
+    pub origin: String,
+    /// Whether a mount works on an overlay copy.
+    pub has_overlay: bool,
+    /// The workspace host directory, if the policy shares one.
+    pub workspace: Option<PathBuf>,
+}
+
+impl Launch {
+    /// Where commands start by default: the workspace mount, if any.
+    pub fn default_cwd(&self) -> Option<String> {
+        default_cwd(&self.policy)
+    }
+}
+
+/// The guest path of the policy's workspace mount.
+pub fn default_cwd(policy: &Policy) -> Option<String> {
+    policy
+        .mounts()
+        .iter()
+        .find(|m| m.workspace)
+        .map(|m| m.guest.clone())
+}
+
+/// Turns all errors of a policy into one text listing each on its own line.
+pub fn policy_errors(errors: &PolicyErrors) -> String {
+    format!("invalid policy:\n{errors}")
+}
+
+/// Loads the policy and binds the workspace.
+///
+/// Fails closed: a policy asking for something this build cannot enforce is refused. Asking for
+/// less than the policy allows only makes the sandbox stricter.
+pub fn load_policy(
+    choice: &PolicyChoice,
+    workspace: Option<&Path>,
+) -> Result<LoadedPolicy, LaunchError> {
+    let (text, origin_path, origin, field) = match choice {
+        PolicyChoice::File(file) => (
+            std::fs::read_to_string(file).map_err(|source| LaunchError::PolicyFile {
+                path: file.clone(),
+                source,
+            })?,
+            file.clone(),
+            file.display().to_string(),
+            "policy",
+        ),
+        PolicyChoice::Text { text, origin } => (
+            text.clone(),
+            origin.clone(),
+            origin.display().to_string(),
+            "policy",
+        ),
+        PolicyChoice::Profile(name) => {
+            let names = airlock_policy::profile_names();
+            let Some(text) =
+                airlock_policy::profile_text(name).filter(|_| names.contains(&&**name))
+            else {
+                return Err(LaunchError::invalid(
+                    "profile",
+                    format!(
+                        "unknown profile {name:?}; shipped profiles: {}",
+                        names.join(", ")
+                    ),
+                ));
+            };
+            (
+                text.to_string(),
+                PathBuf::from(format!("{name}.toml")),
+                format!("profile {name}"),
+                "profile",
+            )
+        }
+    };
+    let policy = airlock_policy::load_str(&text, &origin_path)
+        .map_err(|e| LaunchError::invalid(field, policy_errors(&e)))?;
+    if let Some(rule) = policy
+        .monitor_rules()
+        .iter()
+        .find(|r| r.action == airlock_policy::MonitorAction::Pause)
+    {
+        return Err(LaunchError::invalid(
+            field,
+            format!(
+                "{origin}: {} uses action \"pause\", which this build cannot enforce (no engine \
+                 pause yet); use \"alert\" or \"kill\"",
+                rule.rule
+            ),
+        ));
+    }
+    let workspace = if policy.needs_workspace() {
+        let dir = workspace.ok_or_else(|| {
+            LaunchError::invalid(
+                "workspace",
+                format!("{origin} shares a workspace: give the host directory to share"),
+            )
+        })?;
+        if !dir.is_absolute() {
+            return Err(LaunchError::invalid(
+                "workspace",
+                format!("{} is not an absolute path", dir.display()),
+            ));
+        }
+        if !dir.is_dir() {
+            return Err(LaunchError::invalid(
+                "workspace",
+                format!("{} is not a directory on the host", dir.display()),
+            ));
+        }
+        Some(dir.to_path_buf())
+    } else {
+        None
+    };
+    let policy = match &workspace {
+        Some(dir) => policy
+            .with_workspace(dir)
+            .map_err(|e| LaunchError::invalid(field, policy_errors(&e)))?,
+        None => policy,
+    };
+    Ok(LoadedPolicy {
+        policy,
+        origin,
+        source: PolicySource {
+            text,
+            origin_path,
+            workspace,
+        },
+    })
+}
+
+/// Checks the policy and request against this host, chooses an id, prepares the shares and the
+/// audit log config, and opens the image. `base` are the kernel and initramfs, resolved once.
+pub async fn prepare(options: &LaunchOptions, base: &Images) -> Result<Launch, LaunchError> {
+    let LoadedPolicy {
+        policy,
+        origin,
+        source,
+    } = load_policy(&options.policy, options.workspace.as_deref())?;
+    let field = match options.policy {
+        PolicyChoice::Profile(_) => "profile",
+        _ => "policy",
+    };
+    // Fail closed: a required protection this host lacks stops the launch before anything starts.
+    crate::protections::check_required(&policy.sandbox().require)
+        .map_err(|why| LaunchError::invalid(field, format!("{origin}: sandbox.require: {why}")))?;
+    if let Some(cpus) = options.cpus
+        && !(1..=16).contains(&cpus)
+    {
+        return Err(LaunchError::invalid(
+            "cpus",
+            format!("{cpus} is out of range 1..=16"),
+        ));
+    }
+    if let Some(mib) = options.memory_mib
+        && !(64..=65536).contains(&mib)
+    {
+        return Err(LaunchError::invalid(
+            "memory_mib",
+            format!("{mib} is out of range 64..=65536"),
+        ));
+    }
+    let image_name = options
+        .image
+        .clone()
+        .unwrap_or_else(|| policy.sandbox().image.clone());
+    let mut images = base.clone();
+    let image = if image_name == "tiny" {
+        None
+    } else {
+        // A built image is verified against its manifest and held (not collected) while used.
+        let name = image_name.clone();
+        let cache = Cache::from_env().map_err(|source| LaunchError::Image {
+            what: "opening the image cache".into(),
+            source: Box::new(source),
+        })?;
+        let opened =
+            tokio::task::spawn_blocking(move || airlock_image::debian::open(&cache, &name))
+                .await
+                .map_err(|_| LaunchError::Task("the image check task failed"))?;
+        let opened = match opened {
+            Ok(o) => o,
+            Err(e) => {
+                let (field, what) = match &options.image {
+                    Some(_) => ("image", format!("image {image_name:?}")),
+                    None => (field, format!("{origin}: sandbox.image = {image_name:?}")),
+                };
+                return Err(match e {
+                    ImageError::NotBuilt { .. } => {
+                        LaunchError::invalid(field, format!("{what}: {e}"))
+                    }
+                    source => LaunchError::Image {
+                        what,
+                        source: Box::new(source),
+                    },
+                });
+            }
+        };
+        images.rootfs = Some(opened.rootfs.clone());
+        Some(opened)
+    };
+    let id = crate::new_sandbox_id().map_err(LaunchError::Id)?;
+    let shares = prepare_shares(&id, &policy, &source, &options.notify)?;
+    let has_overlay = shares.iter().any(|s| s.mode == MountMode::Overlay);
+    let limits = policy.sandbox();
+    let config = SandboxConfig {
+        cpus: options.cpus.unwrap_or(limits.cpus),
+        memory_mib: options
+            .memory_mib
+            .unwrap_or(limits.memory_bytes.div_ceil(1024 * 1024)),
+        disk_bytes: limits.disk_bytes,
+        require_host_limits: limits.require.iter().any(|r| r == "host-cgroups"),
+        keep: options.keep,
+        boot_timeout: boot_timeout()?,
+        accel: airlock_vm::accel::probe(),
+        audit: Some(audit_config(&policy, &options.env, options.notify.clone())?),
+        description: match &image {
+            Some(i) => format!("policy {origin}, image {} (build {})", i.name, i.build_id),
+            None => format!("policy {origin}, image {image_name}"),
+        },
+        shares,
+        id: Some(id.clone()),
+        resolver: resolver()?,
+        tls_ports: tls_ports()?,
+        policy: Arc::new(policy.clone()),
+    };
+    Ok(Launch {
+        id,
+        policy: config.policy.clone(),
+        config,
+        images,
+        image,
+        image_name,
+        origin,
+        has_overlay,
+        workspace: source.workspace,
+    })
+}
+
+/// The audit log path a sandbox with this config writes.
+pub fn audit_log_path(config: &SandboxConfig, id: &str) -> Option<PathBuf> {
+    let a = config.audit.as_ref()?;
+    Some(
+        a.path
+            .clone()
+            .unwrap_or_else(|| a.dir.join(format!("{id}.jsonl"))),
+    )
+}
+
+/// Records `policy.unprotect` for each built-in protection the policy removed.
+pub fn record_unprotected(sandbox: &crate::Sandbox, policy: &Policy, origin: &str) {
+    use airlock_audit::{Decision, Event, Source, kind};
+    if let Some(r) = sandbox.recorder() {
+        for entry in policy.unprotected() {
+            r.record(
+                Event::new(Source::Host, kind::POLICY_UNPROTECT)
+                    .with_decision(Decision::Allow)
+                    .with_rule("filesystem.unprotect")
+                    .with_detail(format!("built-in protection {entry:?} removed by {origin}")),
+            );
+        }
+    }
+}
+
+/// The request for one command under `policy`: its `[process]` section (user, `no_new_privs`,
+/// seccomp), the pids limit and the Landlock write set. `cwd` defaults to the workspace mount.
+pub fn exec_request(
+    policy: &Policy,
+    argv: Vec<String>,
+    env: Vec<(String, String)>,
+    cwd: Option<String>,
+    tty: Option<WindowSize>,
+) -> ExecRequest {
+    let process = policy.process();
+    ExecRequest {
+        argv,
+        env,
+        cwd: cwd.or_else(|| default_cwd(policy)),
+        tty,
+        user: (process.user != "root").then(|| process.user.clone()),
+        no_new_privs: process.no_new_privs,
+        seccomp: match process.seccomp {
+            airlock_policy::SeccompProfile::Default => airlock_proto::SeccompProfile::Default,
+            airlock_policy::SeccompProfile::Strict => airlock_proto::SeccompProfile::Strict,
+            airlock_policy::SeccompProfile::Unconfined => airlock_proto::SeccompProfile::Unconfined,
+        },
+        pids_max: Some(policy.sandbox().pids),
+        landlock_write: landlock_dirs(policy),
+    }
+}
+
+/// Where the workload may write, for the guest's Landlock ruleset: its shares, the temporary
+/// directories, its home (`~`) and `/dev` (terminals, `/dev/null`). `None` when the policy turns
+/// `no_new_privs` off, which Landlock needs for an unprivileged workload.
+pub fn landlock_dirs(policy: &airlock_policy::Policy) -> Option<Vec<String>> {
+    if !policy.process().no_new_privs {
+        return None;
+    }
+    let mut dirs: Vec<String> = ["/tmp", "/var/tmp", "/dev", "~"]
+        .into_iter()
+        .map(String::from)
+        .collect();
+    dirs.extend(
+        policy
+            .mounts()
+            .iter()
+            .filter(|m| m.mode != airlock_policy::MountMode::Ro)
+            .map(|m| m.guest.clone()),
+    );
+    Some(dirs)
+}
+
+/// `AIRLOCK_BOOT_TIMEOUT` (seconds), else [`DEFAULT_BOOT_TIMEOUT_SECS`].
+pub fn boot_timeout() -> Result<Duration, LaunchError> {
+    let secs = std::env::var("AIRLOCK_BOOT_TIMEOUT")
+        .ok()
+        .map(|s| {
+            s.parse::<u64>().map_err(|_| LaunchError::Env {
+                var: "AIRLOCK_BOOT_TIMEOUT",
+                value: s.clone(),
+                expected: "expected a number of seconds",
+            })
+        })
+        .transpose()?
+        .unwrap_or(DEFAULT_BOOT_TIMEOUT_SECS);
+    Ok(Duration::from_secs(secs))
+}
+
+/// The egress gateway's resolver: the host's, or the DNS server named by `AIRLOCK_DNS`
+/// (`IP:PORT`), e.g. a resolver dedicated to sandboxes.
+pub fn resolver() -> Result<Arc<dyn airlock_net::Resolver>, LaunchError> {
+    match std::env::var("AIRLOCK_DNS") {
+        Ok(addr) => {
+            let addr = addr.parse().map_err(|_| LaunchError::Env {
+                var: "AIRLOCK_DNS",
+                value: addr.clone(),
+                expected: "expected IP:PORT of a DNS server",
+            })?;
+            Ok(airlock_net::dns_resolver(addr))
+        }
+        Err(_) => Ok(airlock_net::system_resolver()),
+    }
+}
+
+/// Ports on which a CONNECT must carry a TLS ClientHello naming the CONNECT host
+/// (`AIRLOCK_TLS_PORTS=443,8443`; default 443).
+pub fn tls_ports() -> Result<Vec<u16>, LaunchError> {
+    match std::env::var("AIRLOCK_TLS_PORTS") {
+        Ok(list) => list
+            .split(',')
+            .map(|p| {
+                p.trim().parse::<u16>().map_err(|_| LaunchError::Env {
+                    var: "AIRLOCK_TLS_PORTS",
+                    value: list.clone(),
+                    expected: "expected comma-separated port numbers",
+                })
+            })
+            .collect(),
+        Err(_) => Ok(vec![443]),
+    }
+}
+
+/// Where a sandbox's audit log and key live.
+pub fn audit_config(
+    policy: &Policy,
+    cli_env: &[(String, String)],
+    notify: Notifier,
+) -> Result<AuditConfig, LaunchError> {
+    let dir = default_audit_dir().ok_or(LaunchError::NoDir {
+        what: "audit logs",
+        vars: "AIRLOCK_AUDIT_DIR or HOME",
+    })?;
+    let key = airlock_audit::default_key_path().ok_or(LaunchError::NoDir {
+        what: "the audit key",
+        vars: "HOME",
+    })?;
+    Ok(AuditConfig {
+        path: policy.audit().path.clone(),
+        dir,
+        key,
+        monitor: policy.monitor_rules().to_vec(),
+        redact: redactor(policy, cli_env)?,
+        notify,
+    })
+}
+
+/// The policy's redactions; `redact_env` names take their values from `env` or the host.
+fn redactor(policy: &Policy, env: &[(String, String)]) -> Result<Redactor, LaunchError> {
+    let audit = policy.audit();
+    let mut values = Vec::new();
+    for name in &audit.redact_env {
+        values.extend(
+            env.iter()
+                .filter(|(k, _)| k == name)
+                .map(|(_, v)| v.clone()),
+        );
+        values.extend(std::env::var(name).ok());
+    }
+    Redactor::new(&audit.redact, &values).map_err(LaunchError::Redact)
+}
+
+/// Where overlays are kept: `$AIRLOCK_OVERLAY_DIR`, else `~/.local/state/airlock/overlays`.
+pub fn overlays_dir() -> Result<PathBuf, LaunchError> {
+    if let Some(d) = std::env::var_os("AIRLOCK_OVERLAY_DIR") {
+        return Ok(PathBuf::from(d));
+    }
+    if let Some(d) = std::env::var_os("XDG_STATE_HOME") {
+        return Ok(PathBuf::from(d).join("airlock/overlays"));
+    }
+    let home = std::env::var_os("HOME").ok_or(LaunchError::NoDir {
+        what: "overlays",
+        vars: "AIRLOCK_OVERLAY_DIR or HOME",
+    })?;
+    Ok(PathBuf::from(home).join(".local/state/airlock/overlays"))
+}
+
+/// The policy's mounts as gateway shares; `overlay` mounts get a fresh copy first.
+pub fn prepare_shares(
+    id: &str,
+    policy: &Policy,
+    source: &PolicySource,
+    notify: &Notifier,
+) -> Result<Vec<Share>, LaunchError> {
+    let mut shares = Vec::new();
+    let mut overlays = Vec::new();
+    for (i, m) in policy.mounts().iter().enumerate() {
+        let host_dir = match &m.host {
+            MountHost::Path(p) => p.clone(),
+            MountHost::Workspace => return Err(LaunchError::NoWorkspace(m.guest.clone())),
+        };
+        if m.mode != MountMode::Overlay {
+            shares.push(Share {
+                host_dir,
+                guest_path: m.guest.clone(),
+                mode: m.mode,
+            });
+            continue;
+        }
+        let root = overlays_dir()?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(root.join(id))
+            .map_err(|source| LaunchError::Io {
+                what: "creating",
+                path: root.join(id),
+                source,
+            })?;
+        let dir = root.join(id).join(i.to_string());
+        let mut last_report = std::time::Instant::now();
+        let mut progress = |files: u64, bytes: u64| {
+            if last_report.elapsed() > Duration::from_secs(2) {
+                notify.note(&format!(
+                    "airlock: copying {} for the overlay: {files} files, {} MiB",
+                    host_dir.display(),
+                    bytes >> 20
+                ));
+                last_report = std::time::Instant::now();
+            }
+        };
+        let ov = Overlay::create(&host_dir, &dir, Some(&mut progress)).map_err(|source| {
+            LaunchError::Overlay {
+                host: host_dir.clone(),
+                copy: dir.clone(),
+                source,
+            }
+        })?;
+        for s in ov.skipped() {
+            notify.note(&format!(
+                "airlock: overlay: skipped {} ({:?})",
+                s.path.escape_debug(),
+                s.reason
+            ));
+        }
+        shares.push(Share {
+            host_dir: ov.upper().to_owned(),
+            guest_path: m.guest.clone(),
+            mode: MountMode::Overlay,
+        });
+        overlays.push((i, m.guest.clone()));
+    }
+    if !overlays.is_empty() {
+        let meta = OverlayMeta {
+            policy: source.clone(),
+            mounts: overlays,
+        };
+        let path = overlays_dir()?.join(id).join("meta.json");
+        let json = serde_json::to_vec_pretty(&meta).map_err(|e| LaunchError::Io {
+            what: "encoding",
+            path: path.clone(),
+            source: e.into(),
+        })?;
+        std::fs::write(&path, json).map_err(|source| LaunchError::Io {
+            what: "writing",
+            path,
+            source,
+        })?;
+    }
+    Ok(shares)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_profile_names_the_field() {
+        let err = load_policy(&PolicyChoice::Profile("nope".into()), None).unwrap_err();
+        match err {
+            LaunchError::Invalid { field, message } => {
+                assert_eq!(field, "profile");
+                assert!(message.contains("unknown profile \"nope\""), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn workspace_policies_need_a_directory() {
+        let err = load_policy(&PolicyChoice::Profile("default".into()), None).unwrap_err();
+        assert!(matches!(
+            err,
+            LaunchError::Invalid {
+                field: "workspace",
+                ..
+            }
+        ));
+        let err = load_policy(
+            &PolicyChoice::Profile("default".into()),
+            Some(Path::new("relative")),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("not an absolute path"), "{err}");
+    }
+
+    #[test]
+    fn bad_policy_text_is_invalid_input() {
+        let err = load_policy(
+            &PolicyChoice::Text {
+                text: "[sandbox]\nbogus = 1\n".into(),
+                origin: PathBuf::from("/api/policy.toml"),
+            },
+            None,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                LaunchError::Invalid {
+                    field: "policy",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+    }
+}

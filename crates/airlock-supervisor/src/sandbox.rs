@@ -1,0 +1,472 @@
+//! One sandbox's lifecycle: state dir, vsock backend, VM, guest readiness, exec, teardown.
+//!
+//! Everything a sandbox starts is tied to its [`Sandbox`] value: helper processes die with
+//! airlock (PDEATHSIG) and are killed on drop, and the state dir is removed on shutdown unless
+//! `keep` was asked for. A failed start tears down what it had started before returning.
+
+use crate::config::{Images, Machine, RecorderSlot, SandboxConfig, StartTimings};
+use crate::control::{Control, Ready};
+use crate::exec::{ExecIo, ExecOutcome};
+use crate::state::StateDir;
+use crate::{Recorder, SandboxError, disk};
+use airlock_audit::{Decision, Event, ProcInfo, Source, kind};
+use airlock_proto::{CONTROL_PORT, EXEC_PORT, ExecRequest, ExitStatus, PROTOCOL_VERSION};
+use airlock_vm::qemu::QemuEngine;
+use airlock_vm::vsock::VsockBackend;
+use airlock_vm::{BootSpec, Drive, Engine, EngineError, Vm};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Lines of the guest console shown when the guest fails to come up.
+const CONSOLE_TAIL: usize = 20;
+
+/// A running sandbox.
+pub struct Sandbox {
+    /// The sandbox id: the state dir's name, or for a claimed warm guest the id it was claimed
+    /// for.
+    pub(crate) id: String,
+    pub(crate) state: StateDir,
+    pub(crate) backend: VsockBackend,
+    pub(crate) vm: airlock_vm::qemu::QemuVm,
+    pub(crate) control: Control,
+    pub(crate) recorder: RecorderSlot,
+    pub(crate) stats_task: Option<tokio::task::JoinHandle<()>>,
+    pub(crate) fs: Vec<airlock_fs::client::FsSlot>,
+    pub(crate) egress: Option<airlock_jail::gateway::GatewayProcess>,
+    pub(crate) machine: Machine,
+    pub(crate) booted: Instant,
+    pub(crate) bound: bool,
+    /// Guest kernel release as the guest reported it.
+    pub kernel_release: String,
+    /// Start phases.
+    pub timings: StartTimings,
+}
+
+impl Sandbox {
+    /// Boots a sandbox, binds `config`'s policy and shares to it, and waits until its agent is
+    /// ready.
+    pub async fn start(config: &SandboxConfig, images: &Images) -> Result<Sandbox, SandboxError> {
+        let state = match &config.id {
+            Some(id) => StateDir::create_with(id, config.keep)?,
+            None => StateDir::create(config.keep)?,
+        };
+        let recorder: RecorderSlot = Arc::default();
+        if let Some(a) = &config.audit {
+            let r = Arc::new(Recorder::open(a, state.id())?);
+            r.record(
+                Event::new(Source::Host, kind::SANDBOX_START)
+                    .with_decision(Decision::Allow)
+                    .with_detail(format!(
+                        "{}; {} cpus, {} MiB, accel {} ({})",
+                        config.description,
+                        config.cpus,
+                        config.memory_mib,
+                        config.accel.accel,
+                        config.accel.reason
+                    )),
+            );
+            let _ = recorder.set(r);
+        }
+        let booted = Self::boot(&config.machine(), images, state, recorder.clone()).await;
+        let result = match booted {
+            Ok(mut sandbox) => match sandbox.bind(config).await {
+                Ok(bind) => {
+                    sandbox.finish_bind(bind);
+                    return Ok(sandbox);
+                }
+                Err(e) => {
+                    let _ = sandbox.teardown().await;
+                    Err(e)
+                }
+            },
+            Err(e) => Err(e),
+        };
+        if let (Err(e), Some(r)) = (&result, recorder.get()) {
+            r.record(
+                Event::new(Source::Host, kind::SANDBOX_END)
+                    .with_decision(Decision::Error)
+                    .with_detail(format!("start failed: {e:#}")),
+            );
+            let _ = r.finish();
+        }
+        result
+    }
+
+    /// Boots a warm guest with nothing bound: no audit log, no egress gateway, and `fs_slots`
+    /// filesystem gateways that refuse every request until [`claim`](Self::claim).
+    pub async fn boot_unbound(
+        machine: &Machine,
+        images: &Images,
+        id: &str,
+    ) -> Result<Sandbox, SandboxError> {
+        let state = StateDir::create_with(id, false)?;
+        Self::boot(machine, images, state, Arc::default()).await
+    }
+
+    /// Binds a warm guest to `config` (id, policy, shares, audit log) and records it. On
+    /// failure the guest is torn down: a guest is never offered twice.
+    pub async fn claim(mut self, config: &SandboxConfig) -> Result<Sandbox, SandboxError> {
+        let claimed = async {
+            if let Some(id) = &config.id {
+                self.state.alias(id)?;
+                self.id.clone_from(id);
+            }
+            let bind = self.bind(config).await?;
+            // The log opens once the claim has worked: a failed claim leaves no record under
+            // the id, which a cold boot then uses.
+            if let Some(a) = &config.audit {
+                let r = Arc::new(Recorder::open(a, &self.id)?);
+                r.record(
+                    Event::new(Source::Host, kind::SANDBOX_START)
+                        .with_decision(Decision::Allow)
+                        .with_detail(format!(
+                            "{}; {} cpus, {} MiB, accel {}; warm guest {} booted {:.1} s before \
+                             the claim",
+                            config.description,
+                            self.machine.cpus,
+                            self.machine.memory_mib,
+                            self.machine.accel,
+                            self.state.id(),
+                            self.booted.elapsed().as_secs_f64()
+                        )),
+                );
+                let _ = self.recorder.set(r);
+            }
+            self.finish_bind(bind);
+            Ok::<(), SandboxError>(())
+        }
+        .await;
+        match claimed {
+            Ok(()) => Ok(self),
+            Err(e) => {
+                let _ = self.shutdown_quiet().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// The state dir's name: the id the guest booted with (differs from [`Self::id`] once a warm
+    /// guest is claimed).
+    pub fn state_dir_id(&self) -> &str {
+        self.state.id()
+    }
+
+    /// The machine this sandbox runs on.
+    pub fn machine(&self) -> &Machine {
+        &self.machine
+    }
+
+    /// How long ago the guest booted.
+    pub fn age(&self) -> Duration {
+        self.booted.elapsed()
+    }
+
+    /// Whether the engine process has exited (a warm guest that died).
+    pub fn has_exited(&mut self) -> bool {
+        self.vm.has_exited()
+    }
+
+    async fn boot(
+        machine: &Machine,
+        images: &Images,
+        state: StateDir,
+        recorder: RecorderSlot,
+    ) -> Result<Sandbox, SandboxError> {
+        let t0 = Instant::now();
+        let disk = disk::create(&state.path().join("disk.img"), machine.disk_bytes)?;
+        let mut backend =
+            VsockBackend::start(state.path(), &state.path().join("vsock.log")).await?;
+        let started = async {
+            let listener = backend.listen(CONTROL_PORT)?;
+            let engine = QemuEngine::locate()?;
+            let mut fs = Vec::new();
+            let mut fs_devices = Vec::new();
+            // One jailed gateway process per share it may take; each learns its share at bind.
+            for i in 0..machine.fs_slots {
+                let sink = recorder.clone();
+                let slot = airlock_fs::client::FsSlot::start(state.path(), i, move |line| {
+                    match airlock_fs::FsLine::parse(line) {
+                        Some(l) => {
+                            if let Some(r) = sink.get() {
+                                r.record(l.to_event());
+                            }
+                        }
+                        None => tracing::warn!("malformed line from an fs gateway"),
+                    }
+                })
+                .await
+                .map_err(|source| SandboxError::FsGateway {
+                    what: format!("slot {i}"),
+                    source,
+                })?;
+                fs_devices.push((slot.socket().to_path_buf(), format!("fs{i}")));
+                fs.push(slot);
+            }
+            Ok::<_, SandboxError>((listener, engine, fs, fs_devices))
+        }
+        .await;
+        let (listener, engine, fs, fs_devices) = match started {
+            Ok(v) => v,
+            Err(e) => {
+                backend.stop().await;
+                return Err(e);
+            }
+        };
+        let mut drives = vec![Drive {
+            path: disk,
+            read_only: false,
+            serial: "airlock-disk".into(),
+        }];
+        if let Some(rootfs) = &images.rootfs {
+            drives.push(Drive {
+                path: rootfs.clone(),
+                read_only: true,
+                serial: "airlock-root".into(),
+            });
+        }
+        let spec = BootSpec {
+            kernel: images.kernel.vmlinux.clone(),
+            initrd: images.tiny.initrd.clone(),
+            cmdline: String::new(),
+            cpus: machine.cpus,
+            memory_mib: machine.memory_mib,
+            state_dir: state.path().to_path_buf(),
+            accel: machine.accel,
+            console_log: state.path().join("console.log"),
+            engine_log: state.path().join("qemu.log"),
+            vsock_socket: backend.socket.clone(),
+            fs_devices,
+            drives,
+            host_limits: Some((
+                state.id().to_string(),
+                airlock_jail::cgroup::Limits::for_engine(machine.cpus, machine.memory_mib),
+                machine.require_host_limits,
+            )),
+        };
+        airlock_jail::cgroup::sweep();
+        let mut vm = match engine.boot(&spec) {
+            Ok(vm) => vm,
+            Err(e) => {
+                backend.stop().await;
+                for slot in fs {
+                    slot.stop(Duration::from_secs(1)).await;
+                }
+                return Err(e.into());
+            }
+        };
+        let engine_start = t0.elapsed();
+        tracing::debug!(state = %state.path().display(), pid = vm.pid(), "vm booting");
+
+        let accept = async {
+            let (stream, _) = listener.accept().await.map_err(|source| SandboxError::Io {
+                context: "accepting the guest's control connection",
+                source,
+            })?;
+            Control::handshake(stream, recorder.clone()).await
+        };
+        let outcome = tokio::select! {
+            r = tokio::time::timeout(machine.boot_timeout, accept) => match r {
+                Ok(r) => r,
+                Err(_) => Err(SandboxError::BootTimeout { secs: machine.boot_timeout.as_secs(), console: airlock_audit::tail_lines(&spec.console_log, CONSOLE_TAIL) }),
+            },
+            status = vm.wait() => Err(match status {
+                Ok(status) => SandboxError::BootExited {
+                    status: status.to_string(),
+                    hint: "check the engine log below; run `airlock doctor` to check the host",
+                    detail: format!("{}\n--- console ---\n{}", airlock_audit::tail_lines(&spec.engine_log, CONSOLE_TAIL), airlock_audit::tail_lines(&spec.console_log, CONSOLE_TAIL)),
+                },
+                Err(e) => SandboxError::Engine(e),
+            }),
+        };
+        let outcome = outcome.and_then(|(control, ready)| {
+            if ready.protocol == PROTOCOL_VERSION {
+                Ok((control, ready))
+            } else {
+                Err(SandboxError::Protocol(format!(
+                    "guest speaks protocol {}, host {PROTOCOL_VERSION}",
+                    ready.protocol
+                )))
+            }
+        });
+        let (control, ready) = match outcome {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = vm.stop(Duration::ZERO).await;
+                backend.stop().await;
+                for slot in fs {
+                    slot.stop(Duration::from_secs(1)).await;
+                }
+                return Err(e);
+            }
+        };
+        let Ready {
+            kernel_release,
+            uptime_ms,
+            ..
+        } = ready;
+        let timings = StartTimings {
+            engine_start_ms: crate::bind::ms(engine_start),
+            guest_ready_ms: crate::bind::ms(t0.elapsed().saturating_sub(engine_start)),
+            guest_uptime_ms: uptime_ms,
+        };
+        Ok(Sandbox {
+            id: state.id().to_string(),
+            state,
+            backend,
+            vm,
+            control,
+            recorder,
+            stats_task: None,
+            fs,
+            egress: None,
+            machine: machine.clone(),
+            booted: Instant::now(),
+            bound: false,
+            kernel_release,
+            timings,
+        })
+    }
+
+    /// The sandbox id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The state dir.
+    pub fn state_dir(&self) -> &std::path::Path {
+        self.state.path()
+    }
+
+    /// Host pids of the processes this sandbox runs (engine, vsock backend, gateways).
+    pub fn pids(&self) -> Vec<u32> {
+        [
+            self.vm.pid(),
+            self.backend.pid(),
+            self.egress.as_ref().and_then(|e| e.pid()),
+        ]
+        .into_iter()
+        .chain(self.fs.iter().map(|g| g.pid()))
+        .flatten()
+        .collect()
+    }
+
+    /// Runs one command in the guest, bridging `io`; returns how it ended.
+    pub async fn exec(
+        &self,
+        request: ExecRequest,
+        io: ExecIo,
+    ) -> Result<ExecOutcome, SandboxError> {
+        if let Some(r) = self.recorder.get() {
+            r.record(
+                Event::new(Source::Host, kind::PROC_EXEC)
+                    .with_decision(Decision::Allow)
+                    .with_proc(ProcInfo {
+                        argv: request.argv.clone(),
+                        cwd: request.cwd.clone(),
+                        ..ProcInfo::default()
+                    })
+                    .with_detail(format!(
+                        "exec request: user {}, seccomp {:?}, tty {}",
+                        request.user.as_deref().unwrap_or("root"),
+                        request.seccomp,
+                        request.tty.is_some()
+                    )),
+            );
+        }
+        let stream = self.backend.connect(EXEC_PORT).await?;
+        let outcome = crate::exec::run(stream, request, io).await;
+        if let Some(r) = self.recorder.get() {
+            if let Ok(ExecOutcome::Exited { oom_kills, .. }) = &outcome
+                && *oom_kills > 0
+            {
+                r.record(
+                    Event::new(Source::Guest, kind::PROC_OOM)
+                        .with_decision(Decision::Deny)
+                        .with_detail(format!(
+                            "the guest kernel's OOM killer ended {oom_kills} process(es) of this \
+                             command (guest memory {} MiB)",
+                            self.machine.memory_mib
+                        )),
+                );
+            }
+            let ev = Event::new(Source::Host, kind::PROC_EXIT);
+            r.record(match &outcome {
+                Ok(ExecOutcome::Exited {
+                    status: ExitStatus::Code { code },
+                    ..
+                }) => ev.with_proc(ProcInfo {
+                    exit: Some(*code),
+                    ..ProcInfo::default()
+                }),
+                Ok(ExecOutcome::Exited {
+                    status: ExitStatus::Signal { signal },
+                    ..
+                }) => ev.with_proc(ProcInfo {
+                    signal: Some(*signal),
+                    ..ProcInfo::default()
+                }),
+                Ok(ExecOutcome::SpawnFailed { reason, message }) => ev
+                    .with_decision(Decision::Error)
+                    .with_detail(format!("spawn failed ({reason:?}): {message}")),
+                Err(e) => ev
+                    .with_decision(Decision::Error)
+                    .with_detail(format!("{e:#}")),
+            });
+        }
+        outcome
+    }
+
+    /// The audit recorder, if this sandbox records.
+    pub fn recorder(&self) -> Option<&Arc<Recorder>> {
+        self.recorder.get()
+    }
+
+    /// Stops the guest and everything the sandbox started, and removes the state dir unless kept.
+    /// `reason` goes into the `sandbox.end` record.
+    pub async fn shutdown(mut self, reason: &str) -> Result<(), SandboxError> {
+        let stopped = self.teardown().await;
+        if let Some(r) = self.recorder.get() {
+            r.record(
+                Event::new(Source::Host, kind::SANDBOX_END)
+                    .with_decision(Decision::Allow)
+                    .with_detail(reason.to_string()),
+            );
+            r.finish()?;
+        }
+        self.state.finish()?;
+        stopped.map_err(SandboxError::Engine)
+    }
+
+    /// Ends a sandbox that failed to start or be claimed: stops everything, seals nothing (the
+    /// caller records why), removes the state dir.
+    async fn shutdown_quiet(mut self) -> Result<(), SandboxError> {
+        let _ = self.teardown().await;
+        if let Some(r) = self.recorder.get() {
+            r.finish()?;
+        }
+        self.state.finish()
+    }
+
+    /// Stops the guest, the engine and every helper process; the audit log stays open.
+    async fn teardown(&mut self) -> Result<(), EngineError> {
+        if let Some(t) = self.stats_task.take() {
+            t.abort();
+        }
+        self.control.shutdown(Duration::from_secs(2)).await;
+        let stopped = self.vm.stop(Duration::from_secs(3)).await;
+        // The helpers stop together: each waits on its own process.
+        let mut helpers = tokio::task::JoinSet::new();
+        for gw in self.fs.drain(..) {
+            helpers.spawn(gw.stop(Duration::from_secs(2)));
+        }
+        if let Some(egress) = self.egress.take() {
+            // Open tunnels are recorded as they close; give them a moment, then cut them.
+            helpers.spawn(egress.stop(Duration::from_secs(2)));
+        }
+        self.backend.stop().await;
+        while helpers.join_next().await.is_some() {}
+        // The backend is gone, so the control stream ends: read what the guest sent before.
+        self.control.drain(Duration::from_secs(2)).await;
+        stopped
+    }
+}
