@@ -236,7 +236,11 @@ pub async fn exec_command(
     Ok(r)
 }
 
-fn exec_handle(d: &Daemon, id: &str, exec_id: &str) -> Result<Arc<exec::ExecHandle>, DaemonError> {
+fn exec_handle(
+    d: &Daemon,
+    id: &str,
+    exec_id: &str,
+) -> Result<Arc<crate::daemon::ExecHandle>, DaemonError> {
     let entry = d.get(id)?;
     entry.touch();
     exec::handle(&entry, exec_id)

@@ -6,12 +6,11 @@ use crate::init;
 use crate::procmon;
 use crate::proxy;
 use crate::reaper::Reaper;
+use crate::report;
 use airlock_proto::codec::Decoder;
-use airlock_proto::{
-    CONTROL_PORT, ControlRequest, EXEC_PORT, Frame, GuestEvent, PROTOCOL_VERSION, encode,
-};
-use std::io::{self, Read, Write};
-use std::sync::{Arc, Mutex, PoisonError};
+use airlock_proto::{CONTROL_PORT, ControlRequest, EXEC_PORT, Frame, GuestEvent, PROTOCOL_VERSION};
+use std::io::{self, Read};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 use vsock::{VsockListener, VsockStream};
@@ -48,7 +47,7 @@ pub fn serve() -> io::Result<()> {
     }
     let mut control = connect_host()?;
     let writer = Arc::new(Mutex::new(control.try_clone()?));
-    let _ = REPORTS.set(writer.clone());
+    report::install(writer.clone());
     let ready = GuestEvent::Ready {
         protocol: PROTOCOL_VERSION,
         agent_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -57,7 +56,7 @@ pub fn serve() -> io::Result<()> {
             .unwrap_or_default(),
         uptime_ms: uptime_ms(),
     };
-    send(&writer, ready)?;
+    report::send(&writer, ready)?;
     // Process events start after `ready`, which must be the first message the host sees.
     let flush = procmon::Flush::default();
     match procmon::subscribe() {
@@ -67,7 +66,7 @@ pub fn serve() -> io::Result<()> {
             thread::Builder::new()
                 .name("procmon".into())
                 .spawn(move || {
-                    if let Err(e) = procmon::run(&fd, &flush, |ev| send(&writer, ev)) {
+                    if let Err(e) = procmon::run(&fd, &flush, |ev| report::send(&writer, ev)) {
                         eprintln!("airlock-guest: process events stopped: {e}");
                     }
                 })?;
@@ -86,7 +85,7 @@ pub fn serve() -> io::Result<()> {
                 Frame::Message(ControlRequest::Shutdown) => {
                     // Report the last processes before the power goes.
                     flush.flush(Duration::from_millis(500));
-                    send(&writer, GuestEvent::Bye)?;
+                    report::send(&writer, GuestEvent::Bye)?;
                     return Ok(());
                 }
                 Frame::Message(ControlRequest::Mount {
@@ -102,7 +101,7 @@ pub fn serve() -> io::Result<()> {
                             message: e.to_string(),
                         },
                     };
-                    send(&writer, reply)?;
+                    report::send(&writer, reply)?;
                 }
                 other => eprintln!("airlock-guest: ignoring control frame {other:?}"),
             }
@@ -113,26 +112,6 @@ pub fn serve() -> io::Result<()> {
             _ => return Err(io::Error::other("host closed the control connection")),
         }
     }
-}
-
-/// The control connection, for reports from exec sessions (set once the host is connected).
-static REPORTS: std::sync::OnceLock<Arc<Mutex<VsockStream>>> = std::sync::OnceLock::new();
-
-/// Reports `event` to the host if the control connection is up; best effort.
-pub fn report(event: GuestEvent) {
-    if let Some(writer) = REPORTS.get() {
-        let _ = send(writer, event);
-    }
-}
-
-/// Sends one event on the shared control connection.
-fn send(writer: &Mutex<VsockStream>, event: GuestEvent) -> io::Result<()> {
-    let mut buf = Vec::new();
-    encode(&Frame::Message(event), &mut buf).map_err(io::Error::other)?;
-    writer
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .write_all(&buf)
 }
 
 fn connect_host() -> io::Result<VsockStream> {

@@ -350,7 +350,7 @@ fn spawn(req: &ExecRequest, reaper: &Reaper) -> Result<Spawned, (SpawnFailure, S
                     .spawn(move || {
                         harden::serve_denials(&listener, |d| {
                             let (syscall, reason) = harden::describe(d.nr);
-                            crate::control::report(GuestEvent::SyscallDenied {
+                            crate::report::report(GuestEvent::SyscallDenied {
                                 pid: d.pid,
                                 syscall: syscall.to_string(),
                                 reason: reason.to_string(),

@@ -14,6 +14,7 @@ mod procmon;
 mod proxy;
 mod pty;
 mod reaper;
+mod report;
 mod rootfs;
 
 use std::process::ExitCode;

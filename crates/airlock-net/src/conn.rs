@@ -2,7 +2,7 @@
 //! addresses → connect to exactly the chosen address → (CONNECT) `200`, SNI check on TLS ports
 //! → forward and splice both ways, counting bytes → one [`NetEvent`].
 //!
-//! Called by `listener.rs` for every accepted stream, on its own task, inside a
+//! Called by `serve.rs` for every accepted stream, on its own task, inside a
 //! `conn{peer, host}` span. Order matters for the threat model: the policy decides on the
 //! name before any lookup (a denied name never reaches DNS, so it cannot be used to exfiltrate
 //! data through DNS queries); the resolved addresses are classified before any connect (a
@@ -27,8 +27,8 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::{Instant, timeout, timeout_at};
 
+use crate::config::Shared;
 use crate::events::{NetDecision, NetEvent};
-use crate::listener::Shared;
 use crate::reason;
 use crate::request::{self, BodyFraming, ChunkedBody, RequestError, RequestHead, RequestTarget};
 use crate::resolve::{self, MAX_ADDRESSES, ResolveError};
@@ -809,7 +809,7 @@ async fn relay<S>(
     mode: UpMode,
     idle: Duration,
     progress: &Progress,
-    stats: &crate::listener::Stats,
+    stats: &crate::config::Stats,
 ) -> RelayEnd
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,

@@ -19,19 +19,21 @@
 )]
 
 pub mod client;
+mod config;
 mod conn;
 mod events;
-mod listener;
 pub mod process;
 pub mod reason;
 pub mod request;
 pub mod resolve;
+mod serve;
 pub mod sni;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod testutil;
 
+pub use config::{Counters, GatewayConfig};
 pub use events::{NetDecision, NetEvent, NetEvents, NetLine, NoEvents};
-pub use listener::{Counters, Gateway, GatewayConfig};
 pub use resolve::{
     ResolveError, ResolveFuture, Resolver, ResolverSpec, dns_resolver, system_resolver,
 };
+pub use serve::Gateway;

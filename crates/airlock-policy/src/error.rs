@@ -7,8 +7,8 @@
 
 use std::fmt;
 
-use crate::load::ParseError;
-use crate::validate::ValidationError;
+use crate::parse_error::ParseError;
+use crate::validation_error::ValidationError;
 
 /// Where an error was found.
 #[derive(Debug, Clone, PartialEq, Eq)]

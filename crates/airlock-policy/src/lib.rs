@@ -12,11 +12,15 @@ mod error;
 mod explain;
 mod host;
 mod load;
+mod parse_error;
 mod path;
 mod policy;
 pub mod reason;
 mod schema;
+mod schema_walk;
+mod source;
 mod validate;
+mod validation_error;
 
 pub use decide::{Decision, FsOp, Verdict};
 pub use error::{ErrorKind, Location, PolicyError, PolicyErrors};
@@ -24,13 +28,12 @@ pub use explain::{Explanation, Query, QueryError, explain, explain_one};
 pub use host::{
     AddressClass, Endpoint, Host, HostError, HostPattern, Specificity, Target, parse_ipv4_legacy,
 };
-pub use load::{
-    ParseError, json_schema, load_file, load_profile, load_str, profile_names, profile_text,
-};
+pub use load::{json_schema, load_file, load_profile, load_str, profile_names, profile_text};
+pub use parse_error::ParseError;
 pub use path::{BUILTIN_PROTECTED, PathError, ProtectedEntry};
 pub use policy::{
     AuditPolicy, MonitorEvent, MonitorRule, Mount, MountHost, PROTECTIONS, Policy, PolicySource,
     ProcessPolicy, SandboxLimits,
 };
 pub use schema::{EventDecision, MonitorAction, MountMode, SeccompProfile};
-pub use validate::ValidationError;
+pub use validation_error::ValidationError;

@@ -4,20 +4,20 @@
 //! `validate.rs`. Also the public entry points `load_file`, `load_str` and `load_profile`.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
-use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 use serde::Deserialize as _;
 use serde_json::Value;
-use toml::Spanned;
-use toml::de::{DeTable, DeValue};
+use toml::de::DeTable;
 
 use crate::error::{ErrorKind, Location, PolicyError, PolicyErrors};
-use crate::policy::Policy;
+use crate::parse_error::ParseError;
+use crate::policy::{MountHost, Policy, PolicySource};
 use crate::schema::PolicyFile;
-use crate::validate::{self, ValidationError};
+use crate::schema_walk::{Walker, index_table, json_schema_inline};
+use crate::source::{Env, Layer, Loc, Pending, Source};
+use crate::validate;
+use crate::validation_error::ValidationError;
 
 /// Shipped profiles, embedded at build time: (name, file text).
 const PROFILES: &[(&str, &str)] = &[
@@ -32,145 +32,6 @@ const PROFILE_NAMES: &[&str] = &["default", "offline", "claude-code", "codex"];
 
 /// How many `extends` links a chain may have (profiles may build on each other).
 const MAX_EXTENDS_DEPTH: usize = 8;
-
-/// A document that is not a well-formed policy: TOML syntax, unknown keys, wrong types.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ParseError {
-    /// TOML syntax error, as described by the TOML parser.
-    #[error("TOML syntax error: {message}")]
-    Syntax {
-        /// The parser's description.
-        message: String,
-    },
-    /// A key the schema does not define.
-    #[error("unknown key `{key}`, expected one of: {expected}")]
-    UnknownKey {
-        /// The key as written.
-        key: String,
-        /// The keys allowed in this table, comma-separated.
-        expected: String,
-    },
-    /// A required key is absent.
-    #[error("missing key `{key}`")]
-    MissingKey {
-        /// The missing key.
-        key: String,
-    },
-    /// A value of the wrong TOML type.
-    #[error("wrong type: found {found}, expected {expected}")]
-    WrongType {
-        /// The value's type and, for scalars, the value.
-        found: String,
-        /// The expected type.
-        expected: String,
-    },
-    /// A string outside a fixed set of keywords.
-    #[error("invalid value: found {found}, expected one of {expected}")]
-    NotOneOf {
-        /// The value as written.
-        found: String,
-        /// The allowed keywords.
-        expected: String,
-    },
-    /// An integer outside the range of its field.
-    #[error("out of range: found {found}, expected an integer from {min} to {max}")]
-    OutOfRange {
-        /// The integer as written.
-        found: String,
-        /// Smallest allowed value.
-        min: i128,
-        /// Largest allowed value.
-        max: i128,
-    },
-    /// Any other deserialisation failure (should not happen once the schema walk passed).
-    #[error("{message}")]
-    Other {
-        /// The deserialiser's description.
-        message: String,
-    },
-}
-
-/// The byte range of a key and of its value in one source file.
-#[derive(Debug, Clone)]
-pub(crate) struct Span {
-    pub key: Option<Range<usize>>,
-    pub value: Range<usize>,
-}
-
-/// One policy text: the caller's file or a shipped profile.
-#[derive(Debug)]
-pub(crate) struct Source {
-    /// Shown as the file in error locations.
-    pub name: String,
-    pub text: String,
-    /// Directory for relative paths; `None` for profiles.
-    pub dir: Option<PathBuf>,
-    /// Set when this source is a shipped profile.
-    pub profile: Option<&'static str>,
-    /// Spans by dotted key path (`network.allow[2]`, `filesystem.mounts[0].guest`).
-    pub spans: HashMap<String, Span>,
-}
-
-impl Source {
-    /// 1-based line and column (in characters) of a byte offset.
-    fn line_col(&self, offset: usize) -> (usize, usize) {
-        let offset = offset.min(self.text.len());
-        let before = self.text.get(..offset).unwrap_or_default();
-        let line = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        let column = before.get(line_start..).unwrap_or_default().chars().count() + 1;
-        (line, column)
-    }
-}
-
-/// Where a validation error points: the value at a key path in one source.
-#[derive(Debug, Clone)]
-pub(crate) struct Loc {
-    pub src: usize,
-    pub key: String,
-}
-
-impl Loc {
-    pub fn value(src: usize, key: impl Into<String>) -> Self {
-        Self {
-            src,
-            key: key.into(),
-        }
-    }
-}
-
-/// One parsed file in an `extends` chain.
-#[derive(Debug)]
-pub(crate) struct Layer {
-    pub src: usize,
-    pub file: PolicyFile,
-}
-
-/// Process environment the loader depends on, injected so tests can fix it.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Env {
-    pub home: Option<PathBuf>,
-    /// Host directories were checked by whoever sent this policy, and may not be visible here
-    /// (a jailed gateway): take them as written, and do not touch the filesystem.
-    pub trusted_hosts: bool,
-}
-
-impl Env {
-    fn from_process() -> Self {
-        Self {
-            home: std::env::var_os("HOME").map(PathBuf::from),
-            trusted_hosts: false,
-        }
-    }
-}
-
-/// An error not yet turned into a [`PolicyError`]: its offset is resolved to line:column last.
-struct Pending {
-    src: usize,
-    offset: Option<usize>,
-    key: String,
-    kind: ErrorKind,
-}
 
 /// Loads, checks and validates a policy file; the workspace mount, if any, stays unbound
 /// until [`Policy::with_workspace`].
@@ -445,262 +306,60 @@ fn one_line(message: &str) -> String {
         .join("; ")
 }
 
-/// The schema with every `$ref` inlined, for the walker; generated once.
-fn json_schema_inline() -> &'static Value {
-    static SCHEMA: OnceLock<Value> = OnceLock::new();
-    SCHEMA.get_or_init(|| {
-        schemars::generate::SchemaSettings::draft2020_12()
-            .with(|s| s.inline_subschemas = true)
-            .into_generator()
-            .into_root_schema_for::<PolicyFile>()
-            .to_value()
-    })
-}
-
-fn join_key(parent: &str, key: &str) -> String {
-    if parent.is_empty() {
-        key.to_owned()
-    } else {
-        format!("{parent}.{key}")
-    }
-}
-
-fn index_table(table: &DeTable<'_>, path: &str, out: &mut HashMap<String, Span>) {
-    for (k, v) in table.iter() {
-        let key = join_key(path, k.get_ref());
-        index_value(v, &key, out);
-        if let Some(span) = out.get_mut(&key) {
-            span.key = Some(k.span());
-        }
-    }
-}
-
-fn index_value(value: &Spanned<DeValue<'_>>, path: &str, out: &mut HashMap<String, Span>) {
-    out.insert(
-        path.to_owned(),
-        Span {
-            key: None,
-            value: value.span(),
-        },
-    );
-    match value.get_ref() {
-        DeValue::Table(t) => index_table(t, path, out),
-        DeValue::Array(items) => {
-            for (i, item) in items.iter().enumerate() {
-                index_value(item, &format!("{path}[{i}]"), out);
-            }
-        }
-        _ => {}
-    }
-}
-
-/// Walks a TOML tree against the JSON schema, collecting every structural error.
-struct Walker {
-    src: usize,
-    out: Vec<Pending>,
-}
-
-impl Walker {
-    fn push(&mut self, offset: usize, key: &str, error: ParseError) {
-        self.out.push(Pending {
-            src: self.src,
-            offset: Some(offset),
-            key: key.to_owned(),
-            kind: error.into(),
-        });
-    }
-
-    fn table(&mut self, table: &DeTable<'_>, span: Range<usize>, schema: &Value, path: &str) {
-        let props = schema.get("properties").and_then(Value::as_object);
-        let closed = schema.get("additionalProperties") == Some(&Value::Bool(false));
-        for (k, v) in table.iter() {
-            let name: &str = k.get_ref();
-            match props.and_then(|p| p.get(name)) {
-                Some(sub) => self.value(v, sub, &join_key(path, name)),
-                None if closed => {
-                    let mut expected: Vec<&str> = props
-                        .map(|p| p.keys().map(String::as_str).collect())
-                        .unwrap_or_default();
-                    expected.sort_unstable();
-                    self.push(
-                        k.span().start,
-                        path,
-                        ParseError::UnknownKey {
-                            key: name.to_owned(),
-                            expected: expected.join(", "),
-                        },
-                    );
-                }
-                None => {}
-            }
-        }
-        let required = schema.get("required").and_then(Value::as_array);
-        for key in required.into_iter().flatten().filter_map(Value::as_str) {
-            if table.get(key).is_none() {
-                self.push(
-                    span.start,
-                    path,
-                    ParseError::MissingKey {
-                        key: key.to_owned(),
-                    },
-                );
-            }
+impl PolicySource {
+    /// Loads the policy again, with this process's environment, and binds the workspace.
+    pub fn load(&self) -> Result<Policy, PolicyErrors> {
+        let policy = load_str(&self.text, &self.origin)?;
+        match &self.workspace {
+            Some(dir) => policy.with_workspace(dir),
+            None => Ok(policy),
         }
     }
 
-    fn value(&mut self, value: &Spanned<DeValue<'_>>, schema: &Value, path: &str) {
-        let offset = value.span().start;
-        // `anyOf`/`oneOf`: drop the `null` branch of an Option; a set of `const` branches is
-        // a keyword enum; a single remaining branch is walked as the schema itself.
-        if let Some(branches) = schema
-            .get("anyOf")
-            .or_else(|| schema.get("oneOf"))
-            .and_then(Value::as_array)
-        {
-            let branches: Vec<&Value> = branches.iter().filter(|b| !is_null_schema(b)).collect();
-            let consts: Option<Vec<&str>> = branches
-                .iter()
-                .map(|b| b.get("const").and_then(Value::as_str))
-                .collect();
-            match (branches.as_slice(), consts) {
-                ([single], _) => self.value(value, single, path),
-                (_, Some(consts)) => self.keyword(value, &consts, path),
-                // A union this walker does not model; serde checks it.
-                _ => {}
-            }
-            return;
-        }
-        if let Some(consts) = schema.get("enum").and_then(Value::as_array) {
-            let consts: Vec<&str> = consts.iter().filter_map(Value::as_str).collect();
-            self.keyword(value, &consts, path);
-            return;
-        }
-        let types: Vec<&str> = match schema.get("type") {
-            Some(Value::String(t)) => vec![t.as_str()],
-            Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).collect(),
-            _ => return,
+    /// Loads the policy in a process that cannot see the host directories it shares (a
+    /// jailed gateway): they were checked by the sender, which passes every mount's canonical
+    /// host directory in `hosts`, in the order of [`Policy::mounts`] (`None` for a workspace
+    /// mount with no workspace bound).
+    pub fn load_checked_elsewhere(
+        &self,
+        hosts: &[Option<PathBuf>],
+    ) -> Result<Policy, PolicyErrors> {
+        let env = Env {
+            home: std::env::var_os("HOME").map(PathBuf::from),
+            trusted_hosts: true,
         };
-        match value.get_ref() {
-            DeValue::Table(t) if types.contains(&"object") => {
-                self.table(t, value.span(), schema, path)
+        let mut policy = load_with(&self.text, &self.origin, &env)?;
+        let mismatch = |why: String| {
+            PolicyErrors::new(vec![PolicyError {
+                location: Location {
+                    file: self.origin.display().to_string(),
+                    position: None,
+                    key: "filesystem.mounts".to_owned(),
+                },
+                kind: ErrorKind::Invalid(ValidationError::MountHostsMismatch { why }),
+            }])
+        };
+        if hosts.len() != policy.mounts.len() {
+            return Err(mismatch(format!(
+                "{} mounts, {} host directories given",
+                policy.mounts.len(),
+                hosts.len()
+            )));
+        }
+        if let Some(dir) = &self.workspace {
+            policy.source.workspace = Some(dir.clone());
+        }
+        for (m, host) in policy.mounts.iter_mut().zip(hosts) {
+            let Some(host) = host else { continue };
+            if !host.is_absolute() {
+                return Err(mismatch(format!("{} is not absolute", host.display())));
             }
-            DeValue::Array(items) if types.contains(&"array") => {
-                if let Some(item_schema) = schema.get("items") {
-                    for (i, item) in items.iter().enumerate() {
-                        self.value(item, item_schema, &format!("{path}[{i}]"));
-                    }
-                }
-            }
-            DeValue::String(_) if types.contains(&"string") => {}
-            DeValue::Boolean(_) if types.contains(&"boolean") => {}
-            DeValue::Float(_) if types.contains(&"number") => {}
-            DeValue::Integer(i) if types.contains(&"integer") || types.contains(&"number") => {
-                let (min, max) = integer_range(schema);
-                let parsed = i128::from_str_radix(i.as_str(), i.radix()).ok();
-                if !parsed.is_some_and(|n| (min..=max).contains(&n)) {
-                    self.push(
-                        offset,
-                        path,
-                        ParseError::OutOfRange {
-                            found: i.to_string(),
-                            min,
-                            max,
-                        },
-                    );
-                }
-            }
-            other => {
-                let expected = types
-                    .iter()
-                    .filter(|t| **t != "null")
-                    .map(|t| type_name(t))
-                    .collect::<Vec<_>>()
-                    .join(" or ");
-                self.push(
-                    offset,
-                    path,
-                    ParseError::WrongType {
-                        found: describe(other),
-                        expected,
-                    },
-                );
-            }
+            m.host = MountHost::Path(host.clone());
         }
+        policy.source.text.clone_from(&self.text);
+        policy.source.origin.clone_from(&self.origin);
+        Ok(policy)
     }
-
-    fn keyword(&mut self, value: &Spanned<DeValue<'_>>, consts: &[&str], path: &str) {
-        let ok = value
-            .get_ref()
-            .as_str()
-            .is_some_and(|s| consts.contains(&s));
-        if !ok {
-            let expected = consts
-                .iter()
-                .map(|c| format!("{c:?}"))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let found = match value.get_ref() {
-                DeValue::String(s) => format!("{s:?}"),
-                other => describe(other),
-            };
-            self.push(
-                value.span().start,
-                path,
-                ParseError::NotOneOf { found, expected },
-            );
-        }
-    }
-}
-
-fn is_null_schema(schema: &Value) -> bool {
-    schema.get("type").and_then(Value::as_str) == Some("null")
-}
-
-fn integer_range(schema: &Value) -> (i128, i128) {
-    let (fmt_min, fmt_max) = match schema.get("format").and_then(Value::as_str) {
-        Some("uint8") => (0, i128::from(u8::MAX)),
-        Some("uint16") => (0, i128::from(u16::MAX)),
-        Some("uint32") => (0, i128::from(u32::MAX)),
-        Some("uint64") => (0, i128::from(u64::MAX)),
-        _ => (i128::from(i64::MIN), i128::from(i64::MAX)),
-    };
-    let bound = |key: &str| schema.get(key).and_then(Value::as_i64).map(i128::from);
-    (
-        bound("minimum").map_or(fmt_min, |m| m.max(fmt_min)),
-        bound("maximum").map_or(fmt_max, |m| m.min(fmt_max)),
-    )
-}
-
-fn type_name(json_type: &str) -> &str {
-    match json_type {
-        "object" => "table",
-        "number" => "float",
-        other => other,
-    }
-}
-
-/// A short description of a TOML value for error messages: its type and, for scalars, its text.
-fn describe(value: &DeValue<'_>) -> String {
-    let mut out = String::from(value.type_str());
-    match value {
-        DeValue::String(s) => {
-            let _ = write!(out, " {s:?}");
-        }
-        DeValue::Integer(i) => {
-            let _ = write!(out, " {i}");
-        }
-        DeValue::Float(f) => {
-            let _ = write!(out, " {f}");
-        }
-        DeValue::Boolean(b) => {
-            let _ = write!(out, " {b}");
-        }
-        DeValue::Datetime(d) => {
-            let _ = write!(out, " {d}");
-        }
-        DeValue::Array(_) | DeValue::Table(_) => {}
-    }
-    out
 }
 
 #[cfg(test)]

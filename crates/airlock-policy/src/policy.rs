@@ -10,7 +10,7 @@ use crate::error::{ErrorKind, Location, PolicyError, PolicyErrors};
 use crate::host::{Endpoint, Target};
 use crate::path::PathRule;
 use crate::schema::{EventDecision, MonitorAction, MountMode, SeccompProfile};
-use crate::validate::ValidationError;
+use crate::validation_error::ValidationError;
 
 /// A validated policy. Built only by the loaders; every query on it is pure.
 #[derive(Debug, Clone)]
@@ -41,62 +41,6 @@ pub struct PolicySource {
     pub origin: PathBuf,
     /// The workspace bound with [`Policy::with_workspace`].
     pub workspace: Option<PathBuf>,
-}
-
-impl PolicySource {
-    /// Loads the policy again, with this process's environment, and binds the workspace.
-    pub fn load(&self) -> Result<Policy, PolicyErrors> {
-        let policy = crate::load_str(&self.text, &self.origin)?;
-        match &self.workspace {
-            Some(dir) => policy.with_workspace(dir),
-            None => Ok(policy),
-        }
-    }
-
-    /// Loads the policy in a process that cannot see the host directories it shares (a
-    /// jailed gateway): they were checked by the sender, which passes every mount's canonical
-    /// host directory in `hosts`, in the order of [`Policy::mounts`] (`None` for a workspace
-    /// mount with no workspace bound).
-    pub fn load_checked_elsewhere(
-        &self,
-        hosts: &[Option<PathBuf>],
-    ) -> Result<Policy, PolicyErrors> {
-        let env = crate::load::Env {
-            home: std::env::var_os("HOME").map(PathBuf::from),
-            trusted_hosts: true,
-        };
-        let mut policy = crate::load::load_with(&self.text, &self.origin, &env)?;
-        let mismatch = |why: String| {
-            PolicyErrors::new(vec![PolicyError {
-                location: Location {
-                    file: self.origin.display().to_string(),
-                    position: None,
-                    key: "filesystem.mounts".to_owned(),
-                },
-                kind: ErrorKind::Invalid(ValidationError::MountHostsMismatch { why }),
-            }])
-        };
-        if hosts.len() != policy.mounts.len() {
-            return Err(mismatch(format!(
-                "{} mounts, {} host directories given",
-                policy.mounts.len(),
-                hosts.len()
-            )));
-        }
-        if let Some(dir) = &self.workspace {
-            policy.source.workspace = Some(dir.clone());
-        }
-        for (m, host) in policy.mounts.iter_mut().zip(hosts) {
-            let Some(host) = host else { continue };
-            if !host.is_absolute() {
-                return Err(mismatch(format!("{} is not absolute", host.display())));
-            }
-            m.host = MountHost::Path(host.clone());
-        }
-        policy.source.text.clone_from(&self.text);
-        policy.source.origin.clone_from(&self.origin);
-        Ok(policy)
-    }
 }
 
 /// Resources of the microVM, with defaults applied.

@@ -7,17 +7,9 @@
 
 mod cmd;
 mod exit;
+mod ui;
 
-/// Prints a line on stderr for the user. Unlike `eprintln!` it never panics: a closed stderr
-/// (the reader went away) must not turn into a crash in the middle of teardown.
-macro_rules! note {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stderr(), $($arg)*);
-    }};
-}
 use clap::{Parser, Subcommand};
-pub(crate) use note;
 use std::process::ExitCode;
 
 /// Run untrusted AI coding agents in microVMs under one policy.
@@ -136,7 +128,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            note!("airlock: {e:#}");
+            ui::note!("airlock: {e:#}");
             ExitCode::from(exit::AIRLOCK_ERROR)
         }
     }

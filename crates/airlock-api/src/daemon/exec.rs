@@ -7,9 +7,11 @@
 //! slow client slows the command down instead of growing memory. When the sandbox starts
 //! stopping, running execs end at once with an `error` line.
 
-use super::{DaemonError, Entry, lock};
+use super::entry::{Entry, lock};
+use super::error::DaemonError;
+use super::handle::{ExecHandle, check_size};
 use crate::types::{ErrorBody, ExecBody, ExecExit, ExecLine, TerminalSize};
-use airlock_proto::{ExecControl, ExitStatus, WindowSize};
+use airlock_proto::{ExitStatus, WindowSize};
 use airlock_supervisor::{ExecIo, ExecOutcome};
 use base64::Engine as _;
 use std::sync::Arc;
@@ -23,71 +25,6 @@ const LINE_QUEUE: usize = 32;
 const PIPE_BYTES: usize = 64 * 1024;
 /// Stdin chunks queued before `POST .../stdin` waits.
 const STDIN_QUEUE: usize = 16;
-
-/// A running exec's input side.
-pub struct ExecHandle {
-    stdin: tokio::sync::Mutex<Option<mpsc::Sender<Vec<u8>>>>,
-    control: mpsc::UnboundedSender<ExecControl>,
-    tty: bool,
-}
-
-impl ExecHandle {
-    /// Sends stdin bytes, then closes stdin if `eof`.
-    pub async fn stdin(&self, data: Vec<u8>, eof: bool) -> Result<(), DaemonError> {
-        let mut guard = self.stdin.lock().await;
-        let Some(tx) = guard.as_ref() else {
-            return Err(DaemonError::Conflict(
-                "this exec's stdin is closed (it was not opened with stdin_open, or eof was sent)"
-                    .into(),
-            ));
-        };
-        if !data.is_empty() && tx.send(data).await.is_err() {
-            return Err(DaemonError::Conflict("the command has ended".into()));
-        }
-        if eof {
-            *guard = None;
-        }
-        Ok(())
-    }
-
-    /// Delivers a signal to the command's process group.
-    pub fn signal(&self, signal: i32) -> Result<(), DaemonError> {
-        self.control
-            .send(ExecControl::Signal { signal })
-            .map_err(|_| DaemonError::Conflict("the command has ended".into()))
-    }
-
-    /// Resizes the command's terminal.
-    pub fn resize(&self, size: TerminalSize) -> Result<(), DaemonError> {
-        if !self.tty {
-            return Err(DaemonError::Conflict(
-                "this exec has no terminal (start it with tty: true)".into(),
-            ));
-        }
-        check_size(&size)?;
-        self.control
-            .send(ExecControl::Resize {
-                size: WindowSize {
-                    rows: size.rows,
-                    cols: size.cols,
-                },
-            })
-            .map_err(|_| DaemonError::Conflict("the command has ended".into()))
-    }
-}
-
-fn check_size(size: &TerminalSize) -> Result<(), DaemonError> {
-    if !(1..=1000).contains(&size.rows) || !(1..=1000).contains(&size.cols) {
-        return Err(DaemonError::bad(
-            "size",
-            format!(
-                "{}x{} is out of range (rows and cols 1..=1000)",
-                size.rows, size.cols
-            ),
-        ));
-    }
-    Ok(())
-}
 
 /// A started exec: its id and the stream of NDJSON lines.
 pub struct Started {

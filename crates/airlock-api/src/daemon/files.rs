@@ -11,7 +11,8 @@
 //! The cost is an exec per operation (a few milliseconds under KVM, more under TCG) and
 //! whole-file transfers bounded by [`MAX_FILE_BYTES`].
 
-use super::{DaemonError, Entry};
+use super::entry::{Entry, lock};
+use super::error::DaemonError;
 use crate::types::{FileList, FileStat, FileWritten};
 use airlock_supervisor::{ExecIo, ExecOutcome};
 use std::pin::Pin;
@@ -56,7 +57,7 @@ impl Capture {
     }
 
     fn take(&self) -> Vec<u8> {
-        std::mem::take(&mut *super::lock(&self.buf))
+        std::mem::take(&mut *lock(&self.buf))
     }
 }
 
@@ -66,7 +67,7 @@ impl tokio::io::AsyncWrite for Capture {
         _: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        let mut buf = super::lock(&self.buf);
+        let mut buf = lock(&self.buf);
         if buf.len().saturating_add(data.len()) > self.limit {
             return Poll::Ready(Err(std::io::Error::new(
                 std::io::ErrorKind::FileTooLarge,

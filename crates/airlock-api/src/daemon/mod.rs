@@ -11,22 +11,30 @@
 //! `kill` monitor rule fired. The registry ([`registry`]) mirrors live sandboxes on disk so a
 //! restarted daemon can reap what a killed one left.
 
+mod entry;
+mod error;
 pub mod exec;
 pub mod files;
+mod handle;
+mod keeper;
 pub mod pool;
 pub mod registry;
 
+pub use entry::Entry;
+pub use error::DaemonError;
+pub use handle::ExecHandle;
+
+use entry::{EntryState, lock};
+
 use crate::types::{CreateSandboxRequest, SandboxInfo, SandboxStatus};
 use airlock_audit::Timestamp;
-use airlock_image::debian::OpenedImage;
-use airlock_policy::Policy;
-use airlock_supervisor::launch::{Launch, LaunchError, LaunchOptions, PolicyChoice};
+use airlock_supervisor::launch::{Launch, LaunchOptions, PolicyChoice};
 use airlock_supervisor::{Images, Sandbox, SandboxError};
 use registry::{ProcessRef, Registry, SandboxRecord};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicU32, AtomicU64};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, watch};
 
@@ -61,215 +69,6 @@ impl Default for DaemonConfig {
             max_starting: std::thread::available_parallelism().map_or(2, |n| n.get()),
             pool: None,
         }
-    }
-}
-
-/// An API-level failure: the status class and a precise message.
-#[derive(Debug, thiserror::Error)]
-pub enum DaemonError {
-    /// No such sandbox or exec.
-    #[error("{0}")]
-    NotFound(String),
-    /// The request is wrong; `field` names the request field.
-    #[error("{field}: {message}")]
-    BadRequest {
-        /// Request field.
-        field: String,
-        /// What is wrong.
-        message: String,
-    },
-    /// The request conflicts with the sandbox's state or the daemon's limits.
-    #[error("{0}")]
-    Conflict(String),
-    /// The guest refused a file operation for lack of permission.
-    #[error("{0}")]
-    Forbidden(String),
-    /// The content is too large.
-    #[error("{0}")]
-    TooLarge(String),
-    /// The sandbox did not boot.
-    #[error("{0}")]
-    BootFailed(String),
-    /// Anything else.
-    #[error("{0}")]
-    Internal(String),
-}
-
-impl DaemonError {
-    /// A 400 naming `field`.
-    pub fn bad(field: impl Into<String>, message: impl Into<String>) -> DaemonError {
-        DaemonError::BadRequest {
-            field: field.into(),
-            message: message.into(),
-        }
-    }
-}
-
-impl From<LaunchError> for DaemonError {
-    fn from(e: LaunchError) -> Self {
-        match e {
-            LaunchError::Invalid { field, message } => DaemonError::bad(field, message),
-            e => DaemonError::Internal(airlock_jail::error_chain(&e)),
-        }
-    }
-}
-
-/// Where a sandbox is, and what it holds in that state.
-enum EntryState {
-    Starting,
-    Running {
-        sandbox: Arc<Sandbox>,
-        /// A built image, held in use while the sandbox runs.
-        _image: Option<Box<OpenedImage>>,
-    },
-    Stopping,
-    Stopped {
-        reason: String,
-    },
-}
-
-/// One sandbox the daemon manages.
-pub struct Entry {
-    id: String,
-    created_at: Timestamp,
-    created: Instant,
-    labels: BTreeMap<String, String>,
-    image: String,
-    origin: String,
-    workspace: Option<PathBuf>,
-    cpus: u32,
-    memory_mib: u64,
-    idle_timeout: Duration,
-    max_lifetime: Duration,
-    audit_log: Option<PathBuf>,
-    policy: Arc<Policy>,
-    kernel_release: Mutex<Option<String>>,
-    /// Whether it was a warm guest from the pool, and how long the create took.
-    start: Mutex<Option<(bool, Duration)>>,
-    state: Mutex<EntryState>,
-    last_active: Mutex<(Instant, Timestamp)>,
-    running_execs: AtomicU32,
-    exec_seq: AtomicU64,
-    execs: Mutex<HashMap<String, Arc<exec::ExecHandle>>>,
-    /// Turns true when the sandbox starts stopping: running execs end.
-    stopping: watch::Sender<bool>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-impl Entry {
-    /// The sandbox id.
-    pub fn id(&self) -> &str {
-        &self.id
-    }
-
-    /// The policy the sandbox runs under.
-    pub fn policy(&self) -> &Arc<Policy> {
-        &self.policy
-    }
-
-    /// Its audit log.
-    pub fn audit_log(&self) -> Option<&PathBuf> {
-        self.audit_log.as_ref()
-    }
-
-    /// Notes API activity (resets the idle timer).
-    pub fn touch(&self) {
-        *lock(&self.last_active) = (Instant::now(), Timestamp::now());
-    }
-
-    /// The running sandbox, or 409 naming its state.
-    pub fn running(&self) -> Result<Arc<Sandbox>, DaemonError> {
-        match &*lock(&self.state) {
-            EntryState::Running { sandbox, .. } => Ok(sandbox.clone()),
-            EntryState::Starting => Err(DaemonError::Conflict(format!(
-                "sandbox {} is still starting",
-                self.id
-            ))),
-            EntryState::Stopping => Err(DaemonError::Conflict(format!(
-                "sandbox {} is stopping",
-                self.id
-            ))),
-            EntryState::Stopped { reason } => Err(DaemonError::Conflict(format!(
-                "sandbox {} is stopped ({reason})",
-                self.id
-            ))),
-        }
-    }
-
-    /// Whether it is stopped or stopping.
-    pub fn is_ended(&self) -> bool {
-        matches!(
-            &*lock(&self.state),
-            EntryState::Stopped { .. } | EntryState::Stopping
-        )
-    }
-
-    /// A receiver that turns true when the sandbox starts stopping.
-    pub fn stopping(&self) -> watch::Receiver<bool> {
-        self.stopping.subscribe()
-    }
-
-    fn status(&self) -> (SandboxStatus, Option<String>) {
-        match &*lock(&self.state) {
-            EntryState::Starting => (SandboxStatus::Starting, None),
-            EntryState::Running { .. } => (SandboxStatus::Running, None),
-            EntryState::Stopping => (SandboxStatus::Stopping, None),
-            EntryState::Stopped { reason } => (SandboxStatus::Stopped, Some(reason.clone())),
-        }
-    }
-
-    /// The API view.
-    pub fn info(&self) -> SandboxInfo {
-        let (status, end_reason) = self.status();
-        let start = *lock(&self.start);
-        SandboxInfo {
-            id: self.id.clone(),
-            status,
-            image: self.image.clone(),
-            policy: self.origin.clone(),
-            workspace: self.workspace.as_ref().map(|w| w.display().to_string()),
-            labels: self.labels.clone(),
-            cpus: self.cpus,
-            memory_mib: self.memory_mib,
-            created_at: self.created_at.to_string(),
-            last_active_at: lock(&self.last_active).1.to_string(),
-            idle_timeout_secs: self.idle_timeout.as_secs(),
-            max_lifetime_secs: self.max_lifetime.as_secs(),
-            execs_running: self.running_execs.load(Ordering::Relaxed),
-            audit_log: self.audit_log.as_ref().map(|p| p.display().to_string()),
-            kernel_release: lock(&self.kernel_release).clone(),
-            pooled: start.is_some_and(|(pooled, _)| pooled),
-            start_ms: start.map(|(_, d)| d.as_millis().try_into().unwrap_or(u64::MAX)),
-            end_reason,
-        }
-    }
-
-    /// Why the janitor should stop this sandbox now, if it should.
-    fn expired(&self) -> Option<String> {
-        if !matches!(&*lock(&self.state), EntryState::Running { .. }) {
-            return None;
-        }
-        if !self.max_lifetime.is_zero() && self.created.elapsed() >= self.max_lifetime {
-            return Some(format!(
-                "reached its maximum lifetime of {} s",
-                self.max_lifetime.as_secs()
-            ));
-        }
-        let idle = lock(&self.last_active).0.elapsed();
-        if !self.idle_timeout.is_zero()
-            && self.running_execs.load(Ordering::Relaxed) == 0
-            && idle >= self.idle_timeout
-        {
-            return Some(format!(
-                "idle for {} s (idle timeout {} s)",
-                idle.as_secs(),
-                self.idle_timeout.as_secs()
-            ));
-        }
-        None
     }
 }
 

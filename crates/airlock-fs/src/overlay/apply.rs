@@ -7,6 +7,7 @@
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::Path;
 use std::sync::Arc;
 
 use airlock_policy::{Decision, MountHost, MountMode, Policy};
@@ -18,7 +19,7 @@ use virtiofsd::filesystem::SetattrValid;
 
 use super::copy::{copy_data, hash_file};
 use super::tree::{self, Kind, Tree};
-use super::{Change, ChangeKind, EntryKind, EntryState, Overlay, OverlayError, PERMISSION_BITS};
+use super::types::{Change, ChangeKind, EntryKind, EntryState, OverlayError, PERMISSION_BITS};
 use crate::gate::{Gate, Request};
 use crate::sys;
 
@@ -36,12 +37,13 @@ pub struct ApplyGuard {
 
 impl ApplyGuard {
     /// Decides with `policy`'s mount at `guest_path` (the overlay mount). Fails if the policy
-    /// has no mount there, or if that mount names a host directory other than the one
-    /// `overlay` copied (a workspace mount not yet bound is taken as the overlay's).
+    /// has no mount there, or if that mount names a host directory other than `host_dir`, the
+    /// one the overlay copied ([`Overlay::host_dir`](super::Overlay::host_dir); a workspace
+    /// mount not yet bound is taken as the overlay's).
     pub fn new(
         policy: Arc<Policy>,
         guest_path: &str,
-        overlay: &Overlay,
+        host_dir: &Path,
     ) -> Result<ApplyGuard, OverlayError> {
         let wanted = guest_path.trim_end_matches('/');
         let mount = policy
@@ -51,16 +53,16 @@ impl ApplyGuard {
             .ok_or_else(|| OverlayError::UnknownMount(guest_path.to_owned()))?;
         if let MountHost::Path(expected) = &mount.host {
             let expected = std::fs::canonicalize(expected).unwrap_or_else(|_| expected.clone());
-            if expected != overlay.host_dir() {
+            if expected != host_dir {
                 return Err(OverlayError::HostMismatch {
                     guest: mount.guest.clone(),
                     policy: expected,
-                    overlay: overlay.host_dir().to_owned(),
+                    overlay: host_dir.to_owned(),
                 });
             }
         }
         let guest = mount.guest.clone();
-        let host = overlay.host_dir().to_str().map(str::to_owned);
+        let host = host_dir.to_str().map(str::to_owned);
         Ok(ApplyGuard {
             gate: Some(Gate::new(
                 policy,
@@ -146,7 +148,7 @@ impl ApplyGuard {
     }
 }
 
-/// What [`Overlay::apply`] did. Each list is sorted by path.
+/// What [`Overlay::apply`](super::Overlay::apply) did. Each list is sorted by path.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ApplyReport {
     /// Paths now as in the copy (written, removed, or already equal).
@@ -206,20 +208,22 @@ pub struct Denied {
     pub decision: Decision,
 }
 
-/// See [`Overlay::apply`].
+/// See [`Overlay::apply`](super::Overlay::apply): writes `changes` from the copy at
+/// `upper_dir` to `host_dir`.
 pub(super) fn apply(
-    overlay: &Overlay,
+    host_dir: &Path,
+    upper_dir: &Path,
+    changes: Vec<Change>,
     guard: &ApplyGuard,
     force: bool,
 ) -> Result<ApplyReport, OverlayError> {
-    let changes = overlay.changes()?;
-    let host = Tree::open(overlay.host_dir()).map_err(|source| OverlayError::HostDir {
-        path: overlay.host_dir().to_owned(),
+    let host = Tree::open(host_dir).map_err(|source| OverlayError::HostDir {
+        path: host_dir.to_owned(),
         source,
     })?;
-    let upper = Tree::open(overlay.upper()).map_err(|source| OverlayError::Io {
+    let upper = Tree::open(upper_dir).map_err(|source| OverlayError::Io {
         op: "open",
-        path: overlay.upper().to_owned(),
+        path: upper_dir.to_owned(),
         source,
     })?;
     let mut writer = Writer {

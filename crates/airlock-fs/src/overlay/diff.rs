@@ -6,21 +6,24 @@
 //! would do to it.
 
 use std::io;
+use std::path::Path;
 
 use similar::TextDiff;
 
 use super::copy::read_capped;
 use super::tree::Tree;
-use super::{Change, ChangeKind, EntryKind, Overlay, OverlayError};
+use super::types::{Change, ChangeKind, EntryKind, OverlayError};
 
 /// Largest file, in bytes, that gets a text diff.
 pub const MAX_DIFF_BYTES: u64 = 1024 * 1024;
 /// Lines of context around each change.
 const CONTEXT: usize = 3;
 
-/// See [`Overlay::unified_diff`].
+/// See [`Overlay::unified_diff`](super::Overlay::unified_diff): `host_dir` is the original,
+/// `upper_dir` the copy.
 pub(super) fn unified_diff(
-    overlay: &Overlay,
+    host_dir: &Path,
+    upper_dir: &Path,
     change: &Change,
 ) -> Result<Option<String>, OverlayError> {
     if change.entry != EntryKind::File {
@@ -29,8 +32,8 @@ pub(super) fn unified_diff(
     let old = match change.kind {
         ChangeKind::Added => Some(Vec::new()),
         ChangeKind::Modified | ChangeKind::Deleted => {
-            let host = Tree::open(overlay.host_dir()).map_err(|source| OverlayError::HostDir {
-                path: overlay.host_dir().to_owned(),
+            let host = Tree::open(host_dir).map_err(|source| OverlayError::HostDir {
+                path: host_dir.to_owned(),
                 source,
             })?;
             read_side(&host, &change.path, true)?
@@ -39,9 +42,9 @@ pub(super) fn unified_diff(
     let new = match change.kind {
         ChangeKind::Deleted => Some(Vec::new()),
         ChangeKind::Added | ChangeKind::Modified => {
-            let upper = Tree::open(overlay.upper()).map_err(|source| OverlayError::Io {
+            let upper = Tree::open(upper_dir).map_err(|source| OverlayError::Io {
                 op: "open",
-                path: overlay.upper().to_owned(),
+                path: upper_dir.to_owned(),
                 source,
             })?;
             read_side(&upper, &change.path, false)?

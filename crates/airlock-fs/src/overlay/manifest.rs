@@ -11,10 +11,8 @@ use std::path::{Path, PathBuf};
 use airlock_audit::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use super::{EntryKind, EntryState, OverlayError, tree};
-
-/// The manifest format this build writes and reads.
-pub(crate) const VERSION: u32 = 1;
+use super::tree;
+use super::types::{EntryKind, EntryState, OverlayError, VERSION};
 
 /// The manifest file.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -24,7 +24,7 @@ use nix::sys::time::TimeSpec;
 use super::copy::{copy_data, hash_file};
 use super::manifest::{Entry, Skipped, Stamp};
 use super::tree::{self, Kind, Tree, Visit};
-use super::{EntryKind, OverlayError, PERMISSION_BITS};
+use super::types::{EntryKind, OverlayError, PERMISSION_BITS};
 
 /// Progress callback: files copied so far, bytes copied so far.
 pub(crate) type Progress<'a> = Option<&'a mut dyn FnMut(u64, u64)>;

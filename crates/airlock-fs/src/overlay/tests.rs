@@ -550,7 +550,7 @@ fn apply_refuses_what_the_policy_protects() {
         f.host.display().to_string()
     );
     let policy = Arc::new(airlock_policy::load_str(&text, Path::new("/t/policy.toml")).unwrap());
-    let guard = ApplyGuard::new(Arc::clone(&policy), "/workspace/", &ov).unwrap();
+    let guard = ApplyGuard::new(Arc::clone(&policy), "/workspace/", ov.host_dir()).unwrap();
     let report = ov.apply(&guard, true).unwrap();
     let denied: Vec<(&str, &str)> = report
         .denied
@@ -581,7 +581,7 @@ fn apply_refuses_what_the_policy_protects() {
     );
 
     // the guard checks that the policy shares the directory the overlay copied
-    let err = ApplyGuard::new(Arc::clone(&policy), "/data", &ov).unwrap_err();
+    let err = ApplyGuard::new(Arc::clone(&policy), "/data", ov.host_dir()).unwrap_err();
     assert!(matches!(err, OverlayError::UnknownMount(_)), "{err}");
     let other = tempfile::tempdir().unwrap();
     let text = format!(
@@ -589,7 +589,7 @@ fn apply_refuses_what_the_policy_protects() {
         other.path().display().to_string()
     );
     let policy = Arc::new(airlock_policy::load_str(&text, Path::new("/t/p.toml")).unwrap());
-    let err = ApplyGuard::new(policy, "/workspace", &ov).unwrap_err();
+    let err = ApplyGuard::new(policy, "/workspace", ov.host_dir()).unwrap_err();
     assert!(matches!(err, OverlayError::HostMismatch { .. }), "{err}");
 }
 

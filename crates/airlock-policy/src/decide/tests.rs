@@ -5,7 +5,8 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::host::Endpoint;
-use crate::load::{Env, load_with};
+use crate::load::load_with;
+use crate::source::Env;
 
 fn policy(text: &str) -> Policy {
     load_with(text, Path::new("test.toml"), &Env::default()).unwrap_or_else(|e| panic!("{e}"))

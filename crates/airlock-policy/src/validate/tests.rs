@@ -3,10 +3,14 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::values::{parse_duration, parse_size};
 use super::*;
 use crate::load::load_with;
 use crate::policy::MonitorEvent;
+use crate::policy::{AuditPolicy, Mount, MountHost, ProcessPolicy, SandboxLimits};
 use crate::schema::MonitorAction;
+use crate::schema::{MountMode, SeccompProfile};
+use crate::source::Env;
 
 fn env() -> Env {
     Env {

@@ -143,7 +143,7 @@ fn verify_cmd(log: &Path, key: Option<&str>) -> anyhow::Result<u8> {
             } else {
                 // Intact as far as it goes, but its end is not signed: the writer did not close
                 // (a crash or kill -9), or records after the last checkpoint were cut off.
-                crate::note!(
+                crate::ui::note!(
                     "airlock: audit log {} is intact up to seq {} but not sealed by a final checkpoint: \
                      the sandbox did not end cleanly, or records after seq {} were removed",
                     log.display(),
@@ -154,7 +154,7 @@ fn verify_cmd(log: &Path, key: Option<&str>) -> anyhow::Result<u8> {
             }
         }
         Err(e) => {
-            crate::note!(
+            crate::ui::note!(
                 "airlock: audit log {} FAILED verification: {e}",
                 log.display()
             );
@@ -221,7 +221,7 @@ pub fn events(args: EventsArgs) -> anyhow::Result<u8> {
                     ended |= r.event.kind == airlock_audit::kind::SANDBOX_END;
                     println!("{}", format_record(&r));
                 }
-                Err(e) => crate::note!("airlock: unreadable record: {e}"),
+                Err(e) => crate::ui::note!("airlock: unreadable record: {e}"),
             }
         }
         if !args.follow || ended {

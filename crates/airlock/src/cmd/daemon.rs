@@ -5,6 +5,7 @@
 //! previous daemon left, bind the sockets, serve. SIGINT/SIGTERM stop every sandbox (sealing
 //! their audit logs), release the registry and remove the socket.
 
+use super::args::parse_duration;
 use airlock_api::daemon::registry::Registry;
 use airlock_api::daemon::{Daemon, DaemonConfig};
 use airlock_api::listen;
@@ -77,28 +78,6 @@ fn parse_pool(s: &str) -> Result<(String, usize), String> {
     Ok((image.to_string(), n))
 }
 
-/// `30s`, `15m`, `2h`, `1d`, or plain seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
-        Some(i) => s.split_at(i),
-        None => (s, "s"),
-    };
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?}: expected a number with s, m, h or d"))?;
-    let mult = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86400,
-        _ => return Err(format!("{s:?}: unknown unit {unit:?}; use s, m, h or d")),
-    };
-    n.checked_mul(mult)
-        .map(Duration::from_secs)
-        .ok_or_else(|| format!("{s:?} is too long"))
-}
-
 /// Runs the daemon until SIGINT or SIGTERM.
 pub fn main(args: DaemonArgs) -> anyhow::Result<u8> {
     if args.openapi {
@@ -132,7 +111,7 @@ async fn serve(args: DaemonArgs) -> anyhow::Result<u8> {
         })
         .transpose()?;
     let cache = airlock_image::Cache::from_env()?;
-    let images = super::run::resolve_images(cache).await?;
+    let images = super::image::resolve_images(cache).await?;
     let registry = Registry::open(&Registry::dir_in(&airlock_supervisor::state_root()))?;
     let mut config = DaemonConfig {
         idle_timeout: args.idle_timeout,
@@ -161,7 +140,7 @@ async fn serve(args: DaemonArgs) -> anyhow::Result<u8> {
     }
     let daemon = Daemon::new(config, images, registry);
     for r in daemon.reap_leftovers() {
-        crate::note!(
+        crate::ui::note!(
             "airlock: reaped sandbox {} left by a previous daemon ({} process(es) killed{})",
             r.id,
             r.killed.len(),
@@ -184,21 +163,21 @@ async fn serve(args: DaemonArgs) -> anyhow::Result<u8> {
             .await
             .with_context(|| format!("binding --tcp {addr}"))?;
         if !addr.ip().is_loopback() {
-            crate::note!(
+            crate::ui::note!(
                 "airlock: warning: {addr} is not a loopback address and the API has no TLS; \
                  the token crosses the network in clear"
             );
         }
-        crate::note!("airlock: daemon listening on tcp {addr} (bearer token required)");
+        crate::ui::note!("airlock: daemon listening on tcp {addr} (bearer token required)");
         tcp_listener = Some((tcp, token));
     }
-    crate::note!("airlock: daemon listening on {}", socket.display());
+    crate::ui::note!("airlock: daemon listening on {}", socket.display());
     let servers = listen::serve(daemon.clone(), unix, tcp_listener, stop_rx);
     let janitor = tokio::spawn(daemon.clone().janitor());
     let keeper = tokio::spawn(daemon.clone().pool_keeper());
     if let Some(status) = daemon.pool_status() {
         for i in &status.images {
-            crate::note!(
+            crate::ui::note!(
                 "airlock: warm pool: keeping {} {} guest(s) booted (TTL {} s)",
                 i.size,
                 i.image,
@@ -210,7 +189,7 @@ async fn serve(args: DaemonArgs) -> anyhow::Result<u8> {
         _ = term.recv() => "SIGTERM",
         _ = int.recv() => "SIGINT",
     };
-    crate::note!("airlock: {sig}: stopping every sandbox");
+    crate::ui::note!("airlock: {sig}: stopping every sandbox");
     janitor.abort();
     keeper.abort();
     daemon
@@ -223,19 +202,4 @@ async fn serve(args: DaemonArgs) -> anyhow::Result<u8> {
     }
     let _ = std::fs::remove_file(&socket);
     Ok(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
-        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
-        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
-        assert!(parse_duration("5w").unwrap_err().contains("unknown unit"));
-        assert!(parse_duration("m").is_err());
-    }
 }

@@ -6,6 +6,7 @@
 
 use airlock_image::debian::{self, BuildOptions, CheckReport, Mirrors};
 use airlock_image::{Cache, kernel, tiny};
+use airlock_supervisor::Images;
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -75,7 +76,7 @@ pub fn main(args: ImageArgs) -> anyhow::Result<u8> {
         ImageCommand::Check { name, json } => Ok(match check(&cache, &name, json) {
             Ok(code) => code,
             Err(e) => {
-                crate::note!("airlock: image check: {e:#}");
+                crate::ui::note!("airlock: image check: {e:#}");
                 CHECK_FAILED
             }
         }),
@@ -102,7 +103,7 @@ fn build(cache: &Cache, name: &str) -> anyhow::Result<debian::Built> {
     } else {
         ProgressBar::hidden()
     };
-    crate::note!(
+    crate::ui::note!(
         "airlock: building image {name} (Debian bookworm; several minutes; cached under {})",
         cache.root().display()
     );
@@ -119,7 +120,7 @@ fn build(cache: &Cache, name: &str) -> anyhow::Result<debian::Built> {
     bar.finish_and_clear();
     let built = built.with_context(|| format!("building image {name}"))?;
     let m = &built.manifest;
-    crate::note!(
+    crate::ui::note!(
         "airlock: built image {name}: build {} in {}, {} packages, rootfs {} ({})",
         m.build_id,
         format_secs(started.elapsed().as_secs()),
@@ -138,11 +139,11 @@ fn report_steps(bar: &ProgressBar, done: &std::sync::atomic::AtomicBool) {
         let msg = bar.message();
         let step = msg.split(" · ").next().unwrap_or_default().to_string();
         if !step.is_empty() && step != last_step {
-            crate::note!("airlock: {step}");
+            crate::ui::note!("airlock: {step}");
             last_step = step;
             last_note = Instant::now();
         } else if last_note.elapsed() >= Duration::from_secs(60) {
-            crate::note!("airlock: {msg} ({} s)", bar.elapsed().as_secs());
+            crate::ui::note!("airlock: {msg} ({} s)", bar.elapsed().as_secs());
             last_note = Instant::now();
         }
         std::thread::sleep(Duration::from_millis(250));
@@ -253,7 +254,7 @@ fn check(cache: &Cache, name: &str, json: bool) -> anyhow::Result<u8> {
         airlock_audit::Timestamp::now().to_string(),
     );
     if let Err(e) = debian::save_report(cache, &report) {
-        crate::note!("airlock: could not save the check result: {e}");
+        crate::ui::note!("airlock: could not save the check result: {e}");
     }
     if json {
         println!(
@@ -332,23 +333,23 @@ fn update(cache: &Cache, name: &str) -> anyhow::Result<u8> {
     build(cache, name)?;
     let gc = debian::gc(cache, name).with_context(|| format!("removing old builds of {name}"))?;
     if !gc.removed.is_empty() {
-        crate::note!("airlock: removed old builds: {}", gc.removed.join(", "));
+        crate::ui::note!("airlock: removed old builds: {}", gc.removed.join(", "));
     }
     if !gc.in_use.is_empty() {
-        crate::note!(
+        crate::ui::note!(
             "airlock: kept old builds still used by a sandbox: {} (removed by a later update)",
             gc.in_use.join(", ")
         );
     }
     if let Some(v) = kernel_hint {
         if nix::unistd::geteuid().is_root() {
-            crate::note!(
+            crate::ui::note!(
                 "airlock: the last check found {} {v}; upgrading it with apt-get",
                 kernel::SOURCE_PACKAGE
             );
             upgrade_kernel_source()?;
         } else {
-            crate::note!(
+            crate::ui::note!(
                 "airlock: the last check found {} {v}: run `apt-get install {}` as root, then \
                  `airlock image update {name}` again",
                 kernel::SOURCE_PACKAGE,
@@ -367,7 +368,7 @@ fn update(cache: &Cache, name: &str) -> anyhow::Result<u8> {
     let built = kernel::ensure(cache, &bar);
     bar.finish_and_clear();
     let k = built.context("building the guest kernel")?;
-    crate::note!(
+    crate::ui::note!(
         "airlock: guest kernel {} ({}) is current for new sandboxes",
         k.manifest.release,
         k.manifest.source
@@ -429,6 +430,58 @@ fn format_secs(s: u64) -> String {
     } else {
         format!("{s}s")
     }
+}
+
+/// The kernel and the tiny initramfs, built on first use with a progress bar on a terminal
+/// (and a line every 30 s otherwise).
+pub(crate) async fn resolve_images(cache: Cache) -> anyhow::Result<Images> {
+    let building = matches!(kernel::cached(&cache), Ok(None));
+    let bar = if building {
+        let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} building guest kernel [{elapsed_precise}] {bar:30} {pos}/~{len} {wide_msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar.enable_steady_tick(Duration::from_millis(200));
+        if !std::io::stderr().is_terminal() {
+            crate::ui::note!(
+                "airlock: building the guest kernel on first use (several minutes; cached under {})",
+                cache.root().display()
+            );
+        }
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    let task_bar = bar.clone();
+    // Without a terminal (CI logs) the bar is hidden: report progress as a line now and then.
+    let reporter = (building && !std::io::stderr().is_terminal()).then(|| {
+        let bar = bar.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(30));
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                crate::ui::note!(
+                    "airlock: kernel build: {} of ~{} objects, {} s",
+                    bar.position(),
+                    bar.length().unwrap_or(0),
+                    bar.elapsed().as_secs()
+                );
+            }
+        })
+    });
+    let images = tokio::task::spawn_blocking(move || Images::resolve(&cache, &task_bar))
+        .await
+        .context("image build task")?;
+    if let Some(r) = reporter {
+        r.abort();
+    }
+    bar.finish_and_clear();
+    if building && images.is_ok() && !std::io::stderr().is_terminal() {
+        crate::ui::note!("airlock: guest kernel built");
+    }
+    Ok(images?)
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod args;
 pub mod audit;
 pub mod daemon;
 pub mod doctor;
@@ -8,3 +9,4 @@ pub mod overlay;
 pub mod policy;
 pub mod remote;
 pub mod run;
+pub mod stream;

@@ -92,7 +92,7 @@ pub fn apply(args: &OverlayArgs) -> anyhow::Result<u8> {
     let mut refused = false;
     for (i, guest) in &meta.mounts {
         let ov = Overlay::open(&dir.join(i.to_string()))?;
-        let guard = ApplyGuard::new(policy.clone(), guest, &ov)?;
+        let guard = ApplyGuard::new(policy.clone(), guest, ov.host_dir())?;
         let report = ov.apply(&guard, args.force)?;
         for p in &report.applied {
             println!("applied   {}", airlock_audit::display_safe(p));

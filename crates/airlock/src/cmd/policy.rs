@@ -114,7 +114,7 @@ fn check(files: &[PathBuf], profiles: bool) -> u8 {
         Err(errors) => {
             failed = true;
             println!("FAIL  {label}");
-            crate::note!("{errors}");
+            crate::ui::note!("{errors}");
         }
     };
     if profiles {

@@ -1,0 +1,140 @@
+//! `[network]`: allow and deny entries, HTTP method/path rules, `allow_private`.
+
+use globset::GlobBuilder;
+
+use crate::host::Endpoint;
+use crate::policy::{HttpPath, HttpRule, NetRule, NetworkRules};
+use crate::schema::DefaultAction;
+use crate::source::Layer;
+use crate::validation_error::ValidationError;
+
+use super::ctx::{Ctx, all, last};
+
+impl Ctx<'_> {
+    pub(super) fn endpoint(&mut self, src: usize, key: &str, text: &str) -> Option<Endpoint> {
+        match Endpoint::parse(text) {
+            Ok(e) => Some(e),
+            Err(problem) => {
+                self.error(
+                    src,
+                    key,
+                    ValidationError::BadHostPattern {
+                        found: text.to_owned(),
+                        problem,
+                    },
+                );
+                None
+            }
+        }
+    }
+
+    pub(super) fn network(&mut self, layers: &[Layer]) -> NetworkRules {
+        let default_allow = last(layers, "network.default", |f| &f.network.default)
+            .is_some_and(|it| *it.value == DefaultAction::Allow);
+        let allow_private = last(layers, "network.allow_private", |f| {
+            &f.network.allow_private
+        })
+        .is_some_and(|it| *it.value);
+        let mut rules = Vec::new();
+        for (key, allow) in [("network.allow", true), ("network.deny", false)] {
+            let items = all(layers, key, |f| {
+                if allow {
+                    &f.network.allow
+                } else {
+                    &f.network.deny
+                }
+            });
+            for it in items {
+                if let Some(endpoint) = self.endpoint(it.src, &it.key, it.value) {
+                    rules.push(NetRule {
+                        endpoint,
+                        allow,
+                        rule: self.rule_name(it.src, &it.key, it.value),
+                    });
+                }
+            }
+        }
+        let mut http = Vec::new();
+        for it in all(layers, "network.http", |f| &f.network.http) {
+            let r = it.value;
+            let endpoint = self.endpoint(it.src, &format!("{}.host", it.key), &r.host);
+            let mut methods = Vec::new();
+            for (i, m) in r.methods.iter().enumerate() {
+                if !m.is_empty()
+                    && m.len() <= 32
+                    && m.bytes().all(|b| b.is_ascii_alphabetic() || b == b'-')
+                {
+                    methods.push(m.to_ascii_uppercase());
+                } else {
+                    self.error(
+                        it.src,
+                        &format!("{}.methods[{i}]", it.key),
+                        ValidationError::BadMethod { found: m.clone() },
+                    );
+                }
+            }
+            let path = match &r.path {
+                None => Some(None),
+                Some(p) => match http_path(p) {
+                    Ok(hp) => Some(Some(hp)),
+                    Err(problem) => {
+                        self.error(
+                            it.src,
+                            &format!("{}.path", it.key),
+                            ValidationError::BadHttpPath {
+                                found: p.clone(),
+                                problem,
+                            },
+                        );
+                        None
+                    }
+                },
+            };
+            if let (Some(endpoint), Some(path)) = (endpoint, path) {
+                let text = format!(
+                    "{} {}{}",
+                    if methods.is_empty() {
+                        "*".to_owned()
+                    } else {
+                        methods.join(",")
+                    },
+                    r.host,
+                    r.path.as_deref().unwrap_or("")
+                );
+                http.push(HttpRule {
+                    endpoint,
+                    methods,
+                    path,
+                    allow: r.action == DefaultAction::Allow,
+                    rule: self.rule_name(it.src, &it.key, &text),
+                });
+            }
+        }
+        NetworkRules {
+            default_allow,
+            rules,
+            allow_private,
+            http,
+        }
+    }
+}
+
+fn http_path(glob: &str) -> Result<HttpPath, String> {
+    if !glob.starts_with('/') {
+        return Err("does not start with `/`".to_owned());
+    }
+    if glob.split('/').any(|c| c == ".." || c == ".") {
+        return Err("`.` and `..` segments are not allowed".to_owned());
+    }
+    let matcher = GlobBuilder::new(glob)
+        .literal_separator(true)
+        .backslash_escape(true)
+        .build()
+        .map_err(|e| e.kind().to_string())?
+        .compile_matcher();
+    let literal_len = glob.find(['*', '?', '[', '{', '\\']).unwrap_or(glob.len());
+    Ok(HttpPath {
+        matcher,
+        literal_len,
+    })
+}

@@ -1,0 +1,110 @@
+//! What the user sees and feels on this terminal: lines on stderr ([`note!`]), the signals a
+//! run catches, raw mode and the window size for `-t`, and the notes about how a command ended.
+
+use airlock_proto::{SpawnFailure, WindowSize};
+use anyhow::Context;
+use tokio::signal::unix::{Signal, SignalKind, signal};
+
+/// Prints a line on stderr for the user. Unlike `eprintln!` it never panics: a closed stderr
+/// (the reader went away) must not turn into a crash in the middle of teardown.
+macro_rules! note {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+pub(crate) use note;
+
+/// SIGINT, SIGTERM and SIGHUP, caught for the whole run so none kills airlock before teardown.
+pub(crate) struct Signals {
+    int: Signal,
+    term: Signal,
+    hup: Signal,
+}
+
+impl Signals {
+    pub(crate) fn install() -> anyhow::Result<Signals> {
+        Ok(Signals {
+            int: signal(SignalKind::interrupt()).context("installing SIGINT handler")?,
+            term: signal(SignalKind::terminate()).context("installing SIGTERM handler")?,
+            hup: signal(SignalKind::hangup()).context("installing SIGHUP handler")?,
+        })
+    }
+
+    /// The next signal number received.
+    pub(crate) async fn recv(&mut self) -> i32 {
+        tokio::select! {
+            _ = self.int.recv() => libc::SIGINT,
+            _ = self.term.recv() => libc::SIGTERM,
+            _ = self.hup.recv() => libc::SIGHUP,
+        }
+    }
+}
+
+/// Says that the guest's OOM killer ended processes of the command, if it did.
+pub(crate) fn note_oom(oom_kills: u32) {
+    if oom_kills > 0 {
+        note!(
+            "airlock: the guest ran out of memory; its OOM killer ended {oom_kills} \
+             process(es) of the command (raise [sandbox] memory in the policy)"
+        );
+    }
+}
+
+/// Says why the command could not start, with the guest's message; returns the reason's text.
+pub(crate) fn note_spawn_failure(reason: SpawnFailure, message: &str) -> &'static str {
+    let what = match reason {
+        SpawnFailure::NotFound => "command not found in the guest",
+        SpawnFailure::PermissionDenied => "command cannot be executed in the guest",
+        SpawnFailure::InvalidRequest => "invalid command request",
+        SpawnFailure::Other => "could not start the command in the guest",
+    };
+    note!("airlock: {what}: {}", message.escape_debug());
+    what
+}
+
+/// The size of the terminal on stdin or stdout, if either is one.
+pub(crate) fn terminal_size() -> Option<WindowSize> {
+    for fd in [libc::STDIN_FILENO, libc::STDOUT_FILENO] {
+        // SAFETY: `winsize` is plain old data, so all-zero is valid.
+        let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+        // SAFETY: TIOCGWINSZ writes one `struct winsize` through the pointer, which points at a
+        // live local; the fd is one of our standard streams and an invalid one only yields ENOTTY.
+        // JUSTIFICATION: nix has no safe wrapper for TIOCGWINSZ.
+        let rc = unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) };
+        if rc == 0 && ws.ws_row > 0 && ws.ws_col > 0 {
+            return Some(WindowSize {
+                rows: ws.ws_row,
+                cols: ws.ws_col,
+            });
+        }
+    }
+    None
+}
+
+/// Puts the terminal on stdin into raw mode until dropped.
+pub(crate) struct RawMode {
+    saved: nix::sys::termios::Termios,
+}
+
+impl RawMode {
+    pub(crate) fn enter() -> nix::Result<RawMode> {
+        use nix::sys::termios::{SetArg, cfmakeraw, tcgetattr, tcsetattr};
+        let stdin = std::io::stdin();
+        let saved = tcgetattr(&stdin)?;
+        let mut raw = saved.clone();
+        cfmakeraw(&mut raw);
+        tcsetattr(&stdin, SetArg::TCSANOW, &raw)?;
+        Ok(RawMode { saved })
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        let _ = nix::sys::termios::tcsetattr(
+            std::io::stdin(),
+            nix::sys::termios::SetArg::TCSANOW,
+            &self.saved,
+        );
+    }
+}
