@@ -15,12 +15,13 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use virtiofsd::filesystem::{
-    Context, DirEntry, DirectoryIterator, Entry, Extensions, FileSystem, FsOptions, GetxattrReply,
-    ListxattrReply, OpenOptions, SetattrValid, SetxattrFlags, ZeroCopyReader, ZeroCopyWriter,
+    Context, Entry, Extensions, FileSystem, FsOptions, GetxattrReply, ListxattrReply, OpenOptions,
+    SetattrValid, SetxattrFlags, ZeroCopyReader, ZeroCopyWriter,
 };
 use virtiofsd::fuse;
 
 use crate::events::{FsEvent, FsEvents};
+use crate::filtered_dir::FilteredDir;
 use crate::gate::{Gate, Outcome, Request, errno_for, gateway_deny};
 use crate::paths::{PathError, PathMap, ROOT_INODE, validate_name};
 use crate::reason;
@@ -187,40 +188,6 @@ where
         if let Ok(entry) = result {
             self.map().insert(parent, name, entry.inode);
         }
-    }
-}
-
-/// Hides directory entries whose names the gateway would refuse (not UTF-8, too long), so
-/// that listing a directory that holds one still works and `READDIRPLUS` never looks one up.
-pub struct FilteredDir<D> {
-    inner: D,
-    name: Vec<u8>,
-    ino: libc::ino64_t,
-    offset: u64,
-    type_: u32,
-}
-
-impl<D: DirectoryIterator> DirectoryIterator for FilteredDir<D> {
-    fn next(&mut self) -> Option<DirEntry<'_>> {
-        loop {
-            let e = self.inner.next()?;
-            let bytes = e.name.to_bytes();
-            if bytes == b"." || bytes == b".." || validate_name(bytes).is_ok() {
-                self.name.clear();
-                self.name.extend_from_slice(e.name.to_bytes_with_nul());
-                self.ino = e.ino;
-                self.offset = e.offset;
-                self.type_ = e.type_;
-                break;
-            }
-        }
-        let name = CStr::from_bytes_with_nul(&self.name).ok()?;
-        Some(DirEntry {
-            ino: self.ino,
-            offset: self.offset,
-            type_: self.type_,
-            name,
-        })
     }
 }
 
@@ -644,13 +611,7 @@ where
         offset: u64,
     ) -> io::Result<Self::DirIter> {
         let inner = self.inner.readdir(ctx, inode, handle, size, offset)?;
-        Ok(FilteredDir {
-            inner,
-            name: Vec::new(),
-            ino: 0,
-            offset: 0,
-            type_: 0,
-        })
+        Ok(FilteredDir::new(inner))
     }
 
     fn fsyncdir(&self, ctx: Context, inode: u64, datasync: bool, handle: u64) -> io::Result<()> {
@@ -702,3 +663,5 @@ where
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_rules;

@@ -536,3 +536,5 @@ impl OpenIntent {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_rules;

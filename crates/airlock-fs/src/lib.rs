@@ -23,6 +23,7 @@ mod backend;
 pub mod client;
 mod device;
 mod events;
+mod filtered_dir;
 mod gate;
 pub mod overlay;
 mod paths;
@@ -32,9 +33,10 @@ mod serve;
 mod share;
 mod sys;
 
-pub use backend::{FilteredDir, GatedFs};
+pub use backend::GatedFs;
 pub use device::{DeviceError, FsDevice};
 pub use events::{FsEvent, FsEvents, FsLine, NoEvents};
+pub use filtered_dir::FilteredDir;
 pub use gate::{Gate, OpenIntent, Outcome, Request, errno_for};
 pub use overlay::{
     ApplyGuard, ApplyReport, Change, ChangeKind, Conflict, ConflictReason, Denied, EntryKind,

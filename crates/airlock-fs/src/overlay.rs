@@ -538,3 +538,5 @@ fn open_up(root: &Path) -> io::Result<()> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_apply;

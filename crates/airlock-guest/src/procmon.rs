@@ -1,7 +1,7 @@
 //! Process events for the audit trail: exec and exit of every guest process, from the kernel's
 //! proc connector (`CONFIG_PROC_EVENTS`), sent to the host as `source: guest` reports.
 //!
-//! [`parse`] is a pure, bounds-checked parser of one netlink datagram; [`start`] owns the socket.
+//! [`parse`] is a pure, bounds-checked parser of one netlink datagram; [`subscribe`] opens the socket and [`run`] reads it.
 //! When the kernel's socket buffer overruns (a fork bomb), the loss is counted and reported,
 //! never hidden.
 

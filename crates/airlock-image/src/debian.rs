@@ -2,7 +2,7 @@
 //! every update from bookworm-updates and bookworm-security applied at build time) packed as a
 //! zstd squashfs, with a manifest of every package and the archive it came from.
 //!
-//! Data flow: `airlock image build` calls [`build`] (debootstrap, apt, mksquashfs; needs root)
+//! Data flow: `airlock image build` calls [`build()`](fn@build) (debootstrap, apt, mksquashfs; needs root)
 //! which installs `images/<name>/<build-id>/` and switches `current`; a sandbox calls [`open`],
 //! which verifies the rootfs against the manifest and holds the build in use;
 //! `airlock image check` fetches the archives' indices ([`mirror::fetch_all`]) and compares them

@@ -178,10 +178,10 @@ impl GatewayProcess {
     ) -> Result<GatewayProcess, GatewayError> {
         let mut gw = Self::start(name, fd, log, on_line)?;
         if let Some(mut stdin) = gw.stdin.take() {
-            tokio::spawn(async move {
+            tokio::spawn(tracing::Instrument::in_current_span(async move {
                 let _ = stdin.write_all(&spec).await;
                 // Dropping stdin closes it: the gateway reads its spec to end of file.
-            });
+            }));
         }
         Ok(gw)
     }
@@ -235,7 +235,8 @@ impl GatewayProcess {
         };
         let stdin = child.stdin.take().ok_or_else(|| missing("stdin"))?;
         let stdout = child.stdout.take().ok_or_else(|| missing("stdout"))?;
-        let events = tokio::spawn(async move {
+        // The reader logs in the span of whoever started the gateway (its sandbox).
+        let events = tokio::spawn(tracing::Instrument::in_current_span(async move {
             let mut reader = BufReader::new(stdout);
             let mut line = Vec::new();
             let mut malformed = 0u64;
@@ -248,7 +249,7 @@ impl GatewayProcess {
                 }
             }
             malformed
-        });
+        }));
         Ok(GatewayProcess {
             child,
             stdin: Some(stdin),

@@ -12,7 +12,7 @@ use tokio::sync::Semaphore;
 use crate::events::{NetDecision, NetEvent, NetEvents};
 use crate::resolve::Resolver;
 
-/// Limits and timeouts of a [`Gateway`]. [`Default`] gives the documented values.
+/// Limits and timeouts of a [`Gateway`](crate::Gateway). [`Default`] gives the documented values.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GatewayConfig {
     /// Most connections served at once; further ones get `503` and are closed. Default 256.

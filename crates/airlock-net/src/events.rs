@@ -93,7 +93,7 @@ impl NetEvents for NoEvents {
     fn record(&self, _event: &NetEvent) {}
 }
 
-/// One gateway decision as it crosses the process boundary: [`airlock_net::NetEvent`] with
+/// One gateway decision as it crosses the process boundary: [`NetEvent`] with
 /// owned strings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

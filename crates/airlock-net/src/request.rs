@@ -1,10 +1,12 @@
-//! Pure parser of an HTTP/1.x proxy request head, and of chunked request-body framing.
+//! Pure parser of an HTTP/1.x proxy request head.
 //!
 //! Called by `conn.rs` each time new bytes arrive from the guest: [`parse`] returns
 //! [`Parse::Complete`] with the head and the number of bytes it used, [`Parse::Incomplete`]
 //! when more bytes are needed, or [`Parse::Rejected`]. Nothing here does I/O, so it is
 //! property-tested on arbitrary bytes and every prefix of the captured inputs in
-//! `testdata/request/`.
+//! `testdata/request/`. What follows the head has parsers of its own, re-exported here:
+//! `chunked.rs` tracks where a chunked request body ends ([`ChunkedBody`]) and `status.rs`
+//! reads the status of the upstream's response ([`scan_status`]).
 //!
 //! Accepted: `CONNECT host:port` (authority-form) and `METHOD http://host[:port]/path` (absolute
 //! form), `HTTP/1.0` or `HTTP/1.1`. The parser is deliberately stricter than RFC 9112, because
@@ -21,6 +23,14 @@
 //! - `Content-Length` must be one header of decimal digits; `Transfer-Encoding` may only be
 //!   exactly `chunked` (HTTP/1.1 only) and never together with `Content-Length`; `CONNECT` has no
 //!   body.
+
+mod chunked;
+mod status;
+
+pub use chunked::{
+    ChunkedBody, ChunkedError, MAX_CHUNK_LINE_LEN, MAX_CHUNK_SIZE_DIGITS, MAX_TRAILER_LEN,
+};
+pub use status::{response_status, scan_status};
 
 use std::fmt;
 
@@ -532,255 +542,6 @@ fn is_tchar(b: u8) -> bool {
 
 fn ascii(bytes: &[u8]) -> Result<String, RequestError> {
     String::from_utf8(bytes.to_vec()).map_err(|_| RequestError::RequestLine)
-}
-
-/// Longest chunk-size line (size, extensions), CRLF excluded.
-pub const MAX_CHUNK_LINE_LEN: usize = 1024;
-/// Most hex digits in a chunk size (leading zeros included).
-pub const MAX_CHUNK_SIZE_DIGITS: usize = 16;
-/// Most bytes of trailer fields after the last chunk.
-pub const MAX_TRAILER_LEN: usize = MAX_HEAD_LEN;
-
-/// Why chunked framing was rejected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum ChunkedError {
-    /// The chunk size is empty, not hex, or too long.
-    #[error("invalid chunk size")]
-    Size,
-    /// A chunk-size line is longer than [`MAX_CHUNK_LINE_LEN`].
-    #[error("chunk-size line too long")]
-    LineTooLong,
-    /// A control character in a chunk extension.
-    #[error("invalid chunk extension")]
-    Extension,
-    /// A line not ended by CRLF, or chunk data not followed by CRLF.
-    #[error("missing CRLF in chunked body")]
-    Crlf,
-    /// Trailer fields longer than [`MAX_TRAILER_LEN`].
-    #[error("trailer too long")]
-    TrailerTooLong,
-    /// A control character in a trailer line.
-    #[error("invalid trailer field")]
-    Trailer,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ChunkState {
-    /// Reading the hex size; `digits` so far.
-    Size { size: u64, digits: usize },
-    /// In extensions after `;`.
-    Extension { size: u64 },
-    /// Saw CR after the size line; expecting LF.
-    SizeLf { size: u64 },
-    /// Inside chunk data.
-    Data { left: u64 },
-    /// After chunk data; expecting CR.
-    DataCr,
-    /// After chunk data and CR; expecting LF.
-    DataLf,
-    /// At the start of a trailer line (or the final empty line).
-    TrailerStart,
-    /// Inside a trailer line.
-    TrailerLine,
-    /// Saw CR in the trailer section; expecting LF. `last` is true on the final empty line.
-    TrailerLf { last: bool },
-    /// The body is over.
-    Done,
-}
-
-/// Tracks where a `Transfer-Encoding: chunked` body ends, so the gateway forwards exactly the
-/// body and nothing after it (a pipelined request is never forwarded unchecked). The bytes are
-/// passed through unchanged; only their framing is checked.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChunkedBody {
-    state: ChunkState,
-    line_len: usize,
-    trailer_len: usize,
-}
-
-impl Default for ChunkedBody {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl ChunkedBody {
-    /// At the start of a body.
-    pub fn new() -> Self {
-        Self {
-            state: ChunkState::Size { size: 0, digits: 0 },
-            line_len: 0,
-            trailer_len: 0,
-        }
-    }
-
-    /// True once the last chunk and the trailer section have been seen.
-    pub fn is_done(&self) -> bool {
-        self.state == ChunkState::Done
-    }
-
-    /// Feeds the next bytes of the body; returns how many of them belong to the body (all of
-    /// them unless the body ends inside `data`).
-    pub fn feed(&mut self, data: &[u8]) -> Result<usize, ChunkedError> {
-        let mut i = 0;
-        while i < data.len() && !self.is_done() {
-            if let ChunkState::Data { left } = self.state {
-                let avail = data.len() - i;
-                let take = usize::try_from(left).map_or(avail, |l| l.min(avail));
-                i += take;
-                let left = left - take as u64;
-                self.state = if left == 0 {
-                    ChunkState::DataCr
-                } else {
-                    ChunkState::Data { left }
-                };
-                continue;
-            }
-            let Some(&b) = data.get(i) else { break };
-            self.step(b)?;
-            i += 1;
-        }
-        Ok(i)
-    }
-
-    fn step(&mut self, b: u8) -> Result<(), ChunkedError> {
-        use ChunkState as S;
-        self.state = match self.state {
-            S::Size { size, digits } => {
-                self.count_line()?;
-                match b {
-                    b'\r' if digits > 0 => S::SizeLf { size },
-                    b';' if digits > 0 => S::Extension { size },
-                    _ => {
-                        let d = hex_value(b).ok_or(ChunkedError::Size)?;
-                        if digits == MAX_CHUNK_SIZE_DIGITS {
-                            return Err(ChunkedError::Size);
-                        }
-                        let size = size
-                            .checked_mul(16)
-                            .and_then(|s| s.checked_add(u64::from(d)))
-                            .ok_or(ChunkedError::Size)?;
-                        S::Size {
-                            size,
-                            digits: digits + 1,
-                        }
-                    }
-                }
-            }
-            S::Extension { size } => {
-                self.count_line()?;
-                match b {
-                    b'\r' => S::SizeLf { size },
-                    b'\t' => S::Extension { size },
-                    0..0x20 | 0x7f => return Err(ChunkedError::Extension),
-                    _ => S::Extension { size },
-                }
-            }
-            S::SizeLf { size } => {
-                if b != b'\n' {
-                    return Err(ChunkedError::Crlf);
-                }
-                self.line_len = 0;
-                if size == 0 {
-                    S::TrailerStart
-                } else {
-                    S::Data { left: size }
-                }
-            }
-            S::Data { .. } => return Err(ChunkedError::Crlf),
-            S::DataCr => {
-                if b != b'\r' {
-                    return Err(ChunkedError::Crlf);
-                }
-                S::DataLf
-            }
-            S::DataLf => {
-                if b != b'\n' {
-                    return Err(ChunkedError::Crlf);
-                }
-                S::Size { size: 0, digits: 0 }
-            }
-            S::TrailerStart | S::TrailerLine => {
-                self.trailer_len += 1;
-                if self.trailer_len > MAX_TRAILER_LEN {
-                    return Err(ChunkedError::TrailerTooLong);
-                }
-                let last = self.state == S::TrailerStart;
-                match b {
-                    b'\r' => S::TrailerLf { last },
-                    b'\t' => S::TrailerLine,
-                    0..0x20 | 0x7f => return Err(ChunkedError::Trailer),
-                    _ => S::TrailerLine,
-                }
-            }
-            S::TrailerLf { last } => {
-                if b != b'\n' {
-                    return Err(ChunkedError::Crlf);
-                }
-                if last { S::Done } else { S::TrailerStart }
-            }
-            S::Done => S::Done,
-        };
-        Ok(())
-    }
-
-    fn count_line(&mut self) -> Result<(), ChunkedError> {
-        self.line_len += 1;
-        if self.line_len > MAX_CHUNK_LINE_LEN {
-            return Err(ChunkedError::LineTooLong);
-        }
-        Ok(())
-    }
-}
-
-fn hex_value(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
-}
-
-/// Reads the status code from the first bytes of an HTTP/1.x response (`HTTP/1.1 200 ...`),
-/// for the audit record; `None` when the bytes do not start that way.
-pub fn response_status(first: &[u8]) -> Option<u16> {
-    let rest = first.strip_prefix(b"HTTP/1.")?;
-    let (&minor, rest) = rest.split_first()?;
-    if !minor.is_ascii_digit() {
-        return None;
-    }
-    let rest = rest.strip_prefix(b" ")?;
-    let digits = rest.get(..3)?;
-    if !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    digits
-        .iter()
-        .try_fold(0u16, |n, &d| Some(n * 10 + u16::from(d - b'0')))
-}
-
-/// Reads the status of the response starting `data`, skipping whole interim (1xx) responses
-/// in it (`100 Continue` before the real answer). Returns the last status seen and whether the
-/// chunk ended right after an interim response, so the next chunk may carry the final one.
-pub fn scan_status(mut data: &[u8]) -> (Option<u16>, bool) {
-    let mut last = None;
-    loop {
-        let Some(status) = response_status(data) else {
-            return (last, false);
-        };
-        last = Some(status);
-        if !(100..200).contains(&status) {
-            return (last, false);
-        }
-        let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") else {
-            return (last, false);
-        };
-        data = data.get(end + 4..).unwrap_or_default();
-        if data.is_empty() {
-            return (last, true);
-        }
-    }
 }
 
 #[cfg(test)]

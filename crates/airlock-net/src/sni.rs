@@ -1,9 +1,9 @@
 //! Pure parser of a TLS ClientHello, for its server name (SNI).
 //!
-//! Called by `conn.rs` on the first bytes the guest sends into a CONNECT tunnel to a TLS port,
-//! after the gateway answered `200`: the name must match the CONNECT host, or the tunnel is
-//! closed (domain fronting: an allowed name in CONNECT, another site behind the same front in
-//! the TLS handshake). [`parse`] returns [`Sni::Complete`] with the name, [`Sni::Incomplete`]
+//! Called by `conn/tunnel.rs` on the first bytes the guest sends into a CONNECT tunnel to a
+//! TLS port, after the gateway answered `200`: the name must match the CONNECT host, or the
+//! tunnel is closed (domain fronting: an allowed name in CONNECT, another site behind the same
+//! front in the TLS handshake). [`parse`] returns [`Sni::Complete`] with the name, [`Sni::Incomplete`]
 //! while the hello is still arriving (every truncated input), or [`Sni::Rejected`].
 //!
 //! A ClientHello may be split across several TLS records (RFC 8446 §5.1); up to

@@ -8,6 +8,7 @@ use airlock_audit::{Decision, Event, Source, kind};
 use airlock_proto::PROXY_PORT;
 use airlock_vm::Vm;
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 impl Sandbox {
     /// Starts the egress gateway with `config`'s policy, binds each share to a filesystem
@@ -122,18 +123,21 @@ impl Sandbox {
             self.state.path().join("stats.json"),
             self.vm.pid(),
         );
-        self.stats_task = Some(tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            loop {
-                tick.tick().await;
-                if let Ok(json) = serde_json::to_vec(&r.stats(&id, pid)) {
-                    let tmp = path.with_extension("json.tmp");
-                    if std::fs::write(&tmp, json).is_ok() {
-                        let _ = std::fs::rename(&tmp, &path);
+        self.stats_task = Some(tokio::spawn(
+            async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                loop {
+                    tick.tick().await;
+                    if let Ok(json) = serde_json::to_vec(&r.stats(&id, pid)) {
+                        let tmp = path.with_extension("json.tmp");
+                        if std::fs::write(&tmp, json).is_ok() {
+                            let _ = std::fs::rename(&tmp, &path);
+                        }
                     }
                 }
             }
-        }));
+            .instrument(self.span.clone()),
+        ));
     }
 }
 

@@ -68,13 +68,13 @@ impl Control {
         };
         let pending: Pending = Arc::default();
         let bye = Arc::new(tokio::sync::Notify::new());
-        let reader = tokio::spawn(read_events(
+        let reader = tokio::spawn(tracing::Instrument::in_current_span(read_events(
             rd,
             decoder,
             pending.clone(),
             recorder,
             bye.clone(),
-        ));
+        )));
         let control = Control {
             writer: tokio::sync::Mutex::new(wr),
             pending,

@@ -68,7 +68,9 @@ pub async fn run(
         mut stderr,
         control,
     } = io;
-    let writer = tokio::spawn(write_input(wr, stdin, control));
+    let writer = tokio::spawn(tracing::Instrument::in_current_span(write_input(
+        wr, stdin, control,
+    )));
     let result = async {
         let mut decoder = Decoder::new();
         let mut chunk = vec![0u8; DATA_CHUNK];

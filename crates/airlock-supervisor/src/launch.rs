@@ -7,112 +7,21 @@
 //! copies), and audit to the same place. Errors that are the caller's fault are
 //! [`LaunchError::Invalid`] and name the request field, so the API can answer 400 with it.
 
+mod env;
+mod error;
+mod shares;
+
+pub use env::{DEFAULT_BOOT_TIMEOUT_SECS, boot_timeout, resolver, tls_ports};
+pub use error::LaunchError;
+pub use shares::{OverlayMeta, PolicySource, overlays_dir, prepare_shares};
+
 use crate::{AuditConfig, Images, Notifier, Redactor, SandboxConfig, default_audit_dir};
-use airlock_fs::{Overlay, OverlayError, Share};
 use airlock_image::debian::OpenedImage;
 use airlock_image::{Cache, ImageError};
-use airlock_policy::{MountHost, MountMode, Policy, PolicyErrors};
+use airlock_policy::{MountMode, Policy, PolicyErrors};
 use airlock_proto::{ExecRequest, WindowSize};
-use serde::{Deserialize, Serialize};
-use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
-
-/// Default time allowed for the guest to boot (TCG on a loaded 2-core host needs headroom).
-pub const DEFAULT_BOOT_TIMEOUT_SECS: u64 = 60;
-
-/// Why a sandbox cannot be launched.
-#[derive(Debug, thiserror::Error)]
-pub enum LaunchError {
-    /// The request is wrong: `field` names the request field (API spelling) at fault.
-    #[error("{message}")]
-    Invalid {
-        /// The request field, e.g. `policy`, `profile`, `image`, `workspace`.
-        field: &'static str,
-        /// What is wrong, with the value.
-        message: String,
-    },
-    /// A policy file could not be read.
-    #[error("reading policy file {}", path.display())]
-    PolicyFile {
-        /// The file.
-        path: PathBuf,
-        /// Cause.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The image could not be opened or checked.
-    #[error("{what}")]
-    Image {
-        /// Which image, as the request named it.
-        what: String,
-        /// Cause.
-        #[source]
-        source: Box<ImageError>,
-    },
-    /// An environment variable airlock reads has a value it cannot use.
-    #[error("{var}={value:?}: {expected}")]
-    Env {
-        /// The variable.
-        var: &'static str,
-        /// Its value.
-        value: String,
-        /// What it should be.
-        expected: &'static str,
-    },
-    /// No directory for something airlock keeps.
-    #[error("no directory for {what}: set {vars}")]
-    NoDir {
-        /// What it is for.
-        what: &'static str,
-        /// The variables that name it.
-        vars: &'static str,
-    },
-    /// The policy's `audit.redact` did not compile.
-    #[error("compiling audit.redact")]
-    Redact(#[source] regex::Error),
-    /// A sandbox id could not be chosen.
-    #[error("choosing a sandbox id")]
-    Id(#[source] std::io::Error),
-    /// A mount names the workspace, but none is bound.
-    #[error("mount {0} has no workspace bound")]
-    NoWorkspace(String),
-    /// An overlay copy could not be made.
-    #[error("creating the overlay copy of {} in {}", host.display(), copy.display())]
-    Overlay {
-        /// The host directory.
-        host: PathBuf,
-        /// Where the copy goes.
-        copy: PathBuf,
-        /// Cause.
-        #[source]
-        source: OverlayError,
-    },
-    /// A file or directory could not be written.
-    #[error("{what} {}", path.display())]
-    Io {
-        /// What was being done.
-        what: &'static str,
-        /// The file or directory.
-        path: PathBuf,
-        /// Cause.
-        #[source]
-        source: std::io::Error,
-    },
-    /// A background task failed.
-    #[error("{0}")]
-    Task(&'static str),
-}
-
-impl LaunchError {
-    fn invalid(field: &'static str, message: impl Into<String>) -> LaunchError {
-        LaunchError::Invalid {
-            field,
-            message: message.into(),
-        }
-    }
-}
 
 /// Where the policy comes from.
 #[derive(Debug, Clone)]
@@ -160,26 +69,6 @@ pub struct LoadedPolicy {
     pub origin: String,
     /// Its text and workspace, kept with overlays so `apply` decides the same way.
     pub source: PolicySource,
-}
-
-/// How the policy of a sandbox was given, kept so `apply` can decide with it later.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PolicySource {
-    /// Policy text as loaded.
-    pub text: String,
-    /// The file it came from (relative host paths resolve against its directory).
-    pub origin_path: PathBuf,
-    /// The workspace bound to the policy's workspace mount.
-    pub workspace: Option<PathBuf>,
-}
-
-/// `meta.json` beside a sandbox's overlay copies.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct OverlayMeta {
-    /// The policy the sandbox ran with.
-    pub policy: PolicySource,
-    /// (mount index, guest path) of each overlay mount.
-    pub mounts: Vec<(usize, String)>,
 }
 
 /// Everything needed to boot one sandbox.
@@ -507,56 +396,6 @@ pub fn landlock_dirs(policy: &airlock_policy::Policy) -> Option<Vec<String>> {
     Some(dirs)
 }
 
-/// `AIRLOCK_BOOT_TIMEOUT` (seconds), else [`DEFAULT_BOOT_TIMEOUT_SECS`].
-pub fn boot_timeout() -> Result<Duration, LaunchError> {
-    let secs = std::env::var("AIRLOCK_BOOT_TIMEOUT")
-        .ok()
-        .map(|s| {
-            s.parse::<u64>().map_err(|_| LaunchError::Env {
-                var: "AIRLOCK_BOOT_TIMEOUT",
-                value: s.clone(),
-                expected: "expected a number of seconds",
-            })
-        })
-        .transpose()?
-        .unwrap_or(DEFAULT_BOOT_TIMEOUT_SECS);
-    Ok(Duration::from_secs(secs))
-}
-
-/// The egress gateway's resolver: the host's, or the DNS server named by `AIRLOCK_DNS`
-/// (`IP:PORT`), e.g. a resolver dedicated to sandboxes.
-pub fn resolver() -> Result<Arc<dyn airlock_net::Resolver>, LaunchError> {
-    match std::env::var("AIRLOCK_DNS") {
-        Ok(addr) => {
-            let addr = addr.parse().map_err(|_| LaunchError::Env {
-                var: "AIRLOCK_DNS",
-                value: addr.clone(),
-                expected: "expected IP:PORT of a DNS server",
-            })?;
-            Ok(airlock_net::dns_resolver(addr))
-        }
-        Err(_) => Ok(airlock_net::system_resolver()),
-    }
-}
-
-/// Ports on which a CONNECT must carry a TLS ClientHello naming the CONNECT host
-/// (`AIRLOCK_TLS_PORTS=443,8443`; default 443).
-pub fn tls_ports() -> Result<Vec<u16>, LaunchError> {
-    match std::env::var("AIRLOCK_TLS_PORTS") {
-        Ok(list) => list
-            .split(',')
-            .map(|p| {
-                p.trim().parse::<u16>().map_err(|_| LaunchError::Env {
-                    var: "AIRLOCK_TLS_PORTS",
-                    value: list.clone(),
-                    expected: "expected comma-separated port numbers",
-                })
-            })
-            .collect(),
-        Err(_) => Ok(vec![443]),
-    }
-}
-
 /// Where a sandbox's audit log and key live.
 pub fn audit_config(
     policy: &Policy,
@@ -594,106 +433,6 @@ fn redactor(policy: &Policy, env: &[(String, String)]) -> Result<Redactor, Launc
         values.extend(std::env::var(name).ok());
     }
     Redactor::new(&audit.redact, &values).map_err(LaunchError::Redact)
-}
-
-/// Where overlays are kept: `$AIRLOCK_OVERLAY_DIR`, else `~/.local/state/airlock/overlays`.
-pub fn overlays_dir() -> Result<PathBuf, LaunchError> {
-    if let Some(d) = std::env::var_os("AIRLOCK_OVERLAY_DIR") {
-        return Ok(PathBuf::from(d));
-    }
-    if let Some(d) = std::env::var_os("XDG_STATE_HOME") {
-        return Ok(PathBuf::from(d).join("airlock/overlays"));
-    }
-    let home = std::env::var_os("HOME").ok_or(LaunchError::NoDir {
-        what: "overlays",
-        vars: "AIRLOCK_OVERLAY_DIR or HOME",
-    })?;
-    Ok(PathBuf::from(home).join(".local/state/airlock/overlays"))
-}
-
-/// The policy's mounts as gateway shares; `overlay` mounts get a fresh copy first.
-pub fn prepare_shares(
-    id: &str,
-    policy: &Policy,
-    source: &PolicySource,
-    notify: &Notifier,
-) -> Result<Vec<Share>, LaunchError> {
-    let mut shares = Vec::new();
-    let mut overlays = Vec::new();
-    for (i, m) in policy.mounts().iter().enumerate() {
-        let host_dir = match &m.host {
-            MountHost::Path(p) => p.clone(),
-            MountHost::Workspace => return Err(LaunchError::NoWorkspace(m.guest.clone())),
-        };
-        if m.mode != MountMode::Overlay {
-            shares.push(Share {
-                host_dir,
-                guest_path: m.guest.clone(),
-                mode: m.mode,
-            });
-            continue;
-        }
-        let root = overlays_dir()?;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(root.join(id))
-            .map_err(|source| LaunchError::Io {
-                what: "creating",
-                path: root.join(id),
-                source,
-            })?;
-        let dir = root.join(id).join(i.to_string());
-        let mut last_report = std::time::Instant::now();
-        let mut progress = |files: u64, bytes: u64| {
-            if last_report.elapsed() > Duration::from_secs(2) {
-                notify.note(&format!(
-                    "airlock: copying {} for the overlay: {files} files, {} MiB",
-                    host_dir.display(),
-                    bytes >> 20
-                ));
-                last_report = std::time::Instant::now();
-            }
-        };
-        let ov = Overlay::create(&host_dir, &dir, Some(&mut progress)).map_err(|source| {
-            LaunchError::Overlay {
-                host: host_dir.clone(),
-                copy: dir.clone(),
-                source,
-            }
-        })?;
-        for s in ov.skipped() {
-            notify.note(&format!(
-                "airlock: overlay: skipped {} ({:?})",
-                s.path.escape_debug(),
-                s.reason
-            ));
-        }
-        shares.push(Share {
-            host_dir: ov.upper().to_owned(),
-            guest_path: m.guest.clone(),
-            mode: MountMode::Overlay,
-        });
-        overlays.push((i, m.guest.clone()));
-    }
-    if !overlays.is_empty() {
-        let meta = OverlayMeta {
-            policy: source.clone(),
-            mounts: overlays,
-        };
-        let path = overlays_dir()?.join(id).join("meta.json");
-        let json = serde_json::to_vec_pretty(&meta).map_err(|e| LaunchError::Io {
-            what: "encoding",
-            path: path.clone(),
-            source: e.into(),
-        })?;
-        std::fs::write(&path, json).map_err(|source| LaunchError::Io {
-            what: "writing",
-            path,
-            source,
-        })?;
-    }
-    Ok(shares)
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ use airlock_vm::vsock::VsockBackend;
 use airlock_vm::{BootSpec, Drive, Engine, EngineError, Vm};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 /// Lines of the guest console shown when the guest fails to come up.
 const CONSOLE_TAIL: usize = 20;
@@ -40,6 +41,8 @@ pub struct Sandbox {
     pub kernel_release: String,
     /// Start phases.
     pub timings: StartTimings,
+    /// `sandbox{id=...}`: every log line of work done for this sandbox is in it.
+    pub(crate) span: tracing::Span,
 }
 
 impl Sandbox {
@@ -50,6 +53,18 @@ impl Sandbox {
             Some(id) => StateDir::create_with(id, config.keep)?,
             None => StateDir::create(config.keep)?,
         };
+        let span = sandbox_span(state.id());
+        Self::start_in(config, images, state, span.clone())
+            .instrument(span)
+            .await
+    }
+
+    async fn start_in(
+        config: &SandboxConfig,
+        images: &Images,
+        state: StateDir,
+        span: tracing::Span,
+    ) -> Result<Sandbox, SandboxError> {
         let recorder: RecorderSlot = Arc::default();
         if let Some(a) = &config.audit {
             let r = Arc::new(Recorder::open(a, state.id())?);
@@ -67,7 +82,7 @@ impl Sandbox {
             );
             let _ = recorder.set(r);
         }
-        let booted = Self::boot(&config.machine(), images, state, recorder.clone()).await;
+        let booted = Self::boot(&config.machine(), images, state, recorder.clone(), span).await;
         let result = match booted {
             Ok(mut sandbox) => match sandbox.bind(config).await {
                 Ok(bind) => {
@@ -100,12 +115,25 @@ impl Sandbox {
         id: &str,
     ) -> Result<Sandbox, SandboxError> {
         let state = StateDir::create_with(id, false)?;
-        Self::boot(machine, images, state, Arc::default()).await
+        let span = sandbox_span(id);
+        Self::boot(machine, images, state, Arc::default(), span.clone())
+            .instrument(span)
+            .await
     }
 
     /// Binds a warm guest to `config` (id, policy, shares, audit log) and records it. On
     /// failure the guest is torn down: a guest is never offered twice.
     pub async fn claim(mut self, config: &SandboxConfig) -> Result<Sandbox, SandboxError> {
+        if let Some(id) = &config.id {
+            // From the claim on, everything done for it is logged under the claimed id.
+            self.span = sandbox_span(id);
+            tracing::debug!(parent: &self.span, warm = self.state.id(), "claiming a warm guest");
+        }
+        let span = self.span.clone();
+        self.claim_in(config).instrument(span).await
+    }
+
+    async fn claim_in(mut self, config: &SandboxConfig) -> Result<Sandbox, SandboxError> {
         let claimed = async {
             if let Some(id) = &config.id {
                 self.state.alias(id)?;
@@ -171,6 +199,7 @@ impl Sandbox {
         images: &Images,
         state: StateDir,
         recorder: RecorderSlot,
+        span: tracing::Span,
     ) -> Result<Sandbox, SandboxError> {
         let t0 = Instant::now();
         let disk = disk::create(&state.path().join("disk.img"), machine.disk_bytes)?;
@@ -324,6 +353,7 @@ impl Sandbox {
             bound: false,
             kernel_release,
             timings,
+            span,
         })
     }
 
@@ -356,6 +386,12 @@ impl Sandbox {
         request: ExecRequest,
         io: ExecIo,
     ) -> Result<ExecOutcome, SandboxError> {
+        self.exec_in(request, io)
+            .instrument(self.span.clone())
+            .await
+    }
+
+    async fn exec_in(&self, request: ExecRequest, io: ExecIo) -> Result<ExecOutcome, SandboxError> {
         if let Some(r) = self.recorder.get() {
             r.record(
                 Event::new(Source::Host, kind::PROC_EXEC)
@@ -423,7 +459,12 @@ impl Sandbox {
 
     /// Stops the guest and everything the sandbox started, and removes the state dir unless kept.
     /// `reason` goes into the `sandbox.end` record.
-    pub async fn shutdown(mut self, reason: &str) -> Result<(), SandboxError> {
+    pub async fn shutdown(self, reason: &str) -> Result<(), SandboxError> {
+        let span = self.span.clone();
+        self.shutdown_in(reason).instrument(span).await
+    }
+
+    async fn shutdown_in(mut self, reason: &str) -> Result<(), SandboxError> {
         let stopped = self.teardown().await;
         if let Some(r) = self.recorder.get() {
             r.record(
@@ -469,4 +510,9 @@ impl Sandbox {
         self.control.drain(Duration::from_secs(2)).await;
         stopped
     }
+}
+
+/// The span everything done for sandbox `id` runs in, so its log lines can be filtered by id.
+fn sandbox_span(id: &str) -> tracing::Span {
+    tracing::info_span!("sandbox", id = %id)
 }

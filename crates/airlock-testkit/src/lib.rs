@@ -2,8 +2,13 @@
 //!
 //! [`Airlock`] runs the real `airlock` binary with a private state dir, so each test can check
 //! afterwards that nothing it started is left: no process whose command line names that dir, and
-//! no sandbox directory inside it.
+//! no sandbox directory inside it. [`audit`] reads audit logs as typed records, so tests assert on
+//! fields; [`upstream`] starts small HTTP servers for the egress tests; [`require_root`] makes a
+//! test that needs root fail where it should have it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod audit;
+pub mod upstream;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -20,7 +25,32 @@ pub struct Airlock {
 }
 
 impl Airlock {
-    /// Wraps the binary at `bin` (pass `env!("CARGO_BIN_EXE_airlock")`).
+    /// The `airlock` binary of this build: `$AIRLOCK_BIN`, else the `airlock` next to the
+    /// running test's `deps/` directory (`target/<profile>/airlock`).
+    pub fn binary() -> PathBuf {
+        if let Some(p) = std::env::var_os("AIRLOCK_BIN") {
+            return PathBuf::from(p);
+        }
+        let exe = std::env::current_exe().expect("the test binary");
+        let bin = exe
+            .parent()
+            .and_then(Path::parent)
+            .map(|d| d.join("airlock"))
+            .expect("target dir");
+        assert!(
+            bin.is_file(),
+            "{} is missing: build it first (cargo test builds it for the airlock crate's tests)",
+            bin.display()
+        );
+        bin
+    }
+
+    /// The binary of this build ([`Airlock::binary`]) with a private state dir.
+    pub fn start() -> Airlock {
+        Airlock::new(Airlock::binary())
+    }
+
+    /// Wraps the binary at `bin`.
     pub fn new(bin: impl Into<PathBuf>) -> Airlock {
         // Short path: unix socket paths inside it must stay under 108 bytes.
         let state = tempfile::Builder::new()
@@ -50,6 +80,32 @@ impl Airlock {
     /// The audit dir handed to airlock (`AIRLOCK_AUDIT_DIR`).
     pub fn audit_dir(&self) -> &Path {
         self.audit.path()
+    }
+
+    /// The records of the only audit log written so far, parsed and hash-checked.
+    pub fn audit(&self) -> audit::Log {
+        audit::Log::read(&self.audit_log())
+    }
+
+    /// The records of sandbox `id`'s audit log, parsed and hash-checked.
+    pub fn audit_of(&self, id: &str) -> audit::Log {
+        audit::Log::read(&self.audit_dir().join(format!("{id}.jsonl")))
+    }
+
+    /// Every audit log written so far with its records, by path.
+    pub fn audit_logs(&self) -> Vec<(PathBuf, audit::Log)> {
+        let mut logs: Vec<PathBuf> = std::fs::read_dir(self.audit.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+            .collect();
+        logs.sort();
+        logs.into_iter()
+            .map(|p| {
+                let log = audit::Log::read(&p);
+                (p, log)
+            })
+            .collect()
     }
 
     /// The only audit log written so far.
@@ -270,6 +326,32 @@ pub fn processes_mentioning(needle: &Path) -> Vec<String> {
         }
     }
     found
+}
+
+/// For a test that needs root: fails (with what is missing) when the test is not root, so a CI
+/// run without root is a failure rather than a silent skip. `AIRLOCK_TESTS_ALLOW_NON_ROOT=1` turns
+/// the failure into a skip for developers running as an ordinary user; the function then returns
+/// false and the test returns early.
+pub fn require_root(what: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    let allowed = std::env::var("AIRLOCK_TESTS_ALLOW_NON_ROOT").is_ok_and(|v| v == "1");
+    assert!(
+        allowed,
+        "this test needs root ({what}); run the suite as root, or set \
+         AIRLOCK_TESTS_ALLOW_NON_ROOT=1 to skip it"
+    );
+    eprintln!("skipped: needs root ({what})");
+    false
+}
+
+/// Writes `body` to `dir/policy.toml` and returns that path, for `--policy`.
+pub fn write_policy(dir: &Path, body: &str) -> String {
+    let p = dir.join("policy.toml");
+    std::fs::write(&p, body).unwrap();
+    p.to_str().unwrap().to_string()
 }
 
 /// Polls `cond` until it holds or `timeout` passes; returns whether it held.

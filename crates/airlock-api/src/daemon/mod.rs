@@ -1,8 +1,8 @@
 //! The daemon's sandbox manager: sandboxes that outlive one command.
 //!
 //! [`Daemon`] owns every sandbox it started, keyed by id. Creation goes through one function,
-//! [`Daemon::provision`], which boots a fresh guest today and is where a warm pool will hand out
-//! a pre-booted one. Each sandbox is an [`Entry`] whose state moves starting → running →
+//! `Daemon::provision`, which claims a warm guest from the pool when one fits (`keeper.rs`) and
+//! boots a fresh one otherwise. Each sandbox is an [`Entry`] whose state moves starting → running →
 //! stopping → stopped; execs hold a reference to the running [`Sandbox`] and end when it stops,
 //! so teardown always gets the sandbox back and runs the supervisor's full shutdown (audit
 //! sealed, state dir removed).

@@ -19,7 +19,7 @@ pub(crate) const VERSION: u32 = 1;
 pub(super) const PERMISSION_BITS: u32 = 0o7777;
 
 /// Why an overlay operation failed. A conflict or a policy denial during `apply` is not an
-/// error: it is reported in [`ApplyReport`].
+/// error: it is reported in [`ApplyReport`](super::ApplyReport).
 #[derive(Debug, thiserror::Error)]
 pub enum OverlayError {
     /// A filesystem call failed on `path`.

@@ -169,7 +169,7 @@ fn get(agent: &ureq::Agent, url: &str) -> Result<Option<Vec<u8>>, ImageError> {
 }
 
 /// Decompresses an index downloaded as `name` (`Packages.xz`, `Packages.gz` or `Packages`).
-pub fn decompress(name: &str, bytes: &[u8]) -> Result<String, String> {
+pub(crate) fn decompress(name: &str, bytes: &[u8]) -> Result<String, String> {
     let mut out = Vec::new();
     if name.ends_with(".xz") {
         let mut input = std::io::BufReader::new(bytes);

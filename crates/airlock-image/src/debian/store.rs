@@ -231,8 +231,8 @@ pub struct BuildInfo {
     pub build_id: String,
     /// Whether it is the current build.
     pub current: bool,
-    /// Its manifest, or why it could not be read.
-    pub manifest: Result<ImageManifest, String>,
+    /// Its manifest, or why it could not be read (shared: the info is cloned for reports).
+    pub manifest: Result<ImageManifest, std::sync::Arc<ImageError>>,
     /// Size of the rootfs in bytes.
     pub size: u64,
     /// Time since it was built.
@@ -257,7 +257,7 @@ pub fn list(cache: &Cache) -> Result<Vec<BuildInfo>, ImageError> {
                 continue;
             }
             let bdir = dir.join(&build_id);
-            let manifest = ImageManifest::read(&bdir.join(MANIFEST)).map_err(|e| e.to_string());
+            let manifest = ImageManifest::read(&bdir.join(MANIFEST)).map_err(std::sync::Arc::new);
             let age = manifest.as_ref().ok().and_then(|m| age_of(&m.built_at));
             out.push(BuildInfo {
                 current: current.as_deref() == Some(build_id.as_str()),

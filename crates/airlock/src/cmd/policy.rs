@@ -41,7 +41,7 @@ enum PolicyCommand {
         /// A path to write.
         #[arg(long = "write", value_name = "PATH")]
         writes: Vec<String>,
-        /// A connection, HOST:PORT or [IPV6]:PORT.
+        /// A connection, HOST:PORT or \[IPV6\]:PORT.
         #[arg(long = "connect", value_name = "HOST:PORT", value_parser = parse_connect)]
         connects: Vec<Query>,
     },

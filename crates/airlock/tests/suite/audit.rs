@@ -1,29 +1,11 @@
 //! Every run leaves a hash-chained, signed audit log that `airlock audit verify` checks and
 //! `airlock audit show` renders safely; monitor rules act on events as they are recorded.
 
+use airlock_testkit::audit::{Decision, Event, Source, from, fs_is, is, kind, net_is};
 use airlock_testkit::{Airlock, text};
 use std::path::{Path, PathBuf};
 
-struct Run {
-    a: Airlock,
-}
-
-impl Run {
-    fn new() -> Run {
-        Run {
-            a: Airlock::new(env!("CARGO_BIN_EXE_airlock")),
-        }
-    }
-
-    fn airlock(&self, args: &[&str]) -> std::process::Output {
-        self.a.command(args).output().unwrap()
-    }
-
-    fn log(&self) -> PathBuf {
-        self.a.audit_log()
-    }
-}
-
+/// The raw lines of a log, for the tests that edit them to prove tampering is detected.
 fn lines(p: &Path) -> Vec<String> {
     std::fs::read_to_string(p)
         .unwrap()
@@ -34,22 +16,25 @@ fn lines(p: &Path) -> Vec<String> {
 
 #[test]
 fn a_run_is_recorded_and_verifies() {
-    let r = Run::new();
-    let out = r.airlock(&["run", "--", "ls", "/"]);
+    let a = Airlock::start();
+    let out = a.run(["run", "--", "ls", "/"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let log = r.log();
-    let records = lines(&log).join("\n");
-    for needle in [
-        r#""source":"host","kind":"sandbox.start""#,
-        r#""source":"host","kind":"proc.exec","decision":"allow","proc":{"argv":["ls","/"]"#,
-        r#""source":"guest","kind":"proc.exec""#,
-        r#""argv":["ls","/"],"cwd":"/workspace""#,
-        r#""source":"guest","kind":"proc.exit""#,
-        r#""source":"host","kind":"sandbox.end""#,
-    ] {
-        assert!(records.contains(needle), "missing {needle} in\n{records}");
-    }
-    let v = r.airlock(&["audit", "verify", log.to_str().unwrap()]);
+    let log = a.audit();
+    let ls = |e: &Event| e.proc.as_ref().is_some_and(|p| p.argv == ["ls", "/"]);
+    assert!(log.has(from(Source::Host, kind::SANDBOX_START)), "{log}");
+    assert!(
+        log.has(|e| is(kind::PROC_EXEC, Decision::Allow)(e) && e.source == Source::Host && ls(e)),
+        "no host proc.exec allow of `ls /` in\n{log}"
+    );
+    assert!(log.has(from(Source::Guest, kind::PROC_EXEC)), "{log}");
+    assert!(
+        log.has(|e| ls(e) && e.proc.as_ref().unwrap().cwd.as_deref() == Some("/workspace")),
+        "no `ls /` in /workspace in\n{log}"
+    );
+    assert!(log.has(from(Source::Guest, kind::PROC_EXIT)), "{log}");
+    assert!(log.has(from(Source::Host, kind::SANDBOX_END)), "{log}");
+    let log = a.audit_log();
+    let v = a.run(["audit", "verify", log.to_str().unwrap()]);
     assert_eq!(
         v.status.code(),
         Some(0),
@@ -58,15 +43,15 @@ fn a_run_is_recorded_and_verifies() {
         text(&v.stderr)
     );
     assert!(text(&v.stdout).contains("sealed"), "{}", text(&v.stdout));
-    r.a.assert_clean();
+    a.assert_clean();
 }
 
 #[test]
 fn tampering_is_detected_and_located() {
-    let r = Run::new();
-    let out = r.airlock(&["run", "--", "sh", "-c", "echo a; echo b"]);
+    let a = Airlock::start();
+    let out = a.run(["run", "--", "sh", "-c", "echo a; echo b"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let log = r.log();
+    let log = a.audit_log();
     let original = lines(&log);
     assert!(original.len() >= 5, "{original:?}");
     let checkpoints = PathBuf::from(format!("{}.checkpoints", log.display()));
@@ -91,7 +76,7 @@ fn tampering_is_detected_and_located() {
         let copy = dir.path().join(format!("{name}.jsonl"));
         std::fs::write(&copy, body.join("\n") + "\n").unwrap();
         std::fs::copy(&checkpoints, format!("{}.checkpoints", copy.display())).unwrap();
-        let v = r.airlock(&["audit", "verify", copy.to_str().unwrap()]);
+        let v = a.run(["audit", "verify", copy.to_str().unwrap()]);
         assert_eq!(
             v.status.code(),
             Some(1),
@@ -105,16 +90,16 @@ fn tampering_is_detected_and_located() {
             text(&v.stderr)
         );
     }
-    r.a.assert_clean();
+    a.assert_clean();
 }
 
 #[test]
 fn guest_text_is_escaped_in_show() {
-    let r = Run::new();
+    let a = Airlock::start();
     let evil = "name\nwith\x1b]0;title\x07and\u{202e}bidi";
-    let out = r.airlock(&["run", "--", "sh", "-c", "true", evil]);
+    let out = a.run(["run", "--", "sh", "-c", "true", evil]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let show = r.airlock(&["audit", "show", r.log().to_str().unwrap()]);
+    let show = a.run(["audit", "show", a.audit_log().to_str().unwrap()]);
     let shown = text(&show.stdout);
     assert!(
         !shown.contains('\x1b') && !shown.contains('\u{202e}') && !shown.contains('\x07'),
@@ -130,12 +115,12 @@ fn guest_text_is_escaped_in_show() {
             .is_some_and(|c| c.is_ascii_digit())),
         "{shown}"
     );
-    r.a.assert_clean();
+    a.assert_clean();
 }
 
 #[test]
 fn monitor_rules_alert_and_kill() {
-    let r = Run::new();
+    let a = Airlock::start();
     let dir = tempfile::tempdir().unwrap();
     let alert = dir.path().join("alert.toml");
     std::fs::write(
@@ -143,7 +128,7 @@ fn monitor_rules_alert_and_kill() {
         "[[monitor.rules]]\nkind = \"proc.exec\"\naction = \"alert\"\n",
     )
     .unwrap();
-    let out = r.airlock(&["run", "--policy", alert.to_str().unwrap(), "--", "true"]);
+    let out = a.run(["run", "--policy", alert.to_str().unwrap(), "--", "true"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let err = text(&out.stderr);
     assert!(
@@ -151,14 +136,11 @@ fn monitor_rules_alert_and_kill() {
             && err.contains("matched proc.exec"),
         "{err}"
     );
-    assert!(
-        std::fs::read_to_string(r.log())
-            .unwrap()
-            .contains("\"kind\":\"monitor.alert\"")
-    );
-    r.a.assert_clean();
+    let log = a.audit();
+    assert!(log.has(|e| e.kind == kind::MONITOR_ALERT), "{log}");
+    a.assert_clean();
 
-    let r = Run::new();
+    let a = Airlock::start();
     let kill = dir.path().join("kill.toml");
     std::fs::write(
         &kill,
@@ -166,7 +148,7 @@ fn monitor_rules_alert_and_kill() {
     )
     .unwrap();
     // `true` exits at once (a guest proc.exit), while the command itself waits.
-    let out = r.airlock(&[
+    let out = a.run([
         "run",
         "--policy",
         kill.to_str().unwrap(),
@@ -181,42 +163,52 @@ fn monitor_rules_alert_and_kill() {
         "{}",
         text(&out.stderr)
     );
-    let records = std::fs::read_to_string(r.log()).unwrap();
-    assert!(records.contains("\"kind\":\"monitor.kill\""), "{records}");
+    let log = a.audit();
+    assert!(log.has(|e| e.kind == kind::MONITOR_KILL), "{log}");
+    let end = log.first(kind::SANDBOX_END);
     assert!(
-        records.contains("\"kind\":\"sandbox.end\"") && records.contains("matched proc.exit"),
-        "{records}"
+        end.detail
+            .as_deref()
+            .is_some_and(|d| d.contains("matched proc.exit")),
+        "{log}"
     );
-    r.a.assert_clean();
+    a.assert_clean();
 }
 
 #[test]
 fn writes_denials_and_commands_of_one_run_are_on_record() {
-    let r = Run::new();
-    std::fs::write(r.a.cwd().join("notes.txt"), "old\n").unwrap();
-    let out = r.airlock(&[
+    let a = Airlock::start();
+    std::fs::write(a.cwd().join("notes.txt"), "old\n").unwrap();
+    let out = a.run([
         "run", "--", "sh", "-c",
         "echo more >> notes.txt; echo new > made.txt; wget -q -O- http://evil.example/ 2>/dev/null; ls > /dev/null",
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let log = std::fs::read_to_string(r.log()).unwrap();
-    for needle in [
-        r#""kind":"fs.write","decision":"allow""#,
-        r#""path":"notes.txt""#,
-        r#""kind":"fs.create","decision":"allow""#,
-        r#""kind":"net.http","decision":"deny","rule":"network.default""#,
-        r#""host":"evil.example""#,
-    ] {
-        assert!(log.contains(needle), "missing {needle} in\n{log}");
-    }
+    let log = a.audit();
+    assert!(
+        log.has(fs_is(kind::FS_WRITE, Decision::Allow, "notes.txt")),
+        "{log}"
+    );
+    assert!(
+        log.has(fs_is(kind::FS_CREATE, Decision::Allow, "made.txt")),
+        "{log}"
+    );
+    assert!(
+        log.has(
+            |e| net_is(kind::NET_HTTP, Decision::Deny, "evil.example")(e)
+                && e.rule.as_deref() == Some("network.default")
+        ),
+        "{log}"
+    );
     // `ls` runs as a busybox applet in a forked shell; the guest reports it by name.
     assert!(
-        log.lines()
-            .any(|l| l.contains(r#""source":"guest","kind":"proc.exec""#)
-                && l.contains(r#""argv":["ls""#)),
+        log.has(|e| from(Source::Guest, kind::PROC_EXEC)(e)
+            && e.proc
+                .as_ref()
+                .is_some_and(|p| p.argv.first().is_some_and(|a| a == "ls"))),
         "no proc.exec for ls in\n{log}"
     );
-    let v = r.airlock(&["audit", "verify", r.log().to_str().unwrap()]);
+    let v = a.run(["audit", "verify", a.audit_log().to_str().unwrap()]);
     assert_eq!(
         v.status.code(),
         Some(0),
@@ -224,17 +216,17 @@ fn writes_denials_and_commands_of_one_run_are_on_record() {
         text(&v.stdout),
         text(&v.stderr)
     );
-    r.a.assert_clean();
+    a.assert_clean();
 }
 
 #[test]
 fn a_killed_run_leaves_a_log_that_verifies_up_to_its_last_record() {
-    let r = Run::new();
-    let mut child =
-        r.a.command(["run", "--", "sh", "-c", "echo started; sleep 1000"])
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
+    let a = Airlock::start();
+    let mut child = a
+        .command(["run", "--", "sh", "-c", "echo started; sleep 1000"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     let mut line = String::new();
     std::io::BufRead::read_line(
         &mut std::io::BufReader::new(child.stdout.take().unwrap()),
@@ -244,7 +236,7 @@ fn a_killed_run_leaves_a_log_that_verifies_up_to_its_last_record() {
     assert_eq!(line, "started\n");
     child.kill().unwrap(); // SIGKILL: no teardown, no final checkpoint
     child.wait().unwrap();
-    let v = r.airlock(&["audit", "verify", r.log().to_str().unwrap()]);
+    let v = a.run(["audit", "verify", a.audit_log().to_str().unwrap()]);
     assert_eq!(
         v.status.code(),
         Some(2),
@@ -259,13 +251,13 @@ fn a_killed_run_leaves_a_log_that_verifies_up_to_its_last_record() {
         text(&v.stderr)
     );
     // The helpers died with airlock (PDEATHSIG).
-    r.a.assert_processes_gone();
+    a.assert_processes_gone();
 }
 
 #[test]
 fn events_follow_and_stats_of_a_finished_sandbox() {
-    let r = Run::new();
-    let out = r.airlock(&[
+    let a = Airlock::start();
+    let out = a.run([
         "run",
         "--",
         "sh",
@@ -274,19 +266,24 @@ fn events_follow_and_stats_of_a_finished_sandbox() {
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     // -f ends by itself once it has printed the sandbox's end.
-    let ev = r.airlock(&["events", "-f"]);
+    let ev = a.run(["events", "-f"]);
     let shown = text(&ev.stdout);
     assert!(
         shown.contains("sandbox.start") && shown.contains("sandbox.end"),
         "{shown}"
     );
-    let id = r.log().file_stem().unwrap().to_string_lossy().into_owned();
-    let stats = r.airlock(&["stats", &id]);
+    let id = a
+        .audit_log()
+        .file_stem()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let stats = a.run(["stats", &id]);
     let v: serde_json::Value = serde_json::from_slice(&stats.stdout).unwrap();
     assert_eq!(v["running"], false);
     assert!(v["fs_ops"].as_u64().unwrap() >= 1, "{v}");
     assert_eq!(v["denials"]["net"], 1, "{v}");
-    let prom = r.airlock(&["stats", &id, "--prometheus"]);
+    let prom = a.run(["stats", &id, "--prometheus"]);
     assert!(
         text(&prom.stdout).contains(&format!(
             "airlock_denials_total{{sandbox=\"{id}\",area=\"net\"}} 1"
@@ -294,12 +291,12 @@ fn events_follow_and_stats_of_a_finished_sandbox() {
         "{}",
         text(&prom.stdout)
     );
-    r.a.assert_clean();
+    a.assert_clean();
 }
 
 #[test]
 fn redactions_apply_before_anything_is_written() {
-    let r = Run::new();
+    let a = Airlock::start();
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("p.toml");
     std::fs::write(
@@ -307,8 +304,8 @@ fn redactions_apply_before_anything_is_written() {
         "extends = \"default\"\n[audit]\nredact = [\"sk-ant-[a-z0-9]+\"]\nredact_env = [\"MY_TOKEN\"]\n",
     )
     .unwrap();
-    let out =
-        r.a.command([
+    let out = a
+        .command([
             "run",
             "--policy",
             p.to_str().unwrap(),
@@ -322,11 +319,19 @@ fn redactions_apply_before_anything_is_written() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let log = std::fs::read_to_string(r.log()).unwrap();
+    // The secrets are in no byte of the file (not only in no field): searched in the raw text.
+    let raw = std::fs::read_to_string(a.audit_log()).unwrap();
     assert!(
-        !log.contains("sk-ant-abc123") && !log.contains("tok-4242"),
+        !raw.contains("sk-ant-abc123") && !raw.contains("tok-4242"),
+        "{raw}"
+    );
+    let log = a.audit();
+    assert!(
+        log.has(|e| e.proc.as_ref().is_some_and(|p| p
+            .argv
+            .iter()
+            .any(|arg| arg.contains("[REDACTED] [REDACTED]")))),
         "{log}"
     );
-    assert!(log.contains("[REDACTED] [REDACTED]"), "{log}");
-    r.a.assert_clean();
+    a.assert_clean();
 }
