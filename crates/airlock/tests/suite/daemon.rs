@@ -2,13 +2,10 @@
 //! raw API with curl (following docs/api/openapi.json); concurrency, restart after SIGKILL, and
 //! precise errors.
 
+use airlock_testkit::audit::{self, kind};
 use airlock_testkit::{Airlock, text, wait_until};
 use serde_json::{Value, json};
 use std::time::Duration;
-
-fn airlock() -> Airlock {
-    Airlock::new(env!("CARGO_BIN_EXE_airlock"))
-}
 
 fn openapi_file() -> String {
     std::fs::read_to_string(concat!(
@@ -18,12 +15,13 @@ fn openapi_file() -> String {
     .unwrap()
 }
 
-fn json_of(body: &str) -> Value {
+/// `body` parsed as JSON; panics showing it when it is not.
+pub(super) fn json_of(body: &str) -> Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
 }
 
 /// Decodes an exec's NDJSON stream: (stdout, stderr, exit object).
-fn exec_stream(body: &str) -> (String, String, Value) {
+pub(super) fn exec_stream(body: &str) -> (String, String, Value) {
     use base64::Engine as _;
     let mut lines = body.lines();
     let first = json_of(lines.next().unwrap());
@@ -51,7 +49,7 @@ fn exec_stream(body: &str) -> (String, String, Value) {
 
 #[test]
 fn persistence_across_execs() {
-    let a = airlock();
+    let a = Airlock::start();
     let d = a.daemon(&[]);
     let out = a.run(["create", "--label", "test=persistence"]);
     assert!(out.status.success(), "create: {}", text(&out.stderr));
@@ -132,7 +130,7 @@ fn persistence_across_execs() {
 
 #[test]
 fn raw_api_follows_the_openapi_document() {
-    let a = airlock();
+    let a = Airlock::start();
     let d = a.daemon(&[]);
     let doc: Value = json_of(&openapi_file());
     // The served document is the one kept in docs/api/.
@@ -177,7 +175,8 @@ fn raw_api_follows_the_openapi_document() {
     assert_eq!(json_of(&body)["sandbox"], id.as_str());
     let (code, body) = d.curl("GET", &format!("/v1/sandboxes/{id}/events"), None);
     assert_eq!(code, 200);
-    assert!(body.lines().all(|l| json_of(l)["sandbox"] == id.as_str()));
+    let events = audit::Log::parse("GET /events", body.as_bytes());
+    assert!(events.records.iter().all(|r| r.sandbox == id), "{events}");
 
     let (code, body) = d.curl("DELETE", &format!("/v1/sandboxes/{id}"), None);
     assert_eq!(code, 204, "{body}");
@@ -205,7 +204,7 @@ fn raw_api_follows_the_openapi_document() {
 
 #[test]
 fn twenty_concurrent_cycles() {
-    let a = airlock();
+    let a = Airlock::start();
     let d = a.daemon(&[]);
     let results: Vec<Result<(), String>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..20)
@@ -251,7 +250,7 @@ fn twenty_concurrent_cycles() {
 
 #[test]
 fn sigkill_and_restart_reaps_and_records() {
-    let a = airlock();
+    let a = Airlock::start();
     let d = a.daemon(&[]);
     let out = a.run(["create"]);
     assert!(out.status.success(), "create: {}", text(&out.stderr));
@@ -282,11 +281,15 @@ fn sigkill_and_restart_reaps_and_records() {
         d.log_text()
     );
     assert!(!a.state_dir().join(&id).exists());
+    let records = a.audit_of(&id);
+    let last = &records.records.last().expect("records").event;
+    assert_eq!(last.kind, kind::SANDBOX_END, "{records}");
+    assert_eq!(
+        last.detail.as_deref(),
+        Some("daemon restarted; reaped"),
+        "{records}"
+    );
     let log = a.audit_dir().join(format!("{id}.jsonl"));
-    let records = std::fs::read_to_string(&log).unwrap();
-    let last = json_of(records.lines().last().unwrap());
-    assert_eq!(last["kind"], "sandbox.end");
-    assert_eq!(last["detail"], "daemon restarted; reaped");
     let out = a.run(["audit", "verify", log.to_str().unwrap()]);
     assert!(
         out.status.success(),
@@ -302,7 +305,7 @@ fn sigkill_and_restart_reaps_and_records() {
 
 #[test]
 fn bad_input_gets_precise_errors() {
-    let a = airlock();
+    let a = Airlock::start();
     // No daemon: say so, and how to start one.
     let out = a.run(["ls"]);
     assert_eq!(out.status.code(), Some(125));
@@ -515,7 +518,7 @@ fn bad_input_gets_precise_errors() {
 
 #[test]
 fn tcp_listener_requires_the_token() {
-    let a = airlock();
+    let a = Airlock::start();
     let out = a.run(["daemon", "--tcp", "127.0.0.1:0"]);
     assert_eq!(
         out.status.code(),

@@ -1,14 +1,11 @@
 //! The workspace is shared through the host-side fs gateway: live both ways for `rw`, enforced on
 //! the host for `ro`, `deny_read` and protected paths, and every change or denial is audited.
 
-use airlock_testkit::{Airlock, text};
+use airlock_testkit::audit::{Decision, fs_is, is, kind};
+use airlock_testkit::{Airlock, text, write_policy};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::Stdio;
-
-fn airlock() -> Airlock {
-    Airlock::new(env!("CARGO_BIN_EXE_airlock"))
-}
 
 fn workspace() -> tempfile::TempDir {
     let ws = tempfile::tempdir().unwrap();
@@ -16,19 +13,9 @@ fn workspace() -> tempfile::TempDir {
     ws
 }
 
-fn policy(dir: &Path, body: &str) -> String {
-    let p = dir.join("policy.toml");
-    std::fs::write(&p, body).unwrap();
-    p.to_str().unwrap().to_string()
-}
-
-fn audit(a: &Airlock) -> String {
-    std::fs::read_to_string(a.audit_log()).unwrap()
-}
-
 #[test]
 fn rw_is_live_both_ways() {
-    let a = airlock();
+    let a = Airlock::start();
     let ws = workspace();
     let script = "cat host.txt; echo from guest > g.txt; echo wrote; \
                   while [ ! -f h2.txt ]; do sleep 0.1; done; cat h2.txt";
@@ -63,10 +50,9 @@ fn rw_is_live_both_ways() {
     out.read_line(&mut line).unwrap();
     assert_eq!(line, "second from host\n");
     assert!(child.wait().unwrap().success());
-    let log = audit(&a);
+    let log = a.audit();
     assert!(
-        log.contains(r#""kind":"fs.create","decision":"allow""#)
-            && log.contains(r#""path":"g.txt""#),
+        log.has(fs_is(kind::FS_CREATE, Decision::Allow, "g.txt")),
         "{log}"
     );
     a.assert_clean();
@@ -74,9 +60,9 @@ fn rw_is_live_both_ways() {
 
 #[test]
 fn ro_holds_even_after_a_guest_remount() {
-    let a = airlock();
+    let a = Airlock::start();
     let ws = workspace();
-    let p = policy(
+    let p = write_policy(
         ws.path(),
         "[process]\nuser = \"root\"\nseccomp = \"unconfined\"\nno_new_privs = false\n\
          [[filesystem.mounts]]\nworkspace = true\nguest = \"/workspace\"\nmode = \"ro\"\n",
@@ -109,9 +95,10 @@ fn ro_holds_even_after_a_guest_remount() {
         "from host\n"
     );
     assert!(!ws.path().join("new.txt").exists());
-    let log = audit(&a);
+    let log = a.audit();
     assert!(
-        log.contains(r#""decision":"deny""#) && log.contains(r#""path":"host.txt""#),
+        log.has(|e| e.decision == Some(Decision::Deny)
+            && e.fs.as_ref().is_some_and(|f| f.path == "host.txt")),
         "{log}"
     );
     a.assert_clean();
@@ -119,13 +106,13 @@ fn ro_holds_even_after_a_guest_remount() {
 
 #[test]
 fn deny_read_and_outside_symlinks_reveal_nothing() {
-    let a = airlock();
+    let a = Airlock::start();
     let ws = workspace();
     std::fs::write(ws.path().join(".env"), "API_KEY=secret-value\n").unwrap();
     let outside = tempfile::tempdir().unwrap();
     std::fs::write(outside.path().join("secret"), "outside-secret\n").unwrap();
     std::os::unix::fs::symlink(outside.path().join("secret"), ws.path().join("link")).unwrap();
-    let p = policy(
+    let p = write_policy(
         outside.path(),
         "extends = \"default\"\n[filesystem]\ndeny_read = [\".env\"]\n",
     );
@@ -150,9 +137,9 @@ fn deny_read_and_outside_symlinks_reveal_nothing() {
         stdout.contains("env=1") && stdout.contains("link=1"),
         "{stdout}"
     );
-    let log = audit(&a);
+    let log = a.audit();
     assert!(
-        log.contains(r#""kind":"fs.open","decision":"deny""#) && log.contains(r#""path":".env""#),
+        log.has(fs_is(kind::FS_OPEN, Decision::Deny, ".env")),
         "{log}"
     );
     a.assert_clean();
@@ -160,7 +147,7 @@ fn deny_read_and_outside_symlinks_reveal_nothing() {
 
 #[test]
 fn git_hooks_cannot_be_planted() {
-    let a = airlock();
+    let a = Airlock::start();
     let ws = workspace();
     std::fs::create_dir(ws.path().join(".git")).unwrap();
     std::fs::write(ws.path().join(".git/HEAD"), "ref: refs/heads/main\n").unwrap();
@@ -199,9 +186,9 @@ fn git_hooks_cannot_be_planted() {
         ws.path().join(".git/HEAD").exists(),
         ".git was not moved away"
     );
-    let log = audit(&a);
+    let log = a.audit();
     assert!(
-        log.contains(r#"filesystem.protected \".git/hooks/**\""#),
+        log.has(|e| e.rule.as_deref() == Some(r#"filesystem.protected ".git/hooks/**""#)),
         "{log}"
     );
     a.assert_clean();
@@ -210,7 +197,7 @@ fn git_hooks_cannot_be_planted() {
 #[test]
 fn a_prepared_tree_cannot_be_renamed_into_dot_git() {
     // A hooks dir built under another name and moved into place as `.git` is refused too.
-    let a = airlock();
+    let a = Airlock::start();
     let ws = workspace();
     let out = a.run([
         "run", "--workspace", ws.path().to_str().unwrap(), "--", "sh", "-c",
@@ -223,17 +210,14 @@ fn a_prepared_tree_cannot_be_renamed_into_dot_git() {
     );
     assert!(!ws.path().join(".git").exists());
     assert!(ws.path().join(".g/hooks/pre-commit").exists());
-    let log = audit(&a);
-    assert!(
-        log.contains(r#""kind":"fs.rename","decision":"deny""#),
-        "{log}"
-    );
+    let log = a.audit();
+    assert!(log.has(is(kind::FS_RENAME, Decision::Deny)), "{log}");
     a.assert_clean();
 }
 
 #[test]
 fn file_names_with_control_characters_are_escaped_in_show() {
-    let a = airlock();
+    let a = Airlock::start();
     let ws = workspace();
     let out = a.run([
         "run",
@@ -264,13 +248,13 @@ fn file_names_with_control_characters_are_escaped_in_show() {
 
 #[test]
 fn overlay_keeps_the_host_untouched_until_apply() {
-    let a = airlock();
+    let a = Airlock::start();
     let ws = workspace();
     std::fs::create_dir(ws.path().join("src")).unwrap();
     std::fs::write(ws.path().join("src/lib.rs"), "fn one() {}\nfn two() {}\n").unwrap();
     let before = tree(ws.path());
     let overlays = tempfile::tempdir().unwrap();
-    let p = policy(
+    let p = write_policy(
         overlays.path(),
         "[[filesystem.mounts]]\nworkspace = true\nguest = \"/workspace\"\nmode = \"overlay\"\n",
     );
@@ -347,10 +331,10 @@ fn overlay_keeps_the_host_untouched_until_apply() {
 #[test]
 fn apply_waits_for_the_sandbox_to_end() {
     use std::io::BufRead;
-    let a = airlock();
+    let a = Airlock::start();
     let ws = workspace();
     let overlays = tempfile::tempdir().unwrap();
-    let p = policy(
+    let p = write_policy(
         overlays.path(),
         "[[filesystem.mounts]]\nworkspace = true\nguest = \"/workspace\"\nmode = \"overlay\"\n",
     );

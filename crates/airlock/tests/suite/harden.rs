@@ -1,11 +1,8 @@
 //! The policy's `[process]` and `[sandbox]` settings reach the workload inside the guest.
 
+use airlock_testkit::audit::{Source, kind};
 use airlock_testkit::{Airlock, text};
 use std::io::Write;
-
-fn airlock() -> Airlock {
-    Airlock::new(env!("CARGO_BIN_EXE_airlock"))
-}
 
 /// `airlock run --policy <a file holding policy> -- cmd...`.
 fn run_policy(a: &Airlock, policy: &str, cmd: &[&str]) -> std::process::Output {
@@ -23,7 +20,7 @@ fn policy_file(body: &str) -> tempfile::NamedTempFile {
 
 #[test]
 fn default_profile_runs_unprivileged_under_seccomp() {
-    let a = airlock();
+    let a = Airlock::start();
     let script = "id -u; grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status; \
                   unshare -U true 2>&1; echo unshare=$?; touch /etc/x 2>/dev/null; echo etc=$?; \
                   touch ~/ok && echo home=ok";
@@ -52,7 +49,7 @@ fn default_profile_runs_unprivileged_under_seccomp() {
 
 #[test]
 fn an_explicitly_unconfined_root_policy_is_honoured() {
-    let a = airlock();
+    let a = Airlock::start();
     let out = run_policy(
         &a,
         "[process]\nuser = \"root\"\nseccomp = \"unconfined\"\nno_new_privs = false\n",
@@ -65,7 +62,7 @@ fn an_explicitly_unconfined_root_policy_is_honoured() {
 
 #[test]
 fn the_policy_timeout_stops_the_sandbox() {
-    let a = airlock();
+    let a = Airlock::start();
     let out = run_policy(&a, "[sandbox]\ntimeout = \"2s\"\n", &["sleep", "1000"]);
     assert_eq!(out.status.code(), Some(124));
     assert!(
@@ -73,18 +70,20 @@ fn the_policy_timeout_stops_the_sandbox() {
         "{}",
         text(&out.stderr)
     );
-    let log = std::fs::read_to_string(a.audit_log()).unwrap();
-    let end = log
-        .lines()
-        .find(|l| l.contains("\"sandbox.end\""))
-        .expect("sandbox.end recorded");
-    assert!(end.contains("time limit of 2 s"), "{end}");
+    let log = a.audit();
+    let end = log.first(kind::SANDBOX_END);
+    assert!(
+        end.detail
+            .as_deref()
+            .is_some_and(|d| d.contains("time limit of 2 s")),
+        "{log}"
+    );
     a.assert_clean();
 }
 
 #[test]
 fn a_full_disk_is_enospc_in_the_guest_and_costs_the_host_at_most_the_limit() {
-    let a = airlock();
+    let a = Airlock::start();
     let p = policy_file("[sandbox]\ndisk = \"64MiB\"\n");
     let out = a.run([
         "run",
@@ -139,7 +138,7 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 
 #[test]
 fn a_memory_hog_is_oom_killed_inside_the_guest_and_reported() {
-    let a = airlock();
+    let a = Airlock::start();
     // Three 60 MiB buffers in a 128 MiB guest: the guest kernel must kill one.
     let script = "for i in 1 2 3; do dd if=/dev/zero of=/dev/null bs=60M count=20 2>/dev/null & done; \
                   wait; echo survived";
@@ -152,12 +151,14 @@ fn a_memory_hog_is_oom_killed_inside_the_guest_and_reported() {
     assert_eq!(text(&out.stdout), "survived\n", "the shell itself lives on");
     let err = text(&out.stderr);
     assert!(err.contains("the guest ran out of memory"), "{err}");
-    let log = std::fs::read_to_string(a.audit_log()).unwrap();
-    let oom = log
-        .lines()
-        .find(|l| l.contains("\"proc.oom\""))
-        .expect("proc.oom recorded");
-    assert!(oom.contains("OOM killer ended"), "{oom}");
+    let log = a.audit();
+    let oom = log.first(kind::PROC_OOM);
+    assert!(
+        oom.detail
+            .as_deref()
+            .is_some_and(|d| d.contains("OOM killer ended")),
+        "{log}"
+    );
     // The host still runs sandboxes after the guest's OOM.
     let again = a.run(["run", "--", "true"]);
     assert!(again.status.success(), "{}", text(&again.stderr));
@@ -166,7 +167,7 @@ fn a_memory_hog_is_oom_killed_inside_the_guest_and_reported() {
 
 #[test]
 fn landlock_keeps_even_a_root_workload_writing_only_where_it_may() {
-    let a = airlock();
+    let a = Airlock::start();
     let script = "id -u; touch /etc/evil 2>&1; echo etc=$?; touch /tmp/ok && echo tmp=ok; \
                   touch /workspace/ok && echo ws=ok; touch /root/ok && echo home=ok; \
                   echo x > /dev/null && echo devnull=ok";
@@ -192,7 +193,7 @@ fn landlock_keeps_even_a_root_workload_writing_only_where_it_may() {
 
 #[test]
 fn policy_limits_size_the_vm() {
-    let a = airlock();
+    let a = Airlock::start();
     let out = run_policy(
         &a,
         "[sandbox]\ncpus = 2\nmemory = \"300MiB\"\n",
@@ -211,7 +212,7 @@ fn policy_limits_size_the_vm() {
 
 #[test]
 fn a_policy_the_build_cannot_enforce_is_refused() {
-    let a = airlock();
+    let a = Airlock::start();
     let out = run_policy(&a, "[sandbox]\nimage = \"nosuch\"\n", &["true"]);
     assert_eq!(out.status.code(), Some(125));
     let err = text(&out.stderr);
@@ -234,7 +235,7 @@ fn a_policy_the_build_cannot_enforce_is_refused() {
 
 #[test]
 fn an_invalid_policy_lists_every_error_and_boots_nothing() {
-    let a = airlock();
+    let a = Airlock::start();
     let p = policy_file("[network]\nallow = [\"*\"]\n[sandbox]\ncpus = 0\n");
     let out = a.run(["run", "--policy", p.path().to_str().unwrap(), "--", "true"]);
     assert_eq!(out.status.code(), Some(125));
@@ -250,7 +251,7 @@ fn an_invalid_policy_lists_every_error_and_boots_nothing() {
 
 #[test]
 fn a_fork_bomb_hits_the_pids_limit_and_airlock_returns() {
-    let a = airlock();
+    let a = Airlock::start();
     // Only shell builtins after the bomb: the command's own group is full.
     let script = "read cg < /proc/self/cgroup; read max < /sys/fs/cgroup${cg#0::}/pids.max; \
                   echo \"limit $max\"; bomb() { bomb | bomb & }; bomb 2>/dev/null; \
@@ -277,7 +278,7 @@ fn a_fork_bomb_hits_the_pids_limit_and_airlock_returns() {
 
 #[test]
 fn the_engine_runs_jailed_unprivileged_and_under_seccomp_filters() {
-    let a = airlock();
+    let a = Airlock::start();
     let (mut child, line) = held_run(
         &a,
         &["run", "--", "sh", "-c", "echo started; read _ || true"],
@@ -436,7 +437,7 @@ fn probe(a: &Airlock, policy: &str) -> std::collections::BTreeMap<String, i32> {
 #[test]
 fn the_seccomp_profiles_refuse_kernel_attack_surface_with_eperm() {
     const EPERM: i32 = 1;
-    let a = airlock();
+    let a = Airlock::start();
     build_probe(a.cwd());
     let default = probe(&a, "extends = \"default\"\n");
     for call in [
@@ -455,7 +456,7 @@ fn the_seccomp_profiles_refuse_kernel_attack_surface_with_eperm() {
     }
     assert_eq!(default["ptrace"], 0, "default allows ptrace: {default:?}");
     // Each refusal is in the audit log, reported by the guest agent.
-    let log = std::fs::read_to_string(a.audit_log()).unwrap();
+    let log = a.audit();
     for call in [
         "keyctl",
         "add_key",
@@ -466,13 +467,12 @@ fn the_seccomp_profiles_refuse_kernel_attack_surface_with_eperm() {
         "ioctl",
     ] {
         let needle = format!("syscall {call} refused with EPERM");
-        let line = log
-            .lines()
-            .find(|l| l.contains(&needle))
+        let deny = log
+            .find(|e| e.detail.as_deref().is_some_and(|d| d.contains(&needle)))
             .unwrap_or_else(|| panic!("no policy.deny for {call} in:\n{log}"));
-        assert!(line.contains("\"policy.deny\""), "{line}");
-        assert!(line.contains("\"source\":\"guest\""), "{line}");
-        assert!(line.contains("\"rule\":\"process.seccomp\""), "{line}");
+        assert_eq!(deny.kind, kind::POLICY_DENY, "{deny:?}");
+        assert_eq!(deny.source, Source::Guest, "{deny:?}");
+        assert_eq!(deny.rule.as_deref(), Some("process.seccomp"), "{deny:?}");
     }
     let root = probe(&a, "extends = \"default\"\n[process]\nuser = \"root\"\n");
     assert_eq!(root["raw_socket"], 0, "root may open raw sockets: {root:?}");
@@ -488,7 +488,7 @@ fn the_seccomp_profiles_refuse_kernel_attack_surface_with_eperm() {
 
 #[test]
 fn a_required_protection_the_host_lacks_refuses_the_run() {
-    let a = airlock();
+    let a = Airlock::start();
     let out = run_policy(
         &a,
         "[sandbox]\nrequire = [\"host-cgroups\", \"kvm\"]\n",
@@ -514,7 +514,7 @@ fn a_required_protection_the_host_lacks_refuses_the_run() {
 
 #[test]
 fn the_egress_gateway_runs_in_its_own_jailed_process() {
-    let a = airlock();
+    let a = Airlock::start();
     let (mut child, line) = held_run(
         &a,
         &[
@@ -595,7 +595,7 @@ fn gateway_pid(airlock_pid: u32, kind: &str) -> u32 {
 
 #[test]
 fn the_fs_gateway_sees_only_its_share_and_keeps_only_file_capabilities() {
-    let a = airlock();
+    let a = Airlock::start();
     std::fs::write(a.cwd().join("hello"), "hi").unwrap();
     let (mut child, line) = held_run(
         &a,

@@ -9,54 +9,27 @@
 
 use airlock_image::Cache;
 use airlock_image::debian::{self, ImageManifest, store};
+use airlock_testkit::audit::kind;
+use airlock_testkit::upstream::Upstream;
 use airlock_testkit::{Airlock, text};
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::OnceLock;
 
-fn airlock() -> Airlock {
-    Airlock::new(env!("CARGO_BIN_EXE_airlock"))
-}
-
-/// A local HTTP server answering GETs from a fixed map of paths, 404 otherwise.
+/// A local Debian mirror: answers GETs from a fixed map of paths, 404 otherwise.
 struct Mirror {
-    url: String,
+    server: Upstream,
 }
 
 impl Mirror {
     fn serve(files: HashMap<String, Vec<u8>>) -> Mirror {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { continue };
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut request = String::new();
-                if reader.read_line(&mut request).is_err() {
-                    continue;
-                }
-                // Skip the headers.
-                let mut line = String::new();
-                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
-                    line.clear();
-                }
-                let path = request.split_whitespace().nth(1).unwrap_or("/").to_string();
-                let (status, body) = match files.get(&path) {
-                    Some(b) => ("200 OK", b.clone()),
-                    None => ("404 Not Found", b"not found".to_vec()),
-                };
-                let _ = write!(
-                    stream,
-                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                    body.len()
-                );
-                let _ = stream.write_all(&body);
-            }
+        let server = Upstream::start(move |r| match files.get(&r.path) {
+            Some(b) => ("200 OK", b.clone()),
+            None => ("404 Not Found", b"not found".to_vec()),
         });
-        Mirror { url }
+        Mirror { server }
     }
 
     /// Serves the three bookworm archives: `packages[i]` is the Packages text of bookworm,
@@ -84,13 +57,14 @@ impl Mirror {
 
     /// `airlock image ARGS` on `cache` against this mirror.
     fn image(&self, cache: &Path, args: &[&str]) -> Output {
-        let airlock = airlock();
+        let airlock = Airlock::start();
+        let url = self.server.url();
         let mut cmd = airlock.command(std::iter::once("image").chain(args.iter().copied()));
         cmd.env("AIRLOCK_CACHE", cache)
-            .env("AIRLOCK_DEBIAN_MIRROR", format!("{}/debian", self.url))
+            .env("AIRLOCK_DEBIAN_MIRROR", format!("{url}/debian"))
             .env(
                 "AIRLOCK_DEBIAN_SECURITY_MIRROR",
-                format!("{}/debian-security", self.url),
+                format!("{url}/debian-security"),
             );
         cmd.output().unwrap()
     }
@@ -248,7 +222,7 @@ fn image_check_failures_exit_2_with_the_reason() {
     let rootfs = cache.path().join("empty.squashfs");
     std::fs::write(&rootfs, b"").unwrap();
     install(cache.path(), &synthetic_manifest(), &rootfs);
-    let out = airlock()
+    let out = Airlock::start()
         .command(["image", "check"])
         .env("AIRLOCK_CACHE", cache.path())
         .env("AIRLOCK_DEBIAN_MIRROR", "http://127.0.0.1:9/debian")
@@ -269,7 +243,7 @@ fn image_check_failures_exit_2_with_the_reason() {
 #[test]
 fn image_names_are_validated() {
     let cache = tempfile::tempdir().unwrap();
-    let out = airlock()
+    let out = Airlock::start()
         .command(["image", "check", "../etc"])
         .env("AIRLOCK_CACHE", cache.path())
         .output()
@@ -294,7 +268,7 @@ fn debian_image() -> &'static (PathBuf, String, bool) {
                 "building the debian image in {} (several minutes)",
                 cache.root().display()
             );
-            let status = airlock()
+            let status = Airlock::start()
                 .command(["image", "build", "--kind", "debian"])
                 .stdout(std::process::Stdio::inherit())
                 .stderr(std::process::Stdio::inherit())
@@ -452,10 +426,8 @@ fn debian_image_tree_has_agent_workspace_and_tools() {
 
 #[test]
 fn debian_image_tools_run_in_a_chroot() {
-    // Mounting the squashfs needs root and a loop device; without them this test has nothing
-    // to check that the listing test does not.
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: needs root");
+    // Mounting the squashfs needs root and a loop device.
+    if !airlock_testkit::require_root("mounting the image's squashfs") {
         return;
     }
     let (dir, _, _) = real_build();
@@ -466,10 +438,11 @@ fn debian_image_tools_run_in_a_chroot() {
         .arg(mnt.path())
         .output()
         .unwrap();
-    if !mount.status.success() {
-        eprintln!("skipped: cannot mount squashfs: {}", text(&mount.stderr));
-        return;
-    }
+    assert!(
+        mount.status.success(),
+        "cannot mount the squashfs (root without a loop device?): {}",
+        text(&mount.stderr)
+    );
     struct Unmount<'a>(&'a Path);
     impl Drop for Unmount<'_> {
         fn drop(&mut self) {
@@ -527,7 +500,7 @@ fn debian_image_check_against_the_archives() {
     );
 
     // Against deb.debian.org: a fresh image is current; an older one may have updates.
-    let out = airlock()
+    let out = Airlock::start()
         .command(["image", "check", "--json"])
         .env("AIRLOCK_CACHE", cache.path())
         .output()
@@ -557,7 +530,7 @@ fn debian_image_check_against_the_archives() {
     old.packages[i].version = "0~airlock.test".into();
     let cache2 = tempfile::tempdir().unwrap();
     install(cache2.path(), &old, &dir.join(store::ROOTFS));
-    let out = airlock()
+    let out = Airlock::start()
         .command(["image", "check"])
         .env("AIRLOCK_CACHE", cache2.path())
         .output()
@@ -619,15 +592,18 @@ fn debian_image_open_refuses_a_corrupt_copy() {
 
 #[test]
 fn image_build_failure_names_the_step_and_keeps_only_the_log() {
-    if !nix::unistd::geteuid().is_root() || !Path::new("/usr/sbin/debootstrap").exists() {
-        eprintln!("skipped: needs root and debootstrap");
+    if !airlock_testkit::require_root("debootstrap runs as root") {
         return;
     }
+    assert!(
+        Path::new("/usr/sbin/debootstrap").exists(),
+        "/usr/sbin/debootstrap is missing; scripts/setup installs it"
+    );
     let cache = tempfile::tempdir().unwrap();
     // Any file will do as the kernel: the build fails before it is used.
     let kernel = cache.path().join("vmlinux");
     std::fs::write(&kernel, b"not a kernel").unwrap();
-    let out = airlock()
+    let out = Airlock::start()
         .command(["image", "build", "--kind", "debian", "--name", "broken"])
         .env("AIRLOCK_CACHE", cache.path())
         .env("AIRLOCK_KERNEL", &kernel)
@@ -673,7 +649,7 @@ fn walk(dir: &Path) -> Vec<String> {
 #[test]
 fn debian_run_has_git_python_and_node() {
     debian_image();
-    let a = airlock();
+    let a = Airlock::start();
     let out = a.run([
         "run",
         "--image",
@@ -690,12 +666,15 @@ fn debian_run_has_git_python_and_node() {
     assert!(lines[1].starts_with("Python 3."), "{stdout}");
     assert!(lines[2].starts_with('v'), "{stdout}");
     assert_eq!(lines[3], "1000", "{stdout}");
-    let log = std::fs::read_to_string(a.audit_log()).unwrap();
-    let start = log
-        .lines()
-        .find(|l| l.contains("\"sandbox.start\""))
-        .unwrap();
-    assert!(start.contains("image debian (build "), "{start}");
+    let log = a.audit();
+    let start = log.first(kind::SANDBOX_START);
+    assert!(
+        start
+            .detail
+            .as_deref()
+            .is_some_and(|d| d.contains("image debian (build ")),
+        "{log}"
+    );
     a.assert_clean();
 }
 
@@ -715,7 +694,7 @@ fn debian_run_refuses_a_tampered_image_naming_it() {
     let kernel = airlock_image::kernel::cached(&Cache::from_env().unwrap())
         .unwrap()
         .expect("the kernel is cached once the debian image is built");
-    let a = airlock();
+    let a = Airlock::start();
     let out = a
         .command(["run", "--image", "debian", "--", "true"])
         .env("AIRLOCK_CACHE", cache.path())
@@ -763,7 +742,7 @@ fn flip_byte(path: &Path, at: u64) {
 #[test]
 fn a_tampered_kernel_or_tiny_image_refuses_to_boot() {
     let (cache, vmlinux) = cache_with_kernel_copy();
-    let a = airlock();
+    let a = Airlock::start();
     let run = || {
         a.command(["run", "--", "true"])
             .env("AIRLOCK_CACHE", cache.path())

@@ -2,57 +2,15 @@
 //! decided before DNS, private addresses and SNI mismatches are refused, and all of it is audited.
 
 use airlock_net::testutil::{DnsServer, client_hello};
-use airlock_testkit::{Airlock, text};
-use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, TcpListener};
+use airlock_testkit::audit::{Decision, is, kind};
+use airlock_testkit::upstream::Upstream;
+use airlock_testkit::{Airlock, text, write_policy};
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 
-fn airlock() -> Airlock {
-    Airlock::new(env!("CARGO_BIN_EXE_airlock"))
-}
-
-/// A tiny HTTP server on 127.0.0.1: answers every request with `hello from PATH`.
-fn http_server() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { continue };
-            std::thread::spawn(move || {
-                let mut buf = vec![0u8; 8192];
-                let mut head = Vec::new();
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match conn.read(&mut buf) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let line = String::from_utf8_lossy(&head)
-                    .lines()
-                    .next()
-                    .unwrap_or("")
-                    .to_string();
-                let path = line.split_whitespace().nth(1).unwrap_or("?").to_string();
-                let body = format!("hello from {path}\n");
-                let _ = write!(
-                    conn,
-                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-            });
-        }
-    });
-    port
-}
-
-fn policy(dir: &Path, body: &str) -> String {
-    let p = dir.join("policy.toml");
-    std::fs::write(&p, body).unwrap();
-    p.to_str().unwrap().to_string()
-}
-
-fn log(a: &Airlock) -> String {
-    std::fs::read_to_string(a.audit_log()).unwrap()
+/// The host an egress event names.
+fn host_of(e: &airlock_testkit::audit::Event) -> Option<&str> {
+    e.net.as_ref().and_then(|n| n.host.as_deref())
 }
 
 /// Runs a guest shell script with the proxy forced even for 127.0.0.1 targets.
@@ -73,10 +31,11 @@ fn run(a: &Airlock, policy: &str, ws: &Path, script: &str) -> std::process::Outp
 
 #[test]
 fn allowed_http_and_connect_go_through_and_the_rest_gets_403() {
-    let a = airlock();
-    let port = http_server();
+    let a = Airlock::start();
+    let upstream = Upstream::hello();
+    let port = upstream.port();
     let ws = tempfile::tempdir().unwrap();
-    let p = policy(
+    let p = write_policy(
         ws.path(),
         &format!("extends = \"default\"\n[network]\nallow = [\"127.0.0.1:{port}\"]\n"),
     );
@@ -109,18 +68,13 @@ fn allowed_http_and_connect_go_through_and_the_rest_gets_403() {
         stdout.contains("raw=1"),
         "a raw connection must fail: {stdout}"
     );
-    let log = log(&a);
+    let log = a.audit();
+    assert!(log.has(is(kind::NET_HTTP, Decision::Allow)), "{log}");
+    assert!(log.has(is(kind::NET_CONNECT, Decision::Allow)), "{log}");
     assert!(
-        log.contains(r#""kind":"net.http","decision":"allow""#),
-        "{log}"
-    );
-    assert!(
-        log.contains(r#""kind":"net.connect","decision":"allow""#),
-        "{log}"
-    );
-    assert!(
-        log.contains(r#""decision":"deny","rule":"network.default""#)
-            && log.contains(r#""host":"evil.example""#),
+        log.has(|e| e.decision == Some(Decision::Deny)
+            && e.rule.as_deref() == Some("network.default")
+            && host_of(e) == Some("evil.example")),
         "{log}"
     );
     a.assert_clean();
@@ -136,7 +90,7 @@ fn denied_names_are_never_resolved_and_private_answers_are_refused() {
         ]))
         .unwrap();
     let ws = tempfile::tempdir().unwrap();
-    let p = policy(
+    let p = write_policy(
         ws.path(),
         "extends = \"default\"\n[network]\nallow = [\"inside.test:80\", \"loop.test:80\"]\n",
     );
@@ -158,17 +112,18 @@ fn denied_names_are_never_resolved_and_private_answers_are_refused() {
         .unwrap()
     };
 
-    let a = airlock();
+    let a = Airlock::start();
     let out = with_dns(
         &a,
         "wget -q -O- http://denied.test/; wget -q -O- http://other.example:8080/; echo done",
     );
     assert!(text(&out.stdout).contains("done"), "{}", text(&out.stderr));
     assert_eq!(dns.queries(), 0, "a denied name must not reach DNS");
-    assert!(log(&a).contains(r#""host":"denied.test""#));
+    let log = a.audit();
+    assert!(log.has(|e| host_of(e) == Some("denied.test")), "{log}");
     a.assert_clean();
 
-    let a = airlock();
+    let a = Airlock::start();
     let out = with_dns(
         &a,
         "wget -q -O- http://inside.test/; echo inside=$?; wget -q -O- http://loop.test/; echo loop=$?",
@@ -179,26 +134,28 @@ fn denied_names_are_never_resolved_and_private_answers_are_refused() {
         "{stdout}"
     );
     assert!(dns.queries() > 0, "allowed names are resolved on the host");
-    let log = log(&a);
-    assert!(log.contains(r#""reason":"private_address""#), "{log}");
-    assert!(
-        log.contains(r#""host":"inside.test""#) && log.contains(r#""host":"loop.test""#),
-        "{log}"
-    );
+    let log = a.audit();
+    for host in ["inside.test", "loop.test"] {
+        assert!(
+            log.has(|e| host_of(e) == Some(host) && e.reason.as_deref() == Some("private_address")),
+            "{host} not refused as private_address in\n{log}"
+        );
+    }
     a.assert_clean();
 }
 
 #[test]
 fn a_connect_whose_sni_names_another_host_is_closed_and_recorded() {
-    let a = airlock();
-    let port = http_server();
+    let a = Airlock::start();
+    let upstream = Upstream::hello();
+    let port = upstream.port();
     let ws = tempfile::tempdir().unwrap();
     std::fs::write(
         ws.path().join("hello.bin"),
         client_hello(Some("evil.example")),
     )
     .unwrap();
-    let p = policy(
+    let p = write_policy(
         ws.path(),
         &format!("extends = \"default\"\n[network]\nallow = [\"127.0.0.1:{port}\"]\n"),
     );
@@ -222,9 +179,11 @@ fn a_connect_whose_sni_names_another_host_is_closed_and_recorded() {
         .output()
         .unwrap();
     assert!(text(&out.stdout).contains("end"), "{}", text(&out.stderr));
-    let log = log(&a);
+    let log = a.audit();
     assert!(
-        log.contains(r#""kind":"net.connect","decision":"deny""#) && log.contains("sni"),
+        log.has(|e| is(kind::NET_CONNECT, Decision::Deny)(e)
+            && e.rule.as_deref() == Some("egress.sni")
+            && e.reason.as_deref() == Some("sni_mismatch")),
         "{log}"
     );
     a.assert_clean();
@@ -232,10 +191,11 @@ fn a_connect_whose_sni_names_another_host_is_closed_and_recorded() {
 
 #[test]
 fn malformed_requests_do_not_take_the_gateway_down() {
-    let a = airlock();
-    let port = http_server();
+    let a = Airlock::start();
+    let upstream = Upstream::hello();
+    let port = upstream.port();
     let ws = tempfile::tempdir().unwrap();
-    let p = policy(
+    let p = write_policy(
         ws.path(),
         &format!("extends = \"default\"\n[network]\nallow = [\"127.0.0.1:{port}\"]\n"),
     );
@@ -258,9 +218,9 @@ fn malformed_requests_do_not_take_the_gateway_down() {
 
 #[test]
 fn a_kill_rule_on_denied_network_stops_the_sandbox() {
-    let a = airlock();
+    let a = Airlock::start();
     let ws = tempfile::tempdir().unwrap();
-    let p = policy(
+    let p = write_policy(
         ws.path(),
         "extends = \"default\"\n[[monitor.rules]]\nkind = \"net.*\"\ndecision = \"deny\"\naction = \"kill\"\n",
     );
@@ -271,11 +231,13 @@ fn a_kill_rule_on_denied_network_stops_the_sandbox() {
         "while true; do wget -q -O- http://exfil.example/ 2>/dev/null; sleep 1; done",
     );
     assert_eq!(out.status.code(), Some(137), "{}", text(&out.stderr));
-    let log = log(&a);
-    assert!(log.contains(r#""kind":"monitor.kill""#), "{log}");
+    let log = a.audit();
+    assert!(log.has(|e| e.kind == kind::MONITOR_KILL), "{log}");
     assert!(
-        log.contains(r#""kind":"sandbox.end""#)
-            && log.contains("matched net.http deny exfil.example:80"),
+        log.first(kind::SANDBOX_END)
+            .detail
+            .as_deref()
+            .is_some_and(|d| d.contains("matched net.http deny exfil.example:80")),
         "{log}"
     );
     let v = a.run(["audit", "verify", a.audit_log().to_str().unwrap()]);

@@ -2,13 +2,9 @@
 
 use airlock_testkit::{Airlock, text};
 
-fn airlock() -> Airlock {
-    Airlock::new(env!("CARGO_BIN_EXE_airlock"))
-}
-
 #[test]
 fn every_shipped_profile_checks() {
-    let out = airlock().run(["policy", "check", "--profiles"]);
+    let out = Airlock::start().run(["policy", "check", "--profiles"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(
         text(&out.stdout),
@@ -27,7 +23,7 @@ fn check_names_line_and_column() {
         "[network]\ndefault = \"deny\"\nallow = [\"*\"]\n",
     )
     .unwrap();
-    let out = airlock().run([
+    let out = Airlock::start().run([
         "policy",
         "check",
         unknown.to_str().unwrap(),
@@ -53,7 +49,7 @@ fn check_names_line_and_column() {
 
 #[test]
 fn explain_claude_code() {
-    let out = airlock().run([
+    let out = Airlock::start().run([
         "policy",
         "explain",
         "--profile",
@@ -82,7 +78,7 @@ fn explain_claude_code() {
 
 #[test]
 fn explain_rejects_bad_queries_and_unknown_profiles() {
-    let out = airlock().run([
+    let out = Airlock::start().run([
         "policy",
         "explain",
         "--profile",
@@ -96,7 +92,7 @@ fn explain_rejects_bad_queries_and_unknown_profiles() {
         "{}",
         text(&out.stderr)
     );
-    let out = airlock().run(["policy", "explain", "--profile", "nope", "--read", "x"]);
+    let out = Airlock::start().run(["policy", "explain", "--profile", "nope", "--read", "x"]);
     assert_eq!(out.status.code(), Some(125));
     assert!(
         text(&out.stderr).contains(
@@ -109,7 +105,7 @@ fn explain_rejects_bad_queries_and_unknown_profiles() {
 
 #[test]
 fn schema_is_json_schema() {
-    let out = airlock().run(["policy", "schema"]);
+    let out = Airlock::start().run(["policy", "schema"]);
     assert_eq!(out.status.code(), Some(0));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(

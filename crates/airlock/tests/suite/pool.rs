@@ -1,27 +1,22 @@
 //! The daemon's warm pool: guests booted unbound, claimed by creates (binding recorded), never
 //! reused, refilled, recycled past the TTL, and reaped after the daemon is killed.
 
+use super::daemon::{exec_stream, json_of};
+use airlock_testkit::audit::{Source, from, kind};
 use airlock_testkit::{Airlock, Daemon, text, wait_until};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::time::Duration;
 
-fn airlock() -> Airlock {
-    Airlock::new(env!("CARGO_BIN_EXE_airlock"))
-}
-
-fn json_of(body: &str) -> Value {
-    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
-}
-
-fn pool(d: &Daemon) -> Value {
+/// The status of the daemon's pool of tiny guests (`GET /v1/pool`).
+pub(super) fn pool(d: &Daemon) -> Value {
     let (code, body) = d.curl("GET", "/v1/pool", None);
     assert_eq!(code, 200, "{body}");
     json_of(&body)["images"][0].clone()
 }
 
 /// Waits until the pool holds `n` ready guests and none booting.
-fn wait_ready(d: &Daemon, n: u64) {
+pub(super) fn wait_ready(d: &Daemon, n: u64) {
     assert!(
         wait_until(Duration::from_secs(180), || {
             let p = pool(d);
@@ -51,34 +46,20 @@ fn create(d: &Daemon, body: &Value) -> Value {
     json_of(&resp)
 }
 
-fn exec(d: &Daemon, id: &str, argv: &[&str]) -> (String, Value) {
+/// Runs `argv` in sandbox `id` through the API: (stdout, stderr, exit object).
+fn exec(d: &Daemon, id: &str, argv: &[&str]) -> (String, String, Value) {
     let (code, body) = d.curl(
         "POST",
         &format!("/v1/sandboxes/{id}/exec"),
         Some(&json!({ "argv": argv }).to_string()),
     );
     assert_eq!(code, 200, "{body}");
-    let mut out = Vec::new();
-    let mut exit = Value::Null;
-    for l in body.lines().skip(1) {
-        let v = json_of(l);
-        if let Some(data) = v["data"].as_str() {
-            use base64::Engine as _;
-            out.extend(
-                base64::engine::general_purpose::STANDARD
-                    .decode(data)
-                    .unwrap(),
-            );
-        } else if v["exit"].is_object() {
-            exit = v["exit"].clone();
-        }
-    }
-    (text(&out), exit)
+    exec_stream(&body)
 }
 
 #[test]
 fn claims_bind_late_are_recorded_and_never_reused() {
-    let a = airlock();
+    let a = Airlock::start();
     let d = a.daemon(&["--pool", "tiny=2"]);
     wait_ready(&d, 2);
     let warm = guest_dirs(&a);
@@ -96,36 +77,20 @@ fn claims_bind_late_are_recorded_and_never_reused() {
     assert!(warm.contains(&claimed), "{claimed:?} not in {warm:?}");
 
     // The share was bound at the claim: writes reach the host.
-    let (out, exit) = exec(
+    let (out, err, exit) = exec(
         &d,
         &id,
         &["sh", "-c", "echo bound > /workspace/f && cat /workspace/f"],
     );
-    assert_eq!(out, "bound\n", "{exit}");
+    assert_eq!((out.as_str(), err.as_str()), ("bound\n", ""), "{exit}");
     assert_eq!(std::fs::read_to_string(ws.join("f")).unwrap(), "bound\n");
 
-    let log = a.audit_dir().join(format!("{id}.jsonl"));
-    let records: Vec<Value> = std::fs::read_to_string(&log)
-        .unwrap()
-        .lines()
-        .map(json_of)
-        .collect();
-    let start = records
-        .iter()
-        .find(|r| r["kind"] == "sandbox.start")
-        .unwrap();
+    let log = a.audit_of(&id);
+    let detail = |k: &str| log.first(k).detail.clone().unwrap_or_default();
+    assert!(detail(kind::SANDBOX_START).contains("warm guest"), "{log}");
     assert!(
-        start["detail"].as_str().unwrap().contains("warm guest"),
-        "{start}"
-    );
-    let bind = records
-        .iter()
-        .find(|r| r["kind"] == "sandbox.bind")
-        .unwrap();
-    let detail = bind["detail"].as_str().unwrap();
-    assert!(
-        detail.contains(&format!("{} at /workspace (rw)", ws.display())),
-        "{bind}"
+        detail(kind::SANDBOX_BIND).contains(&format!("{} at /workspace (rw)", ws.display())),
+        "{log}"
     );
 
     let (code, body) = d.curl("DELETE", &format!("/v1/sandboxes/{id}"), None);
@@ -157,7 +122,7 @@ fn claims_bind_late_are_recorded_and_never_reused() {
 
 #[test]
 fn an_unbound_filesystem_device_refuses_the_guest() {
-    let a = airlock();
+    let a = Airlock::start();
     let d = a.daemon(&["--pool", "tiny=1"]);
     wait_ready(&d, 1);
     // Root in the guest, without seccomp or Landlock, so only the device itself can refuse.
@@ -170,7 +135,7 @@ fn an_unbound_filesystem_device_refuses_the_guest() {
     let id = info["id"].as_str().unwrap();
     // The pool's guests have two filesystem devices; this policy binds one. The other one
     // answers nothing but errors: the guest cannot reach anything through it.
-    let (out, exit) = exec(
+    let (out, err, exit) = exec(
         &d,
         id,
         &[
@@ -179,16 +144,14 @@ fn an_unbound_filesystem_device_refuses_the_guest() {
             "mkdir -p /mnt/spare && mount -t virtiofs fs1 /mnt/spare; ls /mnt/spare; echo ls=$?",
         ],
     );
-    assert!(out.contains("ls=1"), "{out} {exit}");
-    let log = std::fs::read_to_string(a.audit_dir().join(format!("{id}.jsonl"))).unwrap();
+    assert!(out.contains("ls=1"), "{out} {err} {exit}");
+    let log = a.audit_of(id);
     assert!(
-        log.lines().any(|l| {
-            let v = json_of(l);
-            v["kind"] == "proc.exec"
-                && v["source"] == "guest"
-                && v["proc"]["argv"].to_string().contains("fs1")
-        }),
-        "the attempt is in the audit log"
+        log.has(|e| from(Source::Guest, kind::PROC_EXEC)(e)
+            && e.proc
+                .as_ref()
+                .is_some_and(|p| p.argv.iter().any(|arg| arg.contains("fs1")))),
+        "the attempt is not in the audit log:\n{log}"
     );
     d.stop();
     a.assert_clean();
@@ -196,7 +159,7 @@ fn an_unbound_filesystem_device_refuses_the_guest() {
 
 #[test]
 fn warm_guests_past_the_ttl_are_replaced() {
-    let a = airlock();
+    let a = Airlock::start();
     let d = a.daemon(&["--pool", "tiny=1", "--pool-ttl", "2s"]);
     wait_ready(&d, 1);
     let first = guest_dirs(&a);
@@ -219,7 +182,7 @@ fn warm_guests_past_the_ttl_are_replaced() {
 
 #[test]
 fn a_killed_daemon_s_warm_and_claimed_guests_are_reaped() {
-    let a = airlock();
+    let a = Airlock::start();
     let d = a.daemon(&["--pool", "tiny=1"]);
     wait_ready(&d, 1);
     let info = create(&d, &json!({ "workspace": a.cwd() }));
@@ -241,9 +204,9 @@ fn a_killed_daemon_s_warm_and_claimed_guests_are_reaped() {
         "{:?}",
         guest_dirs(&a)
     );
-    let records = std::fs::read_to_string(a.audit_dir().join(format!("{id}.jsonl"))).unwrap();
-    let last = json_of(records.lines().last().unwrap());
-    assert_eq!(last["kind"], "sandbox.end");
+    let records = a.audit_of(&id);
+    let last = &records.records.last().expect("records").event;
+    assert_eq!(last.kind, kind::SANDBOX_END, "{records}");
     let (code, _) = d.curl("GET", "/v1/pool", None);
     assert_eq!(code, 404, "no pool without --pool");
     d.stop();
@@ -252,7 +215,7 @@ fn a_killed_daemon_s_warm_and_claimed_guests_are_reaped() {
 
 #[test]
 fn bad_pool_flags_are_refused_precisely() {
-    let a = airlock();
+    let a = Airlock::start();
     for (args, want) in [
         (vec!["--pool", "tiny"], "expected IMAGE=N"),
         (vec!["--pool", "tiny=many"], "is not a number of guests"),

@@ -5,13 +5,9 @@ use airlock_testkit::{Airlock, host_sha256, text};
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 
-fn airlock() -> Airlock {
-    Airlock::new(env!("CARGO_BIN_EXE_airlock"))
-}
-
 #[test]
 fn runs_in_its_own_kernel() {
-    let a = airlock();
+    let a = Airlock::start();
     let out = a.run(["run", "--", "uname", "-r"]);
     assert!(out.status.success(), "stderr: {}", text(&out.stderr));
     let guest = text(&out.stdout).trim().to_string();
@@ -35,7 +31,7 @@ fn runs_in_its_own_kernel() {
 
 #[test]
 fn stdout_stderr_and_exit_status_pass_through() {
-    let a = airlock();
+    let a = Airlock::start();
     let out = a.run(["run", "--", "sh", "-c", "echo out; echo err >&2; exit 7"]);
     assert_eq!(text(&out.stdout), "out\n");
     assert!(
@@ -49,7 +45,7 @@ fn stdout_stderr_and_exit_status_pass_through() {
 
 #[test]
 fn large_stdin_arrives_intact() {
-    let a = airlock();
+    let a = Airlock::start();
     let mut data = vec![0u8; 20_000_000];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut data))
@@ -63,7 +59,7 @@ fn large_stdin_arrives_intact() {
 
 #[test]
 fn large_stdout_arrives_intact() {
-    let a = airlock();
+    let a = Airlock::start();
     let out = a.run(["run", "--", "head", "-c", "20000000", "/dev/zero"]);
     assert!(out.status.success(), "stderr: {}", text(&out.stderr));
     assert_eq!(out.stdout.len(), 20_000_000);
@@ -76,7 +72,7 @@ fn large_stdout_arrives_intact() {
 
 #[test]
 fn tty_mode_gives_a_pty() {
-    let a = airlock();
+    let a = Airlock::start();
     let out = a.run(["run", "-t", "--", "tty"]);
     assert!(out.status.success(), "stderr: {}", text(&out.stderr));
     let tty = text(&out.stdout);
@@ -89,7 +85,7 @@ fn tty_mode_gives_a_pty() {
 
 #[test]
 fn tty_mode_reports_window_size_and_status() {
-    let a = airlock();
+    let a = Airlock::start();
     let out = a.run(["run", "-t", "--", "sh", "-c", "stty size; exit 3"]);
     // Without a terminal on our side the guest PTY gets the 24x80 default.
     assert_eq!(text(&out.stdout).trim_end(), "24 80");
@@ -99,7 +95,7 @@ fn tty_mode_reports_window_size_and_status() {
 
 #[test]
 fn missing_command_exits_127_with_a_message() {
-    let a = airlock();
+    let a = Airlock::start();
     let out = a.run(["run", "--", "no-such-cmd"]);
     assert_eq!(out.status.code(), Some(127));
     let err = text(&out.stderr);
@@ -112,7 +108,7 @@ fn missing_command_exits_127_with_a_message() {
 
 #[test]
 fn env_and_workdir_are_applied() {
-    let a = airlock();
+    let a = Airlock::start();
     check_env_and_workdir(&a);
     a.assert_clean();
 }
@@ -152,7 +148,7 @@ pub(super) fn check_env_and_workdir(a: &Airlock) {
 
 #[test]
 fn a_missing_workdir_is_a_clear_error() {
-    let a = airlock();
+    let a = Airlock::start();
     let out = a.run(["run", "--workdir", "/nonexistent", "--", "true"]);
     assert_eq!(out.status.code(), Some(125));
     assert!(
@@ -165,7 +161,7 @@ fn a_missing_workdir_is_a_clear_error() {
 
 #[test]
 fn death_by_signal_is_128_plus_n() {
-    let a = airlock();
+    let a = Airlock::start();
     let out = a.run(["run", "--", "sh", "-c", "kill -TERM $$"]);
     assert_eq!(out.status.code(), Some(143));
     a.assert_clean();
@@ -173,7 +169,7 @@ fn death_by_signal_is_128_plus_n() {
 
 #[test]
 fn sigint_is_forwarded_and_everything_is_torn_down() {
-    let a = airlock();
+    let a = Airlock::start();
     let mut child = run_until_started(&a, "echo started; exec sleep 100");
     let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
@@ -186,25 +182,17 @@ fn sigint_is_forwarded_and_everything_is_torn_down() {
 #[test]
 fn interrupt_at_any_phase_leaves_nothing_behind() {
     // The acceptance form: the signal may land during boot or while the command runs.
-    let a = airlock();
+    let a = Airlock::start();
     let mut cmd = std::process::Command::new("timeout");
-    cmd.args([
-        "--preserve-status",
-        "-s",
-        "INT",
-        "5",
-        env!("CARGO_BIN_EXE_airlock"),
-        "run",
-        "--",
-        "sleep",
-        "100",
-    ])
-    .env("AIRLOCK_STATE_DIR", a.state_dir())
-    .env("AIRLOCK_AUDIT_DIR", a.audit_dir())
-    // Never a host daemon: this test is about a local run's phases.
-    .env("AIRLOCK_SOCKET", a.socket())
-    .current_dir(a.cwd())
-    .stdin(Stdio::null());
+    cmd.args(["--preserve-status", "-s", "INT", "5"])
+        .arg(Airlock::binary())
+        .args(["run", "--", "sleep", "100"])
+        .env("AIRLOCK_STATE_DIR", a.state_dir())
+        .env("AIRLOCK_AUDIT_DIR", a.audit_dir())
+        // Never a host daemon: this test is about a local run's phases.
+        .env("AIRLOCK_SOCKET", a.socket())
+        .current_dir(a.cwd())
+        .stdin(Stdio::null());
     let out = cmd.output().unwrap();
     assert_eq!(
         out.status.code(),
@@ -217,7 +205,7 @@ fn interrupt_at_any_phase_leaves_nothing_behind() {
 
 #[test]
 fn bad_arguments_name_the_problem() {
-    let a = airlock();
+    let a = Airlock::start();
     let out = a.run(["run", "--workdir", "relative", "--", "true"]);
     assert_eq!(out.status.code(), Some(125));
     assert!(
@@ -239,7 +227,7 @@ fn bad_arguments_name_the_problem() {
 
 #[test]
 fn a_guest_that_cannot_boot_reports_why() {
-    let a = airlock();
+    let a = Airlock::start();
     let junk = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(junk.path(), b"not a kernel").unwrap();
     let out = a
@@ -255,7 +243,7 @@ fn a_guest_that_cannot_boot_reports_why() {
 
 #[test]
 fn doctor_reports_the_accelerator_and_why() {
-    let a = airlock();
+    let a = Airlock::start();
     let out = a.run(["doctor"]);
     let report = text(&out.stdout);
     let accel_line = report

@@ -3,35 +3,23 @@
 //! `AIRLOCK_NO_DAEMON=1` and options only a local boot honours bypass it; a daemon's refusal is
 //! reported, never silently worked around.
 
-use airlock_testkit::{Airlock, Daemon, text, wait_until};
-use serde_json::Value;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
-
-fn airlock() -> Airlock {
-    Airlock::new(env!("CARGO_BIN_EXE_airlock"))
-}
+use super::daemon::json_of;
+use super::pool::{pool, wait_ready};
+use airlock_testkit::audit::kind;
+use airlock_testkit::{Airlock, Daemon, text, write_policy};
+use std::path::PathBuf;
 
 const SCRIPT: &str = "echo out; echo err >&2; exit 3";
 
 /// The detail of each log's `sandbox.end` record, by log file name.
 fn end_details(a: &Airlock) -> Vec<(PathBuf, String)> {
-    let mut ends = Vec::new();
-    for entry in std::fs::read_dir(a.audit_dir()).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_none_or(|x| x != "jsonl") {
-            continue;
-        }
-        let records = std::fs::read_to_string(&path).unwrap();
-        let end = records
-            .lines()
-            .map(|l| serde_json::from_str::<Value>(l).unwrap())
-            .find(|r| r["kind"] == "sandbox.end")
-            .unwrap_or_else(|| panic!("no sandbox.end in {}:\n{records}", path.display()));
-        ends.push((path, end["detail"].as_str().unwrap_or_default().to_string()));
-    }
-    ends.sort();
-    ends
+    a.audit_logs()
+        .into_iter()
+        .map(|(path, log)| {
+            let detail = log.first(kind::SANDBOX_END).detail.clone();
+            (path, detail.unwrap_or_default())
+        })
+        .collect()
 }
 
 /// How many logs' sandboxes ended with exactly `detail`.
@@ -46,19 +34,13 @@ fn logs_ended(a: &Airlock, detail: &str) -> usize {
 fn assert_none_left(d: &Daemon) {
     let (code, body) = d.curl("GET", "/v1/sandboxes", None);
     assert_eq!(code, 200, "{body}");
-    let list: Value = serde_json::from_str(&body).unwrap();
+    let list = json_of(&body);
     assert_eq!(list["sandboxes"], serde_json::json!([]), "{body}");
-}
-
-fn policy(dir: &Path, body: &str) -> String {
-    let p = dir.join("policy.toml");
-    std::fs::write(&p, body).unwrap();
-    p.to_str().unwrap().to_string()
 }
 
 #[test]
 fn run_goes_through_the_daemon_and_no_daemon_bypasses_it() {
-    let a = airlock();
+    let a = Airlock::start();
     let d = a.daemon(&[]);
 
     let out = a.run(["run", "--", "sh", "-c", SCRIPT]);
@@ -103,31 +85,11 @@ fn run_goes_through_the_daemon_and_no_daemon_bypasses_it() {
     a.assert_clean();
 }
 
-/// The daemon's pool of tiny guests.
-fn pool(d: &Daemon) -> Value {
-    let (code, body) = d.curl("GET", "/v1/pool", None);
-    assert_eq!(code, 200, "{body}");
-    let status: Value = serde_json::from_str(&body).unwrap();
-    status["images"][0].clone()
-}
-
-fn wait_pool_full(d: &Daemon, n: u64) {
-    assert!(
-        wait_until(Duration::from_secs(180), || {
-            let p = pool(d);
-            p["ready"] == n && p["booting"] == 0
-        }),
-        "the pool never held {n} ready guests: {}\n{}",
-        pool(d),
-        d.log_text()
-    );
-}
-
 #[test]
 fn run_claims_a_warm_guest_from_the_pool() {
-    let a = airlock();
+    let a = Airlock::start();
     let d = a.daemon(&["--pool", "tiny=1"]);
-    wait_pool_full(&d, 1);
+    wait_ready(&d, 1);
     let out = a.run(["run", "--", "sh", "-c", SCRIPT]);
     assert_eq!(
         (text(&out.stdout), text(&out.stderr), out.status.code()),
@@ -137,11 +99,11 @@ fn run_claims_a_warm_guest_from_the_pool() {
     let ends = end_details(&a);
     assert_eq!(ends.len(), 1, "{ends:?}");
     assert_eq!(ends[0].1, "deleted through the API", "{ends:?}");
-    let records = std::fs::read_to_string(&ends[0].0).unwrap();
-    assert!(records.contains("\"kind\":\"sandbox.bind\""), "{records}");
+    let log = airlock_testkit::audit::Log::read(&ends[0].0);
+    assert!(log.has(|e| e.kind == kind::SANDBOX_BIND), "{log}");
 
     // What bench/pool.sh reads: the create reply's `pooled`, logged at debug level.
-    wait_pool_full(&d, 1);
+    wait_ready(&d, 1);
     let out = a
         .command(["run", "--", "true"])
         .env("AIRLOCK_LOG", "airlock::cmd::run=debug")
@@ -162,7 +124,7 @@ fn run_claims_a_warm_guest_from_the_pool() {
 
 #[test]
 fn run_through_the_daemon_bridges_stdin_env_workdir_tty_and_statuses() {
-    let a = airlock();
+    let a = Airlock::start();
     let d = a.daemon(&[]);
 
     let out = a.run_with_input(&["run", "--", "wc", "-c"], vec![b'x'; 300_000]);
@@ -207,7 +169,7 @@ fn run_through_the_daemon_bridges_stdin_env_workdir_tty_and_statuses() {
 
 #[test]
 fn signals_reach_the_command_and_the_sandbox_is_deleted() {
-    let a = airlock();
+    let a = Airlock::start();
     let d = a.daemon(&[]);
     let started = |script: &str| super::run::run_until_started(&a, script);
     let interrupt = |child: &std::process::Child| {
@@ -245,11 +207,11 @@ fn signals_reach_the_command_and_the_sandbox_is_deleted() {
 
 #[test]
 fn time_limits_and_kill_rules_exit_as_a_local_run_does() {
-    let a = airlock();
+    let a = Airlock::start();
     let d = a.daemon(&[]);
     let dir = tempfile::tempdir().unwrap();
 
-    let limited = policy(
+    let limited = write_policy(
         dir.path(),
         "extends = \"default\"\n[sandbox]\ntimeout = \"3s\"\n",
     );
@@ -260,7 +222,7 @@ fn time_limits_and_kill_rules_exit_as_a_local_run_does() {
         "airlock: the sandbox reached its time limit of 3 s (sandbox.timeout); stopping it\n"
     );
 
-    let kill = policy(
+    let kill = write_policy(
         dir.path(),
         "[[monitor.rules]]\nkind = \"proc.exit\"\naction = \"kill\"\n",
     );
@@ -300,7 +262,7 @@ fn time_limits_and_kill_rules_exit_as_a_local_run_does() {
 
 #[test]
 fn a_refusal_by_the_daemon_is_reported_not_worked_around() {
-    let a = airlock();
+    let a = Airlock::start();
     let d = a.daemon(&["--max-sandboxes", "0"]);
     let out = a.run(["run", "--", "echo", "must not run"]);
     assert_eq!(out.status.code(), Some(125));
@@ -320,11 +282,11 @@ fn a_refusal_by_the_daemon_is_reported_not_worked_around() {
 
 #[test]
 fn overlay_policies_run_locally_with_a_note() {
-    let a = airlock();
+    let a = Airlock::start();
     let d = a.daemon(&[]);
     let dir = tempfile::tempdir().unwrap();
     let overlays = tempfile::tempdir().unwrap();
-    let p = policy(
+    let p = write_policy(
         dir.path(),
         "[[filesystem.mounts]]\nworkspace = true\nguest = \"/workspace\"\nmode = \"overlay\"\n",
     );
@@ -372,7 +334,7 @@ fn overlay_policies_run_locally_with_a_note() {
 
 #[test]
 fn a_daemon_that_goes_away_leaves_run_local() {
-    let a = airlock();
+    let a = Airlock::start();
     let d = a.daemon(&[]);
     d.stop();
     // The socket file may remain; nobody listens on it.
