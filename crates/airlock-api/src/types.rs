@@ -23,9 +23,14 @@ pub struct CreateSandboxRequest {
     /// the policy resolve against its directory. Default: `/api/policy.toml`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy_origin: Option<String>,
-    /// A shipped policy profile: `default`, `offline`, `claude-code`, `codex`.
+    /// A shipped policy profile: `default`, `offline`, `claude-code`, `codex`, `gemini`, `aider`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile: Option<String>,
+    /// An agent kit (`claude-code`, `codex`, `gemini`, `aider`) layered over the image, with the
+    /// agent's persistent home for the workspace at `/home/agent`. The kit must be installed
+    /// (`airlock agent install NAME`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
     /// Absolute host directory shared as the policy's workspace mount (required when the policy
     /// has one, as the shipped profiles do).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -54,6 +54,9 @@ pub mod kind {
     pub const FS_MKDIR: &str = "fs.mkdir";
     /// A lookup was refused (a malformed name).
     pub const FS_LOOKUP: &str = "fs.lookup";
+    /// A share reached its limit of files open at once (`filesystem.max_open`); `count` is the
+    /// limit. Recorded once per share.
+    pub const FS_LIMIT: &str = "fs.limit";
     /// An egress connection (CONNECT tunnel) was decided; on close, bytes and duration.
     pub const NET_CONNECT: &str = "net.connect";
     /// A plain-HTTP request through the egress proxy was decided.

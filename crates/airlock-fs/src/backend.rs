@@ -11,6 +11,7 @@
 
 use std::ffi::CStr;
 use std::io;
+use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -19,6 +20,12 @@ use virtiofsd::filesystem::{
     SetattrValid, SetxattrFlags, ZeroCopyReader, ZeroCopyWriter,
 };
 use virtiofsd::fuse;
+
+mod guard;
+mod nodes;
+
+use nodes::Check;
+pub(crate) use nodes::DEFAULT_MAX_RESIDENT;
 
 use crate::events::{FsEvent, FsEvents};
 use crate::filtered_dir::FilteredDir;
@@ -37,20 +44,41 @@ pub struct GatedFs<F> {
     gate: Gate,
     paths: Mutex<PathMap>,
     events: Arc<dyn FsEvents>,
+    /// The open-file limit (`guard.rs`).
+    guard: guard::Guard,
+    /// Guest node ids and the inner inodes resident for them (`nodes.rs`).
+    nodes: nodes::Nodes,
 }
 
 impl<F> GatedFs<F>
 where
     F: FileSystem<Inode = u64, Handle = u64>,
 {
-    /// Wraps `inner`; every decision goes through `gate` and is reported to `events`.
-    pub fn new(inner: F, gate: Gate, events: Arc<dyn FsEvents>) -> Self {
+    /// Wraps `inner`, which serves the share this process sees at `root`; every decision goes
+    /// through `gate` and is reported to `events`.
+    pub fn new(inner: F, gate: Gate, events: Arc<dyn FsEvents>, root: &Path) -> Self {
         Self {
             inner,
             gate,
             paths: Mutex::new(PathMap::new()),
             events,
+            guard: guard::Guard::new(u64::MAX),
+            nodes: nodes::Nodes::new(root.to_path_buf(), DEFAULT_MAX_RESIDENT),
         }
+    }
+
+    /// Limits: at most `max_open` files open at once (more fail with `ENFILE`, the first
+    /// refusal recorded), at most `max_resident` inner inodes (each a descriptor) held for
+    /// the nodes the guest knows.
+    pub fn with_limits(mut self, max_open: u64, max_resident: usize) -> Self {
+        self.guard = guard::Guard::new(max_open);
+        self.nodes = nodes::Nodes::new(self.nodes.root.clone(), max_resident);
+        self
+    }
+
+    /// Inner inodes held now (for tests and diagnostics).
+    pub fn resident(&self) -> usize {
+        self.nodes.resident()
     }
 
     /// The wrapped filesystem.
@@ -83,6 +111,7 @@ where
             decision: o.decision.verdict,
             rule: o.decision.rule.clone(),
             reason: o.decision.reason,
+            count: None,
         });
     }
 
@@ -183,10 +212,52 @@ where
             Err(err(libc::EBADF))
         }
     }
+}
 
-    fn record_entry(&self, parent: u64, name: &str, result: &io::Result<Entry>) {
-        if let Ok(entry) = result {
-            self.map().insert(parent, name, entry.inode);
+impl<F> GatedFs<F>
+where
+    F: FileSystem<Inode = u64, Handle = u64>,
+{
+    /// The first path of `parent` joined with `name`, for identities of new entries.
+    fn child_path(&self, parent: u64, name: &str) -> io::Result<String> {
+        self.map()
+            .child_paths(parent, name)
+            .ok()
+            .and_then(|p| p.into_iter().next())
+            .ok_or_else(|| err(libc::EBADF))
+    }
+
+    /// Takes over an entry the inner side returned for `name` in `parent` and records the
+    /// link; the entry then carries the guest's id.
+    fn entry(
+        &self,
+        ctx: Context,
+        parent: u64,
+        name: &str,
+        result: io::Result<Entry>,
+    ) -> io::Result<Entry> {
+        let entry = result?;
+        let path = match self.child_path(parent, name) {
+            Ok(p) => p,
+            Err(e) => {
+                self.inner.forget(ctx, entry.inode, 1);
+                return Err(e);
+            }
+        };
+        let entry = self.adopt(ctx, &path, entry)?;
+        self.map().insert(parent, name, entry.inode);
+        Ok(entry)
+    }
+
+    /// The guest forgot `count` references to `inode`; drops the node with its last one.
+    fn forget_node(&self, ctx: Context, inode: u64, count: u64) {
+        let gone = {
+            let mut map = self.map();
+            map.forget(inode, count);
+            !map.is_live(inode)
+        };
+        if gone {
+            self.drop_node(ctx, inode);
         }
     }
 }
@@ -202,27 +273,30 @@ where
     fn init(&self, capable: FsOptions) -> io::Result<FsOptions> {
         // The inner filesystem forgets all nodes on INIT; so do we.
         self.map().reset();
+        self.nodes.reset();
         self.inner.init(capable)
     }
 
     fn destroy(&self) {
         self.inner.destroy();
         self.map().reset();
+        self.nodes.reset();
     }
 
     fn lookup(&self, ctx: Context, parent: u64, name: &CStr) -> io::Result<Entry> {
         let n = self.name(kind::FS_LOOKUP, parent, name)?;
         self.live(parent)?;
-        let result = self.inner.lookup(ctx, parent, name);
-        match &result {
-            Ok(_) => self.record_entry(parent, n, &result),
+        let pin = self.pin(ctx, parent, Check::ByName(kind::FS_LOOKUP))?;
+        let result = self.inner.lookup(ctx, pin.inner, name);
+        drop(pin);
+        match result {
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
                 // Gone on the host: stop deciding on a stale name.
                 self.map().remove(parent, n);
+                Err(e)
             }
-            Err(_) => {}
+            result => self.entry(ctx, parent, n, result),
         }
-        result
     }
 
     fn forget(&self, ctx: Context, inode: u64, count: u64) {
@@ -231,19 +305,15 @@ where
         if inode == ROOT_INODE {
             return;
         }
-        self.inner.forget(ctx, inode, count);
-        self.map().forget(inode, count);
+        self.forget_node(ctx, inode, count);
     }
 
-    fn batch_forget(&self, ctx: Context, mut requests: Vec<(u64, u64)>) {
-        requests.retain(|&(inode, _)| inode != ROOT_INODE);
-        {
-            let mut map = self.map();
-            for &(inode, count) in &requests {
-                map.forget(inode, count);
+    fn batch_forget(&self, ctx: Context, requests: Vec<(u64, u64)>) {
+        for (inode, count) in requests {
+            if inode != ROOT_INODE {
+                self.forget_node(ctx, inode, count);
             }
         }
-        self.inner.batch_forget(ctx, requests);
     }
 
     fn getattr(
@@ -253,7 +323,13 @@ where
         handle: Option<u64>,
     ) -> io::Result<(fuse::Attr, Duration)> {
         self.live(inode)?;
-        self.inner.getattr(ctx, inode, handle)
+        match handle {
+            Some(h) => self.inner.getattr(ctx, self.nodes.handle(h)?, Some(h)),
+            None => {
+                let pin = self.pin(ctx, inode, Check::Metadata)?;
+                self.inner.getattr(ctx, pin.inner, None)
+            }
+        }
     }
 
     fn setattr(
@@ -265,8 +341,16 @@ where
         valid: SetattrValid,
     ) -> io::Result<(fuse::Attr, Duration)> {
         let paths = self.node(kind::FS_SETATTR, inode)?;
+        // On an open file (ftruncate, fchmod) the request acts on the file, not its name.
+        let (inner, _pin) = match handle {
+            Some(h) => (self.nodes.handle(h)?, None),
+            None => {
+                let pin = self.pin(ctx, inode, Check::ByName(kind::FS_SETATTR))?;
+                (pin.inner, Some(pin))
+            }
+        };
         let is_dir = if valid.contains(SetattrValid::MODE) && attr.mode & libc::S_ISGID != 0 {
-            let (current, _) = self.inner.getattr(ctx, inode, handle)?;
+            let (current, _) = self.inner.getattr(ctx, inner, handle)?;
             current.mode & libc::S_IFMT == libc::S_IFDIR
         } else {
             false
@@ -278,14 +362,15 @@ where
             is_dir,
         });
         self.enforce(&o)?;
-        let result = self.inner.setattr(ctx, inode, attr, handle, valid);
+        let result = self.inner.setattr(ctx, inner, attr, handle, valid);
         self.done(&o, result)
     }
 
     fn readlink(&self, ctx: Context, inode: u64) -> io::Result<Vec<u8>> {
         let paths = self.node(kind::FS_OPEN, inode)?;
         self.enforce(&self.gate.check(&Request::Read { paths: &paths }))?;
-        self.inner.readlink(ctx, inode)
+        let pin = self.pin(ctx, inode, Check::ByName(kind::FS_OPEN))?;
+        self.inner.readlink(ctx, pin.inner)
     }
 
     fn symlink(
@@ -303,8 +388,12 @@ where
             target: linkname.to_bytes(),
         });
         self.enforce(&o)?;
-        let result = self.inner.symlink(ctx, linkname, parent, name, extensions);
-        self.record_entry(parent, n, &result);
+        let pin = self.pin(ctx, parent, Check::ByName(kind::FS_SYMLINK))?;
+        let result = self
+            .inner
+            .symlink(ctx, linkname, pin.inner, name, extensions);
+        drop(pin);
+        let result = self.entry(ctx, parent, n, result);
         self.done(&o, result)
     }
 
@@ -325,10 +414,12 @@ where
             mode,
         });
         self.enforce(&o)?;
+        let pin = self.pin(ctx, parent, Check::ByName(kind::FS_CREATE))?;
         let result = self
             .inner
-            .mknod(ctx, parent, name, mode, rdev, umask, extensions);
-        self.record_entry(parent, n, &result);
+            .mknod(ctx, pin.inner, name, mode, rdev, umask, extensions);
+        drop(pin);
+        let result = self.entry(ctx, parent, n, result);
         self.done(&o, result)
     }
 
@@ -348,8 +439,12 @@ where
             mode,
         });
         self.enforce(&o)?;
-        let result = self.inner.mkdir(ctx, parent, name, mode, umask, extensions);
-        self.record_entry(parent, n, &result);
+        let pin = self.pin(ctx, parent, Check::ByName(kind::FS_MKDIR))?;
+        let result = self
+            .inner
+            .mkdir(ctx, pin.inner, name, mode, umask, extensions);
+        drop(pin);
+        let result = self.entry(ctx, parent, n, result);
         self.done(&o, result)
     }
 
@@ -358,7 +453,8 @@ where
         let paths = self.child(kind::FS_UNLINK, parent, n)?;
         let o = self.gate.check(&Request::Unlink { paths: &paths });
         self.enforce(&o)?;
-        let result = self.inner.unlink(ctx, parent, name);
+        let pin = self.pin(ctx, parent, Check::ByName(kind::FS_UNLINK))?;
+        let result = self.inner.unlink(ctx, pin.inner, name);
         if result.is_ok() {
             self.map().remove(parent, n);
         }
@@ -370,7 +466,8 @@ where
         let paths = self.child(kind::FS_UNLINK, parent, n)?;
         let o = self.gate.check(&Request::Unlink { paths: &paths });
         self.enforce(&o)?;
-        let result = self.inner.rmdir(ctx, parent, name);
+        let pin = self.pin(ctx, parent, Check::ByName(kind::FS_UNLINK))?;
+        let result = self.inner.rmdir(ctx, pin.inner, name);
         if result.is_ok() {
             self.map().remove(parent, n);
         }
@@ -396,9 +493,11 @@ where
             flags,
         });
         self.enforce(&o)?;
+        let old_pin = self.pin(ctx, olddir, Check::ByName(kind::FS_RENAME))?;
+        let new_pin = self.pin(ctx, newdir, Check::ByName(kind::FS_RENAME))?;
         let result = self
             .inner
-            .rename(ctx, olddir, oldname, newdir, newname, flags);
+            .rename(ctx, old_pin.inner, oldname, new_pin.inner, newname, flags);
         if result.is_ok() {
             let exchange = flags & libc::RENAME_EXCHANGE != 0;
             self.map().rename(olddir, old, newdir, new, exchange);
@@ -415,8 +514,11 @@ where
             to: &to,
         });
         self.enforce(&o)?;
-        let result = self.inner.link(ctx, inode, newparent, newname);
-        self.record_entry(newparent, n, &result);
+        let pin = self.pin(ctx, inode, Check::ByName(kind::FS_LINK))?;
+        let parent_pin = self.pin(ctx, newparent, Check::ByName(kind::FS_LINK))?;
+        let result = self.inner.link(ctx, pin.inner, parent_pin.inner, newname);
+        drop((pin, parent_pin));
+        let result = self.entry(ctx, newparent, n, result);
         self.done(&o, result)
     }
 
@@ -433,7 +535,12 @@ where
             flags,
         });
         self.enforce(&o)?;
-        let result = self.inner.open(ctx, inode, kill_priv, flags);
+        self.admit_open(&o.path)?;
+        let pin = self.pin(ctx, inode, Check::ByName(kind::FS_OPEN))?;
+        let result = self.inner.open(ctx, pin.inner, kill_priv, flags);
+        if let Ok((Some(h), _)) = &result {
+            self.nodes.opened(*h, pin.inner);
+        }
         self.done(&o, result)
     }
 
@@ -456,19 +563,37 @@ where
             mode,
         });
         self.enforce(&o)?;
-        let result = self
-            .inner
-            .create(ctx, parent, name, mode, kill_priv, flags, umask, extensions);
-        if let Ok((entry, _, _)) = &result {
-            self.map().insert(parent, n, entry.inode);
-        }
+        self.admit_open(&o.path)?;
+        let pin = self.pin(ctx, parent, Check::ByName(kind::FS_CREATE))?;
+        let result = self.inner.create(
+            ctx, pin.inner, name, mode, kill_priv, flags, umask, extensions,
+        );
+        drop(pin);
+        let result = match result {
+            Ok((entry, handle, opts)) => {
+                if let Some(h) = handle {
+                    self.nodes.opened(h, entry.inode);
+                }
+                match self.entry(ctx, parent, n, Ok(entry)) {
+                    Ok(entry) => Ok((entry, handle, opts)),
+                    Err(e) => {
+                        if let Some(h) = handle {
+                            self.nodes.closed(h);
+                            let _ = self.inner.release(ctx, 0, 0, h, false, false, None);
+                        }
+                        Err(e)
+                    }
+                }
+            }
+            Err(e) => Err(e),
+        };
         self.done(&o, result)
     }
 
     fn read<W: ZeroCopyWriter>(
         &self,
         ctx: Context,
-        inode: u64,
+        _inode: u64,
         handle: u64,
         w: W,
         size: u32,
@@ -476,6 +601,7 @@ where
         lock_owner: Option<u64>,
         flags: u32,
     ) -> io::Result<usize> {
+        let inode = self.nodes.handle(handle)?;
         self.inner
             .read(ctx, inode, handle, w, size, offset, lock_owner, flags)
     }
@@ -483,7 +609,7 @@ where
     fn write<R: ZeroCopyReader>(
         &self,
         ctx: Context,
-        inode: u64,
+        _inode: u64,
         handle: u64,
         r: R,
         size: u32,
@@ -493,6 +619,7 @@ where
         kill_priv: bool,
         flags: u32,
     ) -> io::Result<usize> {
+        let inode = self.nodes.handle(handle)?;
         self.inner.write(
             ctx,
             inode,
@@ -507,23 +634,26 @@ where
         )
     }
 
-    fn flush(&self, ctx: Context, inode: u64, handle: u64, lock_owner: u64) -> io::Result<()> {
+    fn flush(&self, ctx: Context, _inode: u64, handle: u64, lock_owner: u64) -> io::Result<()> {
+        let inode = self.nodes.handle(handle)?;
         self.inner.flush(ctx, inode, handle, lock_owner)
     }
 
-    fn fsync(&self, ctx: Context, inode: u64, datasync: bool, handle: u64) -> io::Result<()> {
+    fn fsync(&self, ctx: Context, _inode: u64, datasync: bool, handle: u64) -> io::Result<()> {
+        let inode = self.nodes.handle(handle)?;
         self.inner.fsync(ctx, inode, datasync, handle)
     }
 
     fn fallocate(
         &self,
         ctx: Context,
-        inode: u64,
+        _inode: u64,
         handle: u64,
         mode: u32,
         offset: u64,
         length: u64,
     ) -> io::Result<()> {
+        let inode = self.nodes.handle(handle)?;
         self.inner
             .fallocate(ctx, inode, handle, mode, offset, length)
     }
@@ -531,20 +661,22 @@ where
     fn release(
         &self,
         ctx: Context,
-        inode: u64,
+        _inode: u64,
         flags: u32,
         handle: u64,
         flush: bool,
         flock_release: bool,
         lock_owner: Option<u64>,
     ) -> io::Result<()> {
+        let inode = self.nodes.closed(handle).ok_or_else(|| err(libc::EBADF))?;
         self.inner
             .release(ctx, inode, flags, handle, flush, flock_release, lock_owner)
     }
 
     fn statfs(&self, ctx: Context, inode: u64) -> io::Result<libc::statvfs64> {
         self.live(inode)?;
-        self.inner.statfs(ctx, inode)
+        let pin = self.pin(ctx, inode, Check::Metadata)?;
+        self.inner.statfs(ctx, pin.inner)
     }
 
     fn setxattr(
@@ -559,9 +691,10 @@ where
         let paths = self.node(kind::FS_SETATTR, inode)?;
         let o = self.gate.check(&Request::Setxattr { paths: &paths });
         self.enforce(&o)?;
+        let pin = self.pin(ctx, inode, Check::ByName(kind::FS_SETATTR))?;
         let result = self
             .inner
-            .setxattr(ctx, inode, name, value, flags, extra_flags);
+            .setxattr(ctx, pin.inner, name, value, flags, extra_flags);
         self.done(&o, result)
     }
 
@@ -574,20 +707,23 @@ where
     ) -> io::Result<GetxattrReply> {
         let paths = self.node(kind::FS_OPEN, inode)?;
         self.enforce(&self.gate.check(&Request::Read { paths: &paths }))?;
-        self.inner.getxattr(ctx, inode, name, size)
+        let pin = self.pin(ctx, inode, Check::ByName(kind::FS_OPEN))?;
+        self.inner.getxattr(ctx, pin.inner, name, size)
     }
 
     fn listxattr(&self, ctx: Context, inode: u64, size: u32) -> io::Result<ListxattrReply> {
         let paths = self.node(kind::FS_OPEN, inode)?;
         self.enforce(&self.gate.check(&Request::Read { paths: &paths }))?;
-        self.inner.listxattr(ctx, inode, size)
+        let pin = self.pin(ctx, inode, Check::ByName(kind::FS_OPEN))?;
+        self.inner.listxattr(ctx, pin.inner, size)
     }
 
     fn removexattr(&self, ctx: Context, inode: u64, name: &CStr) -> io::Result<()> {
         let paths = self.node(kind::FS_SETATTR, inode)?;
         let o = self.gate.check(&Request::Setxattr { paths: &paths });
         self.enforce(&o)?;
-        let result = self.inner.removexattr(ctx, inode, name);
+        let pin = self.pin(ctx, inode, Check::ByName(kind::FS_SETATTR))?;
+        let result = self.inner.removexattr(ctx, pin.inner, name);
         self.done(&o, result)
     }
 
@@ -598,58 +734,72 @@ where
         flags: u32,
     ) -> io::Result<(Option<u64>, OpenOptions)> {
         let paths = self.node(kind::FS_OPEN, inode)?;
-        self.enforce(&self.gate.check(&Request::Opendir { paths: &paths }))?;
-        self.inner.opendir(ctx, inode, flags)
+        let o = self.gate.check(&Request::Opendir { paths: &paths });
+        self.enforce(&o)?;
+        self.admit_open(&o.path)?;
+        let pin = self.pin(ctx, inode, Check::ByName(kind::FS_OPEN))?;
+        let result = self.inner.opendir(ctx, pin.inner, flags);
+        if let Ok((Some(h), _)) = &result {
+            self.nodes.opened(*h, pin.inner);
+        }
+        result
     }
 
     fn readdir(
         &self,
         ctx: Context,
-        inode: u64,
+        _inode: u64,
         handle: u64,
         size: u32,
         offset: u64,
     ) -> io::Result<Self::DirIter> {
+        let inode = self.nodes.handle(handle)?;
         let inner = self.inner.readdir(ctx, inode, handle, size, offset)?;
         Ok(FilteredDir::new(inner))
     }
 
-    fn fsyncdir(&self, ctx: Context, inode: u64, datasync: bool, handle: u64) -> io::Result<()> {
+    fn fsyncdir(&self, ctx: Context, _inode: u64, datasync: bool, handle: u64) -> io::Result<()> {
+        let inode = self.nodes.handle(handle)?;
         self.inner.fsyncdir(ctx, inode, datasync, handle)
     }
 
-    fn releasedir(&self, ctx: Context, inode: u64, flags: u32, handle: u64) -> io::Result<()> {
+    fn releasedir(&self, ctx: Context, _inode: u64, flags: u32, handle: u64) -> io::Result<()> {
+        let inode = self.nodes.closed(handle).ok_or_else(|| err(libc::EBADF))?;
         self.inner.releasedir(ctx, inode, flags, handle)
     }
 
     fn access(&self, ctx: Context, inode: u64, mask: u32) -> io::Result<()> {
         self.live(inode)?;
-        self.inner.access(ctx, inode, mask)
+        let pin = self.pin(ctx, inode, Check::Metadata)?;
+        self.inner.access(ctx, pin.inner, mask)
     }
 
     fn lseek(
         &self,
         ctx: Context,
-        inode: u64,
+        _inode: u64,
         handle: u64,
         offset: u64,
         whence: u32,
     ) -> io::Result<u64> {
+        let inode = self.nodes.handle(handle)?;
         self.inner.lseek(ctx, inode, handle, offset, whence)
     }
 
     fn copyfilerange(
         &self,
         ctx: Context,
-        inode_in: u64,
+        _inode_in: u64,
         handle_in: u64,
         offset_in: u64,
-        inode_out: u64,
+        _inode_out: u64,
         handle_out: u64,
         offset_out: u64,
         len: u64,
         flags: u64,
     ) -> io::Result<usize> {
+        let inode_in = self.nodes.handle(handle_in)?;
+        let inode_out = self.nodes.handle(handle_out)?;
         self.inner.copyfilerange(
             ctx, inode_in, handle_in, offset_in, inode_out, handle_out, offset_out, len, flags,
         )
@@ -657,11 +807,14 @@ where
 
     fn syncfs(&self, ctx: Context, inode: u64) -> io::Result<()> {
         self.live(inode)?;
-        self.inner.syncfs(ctx, inode)
+        let pin = self.pin(ctx, inode, Check::Metadata)?;
+        self.inner.syncfs(ctx, pin.inner)
     }
 }
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_nodes;
 #[cfg(test)]
 mod tests_rules;

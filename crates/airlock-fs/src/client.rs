@@ -23,7 +23,7 @@ pub enum SlotError {
         source: std::io::Error,
     },
     /// The gateway process failed; `log` holds the last lines of its log.
-    #[error("{error}\n{log}")]
+    #[error("{}\n{log}", airlock_jail::error_chain(.error))]
     Gateway {
         /// What failed.
         error: GatewayError,

@@ -32,6 +32,8 @@ pub struct FsEvent {
     pub rule: String,
     /// Why: an `airlock_policy::reason` constant or one of [`crate::reason`].
     pub reason: &'static str,
+    /// A count the kind defines (`fs.limit`: the limit).
+    pub count: Option<u64>,
 }
 
 /// Receives the gateway's events.
@@ -66,6 +68,9 @@ pub struct FsLine {
     pub rule: String,
     /// Why.
     pub reason: String,
+    /// A count the kind defines.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
 }
 
 const KINDS: &[&str] = &[
@@ -79,6 +84,7 @@ const KINDS: &[&str] = &[
     kind::FS_LINK,
     kind::FS_OPEN,
     kind::FS_LOOKUP,
+    kind::FS_LIMIT,
 ];
 
 /// Longest string field accepted from a gateway line.
@@ -98,6 +104,7 @@ impl From<&FsEvent> for FsLine {
             .to_string(),
             rule: e.rule.clone(),
             reason: e.reason.to_string(),
+            count: e.count,
         }
     }
 }
@@ -124,7 +131,7 @@ impl FsLine {
             Decision::Deny
         };
         let op = self.op.strip_prefix("fs.").unwrap_or(&self.op).to_string();
-        Event::new(Source::Host, self.op.clone())
+        let event = Event::new(Source::Host, self.op.clone())
             .with_decision(decision)
             .with_rule(self.rule.clone())
             .with_reason(self.reason.clone())
@@ -133,7 +140,11 @@ impl FsLine {
                 path: self.path.clone(),
                 to: self.path2.clone(),
                 mount: Some(self.mount.clone()),
-            })
+            });
+        match self.count {
+            Some(n) => event.with_count(n),
+            None => event,
+        }
     }
 }
 
@@ -156,6 +167,7 @@ mod tests {
             decision: "deny".into(),
             rule: "filesystem.protected \".git/hooks/**\"".into(),
             reason: "protected_path".into(),
+            count: None,
         }
     }
 

@@ -50,3 +50,7 @@ pub use serve::{
     Binder, DEFAULT_THREADS, FsError, FsGateway, GatewayOptions, OwnerMap, passthrough_config,
 };
 pub use share::Share;
+pub use sys::guest_fd_budget_for;
+
+/// Most inner inodes (each an open descriptor) a share keeps for the nodes the guest knows.
+pub const MAX_RESIDENT: usize = backend::DEFAULT_MAX_RESIDENT;

@@ -4,10 +4,14 @@
 //! with it (late binding). Its first stdin line is an [`FsSpec`]: where to listen. It then
 //! jails itself ([`jail`]): as root, a mount namespace whose root is an empty tmpfs holding
 //! only the directory of its vhost-user socket, the share's mount point and a read-only
-//! `/proc`; only the capabilities file serving needs (no `CAP_DAC_READ_SEARCH`, so no
-//! `open_by_handle_at` to reach files outside the share); not dumpable; a first Landlock layer;
-//! a seccomp allow-list ([`airlock_jail::syscalls::FS_GATEWAY`]). It serves the vhost-user
-//! connection with every FUSE request refused until it is bound.
+//! `/proc`; only the capabilities file serving needs; not dumpable; a first Landlock layer
+//! that confines reads and writes to those (as root); a seccomp allow-list
+//! ([`airlock_jail::syscalls::FS_GATEWAY`]). It serves the vhost-user connection with every FUSE
+//! request refused until it is bound.
+//!
+//! Descriptors: the gateway holds an `O_PATH` descriptor per inode it keeps for the guest, at
+//! most a fixed number however large the tree (`backend/nodes.rs`); it has no
+//! `CAP_DAC_READ_SEARCH`, so no file handles (`docs/filesystem.md`, "Large trees").
 //!
 //! Binding: the supervisor ([`crate::client`]) mounts the share into the gateway's namespace
 //! (`airlock __gateway attach`, read-only for `ro` shares), then sends an [`FsBind`] line. The
@@ -30,8 +34,14 @@ pub const SHARE_AT: &str = "/bind/share";
 /// Capabilities file serving keeps as root: acting as the share's owner and the guest's
 /// users (chown, DAC override, fowner, fsetid, setuid/setgid for per-request credentials). Not
 /// `CAP_MKNOD` (FIFOs and sockets need none; device nodes are refused) nor
-/// `CAP_DAC_READ_SEARCH` (that would allow `open_by_handle_at` outside the share).
+/// `CAP_DAC_READ_SEARCH`: `open_by_handle_at` could open any inode of the share's filesystem,
+/// and Landlock does not confine that through a bind mount (`docs/filesystem.md`, "Large
+/// trees"). Descriptors stay bounded by the node table instead.
 const KEEP_CAPS: &[u32] = &[0, 1, 3, 4, 6, 7];
+
+/// Where the gateway reads what it needs besides the share: `/proc/self` (its descriptors,
+/// reopened through `/proc/self/fd`, and `mountinfo` for file handles).
+const PROC_DIR: &str = "/proc";
 
 /// Why the gateway process stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -250,6 +260,7 @@ pub fn jail(spec: &FsSpec, socket_dir: &Path) -> SelfJail {
         identity: Identity::RootWithCaps(KEEP_CAPS),
         dumpable: false,
         writable: root.then(|| vec![PathBuf::from(BIND_DIR), socket_dir.to_path_buf()]),
+        readable: root.then(|| vec![PathBuf::from(PROC_DIR)]),
         landlock_required_as_root: true,
         syscalls: airlock_jail::syscalls::FS_GATEWAY,
     }
@@ -321,19 +332,30 @@ fn run() -> Result<(), FsProcessError> {
     };
     // A second layer for the threads that serve: writes only to what is served (not the
     // overlay's metadata beside a copy; nothing of a read-only share) and the socket's
-    // directory. The workers start after this, under it.
+    // directory; as root, reads only of what is attached under `/bind` and `/proc`. The
+    // workers start after this, under it.
     let serving = served.clone().unwrap_or_else(|| host_dir.clone());
     let writable: Vec<&Path> = if read_only {
         vec![&socket_dir]
     } else {
         vec![&serving, &socket_dir]
     };
-    let landlock = airlock_jail::landlock::writes_only_beneath(&writable)?;
+    let landlock = if root {
+        airlock_jail::landlock::only_beneath(
+            &[Path::new(BIND_DIR), Path::new(PROC_DIR)],
+            &writable,
+        )?
+    } else {
+        airlock_jail::landlock::writes_only_beneath(&writable)?
+    };
     if root && landlock == airlock_jail::landlock::LandlockStatus::NotEnforced {
         return Err(airlock_jail::JailError::LandlockMissing.into());
     }
     let landlock = match early.landlock {
-        Some(first) => format!("{first} (all threads), then {landlock} (serving threads)"),
+        Some(first) => format!(
+            "{first} (all threads), then {landlock} (serving threads); reads confined to the \
+             share"
+        ),
         None => format!("{landlock} (serving threads)"),
     };
     binder.bind(
@@ -423,8 +445,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_jail_keeps_no_handle_capability() {
-        // CAP_DAC_READ_SEARCH (2) would allow open_by_handle_at outside the share.
+    fn the_jail_keeps_no_handle_capability_and_confines_reads() {
+        // CAP_DAC_READ_SEARCH would allow open_by_handle_at to any inode of the filesystem.
         assert!(!KEEP_CAPS.contains(&2));
         let spec = FsSpec {
             socket: PathBuf::from("/run/s/fs0/sock"),
@@ -432,6 +454,9 @@ mod tests {
         };
         let j = jail(&spec, Path::new("/run/s/fs0"));
         assert!(j.mount_jail.is_some() && !j.dumpable && j.landlock_required_as_root);
+        if nix::unistd::geteuid().is_root() {
+            assert_eq!(j.readable, Some(vec![PathBuf::from(PROC_DIR)]));
+        }
         assert!(airlock_jail::seccomp::allow_list(j.syscalls).is_ok());
     }
 }

@@ -15,6 +15,11 @@ pub const DEVICE_NODE: &str = "device_node";
 pub const SETID_BITS: &str = "setid_bits";
 /// Rename flags other than `RENAME_NOREPLACE` and `RENAME_EXCHANGE`.
 pub const UNSUPPORTED_FLAGS: &str = "unsupported_flags";
+/// A node the guest holds no longer sits at its name in the share (moved out, or the name now
+/// names something else, a symlink included); reopening it was refused.
+pub const REPLACED_ON_HOST: &str = "replaced_on_host";
+/// The share's limit of files open at once was reached.
+pub const MAX_OPEN: &str = "max_open";
 
 /// Rule names reported with the reasons above (the policy names its own rules).
 pub mod rule {
@@ -28,4 +33,8 @@ pub mod rule {
     pub const MODE: &str = "gateway.mode";
     /// Rename flags.
     pub const RENAME: &str = "gateway.rename";
+    /// Identity of a reopened node.
+    pub const IDENTITY: &str = "gateway.identity";
+    /// The policy's open-file limit.
+    pub const MAX_OPEN: &str = "filesystem.max_open";
 }

@@ -436,7 +436,7 @@ fn prepare(share: &Share, policy: &Policy, served: Option<&Path>) -> Result<Prep
 }
 
 /// The `PassthroughFs` configuration: the share is the root and nothing outside it is
-/// reachable; no file handles (no `CAP_DAC_READ_SEARCH` needed, no `open_by_handle_at`); no
+/// reachable; file handles where the process may use them (see the comment below); no
 /// submount announcements (the guest learns nothing of the host's mount layout); no xattrs
 /// (no `fchdir` through `/proc/self/fd`, no security labels from the guest); `cache=auto`
 /// with 1 s timeouts and no writeback cache, so host and guest see each other's writes at
@@ -451,9 +451,10 @@ pub fn passthrough_config(root: &str, guest_fd_limit: u64) -> passthrough::Confi
         xattr: false,
         announce_submounts: false,
         // File handles instead of one O_PATH descriptor per inode the guest has seen: a large
-        // repository would otherwise exhaust RLIMIT_NOFILE. Handles are made by the host from
-        // names inside the share, never taken from the guest. Without CAP_DAC_READ_SEARCH
-        // virtiofsd falls back to descriptors.
+        // repository would otherwise exhaust RLIMIT_NOFILE. Handles are made by the gateway
+        // from names inside the share, never taken from the guest, and the gateway's Landlock
+        // layers confine opens by handle to the share. Without CAP_DAC_READ_SEARCH (not root),
+        // or on a filesystem without handles, virtiofsd falls back to descriptors.
         inode_file_handles: InodeFileHandlesMode::Prefer,
         readdirplus: true,
         allow_direct_io: false,
@@ -547,6 +548,7 @@ impl Binder {
         events: Arc<dyn FsEvents>,
         owner_map: Option<OwnerMap>,
     ) -> Result<(), FsError> {
+        let max_open = u64::from(policy.max_open());
         let mut gate = Gate::new(policy, &prepared.guest, mode, Some(prepared.root.as_str()));
         if let Some(origin) = &prepared.origin {
             gate = gate.with_host_alias(origin);
@@ -560,7 +562,15 @@ impl Binder {
                 // PassthroughFs::new sets the umask to 0: keep that to this thread and its
                 // workers.
                 airlock_jail::ns::unshare_fs().map_err(FsError::Unshare)?;
-                let mut cfg = passthrough_config(&prepared.served, sys::guest_fd_budget());
+                // What this process may hold for the guest: open files up to the policy's limit
+                // (at most half of it), the rest for the inodes the guest knows.
+                let budget = sys::guest_fd_budget();
+                let max_open = max_open.min(budget / 2).max(1);
+                let max_resident = usize::try_from(budget - max_open)
+                    .unwrap_or(usize::MAX)
+                    .clamp(16, crate::backend::DEFAULT_MAX_RESIDENT);
+                tracing::info!(budget, max_open, max_resident, "descriptor budget");
+                let mut cfg = passthrough_config(&prepared.served, budget);
                 if let Some(map) = &owner_map {
                     map.apply(&mut cfg);
                 }
@@ -568,9 +578,10 @@ impl Binder {
                     path: PathBuf::from(&prepared.served),
                     source,
                 })?;
-                device
-                    .bind(GatedFs::new(fs, gate, events))
-                    .map_err(FsError::Device)
+                let served = PathBuf::from(&prepared.served);
+                let fs =
+                    GatedFs::new(fs, gate, events, &served).with_limits(max_open, max_resident);
+                device.bind(fs).map_err(FsError::Device)
             })
             .map_err(FsError::Thread)?;
         thread.join().map_err(|_| FsError::Died)?

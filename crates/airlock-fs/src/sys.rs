@@ -25,9 +25,11 @@ const MIN_GUEST_FDS: u64 = 64;
 /// process's descriptor limit (raised first, see [`airlock_jail::rlimit::raise_nofile`]) after
 /// a reserve, so that a guest opening files cannot starve the supervisor.
 pub fn guest_fd_budget() -> u64 {
-    // The passthrough layer holds a descriptor per inode the guest has looked up, and the guest
-    // forgets inodes only under memory pressure: a large repository needs many.
-    let limit = airlock_jail::rlimit::raise_nofile();
+    guest_fd_budget_for(airlock_jail::rlimit::raise_nofile())
+}
+
+/// The budget [`guest_fd_budget`] gives under descriptor limit `limit`.
+pub fn guest_fd_budget_for(limit: u64) -> u64 {
     (limit.saturating_sub(FD_RESERVE) / 2).max(MIN_GUEST_FDS)
 }
 

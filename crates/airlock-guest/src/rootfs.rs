@@ -1,10 +1,12 @@
 //! The guest's root filesystem: an overlay whose writable layer is the sandbox disk.
 //!
-//! The host attaches up to two virtio-blk drives, told apart by their serial: `airlock-disk`, an
-//! empty ext4 of the policy's `sandbox.disk` size, and `airlock-root`, an optional read-only image
-//! (squashfs by default). The overlay's lower layer is that image, or the initramfs itself when
-//! there is none; every write in the guest lands on the disk, so a full disk means ENOSPC in the
-//! guest and nothing more on the host. Then the agent moves into the overlay as `switch_root`
+//! The host attaches up to three virtio-blk drives, told apart by their serial: `airlock-disk`,
+//! an empty ext4 of the policy's `sandbox.disk` size; `airlock-root`, an optional read-only image
+//! (squashfs by default); and `airlock-kit`, an optional read-only squashfs holding an agent kit
+//! (`/opt/airlock/kits/<name>` and its command in `/usr/local/bin`). The overlay's lower layers
+//! are the kit over the image, or the initramfs itself when there is no image; every write in
+//! the guest lands on the disk, so a full disk means ENOSPC in the guest and nothing more on the
+//! host. Then the agent moves into the overlay as `switch_root`
 //! does (the initramfs cannot be pivoted away).
 
 use nix::mount::{MsFlags, mount};
@@ -15,6 +17,8 @@ use std::path::{Path, PathBuf};
 pub const DISK_SERIAL: &str = "airlock-disk";
 /// Serial of the read-only image.
 pub const ROOT_SERIAL: &str = "airlock-root";
+/// Serial of the agent kit layer.
+pub const KIT_SERIAL: &str = "airlock-kit";
 
 const STAGE: &str = "/.airlock";
 
@@ -25,9 +29,13 @@ pub fn switch_to_disk_root() -> io::Result<bool> {
         return Ok(false);
     };
     let stage = Path::new(STAGE);
-    let (disk_dir, lower_dir, root_dir) =
-        (stage.join("disk"), stage.join("lower"), stage.join("root"));
-    for d in [&disk_dir, &lower_dir, &root_dir] {
+    let (disk_dir, lower_dir, kit_dir, root_dir) = (
+        stage.join("disk"),
+        stage.join("lower"),
+        stage.join("kit"),
+        stage.join("root"),
+    );
+    for d in [&disk_dir, &lower_dir, &kit_dir, &root_dir] {
         std::fs::create_dir_all(d)?;
     }
     // noinit_itable: the host formats lazily; zeroing inode tables in the background would only
@@ -56,9 +64,16 @@ pub fn switch_to_disk_root() -> io::Result<bool> {
         }
         None => PathBuf::from("/"),
     };
+    // Leftmost is the top layer: the kit's files shadow the image's.
+    let lowers = match find_by_serial(KIT_SERIAL)? {
+        Some(kit) => {
+            mount_dev(&kit, &kit_dir, "squashfs", MsFlags::MS_RDONLY, None)?;
+            format!("{}:{}", kit_dir.display(), lower.display())
+        }
+        None => lower.display().to_string(),
+    };
     let options = format!(
-        "lowerdir={},upperdir={},workdir={}",
-        lower.display(),
+        "lowerdir={lowers},upperdir={},workdir={}",
         upper.display(),
         work.display()
     );

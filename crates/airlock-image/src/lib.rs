@@ -2,9 +2,12 @@
 //! hash outside the repository (`$AIRLOCK_CACHE`, else `$XDG_CACHE_HOME/airlock`, else
 //! `~/.cache/airlock`). Nothing cached is ever rebuilt; a new input gives a new key.
 
+mod builds;
 mod cpio;
 pub mod debian;
 pub mod kernel;
+pub mod kit;
+mod steps;
 pub mod tiny;
 
 use sha2::{Digest, Sha256};
@@ -64,6 +67,12 @@ pub enum ImageError {
     )]
     NotBuilt {
         /// Image name.
+        name: String,
+    },
+    /// An agent kit has never been installed.
+    #[error("agent kit {name} is not installed; install it with `airlock agent install {name}`")]
+    KitNotInstalled {
+        /// Kit name.
         name: String,
     },
     /// A built image's root filesystem does not match its manifest.
@@ -200,6 +209,16 @@ impl EntryLock {
     }
 }
 
+/// Finds `tool` in PATH or sbin (root's tools live there, which a user's PATH may lack).
+pub(crate) fn tool_path(tool: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
+        .map(|d| d.join(tool))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from(tool))
+}
+
 /// Hex SHA-256 of the parts, each length-prefixed so boundaries cannot shift.
 pub(crate) fn hash_parts(parts: &[&[u8]]) -> String {
     let mut h = Sha256::new();
@@ -216,6 +235,15 @@ pub fn sha256_file(path: &Path) -> Result<String, ImageError> {
     let mut h = Sha256::new();
     io::copy(&mut f, &mut h).map_err(io_err(format!("reading {}", path.display())))?;
     Ok(hex::encode(h.finalize()))
+}
+
+/// Writes `value` to `path` as pretty JSON, atomically.
+pub(crate) fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<(), ImageError> {
+    let json = serde_json::to_string_pretty(value).map_err(|e| ImageError::BadInput {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    write_atomic(path, json.as_bytes())
 }
 
 /// Writes `bytes` to `path` atomically (temp file in the same dir, then rename).

@@ -35,6 +35,8 @@ pub struct SelfJail {
     /// Landlock: the directories it may still write beneath (empty: none); `None` adds no
     /// Landlock layer here.
     pub writable: Option<Vec<PathBuf>>,
+    /// Landlock: with `Some`, reads are confined too, to beneath these and `writable`.
+    pub readable: Option<Vec<PathBuf>>,
     /// As root, refuse to serve where the kernel cannot enforce Landlock.
     pub landlock_required_as_root: bool,
     /// System calls allowed beyond [`GATEWAY_BASE`].
@@ -106,7 +108,14 @@ impl SelfJail {
         let landlock = match &self.writable {
             Some(writable) => {
                 let dirs: Vec<&std::path::Path> = writable.iter().map(PathBuf::as_path).collect();
-                let status = crate::landlock::writes_only_beneath(&dirs)?;
+                let status = match &self.readable {
+                    Some(readable) => {
+                        let reads: Vec<&std::path::Path> =
+                            readable.iter().map(PathBuf::as_path).collect();
+                        crate::landlock::only_beneath(&reads, &dirs)?
+                    }
+                    None => crate::landlock::writes_only_beneath(&dirs)?,
+                };
                 if root && self.landlock_required_as_root && status == LandlockStatus::NotEnforced {
                     return Err(JailError::LandlockMissing);
                 }

@@ -227,6 +227,10 @@ impl GatewayProcess {
         spec.stdout = Stdio::piped();
         spec.stderr = stderr.into();
         spec.fd3 = fd;
+        // Raised here, before the gateway drops the privilege to: the filesystem gateway holds
+        // a descriptor per file the guest has open (and per inode where file handles are not
+        // supported).
+        spec.nofile = Some(crate::rlimit::nofile_ceiling());
         let mut child =
             crate::spawn(spec).map_err(|source| GatewayError::Spawn { name, source })?;
         let missing = |what: &str| GatewayError::Io {

@@ -51,17 +51,34 @@ fn fail(e: impl std::error::Error + Send + Sync + 'static) -> JailError {
 }
 
 fn ruleset(dirs: &[&Path]) -> Result<landlock::RulesetCreated, JailError> {
+    ruleset_with(None, dirs)
+}
+
+/// Write rights handled and allowed beneath `writes`; with `reads`, read rights handled too and
+/// allowed beneath `reads` and `writes`.
+fn ruleset_with(
+    reads: Option<&[&Path]>,
+    writes: &[&Path],
+) -> Result<landlock::RulesetCreated, JailError> {
+    let write = AccessFs::from_write(WRITE_ABI);
+    let read = AccessFs::from_read(WRITE_ABI);
+    let handled = if reads.is_some() { write | read } else { write };
     let mut ruleset = Ruleset::default()
         .set_compatibility(CompatLevel::BestEffort)
-        .handle_access(AccessFs::from_write(WRITE_ABI))
+        .handle_access(handled)
         .map_err(fail)?
         .create()
         .map_err(fail)?;
-    for dir in dirs {
+    for dir in writes {
         let fd = PathFd::new(dir).map_err(fail)?;
+        let rights = if reads.is_some() { write | read } else { write };
         ruleset = ruleset
-            .add_rule(PathBeneath::new(fd, AccessFs::from_write(WRITE_ABI)))
+            .add_rule(PathBeneath::new(fd, rights))
             .map_err(fail)?;
+    }
+    for dir in reads.unwrap_or_default() {
+        let fd = PathFd::new(dir).map_err(fail)?;
+        ruleset = ruleset.add_rule(PathBeneath::new(fd, read)).map_err(fail)?;
     }
     Ok(ruleset)
 }
@@ -70,6 +87,17 @@ fn ruleset(dirs: &[&Path]) -> Result<landlock::RulesetCreated, JailError> {
 /// `dirs`; an empty list forbids every write.
 pub fn writes_only_beneath(dirs: &[&Path]) -> Result<LandlockStatus, JailError> {
     let status = ruleset(dirs)?.restrict_self().map_err(fail)?;
+    Ok(status.ruleset.into())
+}
+
+/// Restricts the calling thread (and the threads it starts later) to reading only beneath
+/// `reads` and `writes`, and writing only beneath `writes`. (An `O_PATH` open reads nothing
+/// and is not checked; neither is a file outside a bind mount's subtree reached through it, so
+/// this is no substitute for keeping such files out of reach.)
+pub fn only_beneath(reads: &[&Path], writes: &[&Path]) -> Result<LandlockStatus, JailError> {
+    let status = ruleset_with(Some(reads), writes)?
+        .restrict_self()
+        .map_err(fail)?;
     Ok(status.ruleset.into())
 }
 
@@ -92,4 +120,43 @@ pub fn restrict_in_child(ruleset: &OwnedFd) -> std::io::Result<()> {
         return Err(std::io::Error::last_os_error());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_and_writes_are_confined_beneath_the_given_trees() {
+        let dir = tempfile::tempdir().unwrap();
+        let share = dir.path().join("share");
+        let outside = dir.path().join("outside");
+        std::fs::create_dir_all(&share).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(share.join("in"), b"in").unwrap();
+        std::fs::write(outside.join("secret"), b"secret").unwrap();
+        let (share2, outside2) = (share.clone(), outside.clone());
+        // Landlock confines the calling thread: do it on a thread of its own.
+        let (status, inside, out_read, out_write, in_write) = std::thread::spawn(move || {
+            let status = only_beneath(&[], &[share2.as_path()]).unwrap();
+            (
+                status,
+                std::fs::read(share2.join("in")),
+                std::fs::read(outside2.join("secret")),
+                std::fs::write(outside2.join("new"), b"x"),
+                std::fs::write(share2.join("new"), b"x"),
+            )
+        })
+        .join()
+        .unwrap();
+        if status == LandlockStatus::NotEnforced {
+            return;
+        }
+        assert_eq!(inside.unwrap(), b"in");
+        assert_eq!(out_read.unwrap_err().raw_os_error(), Some(libc::EACCES));
+        assert_eq!(out_write.unwrap_err().raw_os_error(), Some(libc::EACCES));
+        assert!(in_write.is_ok());
+        // This thread (not confined) still reads it.
+        assert_eq!(std::fs::read(outside.join("secret")).unwrap(), b"secret");
+    }
 }

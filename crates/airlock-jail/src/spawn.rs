@@ -47,6 +47,9 @@ pub struct ProcessSpec {
     pub fd3: Option<OwnedFd>,
     /// A host cgroup entered before exec, so everything it starts is counted.
     pub cgroup: Option<Arc<EngineGroup>>,
+    /// `RLIMIT_NOFILE` (soft and hard) set before exec, while airlock still has the privilege
+    /// to raise it ([`crate::rlimit::nofile_ceiling`]).
+    pub nofile: Option<u64>,
     /// Its confinement.
     pub confinement: Confinement,
 }
@@ -62,6 +65,7 @@ impl ProcessSpec {
             stderr: Stdio::null(),
             fd3: None,
             cgroup: None,
+            nofile: None,
             confinement,
         }
     }
@@ -77,6 +81,7 @@ pub fn spawn(spec: ProcessSpec) -> Result<tokio::process::Child, JailError> {
         stderr,
         fd3,
         cgroup,
+        nofile,
         confinement,
     } = spec;
     let mut cmd = tokio::process::Command::new(&program);
@@ -94,6 +99,23 @@ pub fn spawn(spec: ProcessSpec) -> Result<tokio::process::Child, JailError> {
                         return Err(io::Error::last_os_error());
                     }
                 } else if libc::dup2(raw, 3) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    if let Some(limit) = nofile {
+        let rlim = libc::rlimit {
+            rlim_cur: limit,
+            rlim_max: limit,
+        };
+        // SAFETY: runs between fork and exec; setrlimit is async-signal-safe and reads one
+        // `rlimit` copied into the closure.
+        // JUSTIFICATION: the limit must be raised before the process drops the privilege to.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &rlim) != 0 {
                     return Err(io::Error::last_os_error());
                 }
                 Ok(())

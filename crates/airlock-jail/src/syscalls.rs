@@ -279,7 +279,8 @@ pub const GATEWAY_BASE: &[Syscall] = &[
 ];
 
 /// What the filesystem gateway calls beyond [`GATEWAY_BASE`]: file serving. `name_to_handle_at`
-/// only probes for handles; `open_by_handle_at` stays refused.
+/// only probes for handles; `open_by_handle_at` stays refused (it could reach any inode of the
+/// share's filesystem).
 pub const FS_GATEWAY: &[Syscall] = &[
     s(libc::SYS_pwrite64, "pwrite64", "guest writes"),
     s(libc::SYS_preadv, "preadv", "guest reads into guest memory"),

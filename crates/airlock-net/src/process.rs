@@ -55,6 +55,7 @@ pub fn jail() -> SelfJail {
         identity: Identity::OwnUid,
         dumpable: true,
         writable: Some(Vec::new()),
+        readable: None,
         landlock_required_as_root: false,
         syscalls: airlock_jail::syscalls::EGRESS_GATEWAY,
     }

@@ -343,9 +343,10 @@ impl Policy {
     /// is ignored and `..` is refused. No filesystem access: paths that do not exist yet are
     /// decided the same way.
     ///
-    /// Order: protected paths, then `deny_write`, then `deny_read` (reads, and renames or links
-    /// that would expose a read-denied file), then the mount mode. Any matching deny rule beats
-    /// the mode, which is the least specific rule (it covers the whole share).
+    /// Order: protected paths (only in a mount with `protected = true`), then `deny_write`, then
+    /// `deny_read` (reads, and renames or links that would expose a read-denied file), then the
+    /// mount mode. Any matching deny rule beats the mode, which is the least specific rule (it
+    /// covers the whole share).
     pub fn decide_fs(&self, mount: &str, op: FsOp, rel_path: &str) -> Decision {
         let Some(m) = normalize_guest(mount)
             .ok()
@@ -357,8 +358,10 @@ impl Policy {
             return Decision::new(Verdict::Deny, "filesystem.path", reason::INVALID_PATH);
         };
         if op.is_mutation() {
-            let refuses = |m| op.write_rule_refuses(m);
-            if let Some(r) = first_hit(&self.protected, &path, refuses) {
+            let refuses = |hit| op.write_rule_refuses(hit);
+            if m.protected
+                && let Some(r) = first_hit(&self.protected, &path, refuses)
+            {
                 return Decision::new(Verdict::Deny, &r.rule, reason::PROTECTED_PATH);
             }
             if let Some(r) = first_hit(&self.deny_write, &path, refuses) {

@@ -12,7 +12,7 @@ use toml::de::DeTable;
 
 use crate::error::{ErrorKind, Location, PolicyError, PolicyErrors};
 use crate::parse_error::ParseError;
-use crate::policy::{MountHost, Policy, PolicySource};
+use crate::policy::{MountHost, Policy, PolicySource, unprotected_overlaps};
 use crate::schema::PolicyFile;
 use crate::schema_walk::{Walker, index_table, json_schema_inline};
 use crate::source::{Env, Layer, Loc, Pending, Source};
@@ -25,10 +25,19 @@ const PROFILES: &[(&str, &str)] = &[
     ("offline", include_str!("../profiles/offline.toml")),
     ("claude-code", include_str!("../profiles/claude-code.toml")),
     ("codex", include_str!("../profiles/codex.toml")),
+    ("gemini", include_str!("../profiles/gemini.toml")),
+    ("aider", include_str!("../profiles/aider.toml")),
 ];
 
 /// Names of [`PROFILES`], in the same order.
-const PROFILE_NAMES: &[&str] = &["default", "offline", "claude-code", "codex"];
+const PROFILE_NAMES: &[&str] = &[
+    "default",
+    "offline",
+    "claude-code",
+    "codex",
+    "gemini",
+    "aider",
+];
 
 /// How many `extends` links a chain may have (profiles may build on each other).
 const MAX_EXTENDS_DEPTH: usize = 8;
@@ -115,6 +124,7 @@ pub(crate) fn load_with(text: &str, origin: &Path, env: &Env) -> Result<Policy, 
         text: text.to_owned(),
         origin: origin.to_path_buf(),
         workspace: None,
+        home: None,
     };
     Ok(policy)
 }
@@ -310,8 +320,12 @@ impl PolicySource {
     /// Loads the policy again, with this process's environment, and binds the workspace.
     pub fn load(&self) -> Result<Policy, PolicyErrors> {
         let policy = load_str(&self.text, &self.origin)?;
-        match &self.workspace {
-            Some(dir) => policy.with_workspace(dir),
+        let policy = match &self.workspace {
+            Some(dir) => policy.with_workspace(dir)?,
+            None => policy,
+        };
+        match &self.home {
+            Some(dir) => policy.with_home(dir),
             None => Ok(policy),
         }
     }
@@ -329,6 +343,21 @@ impl PolicySource {
             trusted_hosts: true,
         };
         let mut policy = load_with(&self.text, &self.origin, &env)?;
+        let invalid = |error: ValidationError| {
+            PolicyErrors::new(vec![PolicyError {
+                location: Location {
+                    file: self.origin.display().to_string(),
+                    position: None,
+                    key: "filesystem.mounts".to_owned(),
+                },
+                kind: ErrorKind::Invalid(error),
+            }])
+        };
+        // Its host directory comes with the others, last.
+        if let Some(home) = &self.home {
+            policy.push_home(home.clone()).map_err(invalid)?;
+            policy.source.home = Some(home.clone());
+        }
         let mismatch = |why: String| {
             PolicyErrors::new(vec![PolicyError {
                 location: Location {
@@ -355,6 +384,10 @@ impl PolicySource {
                 return Err(mismatch(format!("{} is not absolute", host.display())));
             }
             m.host = MountHost::Path(host.clone());
+        }
+        // The sender checked this too; checked again on the directories actually used.
+        if let Some((_, error)) = unprotected_overlaps(&policy.mounts).into_iter().next() {
+            return Err(invalid(error));
         }
         policy.source.text.clone_from(&self.text);
         policy.source.origin.clone_from(&self.origin);
@@ -397,7 +430,7 @@ mod tests {
     fn unknown_profile() {
         assert_eq!(
             load_profile("nope").unwrap_err().to_string(),
-            "profile \"nope\": unknown profile \"nope\", expected one of: default, offline, claude-code, codex"
+            "profile \"nope\": unknown profile \"nope\", expected one of: default, offline, claude-code, codex, gemini, aider"
         );
     }
 

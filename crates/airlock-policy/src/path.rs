@@ -12,8 +12,8 @@ use globset::{GlobBuilder, GlobMatcher};
 /// Longest relative path accepted from a request (a few times Linux's `PATH_MAX`).
 const MAX_PATH_LEN: usize = 16 * 1024;
 
-/// One built-in protected entry: write-protected inside every share unless named in
-/// `filesystem.unprotect`.
+/// One built-in protected entry: write-protected inside every share with `protected = true`
+/// (the default) unless named in `filesystem.unprotect`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProtectedEntry {
     /// The glob as documented and as `unprotect` must name it.

@@ -18,7 +18,8 @@ pub struct Policy {
     pub(crate) source: PolicySource,
     pub(crate) sandbox: SandboxLimits,
     pub(crate) mounts: Vec<Mount>,
-    /// Built-in (minus `unprotect`) and `protect` entries.
+    /// Built-in (minus `unprotect`) and `protect` entries; applied in every mount with
+    /// `protected = true`.
     pub(crate) protected: Vec<PathRule>,
     pub(crate) deny_write: Vec<PathRule>,
     pub(crate) deny_read: Vec<PathRule>,
@@ -27,6 +28,7 @@ pub struct Policy {
     pub(crate) audit: AuditPolicy,
     pub(crate) monitor: Vec<MonitorRule>,
     pub(crate) unprotected: Vec<String>,
+    pub(crate) max_open: u32,
 }
 
 /// What a policy was loaded from, so another process (a jailed gateway) can load the very same
@@ -41,6 +43,9 @@ pub struct PolicySource {
     pub origin: PathBuf,
     /// The workspace bound with [`Policy::with_workspace`].
     pub workspace: Option<PathBuf>,
+    /// The agent home added with [`Policy::with_home`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub home: Option<PathBuf>,
 }
 
 /// Resources of the microVM, with defaults applied.
@@ -85,6 +90,11 @@ pub struct Mount {
     pub mode: MountMode,
     /// Whether this is the workspace mount (even after binding).
     pub workspace: bool,
+    /// Whether the protected paths (built-in and `filesystem.protect`) apply inside this share
+    /// (`protected`, default true). False only for a directory that nothing on the host reads,
+    /// such as an agent home; never for the workspace mount, nor for a mount whose host
+    /// directory is or contains the host directory of a mount that keeps them.
+    pub protected: bool,
     /// The rule name reported when the mode decides, e.g. `filesystem.mounts[0]`.
     pub(crate) rule: String,
 }
@@ -239,6 +249,18 @@ impl Policy {
         &self.unprotected
     }
 
+    /// Mounts with `protected = false`, in policy order: inside them no protected path (built-in
+    /// or `filesystem.protect`) applies. The supervisor records them in the audit log at start,
+    /// like [`unprotected`](Self::unprotected).
+    pub fn unprotected_mounts(&self) -> impl Iterator<Item = &Mount> {
+        self.mounts.iter().filter(|m| !m.protected)
+    }
+
+    /// Most files the guest may hold open at once on each share (`filesystem.max_open`).
+    pub fn max_open(&self) -> u32 {
+        self.max_open
+    }
+
     /// True when a mount still waits for the workspace directory.
     pub fn needs_workspace(&self) -> bool {
         self.mounts.iter().any(|m| m.host == MountHost::Workspace)
@@ -246,7 +268,8 @@ impl Policy {
 
     /// Binds the workspace mount(s) to `dir`, which must be an existing directory; it is
     /// stored canonicalised. Fails closed: a missing directory is an error, not a skipped
-    /// mount.
+    /// mount, and so is a workspace inside (or equal to) the host directory of a mount with
+    /// `protected = false`, through which its protected paths would be writable.
     pub fn with_workspace(mut self, dir: &Path) -> Result<Self, PolicyErrors> {
         let canonical = match std::fs::canonicalize(dir) {
             Ok(c) if c.is_dir() => c,
@@ -275,8 +298,118 @@ impl Policy {
                 m.host = MountHost::Path(canonical.clone());
             }
         }
+        if let Some((_, error)) = unprotected_overlaps(&self.mounts).into_iter().next() {
+            return Err(workspace_error(dir, error));
+        }
         Ok(self)
     }
+}
+
+impl Mount {
+    /// The rule name its decisions report, e.g. `filesystem.mounts[0] "/workspace"`.
+    pub fn rule(&self) -> &str {
+        &self.rule
+    }
+}
+
+/// Where [`Policy::with_home`] mounts an agent home: the `agent` account's home directory.
+pub const AGENT_HOME: &str = "/home/agent";
+/// The rule name decisions in the agent home report.
+pub const AGENT_HOME_RULE: &str = "agent home";
+
+impl Policy {
+    /// Adds an agent's persistent home: `dir` (an existing directory, stored canonicalised)
+    /// shared read-write at [`AGENT_HOME`] with `protected = false`, since only sandboxes ever
+    /// use it. Refused when a mount of the policy is at, above or below that guest path, or
+    /// when `dir` is or holds the host directory of a share that keeps its protected paths.
+    pub fn with_home(mut self, dir: &Path) -> Result<Self, PolicyErrors> {
+        let canonical = match std::fs::canonicalize(dir) {
+            Ok(c) if c.is_dir() => c,
+            _ => {
+                return Err(home_error(
+                    dir,
+                    ValidationError::HostPathMissing {
+                        found: dir.display().to_string(),
+                        resolved: dir.display().to_string(),
+                    },
+                ));
+            }
+        };
+        self.push_home(canonical.clone())
+            .map_err(|e| home_error(dir, e))?;
+        self.source.home = Some(canonical);
+        Ok(self)
+    }
+
+    /// Appends the agent home mount for `host` (already canonical).
+    pub(crate) fn push_home(&mut self, host: PathBuf) -> Result<(), ValidationError> {
+        let nested = |a: &str, b: &str| a == b || Path::new(a).starts_with(b);
+        if let Some(m) = self
+            .mounts
+            .iter()
+            .find(|m| nested(&m.guest, AGENT_HOME) || nested(AGENT_HOME, &m.guest))
+        {
+            return Err(ValidationError::HomeMountConflict {
+                found: m.guest.clone(),
+                other: m.rule.clone(),
+            });
+        }
+        self.mounts.push(Mount {
+            host: MountHost::Path(host),
+            guest: AGENT_HOME.to_string(),
+            mode: MountMode::Rw,
+            workspace: false,
+            protected: false,
+            rule: AGENT_HOME_RULE.to_string(),
+        });
+        if let Some((_, error)) = unprotected_overlaps(&self.mounts).into_iter().next() {
+            self.mounts.pop();
+            return Err(error);
+        }
+        Ok(())
+    }
+}
+
+fn home_error(dir: &Path, error: ValidationError) -> PolicyErrors {
+    PolicyErrors::new(vec![PolicyError {
+        location: Location {
+            file: dir.display().to_string(),
+            position: None,
+            key: "agent home".to_owned(),
+        },
+        kind: ErrorKind::Invalid(error),
+    }])
+}
+
+/// Every mount with `protected = false` whose host directory is, or contains, the host
+/// directory of a mount that keeps the protected paths: through it the guest could write that
+/// share's protected files under other names. Returns the index of the unprotected mount and
+/// the error, in mount order. Unbound workspace mounts are skipped (checked when bound).
+pub(crate) fn unprotected_overlaps(mounts: &[Mount]) -> Vec<(usize, ValidationError)> {
+    let mut found = Vec::new();
+    for (i, open) in mounts.iter().enumerate() {
+        let MountHost::Path(open_dir) = &open.host else {
+            continue;
+        };
+        if open.protected {
+            continue;
+        }
+        for kept in mounts.iter().filter(|m| m.protected) {
+            if let MountHost::Path(kept_dir) = &kept.host
+                && kept_dir.starts_with(open_dir)
+            {
+                found.push((
+                    i,
+                    ValidationError::UnprotectedMountHoldsShare {
+                        found: open_dir.display().to_string(),
+                        other: kept.rule.clone(),
+                        other_host: kept_dir.display().to_string(),
+                    },
+                ));
+            }
+        }
+    }
+    found
 }
 
 fn workspace_error(dir: &Path, error: ValidationError) -> PolicyErrors {
@@ -289,3 +422,7 @@ fn workspace_error(dir: &Path, error: ValidationError) -> PolicyErrors {
         kind: ErrorKind::Invalid(error),
     }])
 }
+
+#[cfg(test)]
+#[path = "home_tests.rs"]
+mod home_tests;

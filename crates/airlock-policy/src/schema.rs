@@ -82,6 +82,10 @@ pub(crate) struct FilesystemSection {
     /// Built-in protected entries to drop, named exactly as listed in the documentation.
     #[serde(default)]
     pub unprotect: Vec<String>,
+    /// Most files the guest may hold open at once on each share; beyond it, opens fail with
+    /// ENFILE and the gateway records `fs.limit` once. Default 8192.
+    #[schemars(range(min = 16, max = 1_048_576))]
+    pub max_open: Option<u32>,
 }
 
 /// One `[[filesystem.mounts]]` entry.
@@ -99,6 +103,12 @@ pub(crate) struct MountEntry {
     /// `ro` (read-only), `rw` (writes reach the host) or `overlay` (writes stay in the
     /// sandbox). Default `ro`.
     pub mode: Option<MountMode>,
+    /// Apply the protected paths (the built-in ones and `filesystem.protect`) inside this
+    /// share. Default true. Set it to false only for a directory that nothing on the host
+    /// reads or runs, such as the agent home airlock mounts at the guest user's home; not
+    /// allowed with `workspace = true`, nor on a directory that holds another share's host
+    /// directory.
+    pub protected: Option<bool>,
 }
 
 /// How a share is mounted.

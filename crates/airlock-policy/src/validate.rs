@@ -33,6 +33,7 @@ pub(crate) fn build(
     let sandbox = cx.sandbox(layers);
     let mounts = cx.mounts(layers);
     let (protected, unprotected) = cx.protected(layers);
+    let max_open = cx.max_open(layers);
     let deny_write = cx.globs(layers, "filesystem.deny_write", |f| {
         &f.filesystem.deny_write
     });
@@ -56,6 +57,7 @@ pub(crate) fn build(
         audit,
         monitor,
         unprotected,
+        max_open,
     })
 }
 

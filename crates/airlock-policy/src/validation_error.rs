@@ -100,6 +100,27 @@ pub enum ValidationError {
     /// Both `host` and `workspace = true`.
     #[error("both `host` and `workspace = true` are set; expected exactly one")]
     MountSourceConflict,
+    /// `protected = false` on the workspace mount.
+    #[error(
+        "`protected = false` is not allowed with `workspace = true`: tools on the host run and \
+         read the workspace's git hooks, git config and agent settings; expected `protected = \
+         true` (the default) on the workspace mount"
+    )]
+    UnprotectedWorkspace,
+    /// `protected = false` on a host directory that is or holds another share's host directory.
+    #[error(
+        "`protected = false` on host directory {found:?}, which is or holds host directory \
+         {other_host:?} of {other}; expected `protected = false` only on a directory that holds \
+         no share keeping its protected paths"
+    )]
+    UnprotectedMountHoldsShare {
+        /// The unprotected mount's host directory.
+        found: String,
+        /// The rule name of the mount inside it, e.g. `filesystem.mounts[0] "/workspace"`.
+        other: String,
+        /// That mount's host directory.
+        other_host: String,
+    },
     /// Neither `host` nor `workspace = true`.
     #[error("neither `host` nor `workspace = true` is set; expected exactly one")]
     MountSourceMissing,
@@ -122,6 +143,17 @@ pub enum ValidationError {
     MountHostsMismatch {
         /// What differs.
         why: String,
+    },
+    /// An agent home cannot be mounted because a share is at, above or below its guest path.
+    #[error(
+        "the agent home goes at /home/agent, but {other} mounts {found:?} there; expected no \
+         share at, above or below /home/agent when an agent kit runs"
+    )]
+    HomeMountConflict {
+        /// The conflicting guest path.
+        found: String,
+        /// Its rule name.
+        other: String,
     },
     /// A shared host directory that does not exist.
     #[error(

@@ -52,6 +52,8 @@ pub struct Images {
     /// A read-only root image (squashfs) layered under the disk; `None` boots the initramfs
     /// userland.
     pub rootfs: Option<PathBuf>,
+    /// An agent kit's layer (squashfs) mounted over the root image.
+    pub kit: Option<PathBuf>,
 }
 
 impl Images {
@@ -65,6 +67,7 @@ impl Images {
             kernel,
             tiny,
             rootfs: None,
+            kit: None,
         })
     }
 }

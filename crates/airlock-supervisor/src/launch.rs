@@ -58,6 +58,8 @@ pub struct LaunchOptions {
     pub env: Vec<(String, String)>,
     /// Where lines for the user go (overlay copy progress, monitor alerts).
     pub notify: Notifier,
+    /// An agent kit layered over the image.
+    pub kit: Option<airlock_image::kit::Kit>,
 }
 
 /// A policy as loaded, with where it came from.
@@ -83,6 +85,8 @@ pub struct Launch {
     pub image: Option<OpenedImage>,
     /// The image name.
     pub image_name: String,
+    /// The agent kit's layer, verified and held in use while the sandbox runs.
+    pub kit: Option<airlock_image::kit::store::OpenedKit>,
     /// The policy.
     pub policy: Arc<Policy>,
     /// How the policy is named.
@@ -227,6 +231,16 @@ pub async fn prepare(options: &LaunchOptions, base: &Images) -> Result<Launch, L
         PolicyChoice::Profile(_) => "profile",
         _ => "policy",
     };
+    // An agent keeps its home per workspace; without a workspace it starts fresh each run.
+    let policy = match (&options.kit, &source.workspace) {
+        (Some(kit), Some(ws)) => {
+            let home = crate::homes::ensure(&kit.name, ws).map_err(LaunchError::Home)?;
+            policy
+                .with_home(&home)
+                .map_err(|e| LaunchError::invalid("agent", policy_errors(&e)))?
+        }
+        _ => policy,
+    };
     // Fail closed: a required protection this host lacks stops the launch before anything starts.
     crate::protections::check_required(&policy.sandbox().require)
         .map_err(|why| LaunchError::invalid(field, format!("{origin}: sandbox.require: {why}")))?;
@@ -285,6 +299,38 @@ pub async fn prepare(options: &LaunchOptions, base: &Images) -> Result<Launch, L
         images.rootfs = Some(opened.rootfs.clone());
         Some(opened)
     };
+    let kit = match &options.kit {
+        None => None,
+        Some(_) if image.is_none() => {
+            return Err(LaunchError::invalid(
+                "agent",
+                format!(
+                    "agent kits run on a Debian image, not {image_name:?}; build one with \
+                     `airlock image build --kind debian`"
+                ),
+            ));
+        }
+        Some(kit) => {
+            let cache = Cache::from_env().map_err(|source| LaunchError::Image {
+                what: "opening the image cache".into(),
+                source: Box::new(source),
+            })?;
+            let k = kit.clone();
+            let opened =
+                tokio::task::spawn_blocking(move || airlock_image::kit::store::open(&cache, &k))
+                    .await
+                    .map_err(|_| LaunchError::Task("the kit check task failed"))?;
+            let opened = opened.map_err(|e| match e {
+                ImageError::KitNotInstalled { .. } => LaunchError::invalid("agent", e.to_string()),
+                source => LaunchError::Image {
+                    what: format!("agent kit {}", kit.name),
+                    source: Box::new(source),
+                },
+            })?;
+            images.kit = Some(opened.layer.clone());
+            Some(opened)
+        }
+    };
     let id = crate::new_sandbox_id().map_err(LaunchError::Id)?;
     let shares = prepare_shares(&id, &policy, &source, &options.notify)?;
     let has_overlay = shares.iter().any(|s| s.mode == MountMode::Overlay);
@@ -300,9 +346,15 @@ pub async fn prepare(options: &LaunchOptions, base: &Images) -> Result<Launch, L
         boot_timeout: boot_timeout()?,
         accel: airlock_vm::accel::probe(),
         audit: Some(audit_config(&policy, &options.env, options.notify.clone())?),
-        description: match &image {
-            Some(i) => format!("policy {origin}, image {} (build {})", i.name, i.build_id),
-            None => format!("policy {origin}, image {image_name}"),
+        description: match (&image, &kit) {
+            (Some(i), Some(k)) => format!(
+                "policy {origin}, image {} (build {}), agent kit {} {} (build {})",
+                i.name, i.build_id, k.name, k.manifest.version, k.build_id
+            ),
+            (Some(i), None) => {
+                format!("policy {origin}, image {} (build {})", i.name, i.build_id)
+            }
+            (None, _) => format!("policy {origin}, image {image_name}"),
         },
         shares,
         id: Some(id.clone()),
@@ -317,6 +369,7 @@ pub async fn prepare(options: &LaunchOptions, base: &Images) -> Result<Launch, L
         images,
         image,
         image_name,
+        kit,
         origin,
         has_overlay,
         workspace: source.workspace,
@@ -333,10 +386,26 @@ pub fn audit_log_path(config: &SandboxConfig, id: &str) -> Option<PathBuf> {
     )
 }
 
-/// Records `policy.unprotect` for each built-in protection the policy removed.
+/// Records `policy.unprotect` for each built-in protection the policy removed and each share
+/// where the protected paths do not apply (`protected = false`, the agent home).
 pub fn record_unprotected(sandbox: &crate::Sandbox, policy: &Policy, origin: &str) {
     use airlock_audit::{Decision, Event, Source, kind};
     if let Some(r) = sandbox.recorder() {
+        for m in policy.unprotected_mounts() {
+            let host = match &m.host {
+                airlock_policy::MountHost::Path(p) => p.display().to_string(),
+                airlock_policy::MountHost::Workspace => "the workspace".into(),
+            };
+            r.record(
+                Event::new(Source::Host, kind::POLICY_UNPROTECT)
+                    .with_decision(Decision::Allow)
+                    .with_rule(m.rule())
+                    .with_detail(format!(
+                        "protected paths do not apply in the share of {host} at {}",
+                        m.guest
+                    )),
+            );
+        }
         for entry in policy.unprotected() {
             r.record(
                 Event::new(Source::Host, kind::POLICY_UNPROTECT)

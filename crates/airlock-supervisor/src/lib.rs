@@ -22,6 +22,7 @@ mod control;
 mod disk;
 mod error;
 mod exec;
+pub mod homes;
 pub mod launch;
 pub mod protections;
 mod sandbox;

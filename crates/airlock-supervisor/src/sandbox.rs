@@ -253,6 +253,13 @@ impl Sandbox {
                 serial: "airlock-root".into(),
             });
         }
+        if let Some(kit) = &images.kit {
+            drives.push(Drive {
+                path: kit.clone(),
+                read_only: true,
+                serial: "airlock-kit".into(),
+            });
+        }
         let spec = BootSpec {
             kernel: images.kernel.vmlinux.clone(),
             initrd: images.tiny.initrd.clone(),

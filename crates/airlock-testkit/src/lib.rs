@@ -8,6 +8,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod audit;
+pub mod models;
+pub mod pty;
 pub mod upstream;
 
 use std::path::{Path, PathBuf};
@@ -22,6 +24,10 @@ pub struct Airlock {
     cwd: tempfile::TempDir,
     /// Holds the daemon socket (`AIRLOCK_SOCKET`), so no test talks to a host daemon.
     sock: tempfile::TempDir,
+    /// Agent homes (`AIRLOCK_HOMES_DIR`), so no test reads or leaves one in the user's.
+    homes: tempfile::TempDir,
+    /// `RLIMIT_NOFILE` (soft and hard) airlock runs with, if set.
+    nofile: Option<u64>,
 }
 
 impl Airlock {
@@ -63,13 +69,23 @@ impl Airlock {
             .prefix("als-")
             .tempdir_in("/tmp")
             .expect("socket dir");
+        let homes = tempfile::tempdir().expect("homes dir");
         Airlock {
             bin: bin.into(),
             state,
             audit,
             cwd,
             sock,
+            homes,
+            nofile: None,
         }
+    }
+
+    /// Runs airlock with `RLIMIT_NOFILE` at `limit` (soft and hard), as on a host whose
+    /// `ulimit -n` is that.
+    pub fn with_nofile(mut self, limit: u64) -> Airlock {
+        self.nofile = Some(limit);
+        self
     }
 
     /// The directory airlock runs in, and so the default workspace: empty, private to the test.
@@ -157,6 +173,11 @@ impl Airlock {
         d
     }
 
+    /// Where airlock keeps agent homes in this test.
+    pub fn homes_dir(&self) -> &Path {
+        self.homes.path()
+    }
+
     /// The state dir handed to airlock.
     pub fn state_dir(&self) -> &Path {
         self.state.path()
@@ -173,9 +194,32 @@ impl Airlock {
             .env("AIRLOCK_STATE_DIR", self.state.path())
             .env("AIRLOCK_AUDIT_DIR", self.audit.path())
             .env("AIRLOCK_SOCKET", self.socket())
+            .env("AIRLOCK_HOMES_DIR", self.homes.path())
             .current_dir(self.cwd.path())
             .stdin(Stdio::null());
+        if let Some(limit) = self.nofile {
+            use std::os::unix::process::CommandExt;
+            let rlim = libc::rlimit {
+                rlim_cur: limit,
+                rlim_max: limit,
+            };
+            // SAFETY: runs between fork and exec; setrlimit is async-signal-safe and reads one
+            // `rlimit` copied into the closure.
+            unsafe {
+                c.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &rlim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
         c
+    }
+
+    /// Pids of this test's `airlock __gateway KIND` processes (see [`gateway_pids`]).
+    pub fn gateway_pids(&self, kind: &str) -> Vec<u32> {
+        gateway_pids(self.state.path(), kind)
     }
 
     /// Runs `airlock ARGS` to completion.
@@ -304,6 +348,33 @@ impl Drop for Daemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Pids of the running `airlock __gateway KIND` processes started with state dir `state` (they
+/// carry it as `AIRLOCK_STATE_DIR` in their environment; reading that needs root for the
+/// jailed, non-dumpable gateways).
+pub fn gateway_pids(state: &Path, kind: &str) -> Vec<u32> {
+    let state = format!("AIRLOCK_STATE_DIR={}", state.display());
+    let want = format!("__gateway\0{kind}");
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        if !String::from_utf8_lossy(&cmdline).contains(&want) {
+            continue;
+        }
+        let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        if environ.split(|b| *b == 0).any(|v| v == state.as_bytes()) {
+            found.push(pid);
+        }
+    }
+    found
 }
 
 /// `pid: cmdline` of every process whose command line contains `needle`.

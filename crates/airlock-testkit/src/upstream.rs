@@ -100,7 +100,14 @@ fn read_head(conn: &mut std::net::TcpStream) -> Option<SeenRequest> {
             return None;
         }
     }
-    let text = String::from_utf8_lossy(&head).into_owned();
+    parse_head(&head)
+}
+
+/// Parses a request head (request line and header lines; anything after the blank line is
+/// ignored). `None` if the request line is not `METHOD TARGET ...`. Shared with
+/// [`crate::models`], whose servers read bodies too.
+pub(crate) fn parse_head(head: &[u8]) -> Option<SeenRequest> {
+    let text = String::from_utf8_lossy(head);
     let mut lines = text.split("\r\n");
     let mut first = lines.next()?.split_whitespace();
     let method = first.next()?.to_string();

@@ -28,8 +28,10 @@ enum Command {
     Doctor(cmd::doctor::DoctorArgs),
     /// Validate and explain policy files.
     Policy(cmd::policy::PolicyArgs),
-    /// Build, list, check and update guest images (the Debian root filesystem).
+    /// Build, list, check and update guest images (the Debian root filesystem and agent kits).
     Image(cmd::image::ImageArgs),
+    /// Agent kits (Claude Code, Codex, Gemini CLI, aider) and their persistent homes.
+    Agent(cmd::agent::AgentArgs),
     /// Show what a sandbox changed in its overlay mounts.
     Diff(cmd::overlay::OverlayArgs),
     /// Write a finished sandbox's overlay changes to the host.
@@ -110,6 +112,7 @@ fn main() -> ExitCode {
         Command::Doctor(args) => cmd::doctor::main(&args),
         Command::Policy(args) => cmd::policy::main(args),
         Command::Image(args) => cmd::image::main(args),
+        Command::Agent(args) => cmd::agent::main(args),
         Command::Audit(args) => cmd::audit::main(args),
         Command::Diff(args) => cmd::overlay::diff(&args),
         Command::Apply(args) => cmd::overlay::apply(&args),
@@ -131,5 +134,16 @@ fn main() -> ExitCode {
             ui::note!("airlock: {e:#}");
             ExitCode::from(exit::AIRLOCK_ERROR)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// clap's own consistency checks (duplicate names, bad defaults) over every subcommand.
+    #[test]
+    fn the_command_line_is_consistent() {
+        super::Cli::command().debug_assert();
     }
 }

@@ -10,7 +10,13 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 macro_rules! note {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        let _ = writeln!(std::io::stderr(), $($arg)*);
+        // A terminal in raw mode does not return the carriage on a newline.
+        let end = if $crate::ui::RAW.load(std::sync::atomic::Ordering::Relaxed) {
+            "\r\n"
+        } else {
+            "\n"
+        };
+        let _ = write!(std::io::stderr(), "{}{end}", format_args!($($arg)*));
     }};
 }
 pub(crate) use note;
@@ -87,6 +93,9 @@ pub(crate) struct RawMode {
     saved: nix::sys::termios::Termios,
 }
 
+/// Whether this terminal is in raw mode now (so [`note!`] ends lines with `\r\n`).
+pub(crate) static RAW: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 impl RawMode {
     pub(crate) fn enter() -> nix::Result<RawMode> {
         use nix::sys::termios::{SetArg, cfmakeraw, tcgetattr, tcsetattr};
@@ -95,6 +104,7 @@ impl RawMode {
         let mut raw = saved.clone();
         cfmakeraw(&mut raw);
         tcsetattr(&stdin, SetArg::TCSANOW, &raw)?;
+        RAW.store(true, std::sync::atomic::Ordering::Relaxed);
         Ok(RawMode { saved })
     }
 }
@@ -106,5 +116,24 @@ impl Drop for RawMode {
             nix::sys::termios::SetArg::TCSANOW,
             &self.saved,
         );
+        RAW.store(false, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Prints rows as left-aligned columns two spaces apart, without trailing blanks.
+pub(crate) fn print_table<const N: usize>(rows: &[[String; N]]) {
+    let mut widths = [0usize; N];
+    for r in rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    for r in rows {
+        let line: Vec<String> = r
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("{}", line.join("  ").trim_end());
     }
 }

@@ -8,6 +8,7 @@ use super::pool::{KEEPER_TICK, Pool, PoolError, PoolStatus, RETRY_AFTER, Warm, p
 use super::registry::{ProcessRef, SandboxRecord};
 use airlock_audit::Timestamp;
 use airlock_image::debian::OpenedImage;
+use airlock_image::kit::store::OpenedKit;
 use airlock_supervisor::{Images, Sandbox, state_root};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,9 +23,15 @@ impl Daemon {
         launch: &airlock_supervisor::launch::Launch,
     ) -> Option<(Sandbox, String)> {
         let pool = self.pool.as_ref()?;
+        // An agent's guest is pooled under its kit's name.
+        let key = launch
+            .kit
+            .as_ref()
+            .map_or(launch.image_name.as_str(), |k| k.name.as_str());
         let warm = pool.take(
-            &launch.image_name,
+            key,
             launch.images.rootfs.as_deref(),
+            launch.images.kit.as_deref(),
             &launch.config.machine(),
         )?;
         let warm_id = warm.sandbox.state_dir_id().to_string();
@@ -127,8 +134,12 @@ impl Daemon {
     }
 
     async fn boot_warm_inner(&self, pool: &Pool, image: &str) -> Result<Warm, PoolError> {
-        let (images, opened) = self.pool_images(image).await?;
-        let machine = pool_machine(pool.config.fs_slots)?;
+        let (images, opened, kit) = self.pool_images(image).await?;
+        let machine = match &kit {
+            // The workspace and the agent home at least.
+            Some(k) => pool_machine(pool.config.fs_slots.max(2), &k.1)?,
+            None => pool_machine(pool.config.fs_slots, "default")?,
+        };
         let id = airlock_supervisor::new_sandbox_id().map_err(PoolError::Id)?;
         let mut record = SandboxRecord {
             id: id.clone(),
@@ -161,7 +172,9 @@ impl Daemon {
                 Ok(Warm {
                     sandbox,
                     rootfs: images.rootfs.clone(),
+                    kit: images.kit.clone(),
                     _image: opened.map(Box::new),
+                    _kit: kit.map(|k| Box::new(k.0)),
                 })
             }
             Err(e) => {
@@ -171,25 +184,43 @@ impl Daemon {
         }
     }
 
-    /// Kernel, initramfs and root image for a pooled image name.
-    async fn pool_images(&self, image: &str) -> Result<(Images, Option<OpenedImage>), PoolError> {
+    /// Kernel, initramfs and root image for a pooled image name; for a kit name, the Debian
+    /// image with the kit's layer, and the kit's profile.
+    async fn pool_images(
+        &self,
+        image: &str,
+    ) -> Result<(Images, Option<OpenedImage>, Option<(OpenedKit, String)>), PoolError> {
         let mut images = self.images.clone();
         if image == "tiny" {
-            return Ok((images, None));
+            return Ok((images, None, None));
         }
+        let kit = airlock_image::kit::get(image);
         let image_err = |source| PoolError::Image {
             image: image.to_string(),
             source: Box::new(source),
         };
         let cache = airlock_image::Cache::from_env().map_err(image_err)?;
-        let name = image.to_string();
-        let opened =
-            tokio::task::spawn_blocking(move || airlock_image::debian::open(&cache, &name))
-                .await
-                .map_err(|_| PoolError::Task)?
-                .map_err(image_err)?;
+        let name = if kit.is_some() {
+            airlock_image::debian::DEFAULT_NAME.to_string()
+        } else {
+            image.to_string()
+        };
+        let k = kit.clone();
+        let (opened, kit_opened) = tokio::task::spawn_blocking(move || {
+            let opened = airlock_image::debian::open(&cache, &name)?;
+            let kit = match &k {
+                Some(k) => Some(airlock_image::kit::store::open(&cache, k)?),
+                None => None,
+            };
+            Ok::<_, airlock_image::ImageError>((opened, kit))
+        })
+        .await
+        .map_err(|_| PoolError::Task)?
+        .map_err(image_err)?;
         images.rootfs = Some(opened.rootfs.clone());
-        Ok((images, Some(opened)))
+        images.kit = kit_opened.as_ref().map(|k| k.layer.clone());
+        let kit = kit_opened.zip(kit.map(|k| k.profile));
+        Ok((images, Some(opened), kit))
     }
 
     /// Shuts down warm guests past the TTL or whose engine died.

@@ -486,6 +486,19 @@ fn validate_create(r: &CreateSandboxRequest) -> Result<LaunchOptions, DaemonErro
             format!("{} is not an absolute path", w.display()),
         ));
     }
+    let kit = match &r.agent {
+        None => None,
+        Some(name) => Some(airlock_image::kit::get(name).ok_or_else(|| {
+            let names: Vec<String> = airlock_image::kit::all()
+                .into_iter()
+                .map(|k| k.name)
+                .collect();
+            DaemonError::bad(
+                "agent",
+                format!("unknown agent kit {name:?}; kits: {}", names.join(", ")),
+            )
+        })?),
+    };
     Ok(LaunchOptions {
         policy,
         workspace,
@@ -495,6 +508,7 @@ fn validate_create(r: &CreateSandboxRequest) -> Result<LaunchOptions, DaemonErro
         keep: false,
         env: Vec::new(),
         notify: airlock_supervisor::Notifier::stderr(),
+        kit,
     })
 }
 

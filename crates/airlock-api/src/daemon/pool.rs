@@ -24,7 +24,8 @@ pub(super) const RETRY_AFTER: Duration = Duration::from_secs(10);
 /// What the pool keeps.
 #[derive(Debug, Clone, Default)]
 pub struct PoolConfig {
-    /// Warm guests per image name.
+    /// Warm guests per image name, or per agent kit name (the Debian image with the kit's
+    /// layer, sized by the kit's profile).
     pub sizes: BTreeMap<String, usize>,
     /// Warm guests older than this are replaced.
     pub ttl: Duration,
@@ -37,7 +38,10 @@ pub(super) struct Warm {
     pub(super) sandbox: Sandbox,
     /// The root image it booted (a claim must want the same build).
     pub(super) rootfs: Option<std::path::PathBuf>,
+    /// The agent kit layer it booted, if any (a claim must want the same build).
+    pub(super) kit: Option<std::path::PathBuf>,
     pub(super) _image: Option<Box<OpenedImage>>,
+    pub(super) _kit: Option<Box<airlock_image::kit::store::OpenedKit>>,
 }
 
 /// Per-image counters.
@@ -142,12 +146,14 @@ impl Pool {
         }
     }
 
-    /// Takes the oldest warm guest of `image` that fits `wanted` (same CPUs, memory, disk and
-    /// accelerator; enough filesystem devices; host limits not required), if any.
+    /// Takes the oldest warm guest of `image` (an image or kit name) booted from `rootfs` and
+    /// `kit` that fits `wanted` (same CPUs, memory, disk and accelerator; enough filesystem
+    /// devices; host limits not required), if any.
     pub(super) fn take(
         &self,
         image: &str,
         rootfs: Option<&std::path::Path>,
+        kit: Option<&std::path::Path>,
         wanted: &Machine,
     ) -> Option<Warm> {
         if !self.config.sizes.contains_key(image) {
@@ -164,9 +170,11 @@ impl Pool {
                     && m.fs_slots >= wanted.fs_slots
                     && !wanted.require_host_limits
             };
-            let i = guests
-                .iter()
-                .position(|w| w.rootfs.as_deref() == rootfs && fits(w.sandbox.machine()));
+            let i = guests.iter().position(|w| {
+                w.rootfs.as_deref() == rootfs
+                    && w.kit.as_deref() == kit
+                    && fits(w.sandbox.machine())
+            });
             i.map(|i| guests.remove(i))
         };
         let mut counters = lock(&self.counters);
@@ -220,8 +228,10 @@ pub enum PoolError {
 
 /// The machine warm guests boot: the `default` profile's CPUs, memory and disk, so that
 /// `airlock run` and creates with the shipped profiles fit.
-pub(super) fn pool_machine(fs_slots: usize) -> Result<Machine, PoolError> {
-    let policy = airlock_policy::load_profile("default").map_err(PoolError::Profile)?;
+/// The machine of a warm guest: sized as `profile` says (`default` for an image, the kit's
+/// profile for a kit), with `fs_slots` filesystem devices.
+pub(super) fn pool_machine(fs_slots: usize, profile: &str) -> Result<Machine, PoolError> {
+    let policy = airlock_policy::load_profile(profile).map_err(PoolError::Profile)?;
     let limits = policy.sandbox();
     Ok(Machine {
         cpus: limits.cpus,

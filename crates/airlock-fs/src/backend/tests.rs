@@ -45,6 +45,11 @@ pub(super) struct Fixture {
 }
 
 pub(super) fn fixture(mode: MountMode) -> Fixture {
+    fixture_limited(mode, u64::MAX, DEFAULT_MAX_RESIDENT)
+}
+
+/// A fixture whose gateway holds at most `max_open` open files and `max_resident` inodes.
+pub(super) fn fixture_limited(mode: MountMode, max_open: u64, max_resident: usize) -> Fixture {
     // PassthroughFs sets the umask to 0: keep that to this test's thread.
     airlock_jail::ns::unshare_fs().unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -74,7 +79,8 @@ deny_write = ["Cargo.lock"]
     let inner = PassthroughFs::new(passthrough_config(root_str, 10_000)).unwrap();
     let gate = Gate::new(policy, "/workspace", mode, Some(root_str));
     let events = Arc::new(Recorder::default());
-    let fs = GatedFs::new(inner, gate, events.clone() as Arc<dyn FsEvents>);
+    let fs = GatedFs::new(inner, gate, events.clone() as Arc<dyn FsEvents>, &root)
+        .with_limits(max_open, max_resident);
     fs.init(FsOptions::empty()).unwrap();
     Fixture {
         _dir: dir,

@@ -52,7 +52,7 @@ fn gated(dir: &Path) -> GatedFs<PassthroughFs> {
     let policy = Arc::new(airlock_policy::load_str(&text, Path::new("/t.toml")).unwrap());
     let inner = PassthroughFs::new(passthrough_config(root_str, 1000)).unwrap();
     let gate = Gate::new(policy, "/workspace", MountMode::Rw, Some(root_str));
-    GatedFs::new(inner, gate, Arc::new(NoEvents))
+    GatedFs::new(inner, gate, Arc::new(NoEvents), &root)
 }
 
 fn header(opcode: u32, nodeid: u64, body_len: usize) -> InHeader {

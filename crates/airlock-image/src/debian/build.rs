@@ -21,13 +21,15 @@ mod tree;
 
 pub use host::missing_build_deps;
 
-use host::{KEYRING, tool_path};
+use host::KEYRING;
 use mounts::{ProcMount, mounts_under, remove_tree};
 
 use super::manifest::ImageManifest;
 use super::mirror::{Mirrors, SUITE};
-use super::store::{IN_USE, ROOTFS, image_dir, set_current};
-use crate::{Cache, EntryLock, ImageError, io_err, kernel};
+use super::store::{IN_USE, ROOTFS, image_dir};
+use crate::builds::set_current;
+use crate::steps::Steps;
+use crate::{Cache, EntryLock, ImageError, io_err, kernel, tool_path};
 use indicatif::ProgressBar;
 use std::path::PathBuf;
 use std::process::Command;
@@ -114,14 +116,10 @@ pub fn build(cache: &Cache, opts: &BuildOptions, bar: &ProgressBar) -> Result<Bu
         .canonicalize()
         .map_err(io_err(format!("resolving {}", work.display())))?;
     let log_path = work.join("build.log");
-    let log = std::fs::File::create(&log_path)
-        .map_err(io_err(format!("creating {}", log_path.display())))?;
     let mut b = Builder {
         root: work.join("root"),
         out: work.join("out"),
-        log,
-        log_path: log_path.clone(),
-        bar,
+        steps: Steps::create(log_path.clone(), bar, STEPS)?,
         opts,
     };
     let result = b.run(&kernel, started);
@@ -153,9 +151,7 @@ pub fn build(cache: &Cache, opts: &BuildOptions, bar: &ProgressBar) -> Result<Bu
 struct Builder<'a> {
     root: PathBuf,
     out: PathBuf,
-    log: std::fs::File,
-    log_path: PathBuf,
-    bar: &'a ProgressBar,
+    steps: Steps<'a>,
     opts: &'a BuildOptions,
 }
 

@@ -3,7 +3,7 @@
 //! and the hash of each artefact. Written by the build, read by `open` (integrity), the patch
 //! check and `airlock image ls`.
 
-use crate::{ImageError, io_err, write_atomic};
+use crate::{ImageError, io_err};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -131,11 +131,7 @@ impl ImageManifest {
 
     /// Writes to `path` atomically, pretty-printed.
     pub fn write(&self, path: &Path) -> Result<(), ImageError> {
-        let json = serde_json::to_string_pretty(self).map_err(|e| ImageError::BadInput {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
-        write_atomic(path, json.as_bytes())
+        crate::write_json(path, self)
     }
 }
 

@@ -41,6 +41,9 @@ pub struct CheckReport {
     pub updates: Vec<Update>,
     /// The guest kernel's source package.
     pub kernel: KernelStatus,
+    /// Installed agent kits against their registries' latest versions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kits: Vec<crate::kit::KitStatus>,
 }
 
 /// A package with a newer version available.
@@ -92,6 +95,11 @@ impl CheckReport {
     /// Whether security updates are pending.
     pub fn security_pending(&self) -> bool {
         self.security_count() > 0
+    }
+
+    /// Installed agent kits with a newer version on their registry.
+    pub fn outdated_kits(&self) -> impl Iterator<Item = &crate::kit::KitStatus> {
+        self.kits.iter().filter(|k| k.outdated())
     }
 
     /// A short status for tables: `current`, `3 updates`, `3 updates (1 security)`.
@@ -183,6 +191,7 @@ pub fn check(
             .collect(),
         updates,
         kernel,
+        kits: Vec::new(),
     }
 }
 

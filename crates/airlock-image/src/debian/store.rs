@@ -22,7 +22,9 @@
 
 use super::manifest::ImageManifest;
 use super::patch::CheckReport;
-use crate::{Cache, EntryLock, ImageError, io_err, sha256_file, write_atomic};
+pub use crate::builds::GcReport;
+use crate::builds::{self, is_build_id, lock_in_use, sorted_dirs};
+use crate::{Cache, ImageError, io_err, write_atomic};
 use nix::fcntl::{Flock, FlockArg};
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -34,8 +36,7 @@ pub const DEFAULT_NAME: &str = "debian";
 pub const ROOTFS: &str = "rootfs.squashfs";
 /// The manifest file.
 pub const MANIFEST: &str = "manifest.json";
-/// The in-use lock file of a build.
-pub const IN_USE: &str = "in-use.lock";
+pub use crate::builds::IN_USE;
 /// Age after which doctor suggests an update.
 pub const STALE_AFTER: Duration = Duration::from_secs(14 * 24 * 3600);
 /// Longest accepted image name.
@@ -57,11 +58,6 @@ pub fn validate_name(name: &str) -> Result<(), ImageError> {
     Ok(())
 }
 
-/// Whether `id` looks like a build id (so a tampered `current` cannot name `..`).
-fn is_build_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-}
-
 /// `<cache>/images/<name>`, created if missing.
 pub fn image_dir(cache: &Cache, name: &str) -> Result<PathBuf, ImageError> {
     validate_name(name)?;
@@ -78,30 +74,7 @@ fn image_path(cache: &Cache, name: &str) -> Result<PathBuf, ImageError> {
 
 /// The current build id of `name`, if one is built.
 pub fn current_build(cache: &Cache, name: &str) -> Result<Option<String>, ImageError> {
-    let path = image_path(cache, name)?.join("current");
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => {
-            return Err(ImageError::Io {
-                context: format!("reading {}", path.display()),
-                source: e,
-            });
-        }
-    };
-    let id = text.trim();
-    if !is_build_id(id) {
-        return Err(ImageError::BadInput {
-            path,
-            message: format!("{id:?} is not a build id"),
-        });
-    }
-    Ok(Some(id.to_string()))
-}
-
-/// Makes `build_id` the current build of the image in `dir`.
-pub(super) fn set_current(dir: &Path, build_id: &str) -> Result<(), ImageError> {
-    write_atomic(&dir.join("current"), format!("{build_id}\n").as_bytes())
+    builds::read_current(&image_path(cache, name)?)
 }
 
 /// An image opened for a sandbox: verified against its manifest and held in use (garbage
@@ -156,39 +129,6 @@ pub fn open(cache: &Cache, name: &str) -> Result<OpenedImage, ImageError> {
     })
 }
 
-/// Locks `dir/in-use.lock`; `Ok(None)` when the dir is gone or (non-blocking) the lock is held.
-fn lock_in_use(dir: &Path, how: FlockArg) -> Result<Option<Flock<File>>, ImageError> {
-    let path = dir.join(IN_USE);
-    let opened = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path);
-    // A user who may not write to a shared cache can still lock the file the build created.
-    let opened = match opened {
-        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => File::open(&path),
-        other => other,
-    };
-    let file = match opened {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => {
-            return Err(ImageError::Io {
-                context: format!("opening {}", path.display()),
-                source: e,
-            });
-        }
-    };
-    match Flock::lock(file, how) {
-        Ok(l) => Ok(Some(l)),
-        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
-        Err((_, e)) => Err(ImageError::Io {
-            context: format!("locking {}", path.display()),
-            source: e.into(),
-        }),
-    }
-}
-
 /// Checks `rootfs` against the manifest's record of it.
 fn verify(
     name: &str,
@@ -206,20 +146,7 @@ fn verify(
     let Some(record) = manifest.artefact(ROOTFS) else {
         return Err(integrity("(no entry in manifest.json)", "-".into()));
     };
-    let size = std::fs::metadata(rootfs)
-        .map_err(io_err(format!("reading {}", rootfs.display())))?
-        .len();
-    if size != record.size {
-        return Err(integrity(
-            &format!("{} ({} bytes)", record.sha256, record.size),
-            format!("a file of {size} bytes"),
-        ));
-    }
-    let actual = sha256_file(rootfs)?;
-    if actual != record.sha256 {
-        return Err(integrity(&record.sha256, actual));
-    }
-    Ok(())
+    builds::verify(rootfs, record)?.map_err(|(expected, actual)| integrity(&expected, actual))
 }
 
 /// One build found in the cache.
@@ -274,27 +201,6 @@ pub fn list(cache: &Cache) -> Result<Vec<BuildInfo>, ImageError> {
 }
 
 /// Names of the subdirectories of `dir` (none if it does not exist), hidden ones skipped.
-fn sorted_dirs(dir: &Path) -> Result<Vec<String>, ImageError> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => {
-            return Err(ImageError::Io {
-                context: format!("reading {}", dir.display()),
-                source: e,
-            });
-        }
-    };
-    let mut names: Vec<String> = entries
-        .flatten()
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-        .filter_map(|e| e.file_name().into_string().ok())
-        .filter(|n| !n.starts_with('.'))
-        .collect();
-    names.sort();
-    Ok(names)
-}
-
 /// Time elapsed since an RFC 3339 timestamp.
 pub fn age_of(rfc3339: &str) -> Option<Duration> {
     let t: airlock_audit::Timestamp = rfc3339.parse().ok()?;
@@ -304,39 +210,9 @@ pub fn age_of(rfc3339: &str) -> Option<Duration> {
         .or(Some(Duration::ZERO))
 }
 
-/// What garbage collection did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct GcReport {
-    /// Builds removed.
-    pub removed: Vec<String>,
-    /// Old builds kept because a sandbox uses them.
-    pub in_use: Vec<String>,
-}
-
 /// Removes every build of `name` except the current one and those a sandbox holds open.
 pub fn gc(cache: &Cache, name: &str) -> Result<GcReport, ImageError> {
-    let dir = image_dir(cache, name)?;
-    let _lock = EntryLock::acquire(&dir.join("build.lock"))?;
-    let current = current_build(cache, name)?;
-    let mut report = GcReport::default();
-    for build_id in sorted_dirs(&dir)? {
-        if !is_build_id(&build_id) || current.as_deref() == Some(build_id.as_str()) {
-            continue;
-        }
-        let bdir = dir.join(&build_id);
-        let Some(lock) = lock_in_use(&bdir, FlockArg::LockExclusiveNonblock)? else {
-            report.in_use.push(build_id);
-            continue;
-        };
-        // Rename while holding the lock: an `open` waiting for it then finds the build gone.
-        let trash = dir.join(format!(".trash-{build_id}"));
-        std::fs::rename(&bdir, &trash)
-            .map_err(io_err(format!("moving {} aside", bdir.display())))?;
-        drop(lock);
-        std::fs::remove_dir_all(&trash).map_err(io_err(format!("removing {}", trash.display())))?;
-        report.removed.push(build_id);
-    }
-    Ok(report)
+    builds::gc(&image_dir(cache, name)?)
 }
 
 /// Saves a check report as the image's last check.
@@ -403,9 +279,11 @@ fn findings(cache: &Cache, name: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::builds::set_current;
     use crate::debian::manifest::tests::sample;
     use crate::debian::manifest::{Artefact, MANIFEST_FORMAT};
     use crate::debian::patch::{KernelStatus, Update};
+    use crate::sha256_file;
 
     /// Installs a fake build with a rootfs of `content` and returns its dir.
     fn fake_build(cache: &Cache, name: &str, build_id: &str, content: &[u8]) -> PathBuf {
@@ -559,6 +437,7 @@ mod tests {
                 archive: None,
                 security: false,
             },
+            kits: vec![],
         };
         save_report(&cache, &report).unwrap();
         assert_eq!(last_report(&cache, "debian"), Some(report));

@@ -345,6 +345,73 @@ fn fs_table() {
 }
 
 #[test]
+fn unprotected_mount_has_no_protected_paths() {
+    use FsOp::*;
+    let p = policy(
+        r#"
+[[filesystem.mounts]]
+workspace = true
+guest = "/workspace"
+mode = "rw"
+[[filesystem.mounts]]
+host = "src"
+guest = "/home/agent"
+mode = "rw"
+protected = false
+[[filesystem.mounts]]
+host = "."
+guest = "/scratch"
+mode = "rw"
+[[filesystem.mounts]]
+host = "src"
+guest = "/ref"
+protected = false
+[filesystem]
+deny_read = ["secrets/**"]
+deny_write = ["Cargo.lock"]
+protect = ["deploy/**"]
+"#,
+    );
+    let home = "filesystem.mounts[1] \"/home/agent\"";
+    let prot = |g: &str| format!("filesystem.protected {g:?}");
+    #[rustfmt::skip]
+    let cases: &[(&str, FsOp, &str, Verdict, String, &'static str)] = &[
+        // Agent settings, shell rc files and git files are the sandbox's own here...
+        ("/home/agent", Write, ".claude/settings.json", Allow, home.to_owned(), reason::ALLOWED),
+        ("/home/agent", Create, ".codex/config.toml", Allow, home.to_owned(), reason::ALLOWED),
+        ("/home/agent", Mkdir, ".gemini", Allow, home.to_owned(), reason::ALLOWED),
+        ("/home/agent", Write, ".bashrc", Allow, home.to_owned(), reason::ALLOWED),
+        ("/home/agent", Rename, ".git", Allow, home.to_owned(), reason::ALLOWED),
+        ("/home/agent", Write, "deploy/run.sh", Allow, home.to_owned(), reason::ALLOWED),
+        // ...but every other rule of the mount still holds.
+        ("/home/agent", Write, "Cargo.lock", Deny, "filesystem.deny_write[0] \"Cargo.lock\"".to_owned(), reason::WRITE_DENIED),
+        ("/home/agent", Read, "secrets/key", Deny, "filesystem.deny_read[0] \"secrets/**\"".to_owned(), reason::READ_DENIED),
+        ("/ref", Write, ".claude/settings.json", Deny, "filesystem.mounts[3] \"/ref\"".to_owned(), reason::READ_ONLY_MOUNT),
+        // Every other mount keeps the protected paths.
+        ("/scratch", Write, ".claude/settings.json", Deny, prot(".claude/**"), reason::PROTECTED_PATH),
+        ("/workspace", Write, ".claude/settings.json", Deny, prot(".claude/**"), reason::PROTECTED_PATH),
+        ("/scratch", Write, ".bashrc", Deny, prot(".bashrc"), reason::PROTECTED_PATH),
+        ("/scratch", Write, "deploy/run.sh", Deny, "filesystem.protect[0] \"deploy/**\"".to_owned(), reason::PROTECTED_PATH),
+    ];
+    for (mount, op, path, verdict, rule, why) in cases {
+        assert_eq!(
+            p.decide_fs(mount, *op, path),
+            d(*verdict, rule, why),
+            "{op} {mount} {path}"
+        );
+    }
+    for entry in crate::path::BUILTIN_PROTECTED {
+        let example = entry.pattern.replace("**", "x").replace('*', "y");
+        for op in FsOp::ALL {
+            assert!(
+                p.decide_fs("/home/agent", op, &example).is_allowed(),
+                "{op} {example}"
+            );
+        }
+    }
+}
+
+#[test]
 fn every_builtin_protects_its_path_for_every_mutation() {
     let p = policy("[[filesystem.mounts]]\nworkspace = true\nguest = \"/w\"\nmode = \"rw\"\n");
     for entry in crate::path::BUILTIN_PROTECTED {

@@ -6,17 +6,26 @@ use std::path::{Component, PathBuf};
 use crate::path::{
     BUILTIN_PROTECTED, PathError, PathRule, builtin_rules, normalize_glob, normalize_guest,
 };
-use crate::policy::{Mount, MountHost};
+use crate::policy::{Mount, MountHost, unprotected_overlaps};
 use crate::schema::{MountEntry, MountMode, PolicyFile};
 use crate::source::Layer;
 use crate::validation_error::ValidationError;
 
-use super::ctx::{Ctx, Item, all};
+use super::ctx::{Ctx, Item, all, last};
 
 /// Guest paths a share may not cover: mounting there would hide the guest's own system.
 const RESERVED_GUEST_PATHS: &[&str] = &["/proc", "/sys", "/dev"];
 
+/// Default `filesystem.max_open`.
+const DEFAULT_MAX_OPEN: u32 = 8192;
+
 impl Ctx<'_> {
+    /// `filesystem.max_open` (its range is checked against the schema at load).
+    pub(super) fn max_open(&mut self, layers: &[Layer]) -> u32 {
+        last(layers, "filesystem.max_open", |f| &f.filesystem.max_open)
+            .map_or(DEFAULT_MAX_OPEN, |it| *it.value)
+    }
+
     pub(super) fn mounts(&mut self, layers: &[Layer]) -> Vec<Mount> {
         // (item, normalised guest path), in merged order.
         let mut merged: Vec<(Item<'_, MountEntry>, Option<String>)> = Vec::new();
@@ -74,8 +83,18 @@ impl Ctx<'_> {
             }
         }
         let mut mounts = Vec::new();
+        // (source, key) of each entry of `mounts`, for errors found across mounts.
+        let mut keys = Vec::new();
         for (it, guest) in merged {
             let m = it.value;
+            let protected = m.protected.unwrap_or(true);
+            if !protected && m.workspace == Some(true) {
+                self.error(
+                    it.src,
+                    &format!("{}.protected", it.key),
+                    ValidationError::UnprotectedWorkspace,
+                );
+            }
             let host = match (&m.host, m.workspace.unwrap_or(false)) {
                 (Some(_), true) => {
                     self.error(
@@ -101,7 +120,21 @@ impl Ctx<'_> {
                     guest,
                     mode: m.mode.unwrap_or(MountMode::Ro),
                     workspace: m.workspace.unwrap_or(false),
+                    protected,
                 });
+                keys.push((it.src, it.key));
+            }
+        }
+        // Host paths taken as written are checked once they are known
+        // (`PolicySource::load_checked_elsewhere`).
+        let overlaps = if self.env.trusted_hosts {
+            Vec::new()
+        } else {
+            unprotected_overlaps(&mounts)
+        };
+        for (i, error) in overlaps {
+            if let Some((src, key)) = keys.get(i) {
+                self.error(*src, &format!("{key}.protected"), error);
             }
         }
         mounts

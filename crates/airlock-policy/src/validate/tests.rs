@@ -53,7 +53,7 @@ fn unknown_keys_point_at_the_key() {
     );
     assert_error(
         "[[filesystem.mounts]]\nworkspace = true\nguest = \"/w\"\nreadonly = true\n",
-        "test.toml:4:1: filesystem.mounts[0]: unknown key `readonly`, expected one of: guest, host, mode, workspace",
+        "test.toml:4:1: filesystem.mounts[0]: unknown key `readonly`, expected one of: guest, host, mode, protected, workspace",
     );
     assert_error(
         "[[network.http]]\nhost = \"a.example\"\naction = \"allow\"\nverb = \"GET\"\n",
@@ -194,6 +194,7 @@ fn mounts_resolve_and_duplicates_are_refused() {
                 guest: "/src".to_owned(),
                 mode: MountMode::Ro,
                 workspace: false,
+                protected: true,
                 rule: "filesystem.mounts[0] \"/src\"".to_owned(),
             },
             Mount {
@@ -201,9 +202,92 @@ fn mounts_resolve_and_duplicates_are_refused() {
                 guest: "/src2".to_owned(),
                 mode: MountMode::Rw,
                 workspace: false,
+                protected: true,
                 rule: "filesystem.mounts[1] \"/src2\"".to_owned(),
             },
         ]
+    );
+}
+
+#[test]
+fn mount_protected_defaults_to_true_and_must_be_a_bool() {
+    let p = load(
+        "[[filesystem.mounts]]\nhost = \"src\"\nguest = \"/a\"\n[[filesystem.mounts]]\nhost = \"src\"\nguest = \"/b\"\nprotected = true\n",
+    )
+    .unwrap();
+    assert!(p.mounts().iter().all(|m| m.protected));
+    assert_eq!(p.unprotected_mounts().count(), 0);
+    assert_error(
+        "[[filesystem.mounts]]\nhost = \"src\"\nguest = \"/a\"\nprotected = \"no\"\n[[filesystem.mounts]]\nhost = \"src\"\nguest = \"/b\"\nprotected = 0\n",
+        "test.toml:4:13: filesystem.mounts[0].protected: wrong type: found string \"no\", expected boolean\n\
+         test.toml:8:13: filesystem.mounts[1].protected: wrong type: found integer 0, expected boolean",
+    );
+}
+
+#[test]
+fn unprotected_mounts() {
+    let p = load(
+        "[[filesystem.mounts]]\nworkspace = true\nguest = \"/workspace\"\nmode = \"rw\"\n[[filesystem.mounts]]\nhost = \"src\"\nguest = \"/home/agent\"\nmode = \"rw\"\nprotected = false\n[[filesystem.mounts]]\nhost = \"src\"\nguest = \"/ref\"\nprotected = false\n",
+    )
+    .unwrap();
+    let open: Vec<&str> = p.unprotected_mounts().map(|m| m.guest.as_str()).collect();
+    assert_eq!(open, ["/home/agent", "/ref"]);
+    assert!(p.mounts()[0].protected);
+    // The workspace is read by tools on the host: it always keeps the protected paths.
+    assert_error(
+        "[[filesystem.mounts]]\nworkspace = true\nguest = \"/workspace\"\nmode = \"rw\"\nprotected = false\n",
+        "test.toml:5:13: filesystem.mounts[0].protected: `protected = false` is not allowed with `workspace = true`: tools on the host run and read the workspace's git hooks, git config and agent settings; expected `protected = true` (the default) on the workspace mount",
+    );
+}
+
+#[test]
+fn unprotected_mount_may_not_hold_a_protected_share() {
+    let root = std::fs::canonicalize(env!("CARGO_MANIFEST_DIR")).unwrap();
+    let src = root.join("src");
+    // The same directory, or one holding another share's, would make that share's protected
+    // paths writable under other names.
+    assert_error(
+        "[[filesystem.mounts]]\nhost = \"src\"\nguest = \"/a\"\nmode = \"rw\"\n[[filesystem.mounts]]\nhost = \".\"\nguest = \"/b\"\nmode = \"rw\"\nprotected = false\n[[filesystem.mounts]]\nhost = \"src\"\nguest = \"/c\"\nprotected = false\n[[filesystem.mounts]]\nhost = \"src\"\nguest = \"/d\"\n",
+        &format!(
+            "test.toml:9:13: filesystem.mounts[1].protected: `protected = false` on host directory {root:?}, which is or holds host directory {src:?} of filesystem.mounts[0] \"/a\"; expected `protected = false` only on a directory that holds no share keeping its protected paths\n\
+             test.toml:9:13: filesystem.mounts[1].protected: `protected = false` on host directory {root:?}, which is or holds host directory {src:?} of filesystem.mounts[3] \"/d\"; expected `protected = false` only on a directory that holds no share keeping its protected paths\n\
+             test.toml:13:13: filesystem.mounts[2].protected: `protected = false` on host directory {src:?}, which is or holds host directory {src:?} of filesystem.mounts[0] \"/a\"; expected `protected = false` only on a directory that holds no share keeping its protected paths\n\
+             test.toml:13:13: filesystem.mounts[2].protected: `protected = false` on host directory {src:?}, which is or holds host directory {src:?} of filesystem.mounts[3] \"/d\"; expected `protected = false` only on a directory that holds no share keeping its protected paths",
+        ),
+    );
+    // An unprotected directory inside a protected share's is allowed (its own files are what
+    // it opens up), and so are two overlapping unprotected ones.
+    let text = "[[filesystem.mounts]]\nworkspace = true\nguest = \"/workspace\"\nmode = \"rw\"\n[[filesystem.mounts]]\nhost = \"src\"\nguest = \"/home/agent\"\nmode = \"rw\"\nprotected = false\n[[filesystem.mounts]]\nhost = \"src\"\nguest = \"/other\"\nprotected = false\n";
+    let p = load(text).unwrap();
+    assert!(p.clone().with_workspace(&root).is_ok());
+    // The workspace is checked when it is bound.
+    let ws = src.join("decide");
+    assert_eq!(
+        p.with_workspace(&ws).unwrap_err().to_string(),
+        format!(
+            "{}: workspace: `protected = false` on host directory {src:?}, which is or holds host directory {ws:?} of filesystem.mounts[0] \"/workspace\"; expected `protected = false` only on a directory that holds no share keeping its protected paths",
+            ws.display()
+        )
+    );
+    // A gateway loading with host directories checked elsewhere checks them again.
+    let source = crate::PolicySource {
+        text: text.to_owned(),
+        origin: PathBuf::from("test.toml"),
+        workspace: Some(ws.clone()),
+        home: None,
+    };
+    let err = source
+        .load_checked_elsewhere(&[Some(ws.clone()), Some(src.clone()), Some(root.clone())])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("test.toml: filesystem.mounts: `protected = false` on host directory"),
+        "{err}"
+    );
+    assert!(
+        source
+            .load_checked_elsewhere(&[Some(root.clone()), Some(src.clone()), Some(src)])
+            .is_ok()
     );
 }
 
@@ -425,7 +509,7 @@ use crate::schema::EventDecision as EventDecisionAlias;
 fn extends_unknown_profile_still_reports_other_errors() {
     assert_error(
         "extends = \"claude\"\n[sandbox]\ncpus = 0\n",
-        "test.toml:1:11: extends: unknown profile \"claude\", expected one of: default, offline, claude-code, codex\n\
+        "test.toml:1:11: extends: unknown profile \"claude\", expected one of: default, offline, claude-code, codex, gemini, aider\n\
          test.toml:3:8: sandbox.cpus: found 0, expected at least 1",
     );
 }
@@ -508,4 +592,17 @@ fn the_source_loads_the_same_policy_again() {
     assert_eq!(again.mounts(), p.mounts());
     assert_eq!(again.sandbox(), p.sandbox());
     assert_eq!(p.source().origin, Path::new("/etc/airlock/p.toml"));
+}
+
+#[test]
+fn max_open_has_a_default_and_a_range() {
+    assert_eq!(load("").unwrap().max_open(), 8192);
+    assert_eq!(
+        load("[filesystem]\nmax_open = 100\n").unwrap().max_open(),
+        100
+    );
+    assert_error(
+        "[filesystem]\nmax_open = 8\n",
+        "test.toml:2:12: filesystem.max_open: out of range: found 8, expected an integer from 16 to 1048576",
+    );
 }

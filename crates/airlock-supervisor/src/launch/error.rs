@@ -52,6 +52,9 @@ pub enum LaunchError {
         /// The variables that name it.
         vars: &'static str,
     },
+    /// The agent's home could not be made.
+    #[error("preparing the agent home")]
+    Home(#[source] crate::homes::HomeError),
     /// The policy's `audit.redact` did not compile.
     #[error("compiling audit.redact")]
     Redact(#[source] regex::Error),

@@ -7,9 +7,13 @@ use std::time::Duration;
 /// How a command runs in the guest: shared by `airlock run` and `airlock exec`.
 #[derive(Debug, Args)]
 pub struct CommandArgs {
-    /// Allocate a pseudo-terminal in the guest (puts this terminal in raw mode).
+    /// Allocate a pseudo-terminal in the guest (puts this terminal in raw mode); the default
+    /// when stdin and stdout are both terminals.
     #[arg(short = 't', long)]
     pub tty: bool,
+    /// No pseudo-terminal, even on a terminal.
+    #[arg(short = 'T', long, conflicts_with = "tty")]
+    pub no_tty: bool,
     /// Set an environment variable in the guest (KEY=VALUE, or KEY to pass this host's value).
     #[arg(short = 'e', long = "env", value_name = "KEY=VALUE", value_parser = parse_env)]
     pub env: Vec<(String, String)>,
@@ -24,6 +28,16 @@ pub struct CommandArgs {
         value_name = "CMD"
     )]
     pub command: Vec<String>,
+}
+
+impl CommandArgs {
+    /// Whether the command gets a pseudo-terminal: `-t`, or both stdin and stdout are
+    /// terminals and `-T` was not given.
+    pub fn wants_tty(&self) -> bool {
+        use std::io::IsTerminal;
+        self.tty
+            || (!self.no_tty && std::io::stdin().is_terminal() && std::io::stdout().is_terminal())
+    }
 }
 
 pub(crate) fn parse_env(s: &str) -> Result<(String, String), String> {

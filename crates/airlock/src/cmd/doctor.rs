@@ -79,6 +79,20 @@ pub fn main(_args: &DoctorArgs) -> anyhow::Result<u8> {
         println!("warn {:<17} {finding}", "image debian");
     }
     line("state dir", true, state_root().display().to_string());
+    let nofile = airlock_jail::rlimit::nofile_ceiling();
+    let budget = airlock_fs::guest_fd_budget_for(nofile);
+    line(
+        "open files",
+        true,
+        format!(
+            "gateways get RLIMIT_NOFILE {nofile}: a share serves up to {} files open at once \
+             (or filesystem.max_open) and keeps at most {} descriptors for the nodes the guest \
+             knows, so trees of any size work (nodes beyond that are reopened by name and \
+             checked)",
+            budget / 2,
+            airlock_fs::MAX_RESIDENT
+        ),
+    );
 
     // Protections, as this host will give them; a policy may require them (`sandbox.require`).
     for p in airlock_supervisor::protections::probe() {

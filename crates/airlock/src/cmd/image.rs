@@ -13,7 +13,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
-/// `image check` exit code when security updates are pending.
+/// `image check` exit code when security updates or a newer agent kit are pending.
 const SECURITY_PENDING: u8 = 1;
 /// `image check` exit code when the check could not be done (no image, mirror unreachable).
 const CHECK_FAILED: u8 = 2;
@@ -38,8 +38,9 @@ enum ImageCommand {
     },
     /// List cached images: build id, age, size, packages and the last check's result.
     Ls,
-    /// Compare an image with the archives' current packages: exit 0 when no security update
-    /// is pending, 1 when one is, 2 when the check could not be done.
+    /// Compare an image with the archives' current packages, and installed agent kits with
+    /// their registries: exit 0 when nothing is pending, 1 when a security update or a newer
+    /// agent kit is, 2 when the check could not be done.
     Check {
         /// Image name.
         #[arg(default_value = debian::DEFAULT_NAME)]
@@ -90,34 +91,14 @@ fn build(cache: &Cache, name: &str) -> anyhow::Result<debian::Built> {
         name: name.to_string(),
         mirrors: Mirrors::from_env(),
     };
-    let tty = std::io::stderr().is_terminal();
-    let bar = if tty {
-        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-        bar.set_style(
-            ProgressStyle::with_template("{spinner} image {prefix} [{elapsed_precise}] {wide_msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-        );
-        bar.set_prefix(name.to_string());
-        bar.enable_steady_tick(Duration::from_millis(200));
-        bar
-    } else {
-        ProgressBar::hidden()
-    };
     crate::ui::note!(
         "airlock: building image {name} (Debian bookworm; several minutes; cached under {})",
         cache.root().display()
     );
     let started = Instant::now();
-    let done = std::sync::atomic::AtomicBool::new(false);
-    let built = std::thread::scope(|s| {
-        if !tty {
-            s.spawn(|| report_steps(&bar, &done));
-        }
-        let r = debian::build(cache, &opts, &bar);
-        done.store(true, std::sync::atomic::Ordering::Relaxed);
-        r
+    let built = with_progress(&format!("image {name}"), |bar| {
+        debian::build(cache, &opts, bar)
     });
-    bar.finish_and_clear();
     let built = built.with_context(|| format!("building image {name}"))?;
     let m = &built.manifest;
     crate::ui::note!(
@@ -129,6 +110,46 @@ fn build(cache: &Cache, name: &str) -> anyhow::Result<debian::Built> {
         built.dir.join(debian::store::ROOTFS).display()
     );
     Ok(built)
+}
+
+/// The image `name`, built now if it never was (the first `airlock run` of an agent).
+pub(crate) fn ensure_built(cache: &Cache, name: &str) -> anyhow::Result<()> {
+    if debian::current_build(cache, name)?.is_none() {
+        build(cache, name)?;
+    }
+    Ok(())
+}
+
+/// Runs `work` with a spinner labelled `label` showing the step `work` sets on the bar; without
+/// a terminal, prints each step as a line instead.
+pub(crate) fn with_progress<T: Send>(
+    label: &str,
+    work: impl FnOnce(&ProgressBar) -> T + Send,
+) -> T {
+    let tty = std::io::stderr().is_terminal();
+    let bar = if tty {
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {prefix} [{elapsed_precise}] {wide_msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        bar.set_prefix(label.to_string());
+        bar.enable_steady_tick(Duration::from_millis(200));
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let out = std::thread::scope(|s| {
+        if !tty {
+            s.spawn(|| report_steps(&bar, &done));
+        }
+        let r = work(&bar);
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        r
+    });
+    bar.finish_and_clear();
+    out
 }
 
 /// Prints the build step when it changes, and the latest output line every minute, for logs.
@@ -205,20 +226,7 @@ fn ls(cache: &Cache) -> anyhow::Result<u8> {
             status,
         ]);
     }
-    let mut widths = [0usize; 6];
-    for r in &rows {
-        for (w, c) in widths.iter_mut().zip(r) {
-            *w = (*w).max(c.chars().count());
-        }
-    }
-    for r in &rows {
-        let line: Vec<String> = r
-            .iter()
-            .zip(widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        println!("{}", line.join("  ").trim_end());
-    }
+    crate::ui::print_table(&rows);
     println!("(* = current build)");
     Ok(0)
 }
@@ -247,12 +255,14 @@ fn check(cache: &Cache, name: &str, json: bool) -> anyhow::Result<u8> {
             .split_once(' ')
             .map(|(_, v)| v.to_string())
     });
-    let report = debian::check(
+    let mut report = debian::check(
         &manifest,
         kernel_source.as_deref(),
         &archives,
         airlock_audit::Timestamp::now().to_string(),
     );
+    // Kits layer over the image: an outdated agent is reported like a pending security fix.
+    report.kits = airlock_image::kit::check_installed(cache);
     if let Err(e) = debian::save_report(cache, &report) {
         crate::ui::note!("airlock: could not save the check result: {e}");
     }
@@ -264,11 +274,13 @@ fn check(cache: &Cache, name: &str, json: bool) -> anyhow::Result<u8> {
     } else {
         print_report(&report, &manifest);
     }
-    Ok(if report.security_pending() {
-        SECURITY_PENDING
-    } else {
-        0
-    })
+    Ok(
+        if report.security_pending() || report.outdated_kits().next().is_some() {
+            SECURITY_PENDING
+        } else {
+            0
+        },
+    )
 }
 
 fn print_report(report: &CheckReport, manifest: &debian::ImageManifest) {
@@ -317,6 +329,24 @@ fn print_report(report: &CheckReport, manifest: &debian::ImageManifest) {
         (Some(i), None) => println!("  kernel {} {i} is current", k.package),
         (None, _) => println!("  kernel {}: version unknown", k.package),
     }
+    for k in &report.kits {
+        match (&k.latest, &k.error) {
+            (Some(latest), _) if k.outdated() => {
+                println!("  agent kit {} {} -> {latest}  [agent]", k.kit, k.installed)
+            }
+            (Some(_), _) => println!("  agent kit {} {} is current", k.kit, k.installed),
+            (None, Some(e)) => println!("  agent kit {} {}: not checked: {e}", k.kit, k.installed),
+            (None, None) => {}
+        }
+    }
+    let kits = report.outdated_kits().count();
+    if kits > 0 {
+        println!(
+            "{kits} agent kit{} out of date; run `airlock image update {}`",
+            if kits == 1 { "" } else { "s" },
+            report.image
+        );
+    }
     if report.update_count() == 0 {
         println!("current: no updates");
     } else {
@@ -331,6 +361,7 @@ fn print_report(report: &CheckReport, manifest: &debian::ImageManifest) {
 fn update(cache: &Cache, name: &str) -> anyhow::Result<u8> {
     let kernel_hint = debian::last_report(cache, name).and_then(|r| r.kernel.available);
     build(cache, name)?;
+    update_kits(cache)?;
     let gc = debian::gc(cache, name).with_context(|| format!("removing old builds of {name}"))?;
     if !gc.removed.is_empty() {
         crate::ui::note!("airlock: removed old builds: {}", gc.removed.join(", "));
@@ -376,6 +407,41 @@ fn update(cache: &Cache, name: &str) -> anyhow::Result<u8> {
     Ok(0)
 }
 
+/// Installs the registry's latest version of every installed kit that is behind, then removes
+/// old builds no sandbox uses.
+fn update_kits(cache: &Cache) -> anyhow::Result<()> {
+    for status in airlock_image::kit::check_installed(cache) {
+        let Some(kit) = airlock_image::kit::get(&status.kit) else {
+            continue;
+        };
+        match (&status.latest, &status.error) {
+            (Some(latest), _) if status.outdated() => {
+                super::agent::install(cache, &kit.at_version(latest))?;
+                let gc = airlock_image::kit::store::gc(cache, &kit.name)?;
+                if !gc.removed.is_empty() {
+                    crate::ui::note!(
+                        "airlock: removed old builds of kit {}: {}",
+                        kit.name,
+                        gc.removed.join(", ")
+                    );
+                }
+            }
+            (Some(_), _) => crate::ui::note!(
+                "airlock: agent kit {} {} is current",
+                status.kit,
+                status.installed
+            ),
+            (None, Some(e)) => crate::ui::note!(
+                "airlock: agent kit {}: could not ask its registry ({e}); kept {}",
+                status.kit,
+                status.installed
+            ),
+            (None, None) => {}
+        }
+    }
+    Ok(())
+}
+
 /// `apt-get update` and an upgrade of the kernel source package only.
 fn upgrade_kernel_source() -> anyhow::Result<()> {
     for args in [
@@ -414,7 +480,7 @@ fn format_age(d: Duration) -> String {
 }
 
 /// `312.4 MiB`.
-fn format_size(bytes: u64) -> String {
+pub(crate) fn format_size(bytes: u64) -> String {
     const MIB: u64 = 1024 * 1024;
     if bytes >= MIB {
         format!("{}.{} MiB", bytes / MIB, (bytes % MIB) * 10 / MIB)
@@ -424,7 +490,7 @@ fn format_size(bytes: u64) -> String {
 }
 
 /// `7m 12s`.
-fn format_secs(s: u64) -> String {
+pub(crate) fn format_secs(s: u64) -> String {
     if s >= 60 {
         format!("{}m {}s", s / 60, s % 60)
     } else {

@@ -23,9 +23,12 @@ pub struct CreateArgs {
     /// Policy file (its text is sent to the daemon).
     #[arg(long, value_name = "FILE", conflicts_with = "profile")]
     policy: Option<PathBuf>,
-    /// A shipped profile: default, offline, claude-code, codex.
+    /// A shipped profile: default, offline, claude-code, codex, gemini, aider.
     #[arg(long, value_name = "NAME")]
     profile: Option<String>,
+    /// An agent kit layered over the image, with its home for the workspace (`airlock agent ls`).
+    #[arg(long, value_name = "NAME")]
+    agent: Option<String>,
     /// Host directory shared as the workspace (default: the current directory).
     #[arg(long, value_name = "DIR")]
     workspace: Option<PathBuf>,
@@ -128,6 +131,7 @@ pub fn create(args: CreateArgs) -> anyhow::Result<u8> {
         policy,
         policy_origin,
         profile: args.profile,
+        agent: args.agent,
         workspace: Some(workspace.display().to_string()),
         cpus: args.cpus,
         memory_mib: args.memory,
@@ -230,11 +234,12 @@ pub fn logs(args: LogsArgs) -> anyhow::Result<u8> {
 pub fn exec(args: ExecArgs) -> anyhow::Result<u8> {
     with_client(|c| async move {
         let mut signals = Signals::install()?;
+        let tty = args.cmd.wants_tty();
         let spec = ExecSpec {
             argv: args.cmd.command,
             env: args.cmd.env,
             cwd: args.cmd.workdir,
-            tty: args.cmd.tty,
+            tty,
         };
         match stream_exec(&c, &args.id, spec, &mut signals, OnSignal::Forward).await? {
             ExecEnd::Exited(code) | ExecEnd::GaveUp(code) => Ok(code),

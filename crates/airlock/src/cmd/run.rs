@@ -18,7 +18,8 @@ use crate::exit;
 use crate::ui::{RawMode, Signals, note_oom, note_spawn_failure, terminal_size};
 use airlock_api::client::{Client, ClientError};
 use airlock_api::types::{CreateSandboxRequest, SandboxInfo, SandboxStatus};
-use airlock_image::Cache;
+use airlock_image::kit::{self, Kit};
+use airlock_image::{Cache, debian};
 use airlock_policy::{MountMode, Policy};
 use airlock_proto::{ExecControl, WindowSize};
 use airlock_supervisor::launch::{LaunchError, LaunchOptions, LoadedPolicy, PolicyChoice};
@@ -46,9 +47,15 @@ pub struct RunArgs {
     /// Policy file governing the sandbox (default: the shipped `default` profile).
     #[arg(long, value_name = "FILE", conflicts_with = "profile")]
     policy: Option<std::path::PathBuf>,
-    /// A shipped policy profile: default, offline, claude-code, codex.
+    /// A shipped policy profile: default, offline, claude-code, codex, gemini, aider.
     #[arg(long, value_name = "NAME")]
     profile: Option<String>,
+    /// Run with an agent kit (`airlock agent ls`): its command installed over the image, its
+    /// profile unless --policy or --profile says otherwise, and its home for this workspace.
+    /// Chosen by the command's name (`airlock run -- claude`) when no --image, --profile or
+    /// --policy is given.
+    #[arg(long, value_name = "NAME")]
+    agent: Option<String>,
     /// Guest image (overrides the policy's sandbox.image): `tiny`, or a name built with
     /// `airlock image build`.
     #[arg(long, value_name = "NAME")]
@@ -71,6 +78,9 @@ pub struct RunArgs {
     /// The command, how it runs.
     #[command(flatten)]
     cmd: CommandArgs,
+    /// The kit chosen by [`select_kit`].
+    #[arg(skip)]
+    kit: Option<Box<Kit>>,
 }
 
 /// Runs the subcommand; returns the exit code.
@@ -86,7 +96,8 @@ pub fn main(args: RunArgs) -> anyhow::Result<u8> {
 }
 
 /// Runs through a daemon when one answers and can honour the options; otherwise boots here.
-async fn dispatch(args: RunArgs) -> anyhow::Result<u8> {
+async fn dispatch(mut args: RunArgs) -> anyhow::Result<u8> {
+    args.cmd.tty = args.cmd.wants_tty();
     let mut signals = Signals::install()?;
     let workspace = match &args.workspace {
         Some(d) => {
@@ -95,12 +106,79 @@ async fn dispatch(args: RunArgs) -> anyhow::Result<u8> {
         None => std::env::current_dir()
             .context("reading the current directory (the default workspace)")?,
     };
+    let kit = select_kit(&mut args)?;
+    if let Some(kit) = &kit {
+        let prepared = prepare_kit(kit.clone(), &args, &workspace);
+        tokio::select! {
+            r = prepared => r?,
+            sig = signals.recv() => return Ok(interrupted(sig, "installing the agent kit")),
+        }
+    }
+    let args = RunArgs {
+        kit: kit.map(Box::new),
+        ..args
+    };
     if let Some(route) = daemon_route(&args, &workspace) {
         if let Some(code) = run_in_daemon(&args, &route, &mut signals).await? {
             return Ok(code);
         }
     }
     run(args, workspace, signals).await
+}
+
+/// The agent kit this run uses: `--agent NAME`, or the kit whose command the command names
+/// when no `--image`, `--profile` or `--policy` chooses otherwise. Its profile becomes the
+/// run's unless `--policy` or `--profile` names one.
+fn select_kit(args: &mut RunArgs) -> anyhow::Result<Option<Kit>> {
+    let kit = match &args.agent {
+        Some(name) => super::agent::named(name)?,
+        None if args.image.is_none() && args.profile.is_none() && args.policy.is_none() => {
+            match args.cmd.command.first().and_then(|c| kit::for_command(c)) {
+                Some(k) => k,
+                None => return Ok(None),
+            }
+        }
+        None => return Ok(None),
+    };
+    if args.policy.is_none() && args.profile.is_none() {
+        args.profile = Some(kit.profile.clone());
+    }
+    Ok(Some(kit))
+}
+
+/// Builds the Debian image and installs the kit if they never were (minutes, once), then says
+/// in one line what the run uses.
+async fn prepare_kit(kit: Kit, args: &RunArgs, workspace: &Path) -> anyhow::Result<()> {
+    let cache = Cache::from_env()?;
+    let image = args.image.clone();
+    let k = kit.clone();
+    let installed = tokio::task::spawn_blocking(move || {
+        // Only the default image is built implicitly; another name is the user's to build.
+        if image.as_deref().is_none_or(|i| i == debian::DEFAULT_NAME) {
+            super::image::ensure_built(&cache, debian::DEFAULT_NAME)?;
+        }
+        super::agent::ensure_installed(&cache, &k)?;
+        Ok::<_, anyhow::Error>(kit::store::current(&cache, &k.name)?.map(|(_, m)| m.version))
+    })
+    .await
+    .context("the kit install task")??;
+    let home = airlock_supervisor::homes::homes_dir()
+        .map(|d| d.join(&kit.name).display().to_string())
+        .unwrap_or_default();
+    crate::ui::note!(
+        "airlock: agent kit {} {} ({}), image {}, {}, home in {home} for {}",
+        kit.name,
+        installed.as_deref().unwrap_or("?"),
+        kit.install.package,
+        args.image.as_deref().unwrap_or(debian::DEFAULT_NAME),
+        match (&args.policy, &args.profile) {
+            (Some(p), _) => format!("policy {}", p.display()),
+            (None, Some(p)) => format!("profile {p}"),
+            (None, None) => "profile default".into(),
+        },
+        workspace.display()
+    );
+    Ok(())
 }
 
 fn policy_choice(args: &RunArgs) -> PolicyChoice {
@@ -161,6 +239,7 @@ fn daemon_route(args: &RunArgs, workspace: &Path) -> Option<DaemonRoute> {
         policy_origin,
         // Clap lets only one of --policy and --profile through.
         profile: args.profile.clone(),
+        agent: args.kit.as_ref().map(|k| k.name.clone()),
         workspace: Some(workspace.to_str()?.to_string()),
         cpus: args.cpus,
         memory_mib: args.memory,
@@ -378,6 +457,7 @@ async fn run(args: RunArgs, workspace: PathBuf, mut signals: Signals) -> anyhow:
         keep: args.keep,
         env: args.cmd.env.clone(),
         notify: airlock_supervisor::Notifier::stderr(),
+        kit: args.kit.as_deref().cloned(),
     };
     let launch = airlock_supervisor::launch::prepare(&options, &images)
         .await
@@ -470,6 +550,12 @@ async fn exec(
     signals: &mut Signals,
 ) -> anyhow::Result<(u8, String)> {
     let stdin_is_tty = std::io::stdin().is_terminal();
+    // Listening before the size is read: a resize during the start is delivered afterwards.
+    let winch = if args.cmd.tty {
+        Some(signal(SignalKind::window_change()).context("installing SIGWINCH handler")?)
+    } else {
+        None
+    };
     let tty = args
         .cmd
         .tty
@@ -500,10 +586,8 @@ async fn exec(
     } else {
         None
     };
-    if args.cmd.tty {
+    if let Some(mut winch) = winch {
         let tx = control_tx.clone();
-        let mut winch =
-            signal(SignalKind::window_change()).context("installing SIGWINCH handler")?;
         tokio::spawn(async move {
             while winch.recv().await.is_some() {
                 if let Some(size) = terminal_size() {

@@ -90,6 +90,12 @@ pub(crate) async fn stream_exec(
 ) -> anyhow::Result<ExecEnd> {
     use tokio::signal::unix::{SignalKind, signal};
     let base = sandbox_path(id, "")?;
+    // Listening before the size is read: a resize during the start is delivered afterwards.
+    let winch = if spec.tty {
+        Some(signal(SignalKind::window_change()).context("installing SIGWINCH handler")?)
+    } else {
+        None
+    };
     let size = spec.tty.then(|| {
         terminal_size()
             .map(|w| TerminalSize {
@@ -138,9 +144,7 @@ pub(crate) async fn stream_exec(
     } else {
         None
     };
-    if spec.tty {
-        let mut winch =
-            signal(SignalKind::window_change()).context("installing SIGWINCH handler")?;
+    if let Some(mut winch) = winch {
         let (c, path) = (c.clone(), format!("{exec_path}/resize"));
         tokio::spawn(async move {
             while winch.recv().await.is_some() {

@@ -19,7 +19,7 @@ use std::process::Output;
 use std::sync::OnceLock;
 
 /// A local Debian mirror: answers GETs from a fixed map of paths, 404 otherwise.
-struct Mirror {
+pub(super) struct Mirror {
     server: Upstream,
 }
 
@@ -34,7 +34,7 @@ impl Mirror {
 
     /// Serves the three bookworm archives: `packages[i]` is the Packages text of bookworm,
     /// bookworm-updates and bookworm-security, under `/debian` and `/debian-security`.
-    fn bookworm(packages: [String; 3]) -> Mirror {
+    pub(super) fn bookworm(packages: [String; 3]) -> Mirror {
         let mut files = HashMap::new();
         for (suite, base, text) in [
             ("bookworm", "/debian", &packages[0]),
@@ -56,7 +56,7 @@ impl Mirror {
     }
 
     /// `airlock image ARGS` on `cache` against this mirror.
-    fn image(&self, cache: &Path, args: &[&str]) -> Output {
+    pub(super) fn image(&self, cache: &Path, args: &[&str]) -> Output {
         let airlock = Airlock::start();
         let url = self.server.url();
         let mut cmd = airlock.command(std::iter::once("image").chain(args.iter().copied()));
@@ -72,7 +72,7 @@ impl Mirror {
 
 /// Packages texts for the three archives offering exactly what `m` has installed, each
 /// package in the suite its record names (the base suite when none), plus the kernel source.
-fn archives_as_built(m: &ImageManifest) -> [String; 3] {
+pub(super) fn archives_as_built(m: &ImageManifest) -> [String; 3] {
     let mut out: [String; 3] = Default::default();
     for p in &m.packages {
         let i = match p.archive.as_deref() {
@@ -95,7 +95,7 @@ fn archives_as_built(m: &ImageManifest) -> [String; 3] {
 
 /// Installs `manifest` as the current build of `debian` in the cache at `root`, with `rootfs`
 /// linked (not copied) as its root filesystem.
-fn install(root: &Path, manifest: &ImageManifest, rootfs: &Path) -> PathBuf {
+pub(super) fn install(root: &Path, manifest: &ImageManifest, rootfs: &Path) -> PathBuf {
     let dir = root.join("images/debian").join(&manifest.build_id);
     std::fs::create_dir_all(&dir).unwrap();
     manifest.write(&dir.join(store::MANIFEST)).unwrap();
@@ -109,7 +109,7 @@ fn install(root: &Path, manifest: &ImageManifest, rootfs: &Path) -> PathBuf {
 }
 
 /// A synthetic manifest with a few packages, for tests that need no real image.
-fn synthetic_manifest() -> ImageManifest {
+pub(super) fn synthetic_manifest() -> ImageManifest {
     let json = serde_json::json!({
         "format": 1,
         "name": "debian",
@@ -258,7 +258,7 @@ fn image_names_are_validated() {
 
 /// The real debian image in the default cache: (cache root, build id, whether this test
 /// process built it). Built once per test binary through the CLI.
-fn debian_image() -> &'static (PathBuf, String, bool) {
+pub(super) fn debian_image() -> &'static (PathBuf, String, bool) {
     static IMAGE: OnceLock<(PathBuf, String, bool)> = OnceLock::new();
     IMAGE.get_or_init(|| {
         let cache = Cache::from_env().unwrap();

@@ -1,8 +1,11 @@
+mod agents;
+mod agents_tty;
 mod audit;
 mod daemon;
 mod fs;
 mod harden;
 mod image;
+mod large;
 mod net;
 mod policy;
 mod pool;

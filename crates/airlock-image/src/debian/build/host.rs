@@ -1,7 +1,7 @@
 //! What the host needs to build a Debian image: the tools the build runs (found in PATH or
 //! sbin, since root's tools live there) and the archive keyring debootstrap checks the base
 //! system with. `airlock doctor` and `image build` ask [`missing_build_deps`] before starting;
-//! the build steps call [`tool_path`] and pass [`KEYRING`] to debootstrap.
+//! the build steps call [`crate::tool_path`] and pass [`KEYRING`] to debootstrap.
 
 use std::path::{Path, PathBuf};
 
@@ -31,14 +31,4 @@ pub fn missing_build_deps() -> Vec<(String, String)> {
         missing.push((KEYRING.into(), "debian-archive-keyring".into()));
     }
     missing
-}
-
-/// Finds `tool` in PATH or sbin.
-pub(super) fn tool_path(tool: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
-        .map(|d| d.join(tool))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| PathBuf::from(tool))
 }

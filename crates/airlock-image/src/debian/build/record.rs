@@ -92,7 +92,7 @@ impl Builder<'_> {
             name: self.opts.name.clone(),
             kind: "debian".into(),
             suite: SUITE.into(),
-            build_id: build_id(&now.to_string(), &sha256),
+            build_id: crate::builds::build_id(&now.to_string(), &sha256),
             built_at: now.to_string(),
             build_secs: started.elapsed().as_secs(),
             archives: archive_records,
@@ -125,27 +125,4 @@ fn find_list(lists: &Path, suffix: &str) -> Option<PathBuf> {
             p.file_name()
                 .is_some_and(|n| n.to_string_lossy().ends_with(suffix))
         })
-}
-
-/// `20261127T051500Z-1a2b3c4d` from an RFC 3339 time and the rootfs hash.
-fn build_id(rfc3339: &str, sha256: &str) -> String {
-    let compact: String = rfc3339
-        .chars()
-        .take(19)
-        .filter(|c| c.is_ascii_alphanumeric())
-        .collect();
-    format!("{compact}Z-{}", sha256.get(..8).unwrap_or(sha256))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn build_ids_are_time_then_hash() {
-        assert_eq!(
-            build_id("2026-11-27T05:15:00.123Z", "1a2b3c4d5e6f"),
-            "20261127T051500Z-1a2b3c4d"
-        );
-    }
 }
