@@ -11,8 +11,6 @@
 
 use std::ffi::CStr;
 use std::io;
-use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use virtiofsd::filesystem::{
@@ -22,244 +20,20 @@ use virtiofsd::filesystem::{
 use virtiofsd::fuse;
 
 mod guard;
+mod helpers;
 mod nodes;
 
 use nodes::Check;
 pub(crate) use nodes::DEFAULT_MAX_RESIDENT;
+pub use nodes::GatedFs;
 
-use crate::events::{FsEvent, FsEvents};
 use crate::filtered_dir::FilteredDir;
-use crate::gate::{Gate, Outcome, Request, errno_for, gateway_deny};
-use crate::paths::{PathError, PathMap, ROOT_INODE, validate_name};
-use crate::reason;
+use crate::gate::Request;
+use crate::paths::ROOT_INODE;
 use airlock_audit::kind;
 
 fn err(errno: i32) -> io::Error {
     io::Error::from_raw_os_error(errno)
-}
-
-/// The policy-enforcing `FileSystem`.
-pub struct GatedFs<F> {
-    inner: F,
-    gate: Gate,
-    paths: Mutex<PathMap>,
-    events: Arc<dyn FsEvents>,
-    /// The open-file limit (`guard.rs`).
-    guard: guard::Guard,
-    /// Guest node ids and the inner inodes resident for them (`nodes.rs`).
-    nodes: nodes::Nodes,
-}
-
-impl<F> GatedFs<F>
-where
-    F: FileSystem<Inode = u64, Handle = u64>,
-{
-    /// Wraps `inner`, which serves the share this process sees at `root`; every decision goes
-    /// through `gate` and is reported to `events`.
-    pub fn new(inner: F, gate: Gate, events: Arc<dyn FsEvents>, root: &Path) -> Self {
-        Self {
-            inner,
-            gate,
-            paths: Mutex::new(PathMap::new()),
-            events,
-            guard: guard::Guard::new(u64::MAX),
-            nodes: nodes::Nodes::new(root.to_path_buf(), DEFAULT_MAX_RESIDENT),
-        }
-    }
-
-    /// Limits: at most `max_open` files open at once (more fail with `ENFILE`, the first
-    /// refusal recorded), at most `max_resident` inner inodes (each a descriptor) held for
-    /// the nodes the guest knows.
-    pub fn with_limits(mut self, max_open: u64, max_resident: usize) -> Self {
-        self.guard = guard::Guard::new(max_open);
-        self.nodes = nodes::Nodes::new(self.nodes.root.clone(), max_resident);
-        self
-    }
-
-    /// Inner inodes held now (for tests and diagnostics).
-    pub fn resident(&self) -> usize {
-        self.nodes.resident()
-    }
-
-    /// The wrapped filesystem.
-    pub fn inner(&self) -> &F {
-        &self.inner
-    }
-
-    /// The gate deciding requests.
-    pub fn gate(&self) -> &Gate {
-        &self.gate
-    }
-
-    /// The paths the gateway currently knows for node `ino` (for tests and diagnostics).
-    pub fn paths_of(&self, ino: u64) -> Result<Vec<String>, PathError> {
-        self.map().paths(ino)
-    }
-
-    fn map(&self) -> MutexGuard<'_, PathMap> {
-        // The map is left consistent between statements, so a panic elsewhere while holding
-        // the lock does not make it unusable.
-        self.paths.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn record(&self, o: &Outcome) {
-        self.events.record(&FsEvent {
-            op: o.kind,
-            mount: self.gate.mount().to_owned(),
-            path: o.path.clone(),
-            path2: o.path2.clone(),
-            decision: o.decision.verdict,
-            rule: o.decision.rule.clone(),
-            reason: o.decision.reason,
-            count: None,
-        });
-    }
-
-    /// Reports and refuses a denial; lets an allowed request through.
-    fn enforce(&self, o: &Outcome) -> io::Result<()> {
-        if o.is_allowed() {
-            return Ok(());
-        }
-        tracing::debug!(
-            kind = o.kind,
-            path = ?o.path,
-            path2 = ?o.path2,
-            rule = %o.decision.rule,
-            reason = o.decision.reason,
-            "fs request denied"
-        );
-        self.record(o);
-        Err(err(o.errno()))
-    }
-
-    /// Reports an allowed state change once the inner filesystem has done it.
-    fn done<T>(&self, o: &Outcome, result: io::Result<T>) -> io::Result<T> {
-        if result.is_ok() && o.report {
-            self.record(o);
-        }
-        result
-    }
-
-    /// A refusal by the gateway itself, reported like a policy denial.
-    fn refuse(&self, kind: &'static str, path: String, rule: &str, why: &'static str) -> io::Error {
-        let o = Outcome {
-            kind,
-            decision: gateway_deny(rule, why),
-            path,
-            path2: None,
-            report: true,
-        };
-        // `enforce` always fails for a denial.
-        self.enforce(&o)
-            .err()
-            .unwrap_or_else(|| err(errno_for(why)))
-    }
-
-    /// Checks `name` (one UTF-8 component) before anything else looks at the request.
-    fn name<'n>(&self, kind: &'static str, parent: u64, name: &'n CStr) -> io::Result<&'n str> {
-        let bytes = name.to_bytes();
-        validate_name(bytes).map_err(|_| {
-            let parent_path = self
-                .map()
-                .paths(parent)
-                .ok()
-                .and_then(|p| p.into_iter().next())
-                .unwrap_or_default();
-            let shown = bytes.escape_ascii().to_string();
-            let path = if parent_path.is_empty() {
-                shown
-            } else {
-                format!("{parent_path}/{shown}")
-            };
-            self.refuse(kind, path, reason::rule::NAME, reason::INVALID_NAME)
-        })
-    }
-
-    /// Every path of a node the guest may use. Unknown ids are `EBADF`; a node whose path
-    /// cannot be worked out is refused (and reported).
-    fn node(&self, kind: &'static str, ino: u64) -> io::Result<Vec<String>> {
-        let result = self.map().paths(ino);
-        self.known(kind, result)
-    }
-
-    /// Every path `name` has in directory `parent`.
-    fn child(&self, kind: &'static str, parent: u64, name: &str) -> io::Result<Vec<String>> {
-        let result = self.map().child_paths(parent, name);
-        self.known(kind, result)
-    }
-
-    fn known(
-        &self,
-        kind: &'static str,
-        result: Result<Vec<String>, PathError>,
-    ) -> io::Result<Vec<String>> {
-        match result {
-            Ok(paths) => Ok(paths),
-            Err(PathError::UnknownNode(_)) => Err(err(libc::EBADF)),
-            Err(e) => Err(self.refuse(
-                kind,
-                format!("<{e}>"),
-                reason::rule::PATH,
-                reason::UNKNOWN_PATH,
-            )),
-        }
-    }
-
-    fn live(&self, ino: u64) -> io::Result<()> {
-        if self.map().is_live(ino) {
-            Ok(())
-        } else {
-            Err(err(libc::EBADF))
-        }
-    }
-}
-
-impl<F> GatedFs<F>
-where
-    F: FileSystem<Inode = u64, Handle = u64>,
-{
-    /// The first path of `parent` joined with `name`, for identities of new entries.
-    fn child_path(&self, parent: u64, name: &str) -> io::Result<String> {
-        self.map()
-            .child_paths(parent, name)
-            .ok()
-            .and_then(|p| p.into_iter().next())
-            .ok_or_else(|| err(libc::EBADF))
-    }
-
-    /// Takes over an entry the inner side returned for `name` in `parent` and records the
-    /// link; the entry then carries the guest's id.
-    fn entry(
-        &self,
-        ctx: Context,
-        parent: u64,
-        name: &str,
-        result: io::Result<Entry>,
-    ) -> io::Result<Entry> {
-        let entry = result?;
-        let path = match self.child_path(parent, name) {
-            Ok(p) => p,
-            Err(e) => {
-                self.inner.forget(ctx, entry.inode, 1);
-                return Err(e);
-            }
-        };
-        let entry = self.adopt(ctx, &path, entry)?;
-        self.map().insert(parent, name, entry.inode);
-        Ok(entry)
-    }
-
-    /// The guest forgot `count` references to `inode`; drops the node with its last one.
-    fn forget_node(&self, ctx: Context, inode: u64, count: u64) {
-        let gone = {
-            let mut map = self.map();
-            map.forget(inode, count);
-            !map.is_live(inode)
-        };
-        if gone {
-            self.drop_node(ctx, inode);
-        }
-    }
 }
 
 impl<F> FileSystem for GatedFs<F>
@@ -535,7 +309,12 @@ where
             flags,
         });
         self.enforce(&o)?;
-        self.admit_open(&o.path)?;
+        self.guard.admit(
+            self.nodes.open_handles(),
+            self.gate.mount(),
+            &o.path,
+            &*self.events,
+        )?;
         let pin = self.pin(ctx, inode, Check::ByName(kind::FS_OPEN))?;
         let result = self.inner.open(ctx, pin.inner, kill_priv, flags);
         if let Ok((Some(h), _)) = &result {
@@ -563,7 +342,12 @@ where
             mode,
         });
         self.enforce(&o)?;
-        self.admit_open(&o.path)?;
+        self.guard.admit(
+            self.nodes.open_handles(),
+            self.gate.mount(),
+            &o.path,
+            &*self.events,
+        )?;
         let pin = self.pin(ctx, parent, Check::ByName(kind::FS_CREATE))?;
         let result = self.inner.create(
             ctx, pin.inner, name, mode, kill_priv, flags, umask, extensions,
@@ -736,7 +520,12 @@ where
         let paths = self.node(kind::FS_OPEN, inode)?;
         let o = self.gate.check(&Request::Opendir { paths: &paths });
         self.enforce(&o)?;
-        self.admit_open(&o.path)?;
+        self.guard.admit(
+            self.nodes.open_handles(),
+            self.gate.mount(),
+            &o.path,
+            &*self.events,
+        )?;
         let pin = self.pin(ctx, inode, Check::ByName(kind::FS_OPEN))?;
         let result = self.inner.opendir(ctx, pin.inner, flags);
         if let Ok((Some(h), _)) = &result {

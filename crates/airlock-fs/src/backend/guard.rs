@@ -10,10 +10,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use virtiofsd::filesystem::FileSystem;
-
-use super::GatedFs;
-use crate::events::FsEvent;
+use crate::events::{FsEvent, FsEvents};
 use crate::reason;
 use airlock_audit::kind;
 use airlock_policy::Verdict;
@@ -34,31 +31,34 @@ impl Guard {
     }
 }
 
-impl<F> GatedFs<F>
-where
-    F: FileSystem<Inode = u64, Handle = u64>,
-{
-    /// Before an open of share path `path`: refuses it with `ENFILE` once the guest holds
-    /// `max_open` files open on this share, recording the first refusal.
-    pub(super) fn admit_open(&self, path: &str) -> io::Result<()> {
-        let open = u64::try_from(self.nodes.open_handles()).unwrap_or(u64::MAX);
-        if open < self.guard.max_open {
+impl Guard {
+    /// Before an open of share path `path` on `mount`, with `open` files open now: refuses it
+    /// with `ENFILE` once the guest holds `max_open`, recording the first refusal.
+    pub(super) fn admit(
+        &self,
+        open: usize,
+        mount: &str,
+        path: &str,
+        events: &dyn FsEvents,
+    ) -> io::Result<()> {
+        let open = u64::try_from(open).unwrap_or(u64::MAX);
+        if open < self.max_open {
             return Ok(());
         }
-        if !self.guard.limit_reported.swap(true, Ordering::Relaxed) {
+        if !self.limit_reported.swap(true, Ordering::Relaxed) {
             tracing::warn!(
-                max_open = self.guard.max_open,
+                max_open = self.max_open,
                 "the guest reached the share's limit of open files"
             );
-            self.events.record(&FsEvent {
+            events.record(&FsEvent {
                 op: kind::FS_LIMIT,
-                mount: self.gate.mount().to_owned(),
+                mount: mount.to_owned(),
                 path: path.to_owned(),
                 path2: None,
                 decision: Verdict::Deny,
                 rule: reason::rule::MAX_OPEN.to_owned(),
                 reason: reason::MAX_OPEN,
-                count: Some(self.guard.max_open),
+                count: Some(self.max_open),
             });
         }
         Err(io::Error::from_raw_os_error(libc::ENFILE))

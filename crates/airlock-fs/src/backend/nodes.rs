@@ -20,15 +20,15 @@
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::CString;
 use std::io;
-use std::path::PathBuf;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use virtiofsd::filesystem::{Context, Entry, FileSystem};
 
-use super::GatedFs;
-use super::guard::identity_beneath;
-use crate::events::FsEvent;
-use crate::paths::ROOT_INODE;
+use super::guard::{Guard, identity_beneath};
+use crate::events::{FsEvent, FsEvents};
+use crate::gate::Gate;
+use crate::paths::{PathError, PathMap, ROOT_INODE};
 use crate::reason;
 use airlock_policy::Verdict;
 
@@ -178,6 +178,65 @@ impl Drop for Pin<'_> {
         if let Some(n) = t.nodes.get_mut(&self.guest) {
             n.pins = n.pins.saturating_sub(1);
         }
+    }
+}
+
+/// The policy-enforcing `FileSystem`.
+pub struct GatedFs<F> {
+    pub(super) inner: F,
+    pub(super) gate: Gate,
+    pub(super) paths: Mutex<PathMap>,
+    pub(super) events: Arc<dyn FsEvents>,
+    /// The open-file limit (`guard.rs`).
+    pub(super) guard: Guard,
+    /// Guest node ids and the inner inodes resident for them (`nodes.rs`).
+    pub(super) nodes: Nodes,
+}
+
+impl<F> GatedFs<F>
+where
+    F: FileSystem<Inode = u64, Handle = u64>,
+{
+    /// Wraps `inner`, which serves the share this process sees at `root`; every decision goes
+    /// through `gate` and is reported to `events`.
+    pub fn new(inner: F, gate: Gate, events: Arc<dyn FsEvents>, root: &Path) -> Self {
+        Self {
+            inner,
+            gate,
+            paths: Mutex::new(PathMap::new()),
+            events,
+            guard: Guard::new(u64::MAX),
+            nodes: Nodes::new(root.to_path_buf(), DEFAULT_MAX_RESIDENT),
+        }
+    }
+
+    /// Limits: at most `max_open` files open at once (more fail with `ENFILE`, the first
+    /// refusal recorded), at most `max_resident` inner inodes (each a descriptor) held for
+    /// the nodes the guest knows.
+    pub fn with_limits(mut self, max_open: u64, max_resident: usize) -> Self {
+        self.guard = Guard::new(max_open);
+        self.nodes = Nodes::new(self.nodes.root.clone(), max_resident);
+        self
+    }
+
+    /// Inner inodes held now (for tests and diagnostics).
+    pub fn resident(&self) -> usize {
+        self.nodes.resident()
+    }
+
+    /// The wrapped filesystem.
+    pub fn inner(&self) -> &F {
+        &self.inner
+    }
+
+    /// The gate deciding requests.
+    pub fn gate(&self) -> &Gate {
+        &self.gate
+    }
+
+    /// The paths the gateway currently knows for node `ino` (for tests and diagnostics).
+    pub fn paths_of(&self, ino: u64) -> Result<Vec<String>, PathError> {
+        self.map().paths(ino)
     }
 }
 

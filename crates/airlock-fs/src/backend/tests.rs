@@ -13,7 +13,10 @@ use virtiofsd::filesystem::{Context, Extensions, FileSystem, FsOptions, SetattrV
 use virtiofsd::passthrough::PassthroughFs;
 
 use super::*;
+use crate::events::{FsEvent, FsEvents};
+use crate::gate::Gate;
 use crate::paths::ROOT_INODE;
+use crate::reason;
 use crate::serve::passthrough_config;
 
 pub(super) const ROOT: u64 = ROOT_INODE;

@@ -2,6 +2,7 @@
 
 use super::tests::*;
 use super::*;
+use crate::reason;
 use airlock_policy::reason::{ALLOWED, READ_DENIED, READ_ONLY_MOUNT, WRITE_DENIED};
 use airlock_policy::{MountMode, Verdict};
 use std::fs;
