@@ -2,7 +2,8 @@
 # Egress gateway benchmark: prints a table of throughput (one 100 MB response) and latency
 # (median of 200 small GETs, a new connection each) through the gateway's TCP listener, as
 # plain HTTP and as a CONNECT tunnel, against a direct connection to the same local server,
-# all measured in one run on loopback.
+# all measured in one run on loopback; then HTTPS direct vs through a passed-through CONNECT
+# tunnel vs through a tunnel the gateway terminates (credential injected).
 # Usage: bench/egress.sh [--record]   (--record also saves the table under bench/runs/)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,7 +14,12 @@ if ! out=$(cargo bench -q -p airlock-net --bench throughput 2>"$log"); then
   echo "bench/egress.sh: the benchmark failed" >&2
   exit 1
 fi
-out=$(grep -v '^$' <<<"$out")
+if ! tls=$(cargo bench -q -p airlock-net --bench tls 2>"$log"); then
+  cat "$log" >&2
+  echo "bench/egress.sh: the TLS benchmark failed" >&2
+  exit 1
+fi
+out=$(printf '%s\n\n%s\n' "$(grep -v '^$' <<<"$out")" "$(grep -v '^$' <<<"$tls")")
 echo "$out"
 if [ "${1:-}" = "--record" ]; then
   dir="bench/runs/$(date +%Y-%m-%d)-$(hostname -s)"

@@ -61,6 +61,11 @@ pub mod kind {
     pub const NET_CONNECT: &str = "net.connect";
     /// A plain-HTTP request through the egress proxy was decided.
     pub const NET_HTTP: &str = "net.http";
+    /// The egress gateway wrote a credential into a request (`net.credential` names it; never
+    /// the value).
+    pub const CREDENTIAL_INJECT: &str = "credential.inject";
+    /// A request carried a credential's placeholder somewhere it may not go; refused.
+    pub const CREDENTIAL_LEAK_ATTEMPT: &str = "credential.leak_attempt";
     /// A process was executed in the guest (reported by the guest agent, `source: guest`).
     pub const PROC_EXEC: &str = "proc.exec";
     /// A process exited in the guest (reported by the guest agent, `source: guest`).
@@ -190,6 +195,9 @@ pub struct NetInfo {
     /// Connection or request duration in milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_ms: Option<u64>,
+    /// The credential injected or whose placeholder leaked (its name, never its value).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
 }
 
 /// Process subject of an event, as reported by the guest agent.

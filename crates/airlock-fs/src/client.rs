@@ -96,7 +96,7 @@ impl FsSlot {
                 log: airlock_audit::tail_lines(&log, 20),
             }
         };
-        let mut process = GatewayProcess::spawn_kept("fs", &spec, &log, on_line)
+        let mut process = GatewayProcess::spawn_kept("fs", &spec, None, &log, on_line)
             .await
             .map_err(failed(&log))?;
         process

@@ -103,6 +103,16 @@ pub fn serve() -> io::Result<()> {
                     };
                     report::send(&writer, reply)?;
                 }
+                Frame::Message(ControlRequest::Configure { id, ca_pem, env }) => {
+                    let reply = match crate::session::configure(&ca_pem, env) {
+                        Ok(()) => GuestEvent::Configured { id },
+                        Err(e) => GuestEvent::ConfigureFailed {
+                            id,
+                            message: e.to_string(),
+                        },
+                    };
+                    report::send(&writer, reply)?;
+                }
                 other => eprintln!("airlock-guest: ignoring control frame {other:?}"),
             }
         }

@@ -265,6 +265,8 @@ fn spawn(req: &ExecRequest, reaper: &Reaper) -> Result<Spawned, (SpawnFailure, S
     // Every process sees the egress forwarder; the host decides what it may reach.
     cmd.envs(crate::proxy::PROXY_ENV);
     cmd.env(crate::proxy::PIP_PROXY.0, crate::proxy::PIP_PROXY.1);
+    // Trusted certificates and credential placeholders, from the host at binding.
+    cmd.envs(crate::session::env());
     cmd.env(
         "TERM",
         if req.tty.is_some() {

@@ -16,6 +16,7 @@ mod pty;
 mod reaper;
 mod report;
 mod rootfs;
+mod session;
 
 use std::process::ExitCode;
 

@@ -191,12 +191,19 @@ impl GatewayProcess {
     pub async fn spawn_kept<T: serde::Serialize>(
         name: &'static str,
         spec: &T,
+        fd: Option<OwnedFd>,
         log: &Path,
         on_line: impl Fn(&[u8]) + Send + 'static,
     ) -> Result<GatewayProcess, GatewayError> {
-        let mut gw = Self::start(name, None, log, on_line)?;
+        let mut gw = Self::start(name, fd, log, on_line)?;
         gw.send_line(spec).await?;
         Ok(gw)
+    }
+
+    /// Takes the gateway's stdin (kept open by [`spawn_kept`](Self::spawn_kept)) to write
+    /// later lines from elsewhere; the gateway then ends at SIGTERM only.
+    pub fn take_input(&mut self) -> Option<tokio::process::ChildStdin> {
+        self.stdin.take()
     }
 
     /// Writes `value` as one JSON line to the gateway's stdin.

@@ -202,7 +202,7 @@ pub const GATEWAY_BASE: &[Syscall] = &[
     s(
         libc::SYS_getrandom,
         "getrandom",
-        "hash map seeds, DNS query ids",
+        "hash map seeds, DNS query ids, TLS keys",
     ),
     s(
         libc::SYS_clock_gettime,

@@ -8,15 +8,13 @@ use std::path::Path;
 
 /// In the supervisor: starts the egress gateway for `spec`, handing it `listener` (the guest's
 /// tunnels arrive there) as fd 3 and `log` as its stderr; each event line goes to `on_line`.
-pub fn spawn(
+/// The spec goes as one line and stdin stays open: the gateway asks for fresh credential
+/// values on stdout ([`crate::process::RefreshRequest`]) and reads the answers there.
+pub async fn spawn(
     spec: &EgressSpec,
     listener: OwnedFd,
     log: &Path,
     on_line: impl Fn(&[u8]) + Send + 'static,
 ) -> Result<GatewayProcess, GatewayError> {
-    let spec = serde_json::to_vec(spec).map_err(|e| GatewayError::Io {
-        name: "egress",
-        source: e.into(),
-    })?;
-    GatewayProcess::spawn("egress", spec, Some(listener), log, on_line)
+    GatewayProcess::spawn_kept("egress", spec, Some(listener), log, on_line).await
 }

@@ -121,6 +121,65 @@ impl Stats {
     }
 }
 
+/// ALPN protocol ids, in offer order.
+type Protocols = Vec<Vec<u8>>;
+
+/// What the gateway needs to terminate TLS: the sandbox's certificate authority, the roots
+/// upstream certificates are verified against, and the credentials.
+pub struct Termination {
+    /// Signs the leaf certificates.
+    pub authority: crate::tls::Authority,
+    /// Trusted roots for upstream TLS.
+    pub roots: Arc<rustls::RootCertStore>,
+    /// The sandbox's credentials.
+    pub secrets: Arc<crate::secrets::Secrets>,
+    /// Upstream configurations by offered protocols, kept so sessions resume.
+    clients: std::sync::Mutex<Vec<(Protocols, Arc<rustls::ClientConfig>)>>,
+}
+
+impl Termination {
+    /// Termination with `authority`, verifying upstreams against `roots`, injecting `secrets`.
+    pub fn new(
+        authority: crate::tls::Authority,
+        roots: Arc<rustls::RootCertStore>,
+        secrets: Arc<crate::secrets::Secrets>,
+    ) -> Termination {
+        Termination {
+            authority,
+            roots,
+            secrets,
+            clients: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The upstream configuration offering `alpn` (made once per protocol list).
+    pub(crate) fn client_config(
+        &self,
+        alpn: &[&[u8]],
+    ) -> Result<Arc<rustls::ClientConfig>, crate::tls::TlsError> {
+        let key: Vec<Vec<u8>> = alpn.iter().map(|p| p.to_vec()).collect();
+        let mut clients = self
+            .clients
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((_, c)) = clients.iter().find(|(k, _)| *k == key) {
+            return Ok(c.clone());
+        }
+        let config = crate::tls::client_config(self.roots.clone(), alpn)?;
+        clients.push((key, config.clone()));
+        Ok(config)
+    }
+}
+
+impl std::fmt::Debug for Termination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Termination")
+            .field("roots", &self.roots.len())
+            .field("secrets", &self.secrets)
+            .finish_non_exhaustive()
+    }
+}
+
 /// State shared by the accept loops and every connection.
 pub(crate) struct Shared {
     pub(crate) policy: RwLock<Arc<Policy>>,
@@ -129,9 +188,20 @@ pub(crate) struct Shared {
     pub(crate) config: GatewayConfig,
     pub(crate) stats: Stats,
     pub(crate) limit: Arc<Semaphore>,
+    pub(crate) termination: std::sync::OnceLock<Arc<Termination>>,
 }
 
 impl Shared {
+    /// TLS termination, when the gateway was given what it needs.
+    pub(crate) fn termination(&self) -> Option<Arc<Termination>> {
+        self.termination.get().cloned()
+    }
+
+    /// The sandbox's credentials (none without termination).
+    pub(crate) fn secrets(&self) -> Option<Arc<crate::secrets::Secrets>> {
+        self.termination.get().map(|t| t.secrets.clone())
+    }
+
     /// The policy in force now; a connection keeps the one it started with.
     pub(crate) fn policy(&self) -> Arc<Policy> {
         match self.policy.read() {

@@ -20,6 +20,7 @@
 mod http;
 mod reply;
 mod splice;
+mod terminate;
 mod tunnel;
 
 use std::io;
@@ -53,11 +54,11 @@ pub(crate) async fn serve<S>(
     mut client: S,
     mut shutdown: watch::Receiver<bool>,
 ) where
-    S: AsyncRead + AsyncWrite + Unpin + Send,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let started = Instant::now();
     let policy = shared.policy();
-    let progress = Progress::default();
+    let progress = Arc::new(Progress::default());
     let mut ev = NetEvent {
         kind: kind::NET_CONNECT,
         host: String::new(),
@@ -72,6 +73,7 @@ pub(crate) async fn serve<S>(
         bytes_up: 0,
         bytes_down: 0,
         duration_ms: 0,
+        credential: None,
     };
     let conn = Conn {
         shared: &shared,
@@ -79,11 +81,48 @@ pub(crate) async fn serve<S>(
         progress: &progress,
         started,
         linger: AtomicBool::new(false),
+        handoff: std::sync::Mutex::new(None),
     };
-    let finished = tokio::select! {
+    let mut finished = tokio::select! {
         record = conn.run(&mut client, &mut ev) => Some(record),
         () = shutdown_signal(&mut shutdown) => None,
     };
+    let handoff = conn
+        .handoff
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take();
+    if let (Some(handoff), Some(_)) = (handoff, finished) {
+        // The CONNECT was decided and connected; its TLS is terminated here, with the stream
+        // owned (hyper keeps it for upgrades).
+        let terminated = terminate::serve(
+            shared.clone(),
+            policy.clone(),
+            handoff,
+            client,
+            &mut ev,
+            progress.clone(),
+        );
+        finished = tokio::select! {
+            () = terminated => Some(true),
+            () = shutdown_signal(&mut shutdown) => None,
+        };
+        return finish(&shared, &progress, started, finished, ev);
+    }
+    finish(&shared, &progress, started, finished, ev);
+    if conn.linger.load(Ordering::Relaxed) {
+        linger(&mut client).await;
+    }
+}
+
+/// Fills in the counters and records the connection's event (when it should be recorded).
+fn finish(
+    shared: &Shared,
+    progress: &Progress,
+    started: Instant,
+    finished: Option<bool>,
+    mut ev: NetEvent,
+) {
     // Cut short by shutdown: record what was under way once the head had parsed.
     let record = finished.unwrap_or(ev.method.is_some());
     ev.bytes_up = progress.up.load(Ordering::Relaxed);
@@ -115,9 +154,6 @@ pub(crate) async fn serve<S>(
         }
         shared.events.record(&ev);
     }
-    if conn.linger.load(Ordering::Relaxed) {
-        linger(&mut client).await;
-    }
 }
 
 /// Resolves when the gateway shuts down (the value turns true, or the sender is gone).
@@ -140,6 +176,8 @@ struct Conn<'a> {
     /// An error reply was sent: drain the guest's input before closing (after the event is
     /// recorded, so the record is not delayed).
     linger: AtomicBool,
+    /// Set by the CONNECT flow when the gateway terminates the tunnel's TLS.
+    handoff: std::sync::Mutex<Option<terminate::Handoff>>,
 }
 
 /// How reading the head ended, when it did not give a head.

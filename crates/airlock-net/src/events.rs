@@ -76,6 +76,9 @@ pub struct NetEvent {
     pub bytes_down: u64,
     /// From accepting the connection to recording the event.
     pub duration_ms: u64,
+    /// The credential injected into this request, or whose placeholder it carried where it
+    /// may not go (the name; never the value).
+    pub credential: Option<String>,
 }
 
 /// Where the gateway sends its events. Called on the connection's task: keep it quick and
@@ -124,6 +127,9 @@ pub struct NetLine {
     pub bytes_down: u64,
     /// Duration.
     pub duration_ms: u64,
+    /// Credential name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
 }
 
 impl From<&NetEvent> for NetLine {
@@ -142,6 +148,7 @@ impl From<&NetEvent> for NetLine {
             bytes_up: e.bytes_up,
             bytes_down: e.bytes_down,
             duration_ms: e.duration_ms,
+            credential: e.credential.clone(),
         }
     }
 }
@@ -153,12 +160,19 @@ impl NetLine {
     /// Parses a line from the gateway; refuses unknown kinds and decisions and overlong fields.
     pub fn parse(line: &[u8]) -> Option<NetLine> {
         let l: NetLine = serde_json::from_slice(line).ok()?;
-        let known_kind = [kind::NET_CONNECT, kind::NET_HTTP].contains(&l.kind.as_str());
+        let known_kind = [
+            kind::NET_CONNECT,
+            kind::NET_HTTP,
+            kind::CREDENTIAL_INJECT,
+            kind::CREDENTIAL_LEAK_ATTEMPT,
+        ]
+        .contains(&l.kind.as_str());
         let known_decision = ["allow", "deny", "error"].contains(&l.decision.as_str());
         let short = [&l.host, &l.rule, &l.reason]
             .into_iter()
             .chain(l.method.as_ref())
             .chain(l.path.as_ref())
+            .chain(l.credential.as_ref())
             .all(|s| s.len() <= MAX_FIELD);
         (known_kind && known_decision && short).then_some(l)
     }
@@ -184,6 +198,7 @@ impl NetLine {
                 bytes_in: Some(self.bytes_down),
                 bytes_out: Some(self.bytes_up),
                 duration_ms: Some(self.duration_ms),
+                credential: self.credential.clone(),
             })
     }
 }
@@ -213,6 +228,7 @@ mod tests {
             bytes_up: 0,
             bytes_down: 0,
             duration_ms: 1,
+            credential: None,
         }
     }
 

@@ -26,12 +26,14 @@ pub mod process;
 pub mod reason;
 pub mod request;
 pub mod resolve;
+pub mod secrets;
 mod serve;
 pub mod sni;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod testutil;
+pub mod tls;
 
-pub use config::{Counters, GatewayConfig};
+pub use config::{Counters, GatewayConfig, Termination};
 pub use events::{NetDecision, NetEvent, NetEvents, NetLine, NoEvents};
 pub use resolve::{
     ResolveError, ResolveFuture, Resolver, ResolverSpec, dns_resolver, system_resolver,

@@ -40,3 +40,28 @@ pub const NO_ADDRESS: &str = "no_address";
 pub const CONNECT_FAILED: &str = "connect_failed";
 /// The gateway shut down while the connection was open.
 pub const SHUTDOWN: &str = "shutdown";
+/// Rule for TLS the gateway terminates (hosts a credential or an HTTP rule names).
+pub const RULE_TLS: &str = "egress.tls";
+/// Rule for requests the upstream could not answer.
+pub const RULE_UPSTREAM: &str = "egress.upstream";
+
+/// The upstream's certificate did not verify against the trusted roots, or its TLS failed.
+pub const UPSTREAM_TLS: &str = "upstream_tls";
+/// The guest's TLS client refused the gateway's certificate (a pinning client) or broke off.
+pub const GUEST_TLS: &str = "guest_tls";
+/// The gateway has no certificate authority to terminate TLS with.
+pub const NO_AUTHORITY: &str = "no_authority";
+/// The upstream failed while a terminated request was forwarded.
+pub const UPSTREAM_FAILED: &str = "upstream_failed";
+/// A credential was written into its header.
+pub const INJECTED: &str = "injected";
+/// A credential's value could not be read on the host.
+pub const CREDENTIAL_UNAVAILABLE: &str = "credential_unavailable";
+/// A placeholder in a header other than its credential's, or to another host.
+pub const LEAK_HEADER: &str = "placeholder_in_header";
+/// A placeholder in the request target (path or query).
+pub const LEAK_URL: &str = "placeholder_in_url";
+/// A placeholder in a request body.
+pub const LEAK_BODY: &str = "placeholder_in_body";
+/// The tunnel's TLS was terminated: its requests are recorded one by one.
+pub const TERMINATED: &str = "terminated";

@@ -66,8 +66,15 @@ impl Gateway {
                 config,
                 stats: Stats::default(),
                 limit,
+                termination: std::sync::OnceLock::new(),
             }),
         }
+    }
+
+    /// Lets the gateway terminate TLS for the hosts the policy names (credentials, HTTP rules);
+    /// without this such CONNECTs fail (`no_authority`). Set once; later calls are ignored.
+    pub fn set_termination(&self, termination: crate::config::Termination) {
+        let _ = self.shared.termination.set(Arc::new(termination));
     }
 
     /// Replaces the policy (late binding: a pooled guest is bound to its policy when a job

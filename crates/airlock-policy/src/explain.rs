@@ -98,7 +98,25 @@ pub fn explain_one(policy: &Policy, query: &Query) -> Explanation {
 pub fn explain(policy: &Policy, queries: &[Query]) -> Vec<String> {
     queries
         .iter()
-        .map(|q| explain_one(policy, q).to_string())
+        .map(|q| {
+            let mut line = explain_one(policy, q).to_string();
+            if let Query::Connect(host, port) = q
+                && let Ok(target) = crate::Target::parse(host)
+                && policy.terminates(&target, *port)
+            {
+                line.push_str("; TLS terminated by the gateway (HTTP rules apply)");
+                let creds: Vec<String> = policy
+                    .credentials()
+                    .iter()
+                    .filter(|c| c.host == target && c.port == *port)
+                    .map(|c| format!("{} into {} from {}", c.name, c.header, c.source))
+                    .collect();
+                if !creds.is_empty() {
+                    line.push_str(&format!("; credentials: {}", creds.join(", ")));
+                }
+            }
+            line
+        })
         .collect()
 }
 
@@ -157,7 +175,7 @@ mod tests {
         assert_eq!(
             lines,
             [
-                "connect api.anthropic.com:443 -> allow (rule: network.allow[0] \"api.anthropic.com:443\", reason: allowed)",
+                "connect api.anthropic.com:443 -> allow (rule: network.allow[0] \"api.anthropic.com:443\", reason: allowed); TLS terminated by the gateway (HTTP rules apply); credentials: anthropic into x-api-key from env:ANTHROPIC_API_KEY, claude-oauth into authorization from env:CLAUDE_CODE_OAUTH_TOKEN",
                 "connect evil.example:443 -> deny (rule: network.default, reason: not_allowed)",
                 "write .git/hooks/pre-commit -> deny (rule: filesystem.protected \".git/hooks/**\", reason: protected_path)",
                 "write /workspace/.git/hooks/pre-commit -> deny (rule: filesystem.protected \".git/hooks/**\", reason: protected_path)",

@@ -32,8 +32,8 @@ pub use load::{json_schema, load_file, load_profile, load_str, profile_names, pr
 pub use parse_error::ParseError;
 pub use path::{BUILTIN_PROTECTED, PathError, ProtectedEntry};
 pub use policy::{
-    AGENT_HOME, AGENT_HOME_RULE, AuditPolicy, MonitorEvent, MonitorRule, Mount, MountHost,
-    PROTECTIONS, Policy, PolicySource, ProcessPolicy, SandboxLimits,
+    AGENT_HOME, AGENT_HOME_RULE, AuditPolicy, Credential, CredentialSource, MonitorEvent,
+    MonitorRule, Mount, MountHost, PROTECTIONS, Policy, PolicySource, ProcessPolicy, SandboxLimits,
 };
 pub use schema::{EventDecision, MonitorAction, MountMode, SeccompProfile};
 pub use validation_error::ValidationError;

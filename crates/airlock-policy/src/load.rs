@@ -443,7 +443,7 @@ mod tests {
         .unwrap_err();
         assert_eq!(
             e.to_string(),
-            "p.toml:3:1: network: unknown key `alow`, expected one of: allow, allow_private, default, deny, http"
+            "p.toml:3:1: network: unknown key `alow`, expected one of: allow, allow_private, credentials, default, deny, extra_ca, http, passthrough, trust_host_ca"
         );
     }
 

@@ -182,6 +182,57 @@ pub(crate) struct NetworkRules {
     pub rules: Vec<NetRule>,
     pub allow_private: bool,
     pub http: Vec<HttpRule>,
+    pub credentials: Vec<Credential>,
+    pub trust_host_ca: bool,
+    pub extra_ca: Vec<PathBuf>,
+    pub passthrough: Vec<Endpoint>,
+}
+
+/// One `[[network.credentials]]` entry, validated. Holds where the secret comes from, never
+/// the secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credential {
+    /// Name in audit records.
+    pub name: String,
+    /// The host it is sent to (canonical).
+    pub host: Target,
+    /// The port it is sent to (443 unless the entry names one).
+    pub port: u16,
+    /// The header it is written into, lower-case.
+    pub header: String,
+    /// The header value around the secret: `{}` (the secret) or `{base64}` (its base64).
+    pub format: String,
+    /// Where the secret comes from.
+    pub source: CredentialSource,
+    /// Guest environment variable that holds the placeholder.
+    pub guest_env: Option<String>,
+    /// How long a read value is used (none: read once, for `env:`).
+    pub ttl: Option<Duration>,
+    /// Rule name for audit records: `network.credentials[0] "anthropic"`.
+    pub rule: String,
+}
+
+/// Where a credential's secret comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CredentialSource {
+    /// The host environment variable of the process that starts the sandbox.
+    Env(String),
+    /// A file on the host (resolved against the policy file's directory); trailing newlines
+    /// are dropped.
+    File(PathBuf),
+    /// A command run on the host (argv, no shell); its standard output, trailing newlines
+    /// dropped.
+    Command(Vec<String>),
+}
+
+impl std::fmt::Display for CredentialSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Env(name) => write!(f, "env:{name}"),
+            Self::File(path) => write!(f, "file:{}", path.display()),
+            Self::Command(argv) => write!(f, "command:{}", argv.join(" ")),
+        }
+    }
 }
 
 /// One `network.allow` or `network.deny` entry.
@@ -254,6 +305,48 @@ impl Policy {
     /// like [`unprotected`](Self::unprotected).
     pub fn unprotected_mounts(&self) -> impl Iterator<Item = &Mount> {
         self.mounts.iter().filter(|m| !m.protected)
+    }
+
+    /// `[[network.credentials]]`, in policy order.
+    pub fn credentials(&self) -> &[Credential] {
+        &self.network.credentials
+    }
+
+    /// Whether the host's extra CA certificates go into the guest (`network.trust_host_ca`).
+    pub fn trust_host_ca(&self) -> bool {
+        self.network.trust_host_ca
+    }
+
+    /// `network.extra_ca` files, resolved.
+    pub fn extra_ca(&self) -> &[PathBuf] {
+        &self.network.extra_ca
+    }
+
+    /// Whether any `[[network.http]]` rule exists (each terminates TLS to the hosts it names).
+    pub fn has_http_rules(&self) -> bool {
+        !self.network.http.is_empty()
+    }
+
+    /// Whether the gateway terminates TLS for a CONNECT to `host:port`: a credential or an
+    /// HTTP rule names it, and no `network.passthrough` entry does.
+    pub fn terminates(&self, host: &Target, port: u16) -> bool {
+        if self
+            .network
+            .passthrough
+            .iter()
+            .any(|e| e.matches(host, port))
+        {
+            return false;
+        }
+        self.network
+            .credentials
+            .iter()
+            .any(|c| &c.host == host && c.port == port)
+            || self
+                .network
+                .http
+                .iter()
+                .any(|r| r.endpoint.matches(host, port))
     }
 
     /// Most files the guest may hold open at once on each share (`filesystem.max_open`).

@@ -150,9 +150,47 @@ pub(crate) struct NetworkSection {
     /// Allow connections to private, loopback, link-local, CGNAT and multicast addresses
     /// after DNS resolution. Default false. Cloud metadata addresses stay refused.
     pub allow_private: Option<bool>,
-    /// Rules on plain-HTTP requests (method and path); HTTPS tunnels are decided by host only.
+    /// Rules on HTTP requests (method and path): plain HTTP, and HTTPS to the hosts they name
+    /// (the gateway terminates TLS for those).
     #[serde(default)]
     pub http: Vec<HttpRuleEntry>,
+    /// Secrets the gateway writes into requests on their way out; the guest only ever sees a
+    /// placeholder.
+    #[serde(default)]
+    pub credentials: Vec<CredentialEntry>,
+    /// Install the CA certificates the host trusts beyond the system set (those
+    /// `update-ca-certificates` installs from /usr/local/share/ca-certificates, and
+    /// `SSL_CERT_FILE`) in the guest, and trust them upstream. Default false.
+    pub trust_host_ca: Option<bool>,
+    /// More CA certificate files (PEM) to trust in the guest and upstream. Relative paths are
+    /// resolved against the policy file's directory.
+    #[serde(default)]
+    pub extra_ca: Vec<String>,
+    /// `host[:port]` patterns never terminated, even when an HTTP rule names them (for
+    /// certificate-pinning clients). A credential's host may not be listed.
+    #[serde(default)]
+    pub passthrough: Vec<String>,
+}
+
+/// One `[[network.credentials]]` entry.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CredentialEntry {
+    /// Name in audit records: letters, digits, `-` and `_`.
+    pub name: String,
+    /// Exact `host[:port]` (no wildcards); port 443 when absent.
+    pub host: String,
+    /// The only header the value is written into, e.g. `x-api-key` or `authorization`.
+    pub header: String,
+    /// The header's value, with `{}` for the secret or `{base64}` for its base64. Default `{}`.
+    pub format: Option<String>,
+    /// `env:NAME`, `file:PATH` or `command:ARGV...` (run on the host; output cached for `ttl`).
+    pub source: String,
+    /// Guest environment variable that holds the placeholder.
+    pub guest_env: Option<String>,
+    /// How long a `command:` or `file:` value is used before it is read again, e.g. `5m`.
+    /// Default 5m for `command:`, 1m for `file:`.
+    pub ttl: Option<String>,
 }
 
 /// `network.default`.

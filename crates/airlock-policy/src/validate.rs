@@ -6,6 +6,7 @@
 //! Every bad entry is reported, each with the key path it came from; `load.rs` turns key paths
 //! into `file:line:column`. The only I/O is checking that shared host directories exist.
 
+mod credentials;
 mod ctx;
 mod filesystem;
 mod network;

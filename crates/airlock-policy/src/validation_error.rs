@@ -269,6 +269,80 @@ pub enum ValidationError {
         /// The name as written.
         found: String,
     },
+    /// A credential name with characters outside letters, digits, `-` and `_`.
+    #[error("invalid credential name {found:?}, expected letters, digits, `-` and `_` (1 to 64)")]
+    BadCredentialName {
+        /// The name as written.
+        found: String,
+    },
+    /// Two credentials with one name.
+    #[error("credential {name:?} is defined twice; names must be unique")]
+    DuplicateCredential {
+        /// The name.
+        name: String,
+    },
+    /// A credential host that is not one exact host.
+    #[error(
+        "credential host {found:?} must name one exact host and optional port, like \
+         \"api.anthropic.com\" or \"127.0.0.1:8443\": {problem}"
+    )]
+    BadCredentialHost {
+        /// The host as written.
+        found: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// A header a credential may not be written into.
+    #[error("invalid credential header {found:?}: {problem}")]
+    BadCredentialHeader {
+        /// The header as written.
+        found: String,
+        /// What is wrong.
+        problem: &'static str,
+    },
+    /// A credential format without exactly one place for the secret.
+    #[error(
+        "invalid credential format {found:?}: expected exactly one `{{}}` or `{{base64}}`, like \
+         \"Bearer {{}}\""
+    )]
+    BadCredentialFormat {
+        /// The format as written.
+        found: String,
+    },
+    /// A credential source that does not parse.
+    #[error(
+        "invalid credential source {found:?}: {problem}; expected \"env:NAME\", \"file:PATH\" or \
+         \"command:PROGRAM ARGS...\""
+    )]
+    BadCredentialSource {
+        /// The source as written.
+        found: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// A credential host also listed in `network.passthrough`.
+    #[error(
+        "credential {name:?} is sent to {host}, which {rule} lists as passthrough: the gateway \
+         must terminate TLS to inject it; remove one of them"
+    )]
+    CredentialPassthrough {
+        /// The credential.
+        name: String,
+        /// Its host.
+        host: String,
+        /// The passthrough entry.
+        rule: String,
+    },
+    /// Two credentials write the same guest variable.
+    #[error("credentials {first:?} and {second:?} both set guest_env {env:?}")]
+    DuplicateGuestEnv {
+        /// The variable.
+        env: String,
+        /// The first credential.
+        first: String,
+        /// The second credential.
+        second: String,
+    },
     /// A monitor rule without any match field.
     #[error("rule has no match field; expected at least one of kind, decision, path, host")]
     EmptyMonitorRule,

@@ -10,7 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Version of this protocol; both sides refuse a peer with another one.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 /// The guest's vsock context id (every sandbox has its own vsock device, so it is constant).
 pub const GUEST_CID: u32 = 3;
 /// Guest vsock port on which `airlock-guest` accepts exec connections.
@@ -227,6 +227,18 @@ pub enum GuestEvent {
         /// Why (untrusted text).
         message: String,
     },
+    /// A [`ControlRequest::Configure`] was applied.
+    Configured {
+        /// The request id.
+        id: u32,
+    },
+    /// A [`ControlRequest::Configure`] failed.
+    ConfigureFailed {
+        /// The request id.
+        id: u32,
+        /// Why (untrusted text).
+        message: String,
+    },
 }
 
 /// Host → guest messages on the control connection.
@@ -244,6 +256,18 @@ pub enum ControlRequest {
         path: String,
         /// Mount read-only in the guest too (the host gateway enforces it regardless).
         read_only: bool,
+    },
+    /// Trust `ca_pem` (added to the system bundle, and named by the usual variables of node,
+    /// python, git and curl in every later command) and give every later command `env`
+    /// (credential placeholders). Answered by [`GuestEvent::Configured`] or
+    /// [`GuestEvent::ConfigureFailed`].
+    Configure {
+        /// Request id, echoed in the answer.
+        id: u32,
+        /// PEM certificates; empty for none.
+        ca_pem: String,
+        /// Variables for every later command (before the command's own).
+        env: Vec<(String, String)>,
     },
     /// Sync filesystems and power the guest off.
     Shutdown,

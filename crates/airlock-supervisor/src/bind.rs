@@ -40,28 +40,51 @@ impl Sandbox {
             Some(airlock_net::ResolverSpec::Dns(server)) => Some(server),
             None => return Err(SandboxError::Resolver),
         };
+        let tls = config.egress_tls.as_ref();
         let spec = airlock_net::process::EgressSpec {
             policy: config.policy.source().clone(),
             dns,
             tls_ports: config.tls_ports.clone(),
+            authority: tls.and_then(|t| t.authority.clone()),
+            roots: tls.map(|t| t.roots.clone()).unwrap_or_default(),
+            secrets: tls.map(|t| t.secrets.clone()).unwrap_or_default(),
         };
         let sink = self.recorder.clone();
-        self.egress = Some(
-            airlock_net::client::spawn(
-                &spec,
-                std::os::fd::OwnedFd::from(listener),
-                &self.state.path().join("egress.log"),
-                move |line| match airlock_net::NetLine::parse(line) {
-                    Some(l) => {
-                        if let Some(r) = sink.get() {
-                            r.record(l.to_event());
-                        }
+        // The gateway asks for fresh credential values on its stdout; they are read on the
+        // host and answered on its stdin.
+        let (refresh_tx, refresh_rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut egress = airlock_net::client::spawn(
+            &spec,
+            std::os::fd::OwnedFd::from(listener),
+            &self.state.path().join("egress.log"),
+            move |line| {
+                if let Some(l) = airlock_net::NetLine::parse(line) {
+                    if let Some(r) = sink.get() {
+                        r.record(l.to_event());
                     }
-                    None => tracing::warn!("malformed line from the egress gateway"),
-                },
-            )
-            .map_err(SandboxError::Egress)?,
-        );
+                } else if let Some(req) = airlock_net::process::RefreshRequest::parse(line) {
+                    let _ = refresh_tx.send(req.refresh);
+                } else {
+                    tracing::warn!("malformed line from the egress gateway");
+                }
+            },
+        )
+        .await
+        .map_err(SandboxError::Egress)?;
+        if let (Some(input), Some(tls)) = (egress.take_input(), tls) {
+            tokio::spawn(
+                answer_refreshes(input, refresh_rx, tls.sources.clone())
+                    .instrument(self.span.clone()),
+            );
+        }
+        self.egress = Some(egress);
+        if let Some(tls) = tls
+            && (!tls.guest_ca.is_empty() || !tls.guest_env.is_empty())
+        {
+            self.control
+                .configure(&tls.guest_ca, &tls.guest_env)
+                .await?;
+        }
         for (i, share) in config.shares.iter().enumerate() {
             let bind = airlock_fs::process::FsBind::new(
                 &config.policy,
@@ -165,4 +188,35 @@ const AGENT_ID: u32 = 1000;
 
 pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
+}
+
+/// Answers the egress gateway's requests for fresh credential values: each source is read
+/// again on the host (a `command:` run again) and the value written to the gateway's stdin.
+async fn answer_refreshes(
+    mut input: tokio::process::ChildStdin,
+    mut requests: tokio::sync::mpsc::UnboundedReceiver<airlock_net::process::RefreshWhat>,
+    sources: std::sync::Arc<Vec<(String, airlock_policy::CredentialSource)>>,
+) {
+    use tokio::io::AsyncWriteExt;
+    while let Some(req) = requests.recv().await {
+        let value = match sources.iter().find(|(n, _)| *n == req.name) {
+            Some((name, source)) => crate::credentials::read(name, source)
+                .await
+                .map_err(|e| e.to_string()),
+            None => Err(format!("no credential named {:?}", req.name)),
+        };
+        if let Err(why) = &value {
+            tracing::warn!(credential = %req.name, %why, "credential could not be read again");
+        } else {
+            tracing::debug!(credential = %req.name, "credential read again");
+        }
+        let answer = airlock_net::process::RefreshAnswer { id: req.id, value };
+        let Ok(mut line) = serde_json::to_vec(&answer) else {
+            continue;
+        };
+        line.push(b'\n');
+        if input.write_all(&line).await.is_err() || input.flush().await.is_err() {
+            return;
+        }
+    }
 }

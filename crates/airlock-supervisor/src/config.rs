@@ -40,6 +40,9 @@ pub struct SandboxConfig {
     pub resolver: Arc<dyn airlock_net::Resolver>,
     /// Ports on which a CONNECT must carry a TLS ClientHello whose SNI names the CONNECT host.
     pub tls_ports: Vec<u16>,
+    /// TLS termination and credentials for the egress gateway, and the CA bundle and
+    /// placeholders the guest gets; `None` when the policy asks for neither.
+    pub egress_tls: Option<crate::credentials::EgressTls>,
 }
 
 /// Guest images resolved for booting.

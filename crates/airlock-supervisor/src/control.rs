@@ -112,6 +112,36 @@ impl Control {
         }
     }
 
+    /// Has the guest trust `ca_pem` and give every later command `env`; waits for the answer.
+    pub async fn configure(
+        &self,
+        ca_pem: &str,
+        env: &[(String, String)],
+    ) -> Result<(), SandboxError> {
+        let id = self.next_id.fetch_add(1, Ordering::SeqCst);
+        let (tx, rx) = oneshot::channel();
+        self.pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id, tx);
+        let req = ControlRequest::Configure {
+            id,
+            ca_pem: ca_pem.to_owned(),
+            env: env.to_vec(),
+        };
+        self.send(&req).await?;
+        match rx.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(message)) => Err(SandboxError::Guest(format!(
+                "installing certificates and credential placeholders: {}",
+                message.escape_debug()
+            ))),
+            Err(_) => Err(SandboxError::Protocol(
+                "control connection lost during configure".into(),
+            )),
+        }
+    }
+
     /// Asks the guest to power off, and waits (up to `limit`) for its goodbye, which comes after
     /// its last process reports, so none is lost at teardown.
     pub async fn shutdown(&self, limit: std::time::Duration) {
@@ -190,8 +220,9 @@ async fn read_events(
             }
         };
         let (id, result) = match event {
-            GuestEvent::Mounted { id } => (id, Ok(())),
-            GuestEvent::MountFailed { id, message } => (id, Err(message)),
+            GuestEvent::Mounted { id } | GuestEvent::Configured { id } => (id, Ok(())),
+            GuestEvent::MountFailed { id, message }
+            | GuestEvent::ConfigureFailed { id, message } => (id, Err(message)),
             GuestEvent::Bye => {
                 bye.notify_one();
                 continue;

@@ -331,6 +331,18 @@ pub async fn prepare(options: &LaunchOptions, base: &Images) -> Result<Launch, L
             Some(opened)
         }
     };
+    let egress_tls = crate::credentials::prepare(&policy)
+        .await
+        .map_err(LaunchError::Credentials)?;
+    if let Some(tls) = &egress_tls
+        && tls.secrets.is_empty()
+        && !tls.skipped.is_empty()
+    {
+        options.notify.note(&format!(
+            "no credential on the host ({} not set): the sandbox gets no key from airlock",
+            tls.skipped.join(", ")
+        ));
+    }
     let id = crate::new_sandbox_id().map_err(LaunchError::Id)?;
     let shares = prepare_shares(&id, &policy, &source, &options.notify)?;
     let has_overlay = shares.iter().any(|s| s.mode == MountMode::Overlay);
@@ -360,6 +372,7 @@ pub async fn prepare(options: &LaunchOptions, base: &Images) -> Result<Launch, L
         id: Some(id.clone()),
         resolver: resolver()?,
         tls_ports: tls_ports()?,
+        egress_tls,
         policy: Arc::new(policy.clone()),
     };
     Ok(Launch {

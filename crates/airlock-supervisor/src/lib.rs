@@ -19,6 +19,7 @@ mod audit;
 mod bind;
 mod config;
 mod control;
+pub mod credentials;
 mod disk;
 mod error;
 mod exec;

@@ -10,6 +10,7 @@
 pub mod audit;
 pub mod models;
 pub mod pty;
+pub mod tls;
 pub mod upstream;
 
 use std::path::{Path, PathBuf};
@@ -22,7 +23,8 @@ pub struct Airlock {
     state: tempfile::TempDir,
     audit: tempfile::TempDir,
     cwd: tempfile::TempDir,
-    /// Holds the daemon socket (`AIRLOCK_SOCKET`), so no test talks to a host daemon.
+    /// Holds the daemon socket (`AIRLOCK_SOCKET`), so no test talks to a host daemon, and the
+    /// egress CA (`AIRLOCK_CA_DIR`).
     sock: tempfile::TempDir,
     /// Agent homes (`AIRLOCK_HOMES_DIR`), so no test reads or leaves one in the user's.
     homes: tempfile::TempDir,
@@ -195,6 +197,7 @@ impl Airlock {
             .env("AIRLOCK_AUDIT_DIR", self.audit.path())
             .env("AIRLOCK_SOCKET", self.socket())
             .env("AIRLOCK_HOMES_DIR", self.homes.path())
+            .env("AIRLOCK_CA_DIR", self.sock.path().join("ca"))
             .current_dir(self.cwd.path())
             .stdin(Stdio::null());
         if let Some(limit) = self.nofile {

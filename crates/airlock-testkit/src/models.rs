@@ -18,7 +18,7 @@ pub use anthropic::{CLAUDE_SHELL_TOOL, FakeAnthropic};
 pub use openai::{CODEX_MODEL, FakeOpenAi};
 
 use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -130,6 +130,7 @@ impl ModelRequest {
 pub struct ModelServer {
     addr: SocketAddr,
     shared: Arc<Shared>,
+    tls: bool,
 }
 
 impl ModelServer {
@@ -138,14 +139,16 @@ impl ModelServer {
         self.addr.port()
     }
 
-    /// `http://IP:PORT`, with 127.0.0.1 when it listens on all addresses.
+    /// `http://IP:PORT` (`https` when it serves TLS), with 127.0.0.1 when it listens on all
+    /// addresses.
     pub fn url(&self) -> String {
         let ip = match self.addr.ip() {
             IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
             IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
             ip => ip,
         };
-        format!("http://{}", SocketAddr::new(ip, self.addr.port()))
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", SocketAddr::new(ip, self.addr.port()))
     }
 
     /// The task it plays.
@@ -174,6 +177,7 @@ impl ModelServer {
         addr: SocketAddr,
         task: Task,
         api: fn(&ModelRequest, &Shared) -> Reply,
+        tls: Option<Arc<rustls::ServerConfig>>,
     ) -> std::io::Result<ModelServer> {
         let listener = TcpListener::bind(addr)?;
         let addr = listener.local_addr()?;
@@ -185,14 +189,30 @@ impl ModelServer {
             ids: AtomicU64::new(1),
         });
         let serving = shared.clone();
+        let is_tls = tls.is_some();
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(conn) = conn else { continue };
+                // A client that stalls must not pin the thread forever.
+                let _ = conn.set_read_timeout(Some(Duration::from_secs(60)));
                 let shared = serving.clone();
-                std::thread::spawn(move || serve(conn, &shared, api));
+                let tls = tls.clone();
+                std::thread::spawn(move || match tls {
+                    None => serve(conn, &shared, api),
+                    Some(config) => {
+                        let Ok(session) = rustls::ServerConnection::new(config) else {
+                            return;
+                        };
+                        serve(rustls::StreamOwned::new(session, conn), &shared, api);
+                    }
+                });
             }
         });
-        Ok(ModelServer { addr, shared })
+        Ok(ModelServer {
+            addr,
+            shared,
+            tls: is_tls,
+        })
     }
 }
 
@@ -294,9 +314,7 @@ const MAX_BODY: usize = 32 << 20;
 const MAX_HEAD: usize = 64 << 10;
 
 /// Serves one connection: one request, one reply, close. Errors only end the connection.
-fn serve(mut conn: TcpStream, shared: &Shared, api: fn(&ModelRequest, &Shared) -> Reply) {
-    // A client that stalls must not pin the thread forever.
-    let _ = conn.set_read_timeout(Some(Duration::from_secs(60)));
+fn serve(mut conn: impl Read + Write, shared: &Shared, api: fn(&ModelRequest, &Shared) -> Reply) {
     let (reply, head_only) = match read_request(&mut conn) {
         Ok(None) => return,
         Ok(Some(req)) => {
@@ -322,7 +340,7 @@ fn serve(mut conn: TcpStream, shared: &Shared, api: fn(&ModelRequest, &Shared) -
 
 /// Reads one request. `Ok(None)` when the client went away before a whole head; `Err` carries
 /// the reply for a malformed or unsupported request.
-fn read_request(conn: &mut TcpStream) -> Result<Option<ModelRequest>, Reply> {
+fn read_request(conn: &mut impl Read) -> Result<Option<ModelRequest>, Reply> {
     let bad = |msg: &str| Reply {
         status: 400,
         content_type: "text/plain",
@@ -389,7 +407,7 @@ fn read_request(conn: &mut TcpStream) -> Result<Option<ModelRequest>, Reply> {
 }
 
 /// Reads a chunked body whose first bytes are `data`; trailers are read and dropped.
-fn read_chunked(conn: &mut TcpStream, data: Vec<u8>) -> Result<Vec<u8>, &'static str> {
+fn read_chunked(conn: &mut dyn Read, data: Vec<u8>) -> Result<Vec<u8>, &'static str> {
     let mut input = Buffered { conn, data, pos: 0 };
     let mut body = Vec::new();
     loop {
@@ -417,7 +435,7 @@ fn read_chunked(conn: &mut TcpStream, data: Vec<u8>) -> Result<Vec<u8>, &'static
 
 /// A connection with the bytes already read from it and how far they were consumed.
 struct Buffered<'a> {
-    conn: &'a mut TcpStream,
+    conn: &'a mut dyn Read,
     data: Vec<u8>,
     pos: usize,
 }

@@ -52,6 +52,7 @@ async fn measure(images: &Images, audit: bool) -> anyhow::Result<(f64, u64)> {
         id: None,
         resolver: airlock_net::system_resolver(),
         tls_ports: vec![443],
+        egress_tls: None,
     };
     let sandbox = Sandbox::start(&config, images).await?;
     let mut times = Vec::new();

@@ -104,6 +104,7 @@ fn main() -> anyhow::Result<()> {
             id: None,
             resolver: airlock_net::system_resolver(),
             tls_ports: vec![443],
+            egress_tls: None,
         };
         let sandbox = Sandbox::start(&config, &images).await?;
         let mut times = Vec::new();

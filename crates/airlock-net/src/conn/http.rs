@@ -75,6 +75,30 @@ impl Conn<'_> {
         if !decision.is_allowed() {
             return self.deny(client, &decision, ev).await;
         }
+        // Credentials are injected only into TLS the gateway terminates: a placeholder in a
+        // plain-HTTP request is a leak attempt wherever it is.
+        if let Some(secrets) = self.shared.secrets() {
+            let in_url = secrets.find(path.as_bytes());
+            let in_header = || {
+                head.headers
+                    .iter()
+                    .find_map(|h| secrets.find_in_header(&h.value))
+            };
+            let found = in_url
+                .map(|s| (s, reason::LEAK_URL))
+                .or_else(|| in_header().map(|s| (s, reason::LEAK_HEADER)));
+            if let Some((secret, why)) = found {
+                tracing::warn!(credential = %secret.credential.name, reason = why, "credential placeholder refused");
+                ev.kind = kind::CREDENTIAL_LEAK_ATTEMPT;
+                ev.credential = Some(secret.credential.name.clone());
+                let d = Decision {
+                    verdict: airlock_policy::Verdict::Deny,
+                    rule: secret.credential.rule.clone(),
+                    reason: why,
+                };
+                return self.deny(client, &d, ev).await;
+            }
+        }
         let Ok(target) = target else {
             let d = invalid_host_decision();
             return self.deny(client, &d, ev).await;

@@ -98,6 +98,7 @@ mod tests {
             bytes_up: 0,
             bytes_down: 0,
             duration_ms: 0,
+            credential: None,
         };
         let reply = String::from_utf8(error_reply(403, "Forbidden", &ev, "")).unwrap();
         let body = "airlock egress gateway: deny (denied, rule network.deny[0] \"b\\u{fc}cher.example\"\\u{d}\\u{a}X: y)\n";

@@ -13,6 +13,7 @@ use tokio::time::{Instant, timeout, timeout_at};
 
 use super::reply::REPLY_TIMEOUT;
 use super::splice::{UpMode, relay};
+use super::terminate::Handoff;
 use super::{Conn, event_host, invalid_host_decision, set};
 use crate::events::{NetDecision, NetEvent};
 use crate::reason;
@@ -69,6 +70,22 @@ impl Conn<'_> {
                 reason::RULE_CONNECT,
                 reason::INCOMPLETE_REQUEST,
             );
+            return;
+        }
+
+        if self.policy.terminates(&target, port) {
+            ev.decision = NetDecision::Allow;
+            ev.rule = decision.rule;
+            ev.reason = decision.reason;
+            *self
+                .handoff
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Handoff {
+                upstream,
+                target,
+                port,
+                pending,
+            });
             return;
         }
 

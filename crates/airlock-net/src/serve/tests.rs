@@ -12,6 +12,7 @@ mod hostile;
 mod http;
 mod listener;
 mod policy;
+mod terminate;
 mod tunnel;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -139,6 +140,7 @@ fn event(
         bytes_up: 0,
         bytes_down: 0,
         duration_ms: 0,
+        credential: None,
     }
 }
 

@@ -110,11 +110,34 @@ impl Ctx<'_> {
                 });
             }
         }
+        let trust_host_ca = last(layers, "network.trust_host_ca", |f| {
+            &f.network.trust_host_ca
+        })
+        .is_some_and(|it| *it.value);
+        let mut extra_ca = Vec::new();
+        for it in all(layers, "network.extra_ca", |f| &f.network.extra_ca) {
+            if let Some(path) = self.host_path(it.src, &it.key, it.value) {
+                extra_ca.push(path);
+            }
+        }
+        let mut passthrough = Vec::new();
+        let mut passthrough_rules = Vec::new();
+        for it in all(layers, "network.passthrough", |f| &f.network.passthrough) {
+            if let Some(endpoint) = self.endpoint(it.src, &it.key, it.value) {
+                passthrough_rules.push(self.rule_name(it.src, &it.key, it.value));
+                passthrough.push(endpoint);
+            }
+        }
+        let credentials = self.credentials(layers, &passthrough, &passthrough_rules);
         NetworkRules {
             default_allow,
             rules,
             allow_private,
             http,
+            credentials,
+            trust_host_ca,
+            extra_ca,
+            passthrough,
         }
     }
 }

@@ -176,7 +176,7 @@ fn valid_user(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-'))
 }
 
-fn valid_env_name(name: &str) -> bool {
+pub(super) fn valid_env_name(name: &str) -> bool {
     name.bytes()
         .next()
         .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')

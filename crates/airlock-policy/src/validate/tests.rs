@@ -12,6 +12,8 @@ use crate::schema::MonitorAction;
 use crate::schema::{MountMode, SeccompProfile};
 use crate::source::Env;
 
+mod credentials;
+
 fn env() -> Env {
     Env {
         home: Some(PathBuf::from(env!("CARGO_MANIFEST_DIR"))),

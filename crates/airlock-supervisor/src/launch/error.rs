@@ -55,6 +55,9 @@ pub enum LaunchError {
     /// The agent's home could not be made.
     #[error("preparing the agent home")]
     Home(#[source] crate::homes::HomeError),
+    /// TLS or a credential could not be prepared.
+    #[error("preparing credentials and TLS for the egress gateway")]
+    Credentials(#[source] crate::credentials::CredentialError),
     /// The policy's `audit.redact` did not compile.
     #[error("compiling audit.redact")]
     Redact(#[source] regex::Error),

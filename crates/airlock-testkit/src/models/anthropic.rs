@@ -34,8 +34,18 @@ impl FakeAnthropic {
     /// Serves `task` on `addr` (port 0 for an ephemeral one).
     pub fn start_on(addr: SocketAddr, task: Task) -> std::io::Result<FakeAnthropic> {
         Ok(FakeAnthropic {
-            server: ModelServer::start(addr, task, route)?,
+            server: ModelServer::start(addr, task, route, None)?,
         })
+    }
+}
+
+impl FakeAnthropic {
+    /// Serves `task` over HTTPS on 127.0.0.1, with a certificate from `ca`.
+    pub fn start_tls(task: Task, ca: &crate::tls::TestCa) -> FakeAnthropic {
+        FakeAnthropic {
+            server: ModelServer::start(default_addr(), task, route, Some(ca.server_config()))
+                .expect("binding the fake Anthropic API"),
+        }
     }
 }
 

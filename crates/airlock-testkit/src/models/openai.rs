@@ -36,7 +36,7 @@ impl FakeOpenAi {
     /// Serves `task` on `addr` (port 0 for an ephemeral one).
     pub fn start_on(addr: SocketAddr, task: Task) -> std::io::Result<FakeOpenAi> {
         Ok(FakeOpenAi {
-            server: ModelServer::start(addr, task, route)?,
+            server: ModelServer::start(addr, task, route, None)?,
         })
     }
 

@@ -94,6 +94,44 @@ pub fn main(_args: &DoctorArgs) -> anyhow::Result<u8> {
         ),
     );
 
+    // Behind a TLS-inspecting proxy the host trusts roots a fresh guest image does not.
+    let extra = airlock_supervisor::credentials::host_extra_roots();
+    if extra.is_empty() {
+        line(
+            "host CA roots",
+            true,
+            "the host trusts no CA beyond the system set".into(),
+        );
+    } else {
+        println!(
+            "warn {:<17} {}",
+            "host CA roots",
+            format_args!(
+                "the host trusts {} CA certificate file(s) beyond the system set ({} or \
+                 SSL_CERT_FILE), which guest images lack: HTTPS from a sandbox through a \
+                 TLS-inspecting proxy fails until the policy sets [network] trust_host_ca = true",
+                extra.len(),
+                airlock_supervisor::credentials::LOCAL_CA_DIR
+            )
+        );
+    }
+    match airlock_supervisor::credentials::authority_dir() {
+        Ok(dir) => line(
+            "egress CA",
+            true,
+            format!(
+                "terminates TLS only to hosts a credential or HTTP rule names; {} ({})",
+                dir.join("ca.pem").display(),
+                if dir.join("ca-key.pem").exists() {
+                    "made"
+                } else {
+                    "made on first use"
+                }
+            ),
+        ),
+        Err(e) => line("egress CA", false, e.to_string()),
+    }
+
     // Protections, as this host will give them; a policy may require them (`sandbox.require`).
     for p in airlock_supervisor::protections::probe() {
         println!(

@@ -228,6 +228,18 @@ fn daemon_route(args: &RunArgs, workspace: &Path) -> Option<DaemonRoute> {
         );
         return None;
     }
+    // Credentials are read from the environment of whoever boots the sandbox: keys set in
+    // this shell must not be looked for in the daemon's.
+    let from_here = policy.credentials().iter().any(|c| {
+        matches!(&c.source, airlock_policy::CredentialSource::Env(name) if std::env::var_os(name).is_some())
+    });
+    if from_here {
+        crate::ui::note!(
+            "airlock: {} takes credentials from this shell's environment, which the daemon cannot see; not using the daemon",
+            loaded.origin
+        );
+        return None;
+    }
     // The API carries paths as UTF-8 text; other paths boot here.
     let policy_origin = match &args.policy {
         Some(file) => Some(std::path::absolute(file).ok()?.to_str()?.to_string()),

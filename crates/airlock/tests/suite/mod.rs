@@ -1,6 +1,7 @@
 mod agents;
 mod agents_tty;
 mod audit;
+mod credentials;
 mod daemon;
 mod fs;
 mod harden;

@@ -1,0 +1,295 @@
+//! HTTPS through the egress gateway on loopback, in one run: direct to the origin, through a
+//! CONNECT tunnel the gateway passes through (SNI check, splice), and through a tunnel whose
+//! TLS the gateway terminates (leaf certificate, upstream TLS verified, the request decided and
+//! a credential written into it). Run by `bench/egress.sh`
+//! (`cargo bench -p airlock-net --bench tls`); prints a Markdown table.
+//!
+//! - throughput: one 100 MB response on one connection;
+//! - latency: median of 200 small GETs, each on a new connection (TCP, CONNECT, TLS handshake
+//!   and the request).
+//!
+//! Without `--bench` (as under `cargo test --benches`) it runs a quick smoke version.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use airlock_net::secrets::{SecretSpec, Secrets};
+use airlock_net::tls::{self, Authority};
+use airlock_net::{Gateway, NoEvents, Termination, system_resolver};
+use airlock_policy::Target;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const SMALL_BODY: &[u8] = b"ok";
+const PLACEHOLDER: &str = "airlock-bench-0123456789abcdef0123456789abcdef";
+
+#[derive(Clone, Copy, PartialEq)]
+enum Route {
+    Direct,
+    Passthrough,
+    Terminated,
+}
+
+struct Setup {
+    /// Passed through by the gateway.
+    plain_origin: SocketAddr,
+    /// Terminated by the gateway (a credential names it).
+    term_origin: SocketAddr,
+    gateway: SocketAddr,
+    /// What the client trusts: the origin CA and the sandbox CA.
+    client: Arc<rustls::ClientConfig>,
+    big: u64,
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let full = std::env::args().any(|a| a == "--bench");
+    let (big, requests, repeats) = if full {
+        (100_000_000u64, 200usize, 3usize)
+    } else {
+        (1_000_000, 5, 1)
+    };
+    let origin_ca = Authority::generate().unwrap();
+    let origin_tls = Authority::from_pem(&origin_ca)
+        .unwrap()
+        .server_config(&Target::parse("127.0.0.1").unwrap(), &[tls::HTTP11])
+        .unwrap();
+    let plain_origin = start_origin(big, origin_tls.clone()).await;
+    let term_origin = start_origin(big, origin_tls).await;
+    let (p1, p2) = (plain_origin.port(), term_origin.port());
+    let policy_text = format!(
+        r#"[network]
+allow = ["127.0.0.1:{p1}", "127.0.0.1:{p2}"]
+allow_private = true
+[[network.credentials]]
+name = "bench"
+host = "127.0.0.1:{p2}"
+header = "x-api-key"
+source = "env:BENCH_KEY"
+"#
+    );
+    let policy = airlock_policy::load_str(&policy_text, Path::new("bench.toml")).unwrap();
+    let gw = Gateway::new(
+        Arc::new(policy.clone()),
+        system_resolver(),
+        Arc::new(NoEvents),
+    );
+    let sandbox_ca = Authority::generate().unwrap();
+    gw.set_termination(Termination::new(
+        Authority::from_pem(&sandbox_ca).unwrap(),
+        Arc::new(tls::roots(std::slice::from_ref(&origin_ca.cert)).0),
+        Arc::new(Secrets::new(
+            &policy,
+            vec![SecretSpec {
+                name: "bench".into(),
+                placeholder: PLACEHOLDER.into(),
+                value: Some("sk-bench-value".into()),
+            }],
+            None,
+        )),
+    ));
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+    let gateway = listener.local_addr().unwrap();
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let serving = gw.clone();
+    let task = tokio::spawn(async move { serving.serve_tcp(listener, rx).await });
+    let roots = tls::roots(&[origin_ca.cert.clone(), sandbox_ca.cert.clone()]).0;
+    let setup = Setup {
+        plain_origin,
+        term_origin,
+        gateway,
+        client: tls::client_config(Arc::new(roots), &[tls::HTTP11]).unwrap(),
+        big,
+    };
+
+    let mb = big as f64 / 1e6;
+    let mut rows = Vec::new();
+    let mut t = Vec::new();
+    for route in [Route::Direct, Route::Passthrough, Route::Terminated] {
+        t.push(throughput(&setup, route, repeats).await);
+    }
+    rows.push((
+        format!("GET {mb:.0} MB over HTTPS (MB/s)"),
+        t.iter().map(|d| mb / d.as_secs_f64()).collect::<Vec<_>>(),
+    ));
+    let mut l = Vec::new();
+    for route in [Route::Direct, Route::Passthrough, Route::Terminated] {
+        l.push(latency(&setup, route, requests).await);
+    }
+    rows.push((
+        format!("small HTTPS GET, new connection: median of {requests} (µs)"),
+        l.iter().map(|d| d.as_secs_f64() * 1e6).collect(),
+    ));
+
+    println!(
+        "HTTPS through the egress gateway: direct vs CONNECT passthrough vs terminated, loopback, {} cores",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    println!();
+    println!("| measure | direct | passthrough | terminated | terminated/passthrough |");
+    println!("|---|---:|---:|---:|---:|");
+    for (name, v) in rows {
+        println!(
+            "| {name} | {:.1} | {:.1} | {:.1} | {:.2} |",
+            v[0],
+            v[1],
+            v[2],
+            v[2] / v[1]
+        );
+    }
+    let c = gw.counters();
+    assert_eq!(
+        c.denied + c.errors,
+        0,
+        "every benchmark request must be allowed"
+    );
+    stop.send(true).unwrap();
+    task.await.unwrap();
+}
+
+async fn throughput(setup: &Setup, route: Route, repeats: usize) -> Duration {
+    let mut times = Vec::new();
+    for _ in 0..repeats {
+        let started = Instant::now();
+        let body = fetch(setup, route, "/big").await;
+        times.push(started.elapsed());
+        assert_eq!(body, setup.big, "short transfer");
+    }
+    median(times)
+}
+
+async fn latency(setup: &Setup, route: Route, n: usize) -> Duration {
+    let mut times = Vec::with_capacity(n);
+    for _ in 0..n {
+        let started = Instant::now();
+        let body = fetch(setup, route, "/small").await;
+        times.push(started.elapsed());
+        assert_eq!(body, SMALL_BODY.len() as u64);
+    }
+    median(times)
+}
+
+fn median(mut times: Vec<Duration>) -> Duration {
+    times.sort();
+    times[times.len() / 2]
+}
+
+/// Fetches `path` over TLS on the route; returns the body length.
+async fn fetch(setup: &Setup, route: Route, path: &str) -> u64 {
+    let origin = if route == Route::Terminated {
+        setup.term_origin
+    } else {
+        setup.plain_origin
+    };
+    let tcp = match route {
+        Route::Direct => TcpStream::connect(origin).await.unwrap(),
+        _ => {
+            let mut s = TcpStream::connect(setup.gateway).await.unwrap();
+            s.set_nodelay(true).unwrap();
+            s.write_all(format!("CONNECT {origin} HTTP/1.1\r\nHost: {origin}\r\n\r\n").as_bytes())
+                .await
+                .unwrap();
+            let want = b"HTTP/1.1 200 Connection established\r\n\r\n";
+            let mut got = vec![0u8; want.len()];
+            s.read_exact(&mut got).await.unwrap();
+            assert_eq!(&got[..], want);
+            s
+        }
+    };
+    tcp.set_nodelay(true).unwrap();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let mut s = tokio_rustls::TlsConnector::from(setup.client.clone())
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {origin}\r\nx-api-key: {PLACEHOLDER}\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(request.as_bytes()).await.unwrap();
+    read_response(&mut s).await
+}
+
+/// Reads one response with a `Content-Length`; returns the body length.
+async fn read_response<S: AsyncRead + Unpin>(s: &mut S) -> u64 {
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut head = Vec::new();
+    let (mut body, want) = loop {
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed before the head");
+        head.extend_from_slice(&buf[..n]);
+        if let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+            let text = String::from_utf8_lossy(&head[..end]).to_ascii_lowercase();
+            assert!(text.starts_with("http/1.1 200 "), "{text}");
+            let len: u64 = text
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap();
+            break ((head.len() - end - 4) as u64, len);
+        }
+    };
+    while body < want {
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(n > 0, "short body");
+        body += n as u64;
+    }
+    body
+}
+
+/// An HTTPS origin: `GET /big` answers `big` bytes, anything else [`SMALL_BODY`].
+async fn start_origin(big: u64, config: Arc<rustls::ServerConfig>) -> SocketAddr {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    tokio::spawn(async move {
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            tcp.set_nodelay(true).unwrap();
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut s) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                serve_one(&mut s, big).await;
+            });
+        }
+    });
+    addr
+}
+
+async fn serve_one<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S, big: u64) {
+    let mut head = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match s.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => head.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let is_big = head.starts_with(b"GET /big ");
+    let len = if is_big { big } else { SMALL_BODY.len() as u64 };
+    let reply = format!("HTTP/1.1 200 OK\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n");
+    if s.write_all(reply.as_bytes()).await.is_err() {
+        return;
+    }
+    if is_big {
+        let block = vec![0x61u8; 256 * 1024];
+        let mut left = big;
+        while left > 0 {
+            let n = left.min(block.len() as u64) as usize;
+            if s.write_all(&block[..n]).await.is_err() {
+                return;
+            }
+            left -= n as u64;
+        }
+    } else if s.write_all(SMALL_BODY).await.is_err() {
+        return;
+    }
+    let _ = s.flush().await;
+    let _ = s.shutdown().await;
+}
