@@ -315,13 +315,14 @@ impl Proxy {
             tokio::spawn(async move {
                 match tokio::try_join!(guest, upstream) {
                     Ok((g, u)) => {
-                        let mut g = hyper_util::rt::TokioIo::new(g);
-                        let mut u = hyper_util::rt::TokioIo::new(u);
-                        let moved = tokio::io::copy_bidirectional(&mut g, &mut u).await;
-                        if let Ok((up, down)) = moved {
-                            ev.bytes_up = up;
-                            ev.bytes_down = down;
-                        }
+                        let (up, down) = splice_counted(
+                            hyper_util::rt::TokioIo::new(g),
+                            hyper_util::rt::TokioIo::new(u),
+                            &proxy.shared,
+                        )
+                        .await;
+                        ev.bytes_up = up;
+                        ev.bytes_down = down;
                     }
                     Err(e) => tracing::debug!(error = %e, "upgrade failed"),
                 }
@@ -350,6 +351,55 @@ impl Proxy {
         let body = Counted::new(body, self.progress.clone(), self.shared.clone(), record);
         Ok(Response::from_parts(parts, body.boxed_unsync()))
     }
+}
+
+/// Moves bytes both ways until each side has finished or failed; returns the bytes moved
+/// guest → upstream and upstream → guest (counted as they move, so a reset loses none).
+async fn splice_counted<G, U>(guest: G, upstream: U, shared: &Shared) -> (u64, u64)
+where
+    G: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    U: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut gr, mut gw) = tokio::io::split(guest);
+    let (mut ur, mut uw) = tokio::io::split(upstream);
+    let up = async {
+        let mut buf = vec![0u8; 16 * 1024];
+        let mut n_total = 0u64;
+        while let Ok(n) = gr.read(&mut buf).await {
+            if n == 0
+                || uw
+                    .write_all(buf.get(..n).unwrap_or_default())
+                    .await
+                    .is_err()
+            {
+                break;
+            }
+            n_total = n_total.saturating_add(u64::try_from(n).unwrap_or(u64::MAX));
+            shared.stats.add_up(n);
+        }
+        let _ = uw.shutdown().await;
+        n_total
+    };
+    let down = async {
+        let mut buf = vec![0u8; 16 * 1024];
+        let mut n_total = 0u64;
+        while let Ok(n) = ur.read(&mut buf).await {
+            if n == 0
+                || gw
+                    .write_all(buf.get(..n).unwrap_or_default())
+                    .await
+                    .is_err()
+            {
+                break;
+            }
+            n_total = n_total.saturating_add(u64::try_from(n).unwrap_or(u64::MAX));
+            shared.stats.add_down(n);
+        }
+        let _ = gw.shutdown().await;
+        n_total
+    };
+    tokio::join!(up, down)
 }
 
 fn is_upgrade(req: &Request<Incoming>) -> bool {

@@ -29,6 +29,45 @@ struct Upstream {
     addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
     ca: tls::AuthorityPem,
+    /// Lets `/sse` send its second event.
+    gate: Arc<tokio::sync::Notify>,
+}
+
+type TestBody = http_body_util::combinators::UnsyncBoxBody<Bytes, std::convert::Infallible>;
+
+fn boxed(b: impl Into<Bytes>) -> TestBody {
+    Full::new(b.into()).boxed_unsync()
+}
+
+/// A body fed by a channel: each message is a frame, sent as it comes.
+struct Chan(tokio::sync::mpsc::Receiver<Bytes>);
+
+impl hyper::body::Body for Chan {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|m| m.map(|b| Ok(hyper::body::Frame::data(b))))
+    }
+}
+
+/// Server-sent events: the first now, the second once `gate` is notified.
+fn sse(gate: Arc<tokio::sync::Notify>) -> Response<TestBody> {
+    let (tx, rx) = tokio::sync::mpsc::channel(2);
+    tokio::spawn(async move {
+        let _ = tx.send(Bytes::from_static(b"data: first\n\n")).await;
+        gate.notified().await;
+        let _ = tx.send(Bytes::from_static(b"data: second\n\n")).await;
+    });
+    Response::builder()
+        .header("content-type", "text/event-stream")
+        .body(Chan(rx).boxed_unsync())
+        .unwrap()
 }
 
 impl Upstream {
@@ -43,6 +82,8 @@ impl Upstream {
         let addr = listener.local_addr().unwrap();
         let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
         let log = seen.clone();
+        let gate = Arc::new(tokio::sync::Notify::new());
+        let sse_gate = gate.clone();
         tokio::spawn(async move {
             loop {
                 let Ok((tcp, _)) = listener.accept().await else {
@@ -50,14 +91,22 @@ impl Upstream {
                 };
                 let acceptor = tokio_rustls::TlsAcceptor::from(config.clone());
                 let log = log.clone();
+                let sse_gate = sse_gate.clone();
                 tokio::spawn(async move {
                     let Ok(tls) = acceptor.accept(tcp).await else {
                         return;
                     };
-                    let svc =
-                        hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                    let svc = hyper::service::service_fn(
+                        move |mut req: Request<hyper::body::Incoming>| {
                             let log = log.clone();
+                            let sse_gate = sse_gate.clone();
                             async move {
+                                if req.headers().contains_key("upgrade") {
+                                    return Ok(echo_upgrade(&mut req));
+                                }
+                                if req.uri().path() == "/sse" {
+                                    return Ok(sse(sse_gate));
+                                }
                                 let header = |n: &str| {
                                     req.headers()
                                         .get(n)
@@ -75,24 +124,51 @@ impl Upstream {
                                 match body {
                                     Ok(b) => seen.body = b.to_bytes().to_vec(),
                                     // The gateway broke the body off: nothing of it counts.
-                                    Err(_) => return Err::<Response<Full<Bytes>>, _>("cut"),
+                                    Err(_) => return Err::<Response<TestBody>, _>("cut"),
                                 }
                                 log.lock().unwrap().push(seen);
-                                Ok(Response::new(Full::new(Bytes::from_static(b"upstream ok"))))
+                                Ok(Response::new(boxed(Bytes::from_static(b"upstream ok"))))
                             }
-                        });
+                        },
+                    );
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(tls), svc)
+                        .serve_connection_with_upgrades(TokioIo::new(tls), svc)
                         .await;
                 });
             }
         });
-        Upstream { addr, seen, ca }
+        Upstream {
+            addr,
+            seen,
+            ca,
+            gate,
+        }
     }
 
     fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
     }
+}
+
+/// Answers a WebSocket-style upgrade with `101` and echoes the bytes that follow.
+fn echo_upgrade(req: &mut Request<hyper::body::Incoming>) -> Response<TestBody> {
+    let on = hyper::upgrade::on(req);
+    tokio::spawn(async move {
+        let Ok(up) = on.await else { return };
+        let mut io = TokioIo::new(up);
+        let mut buf = [0u8; 64];
+        while let Ok(n) = io.read(&mut buf).await {
+            if n == 0 || io.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+        }
+    });
+    Response::builder()
+        .status(101)
+        .header("connection", "upgrade")
+        .header("upgrade", "websocket")
+        .body(boxed(Bytes::new()))
+        .unwrap()
 }
 
 /// Hands out scripted values, counting the asks.
@@ -213,7 +289,7 @@ impl Client {
             Client::H2(send)
         } else {
             let (send, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
-            tokio::spawn(conn);
+            tokio::spawn(conn.with_upgrades());
             Client::H1(send)
         }
     }
@@ -404,4 +480,101 @@ async fn an_upstream_certificate_that_does_not_verify_closes_the_tunnel() {
         ("egress.tls", crate::reason::UPSTREAM_TLS)
     );
     assert!(s.up.seen().is_empty());
+}
+
+#[tokio::test]
+async fn an_upgrade_becomes_a_byte_stream_both_ways() {
+    let s = setup(true).await;
+    let port = s.up.addr.port();
+    let Client::H1(mut send) = Client::open(&s, &[tls::HTTP11]).await else {
+        panic!("HTTP/1.1 was offered alone");
+    };
+    let req = Request::builder()
+        .uri("/ws")
+        .header("host", format!("127.0.0.1:{port}"))
+        .header("connection", "upgrade")
+        .header("upgrade", "websocket")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 101);
+    let mut io = TokioIo::new(hyper::upgrade::on(resp).await.unwrap());
+    for msg in [&b"ping"[..], b"second frame"] {
+        io.write_all(msg).await.unwrap();
+        let mut got = vec![0u8; msg.len()];
+        tokio::time::timeout(WAIT, io.read_exact(&mut got))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got, msg);
+    }
+    drop(io);
+    let ev = of_kind(&s.h, kind::NET_HTTP, 1).await;
+    assert_eq!(ev[0].status, Some(101));
+    assert_eq!(ev[0].path.as_deref(), Some("/ws"));
+    assert!(
+        ev[0].bytes_up >= 16 && ev[0].bytes_down >= 16,
+        "{:?}",
+        ev[0]
+    );
+}
+
+#[tokio::test]
+async fn a_client_that_refuses_the_gateway_certificate_is_recorded() {
+    // A pinning client, or one that does not trust the sandbox CA: it trusts only the
+    // origin's own CA.
+    let s = setup(true).await;
+    let mut tcp = TcpStream::connect(s.h.addr).await.unwrap();
+    let port = s.up.addr.port();
+    tcp.write_all(format!("CONNECT 127.0.0.1:{port} HTTP/1.1\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut head = [0u8; 39];
+    tcp.read_exact(&mut head).await.unwrap();
+    let pinned = Arc::new(tls::roots(std::slice::from_ref(&s.up.ca.cert)).0);
+    let config = tls::client_config(pinned, &[tls::HTTP11]).unwrap();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let r = tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await;
+    assert!(r.is_err());
+    let ev = s.h.event(0).await;
+    assert_eq!(ev.kind, kind::NET_CONNECT);
+    assert_eq!(ev.decision, NetDecision::Error);
+    assert_eq!(
+        (ev.rule.as_str(), ev.reason),
+        ("egress.tls", crate::reason::GUEST_TLS)
+    );
+    assert!(s.up.seen().is_empty());
+}
+
+#[tokio::test]
+async fn server_sent_events_stream_through_unbuffered() {
+    let s = setup(true).await;
+    let port = s.up.addr.port();
+    for alpn in [&[tls::HTTP11][..], &[tls::H2, tls::HTTP11][..]] {
+        let mut c = Client::open(&s, alpn).await;
+        let uri = match &c {
+            Client::H1(_) => "/sse".to_owned(),
+            Client::H2(_) => format!("https://127.0.0.1:{port}/sse"),
+        };
+        let req = Request::builder()
+            .uri(uri)
+            .header("host", format!("127.0.0.1:{port}"))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let resp = match &mut c {
+            Client::H1(send) => send.send_request(req).await,
+            Client::H2(send) => send.send_request(req).await,
+        }
+        .unwrap();
+        let mut body = resp.into_body();
+        // The first event arrives while the origin still holds the second.
+        let first = tokio::time::timeout(WAIT, body.frame()).await.unwrap();
+        let first = first.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(&first[..], b"data: first\n\n");
+        s.up.gate.notify_one();
+        let rest = tokio::time::timeout(WAIT, body.collect()).await.unwrap();
+        assert_eq!(&rest.unwrap().to_bytes()[..], b"data: second\n\n");
+    }
 }
