@@ -38,8 +38,8 @@ pub enum TlsError {
     Pem(String),
 }
 
-/// The authority's certificate and key, as PEM.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// The authority's certificate and key, as PEM. `Debug` shows neither.
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthorityPem {
     /// The CA certificate (goes to the guest's trust stores).
@@ -48,9 +48,9 @@ pub struct AuthorityPem {
     pub key: String,
 }
 
-impl std::fmt::Display for AuthorityPem {
+impl std::fmt::Debug for AuthorityPem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("[CA certificate and key]")
+        f.write_str("AuthorityPem([CA certificate and key])")
     }
 }
 

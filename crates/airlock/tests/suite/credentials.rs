@@ -104,6 +104,8 @@ echo "placeholder-set=$(test -n "$ANTHROPIC_API_KEY" && echo yes)"
     let out = a
         .command([
             "run",
+            // Keep the state dir (gateway logs, console, the guest's disk) to search it too.
+            "--keep",
             "--agent",
             "claude-code",
             "--policy",
@@ -124,6 +126,7 @@ echo "placeholder-set=$(test -n "$ANTHROPIC_API_KEY" && echo yes)"
             &script,
         ])
         .env("AIRLOCK_TEST_ANTHROPIC_KEY", &key)
+        .env("AIRLOCK_LOG", "debug")
         .output()
         .unwrap();
     let stdout = text(&out.stdout);
