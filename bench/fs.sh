@@ -86,7 +86,9 @@ INIT
   for _ in $(seq 100); do [ -S "$work/vfs.sock" ] && break; sleep 0.1; done
   accel=tcg,thread=multi
   "$AIRLOCK" doctor 2>/dev/null | grep -q '^ok   accelerator *kvm' && accel=kvm
+  # libvhost-user (QEMU's virtiofsd) serves modern virtio only; microvm defaults to legacy mmio.
   qemu-system-x86_64 -M microvm,x-option-roms=off,isa-serial=on,rtc=on,acpi=off,memory-backend=mem \
+    -global virtio-mmio.force-legacy=false \
     -object memory-backend-memfd,id=mem,size=3G,share=on -accel "$accel" -cpu max -m 3G -smp 1 \
     -nodefaults -no-user-config -nographic -serial stdio -no-reboot \
     -chardev socket,id=fs,path="$work/vfs.sock" -device vhost-user-fs-device,chardev=fs,tag=ws \

@@ -36,7 +36,17 @@ pub fn create(path: &Path, bytes: u64) -> Result<PathBuf, SandboxError> {
     let out = Command::new(&mkfs)
         // One inode per 8 KiB (mkfs's default is 16 KiB): agents fill guest disks with many
         // small files (node_modules, caches); a 2 GiB disk then holds 262,144 of them.
-        .args(["-q", "-F", "-m", "0", "-i", "8192", "-O", "^has_journal", "-E"])
+        .args([
+            "-q",
+            "-F",
+            "-m",
+            "0",
+            "-i",
+            "8192",
+            "-O",
+            "^has_journal",
+            "-E",
+        ])
         .arg("lazy_itable_init=1,root_owner=0:0")
         .arg(path)
         .output()

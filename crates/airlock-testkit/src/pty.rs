@@ -476,9 +476,18 @@ mod tests {
         )
         .unwrap();
         assert!(pty.wait_for("ready", T), "{:?}", pty.text());
-        pty.send(b"\x03");
+        // On a loaded host the shell may not be waiting yet when the first ^C lands; a user
+        // presses it again too.
+        let mut interrupted = false;
+        for _ in 0..10 {
+            pty.send(b"\x03");
+            if pty.wait_for("got-int", Duration::from_secs(2)) {
+                interrupted = true;
+                break;
+            }
+        }
+        assert!(interrupted, "{:?}", pty.text());
         assert!(pty.wait_for("after", T), "{:?}", pty.text());
-        assert!(pty.text().contains("got-int"), "{:?}", pty.text());
         assert_eq!(pty.wait_exit(T).unwrap().code(), Some(7));
     }
 
