@@ -243,6 +243,28 @@ echo "placeholder-set=$(test -n "$ANTHROPIC_API_KEY" && echo yes)"
             "a minted token is in the {what}"
         );
     }
+    // Nor any file the run left on the host: gateway and engine logs (at debug level), the
+    // console, the guest's disk image (once every process of the run is gone).
+    a.assert_processes_gone();
+    let found = std::process::Command::new("grep")
+        .args(["-rlaF", "-e", &key, "-e", "minted-"])
+        .arg(a.state_dir())
+        .output()
+        .unwrap();
+    assert_eq!(
+        found.status.code(),
+        Some(1),
+        "found in: {}",
+        text(&found.stdout)
+    );
+    for entry in std::fs::read_dir(a.state_dir()).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            std::fs::remove_dir_all(&path).unwrap();
+        } else {
+            std::fs::remove_file(&path).unwrap();
+        }
+    }
     a.assert_clean();
 }
 
