@@ -87,29 +87,14 @@ impl Control {
 
     /// Asks the guest to mount virtio-fs `tag` at `path` and waits for the answer.
     pub async fn mount(&self, tag: &str, path: &str, read_only: bool) -> Result<(), SandboxError> {
-        let id = self.next_id.fetch_add(1, Ordering::SeqCst);
-        let (tx, rx) = oneshot::channel();
-        self.pending
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(id, tx);
-        let req = ControlRequest::Mount {
+        let what = format!("mounting {tag} at {path}");
+        self.ask(&what, |id| ControlRequest::Mount {
             id,
             tag: tag.to_string(),
             path: path.to_string(),
             read_only,
-        };
-        self.send(&req).await?;
-        match rx.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(message)) => Err(SandboxError::Guest(format!(
-                "mounting {tag} at {path}: {}",
-                message.escape_debug()
-            ))),
-            Err(_) => Err(SandboxError::Protocol(
-                "control connection lost during mount".into(),
-            )),
-        }
+        })
+        .await
     }
 
     /// Has the guest trust `ca_pem` and give every later command `env`; waits for the answer.
@@ -118,27 +103,37 @@ impl Control {
         ca_pem: &str,
         env: &[(String, String)],
     ) -> Result<(), SandboxError> {
+        let what = "installing certificates and credential placeholders";
+        self.ask(what, |id| ControlRequest::Configure {
+            id,
+            ca_pem: ca_pem.to_owned(),
+            env: env.to_vec(),
+        })
+        .await
+    }
+
+    /// Sends the request `make` builds with a fresh id and waits for the guest's answer to it.
+    async fn ask(
+        &self,
+        what: &str,
+        make: impl FnOnce(u32) -> ControlRequest,
+    ) -> Result<(), SandboxError> {
         let id = self.next_id.fetch_add(1, Ordering::SeqCst);
         let (tx, rx) = oneshot::channel();
         self.pending
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(id, tx);
-        let req = ControlRequest::Configure {
-            id,
-            ca_pem: ca_pem.to_owned(),
-            env: env.to_vec(),
-        };
-        self.send(&req).await?;
+        self.send(&make(id)).await?;
         match rx.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(message)) => Err(SandboxError::Guest(format!(
-                "installing certificates and credential placeholders: {}",
+                "{what}: {}",
                 message.escape_debug()
             ))),
-            Err(_) => Err(SandboxError::Protocol(
-                "control connection lost during configure".into(),
-            )),
+            Err(_) => Err(SandboxError::Protocol(format!(
+                "control connection lost while {what}"
+            ))),
         }
     }
 

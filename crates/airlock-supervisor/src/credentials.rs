@@ -241,11 +241,8 @@ pub fn authority_dir() -> Result<PathBuf, CredentialError> {
     if let Some(d) = std::env::var_os("AIRLOCK_CA_DIR") {
         return Ok(PathBuf::from(d));
     }
-    if let Some(d) = std::env::var_os("XDG_DATA_HOME") {
-        return Ok(PathBuf::from(d).join("airlock/ca"));
-    }
-    std::env::var_os("HOME")
-        .map(|h| PathBuf::from(h).join(".local/share/airlock/ca"))
+    crate::homes::data_dir()
+        .map(|d| d.join("ca"))
         .ok_or(CredentialError::NoDir)
 }
 

@@ -47,12 +47,15 @@ pub fn homes_dir() -> Result<PathBuf, HomeError> {
     if let Some(d) = std::env::var_os("AIRLOCK_HOMES_DIR") {
         return Ok(PathBuf::from(d));
     }
+    data_dir().map(|d| d.join("homes")).ok_or(HomeError::NoDir)
+}
+
+/// airlock's data directory: `$XDG_DATA_HOME/airlock`, else `~/.local/share/airlock`.
+pub(crate) fn data_dir() -> Option<PathBuf> {
     if let Some(d) = std::env::var_os("XDG_DATA_HOME") {
-        return Ok(PathBuf::from(d).join("airlock/homes"));
+        return Some(PathBuf::from(d).join("airlock"));
     }
-    std::env::var_os("HOME")
-        .map(|h| PathBuf::from(h).join(".local/share/airlock/homes"))
-        .ok_or(HomeError::NoDir)
+    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share/airlock"))
 }
 
 /// What the `.json` beside a home records.

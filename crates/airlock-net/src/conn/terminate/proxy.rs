@@ -360,46 +360,37 @@ where
     G: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     U: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let (mut gr, mut gw) = tokio::io::split(guest);
     let (mut ur, mut uw) = tokio::io::split(upstream);
-    let up = async {
-        let mut buf = vec![0u8; 16 * 1024];
-        let mut n_total = 0u64;
-        while let Ok(n) = gr.read(&mut buf).await {
-            if n == 0
-                || uw
-                    .write_all(buf.get(..n).unwrap_or_default())
-                    .await
-                    .is_err()
-            {
-                break;
-            }
-            n_total = n_total.saturating_add(u64::try_from(n).unwrap_or(u64::MAX));
-            shared.stats.add_up(n);
-        }
-        let _ = uw.shutdown().await;
-        n_total
-    };
-    let down = async {
-        let mut buf = vec![0u8; 16 * 1024];
-        let mut n_total = 0u64;
-        while let Ok(n) = ur.read(&mut buf).await {
-            if n == 0
-                || gw
-                    .write_all(buf.get(..n).unwrap_or_default())
-                    .await
-                    .is_err()
-            {
-                break;
-            }
-            n_total = n_total.saturating_add(u64::try_from(n).unwrap_or(u64::MAX));
-            shared.stats.add_down(n);
-        }
-        let _ = gw.shutdown().await;
-        n_total
-    };
+    let up = pump(&mut gr, &mut uw, |n| shared.stats.add_up(n));
+    let down = pump(&mut ur, &mut gw, |n| shared.stats.add_down(n));
     tokio::join!(up, down)
+}
+
+/// Copies `from` to `to` until either ends, then shuts `to` down; returns the bytes copied,
+/// each chunk also reported to `moved`.
+async fn pump<R, W>(from: &mut R, to: &mut W, moved: impl Fn(usize)) -> u64
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut total = 0u64;
+    while let Ok(n) = from.read(&mut buf).await {
+        if n == 0
+            || to
+                .write_all(buf.get(..n).unwrap_or_default())
+                .await
+                .is_err()
+        {
+            break;
+        }
+        total = total.saturating_add(u64::try_from(n).unwrap_or(u64::MAX));
+        moved(n);
+    }
+    let _ = to.shutdown().await;
+    total
 }
 
 fn is_upgrade(req: &Request<Incoming>) -> bool {
