@@ -8,7 +8,9 @@
 //! follows [`Fsync`]. One appender per log: the log is locked (`flock`, exclusive) while open.
 //!
 //! **Resume.** Opening an existing log reads its last complete line, checks that record's
-//! hash and continues after it. An incomplete last line (crash mid-write) is cut off, logged,
+//! hash and continues after it. A log whose last record is another sandbox's was written by an
+//! earlier run (a fixed `audit.path`): the chain goes on across runs, and the new run's first
+//! record is `audit.run`, naming the run before it. An incomplete last line (crash mid-write) is cut off, logged,
 //! reported in [`Opened`] and recorded in the chain as an `audit.recovered` record; complete
 //! records are never removed. An incomplete last line that is in fact a whole valid record
 //! missing only its `\n` is kept and completed.
@@ -68,6 +70,8 @@ pub struct Chain {
     len: u64,
     broken: bool,
     checkpoints: Option<Checkpointer>,
+    /// The sandbox of the log's last record when it was another one (set on resume).
+    previous_run: Option<String>,
 }
 
 impl std::fmt::Debug for Chain {
@@ -120,6 +124,7 @@ impl Chain {
             len,
             broken: false,
             checkpoints: None,
+            previous_run: None,
         };
         let truncated_bytes = chain.resume(len)?;
         let mut opened = Opened {
@@ -131,6 +136,11 @@ impl Chain {
             let (cp, cut) = chain.open_checkpoints(path, key, options.checkpoints)?;
             chain.checkpoints = Some(cp);
             opened.checkpoint_truncated_bytes = cut;
+        }
+        // A new run says so first, so every record after it (a recovery note too) is its own.
+        if let Some(previous) = chain.previous_run.take() {
+            opened.previous_run = Some(previous.clone());
+            chain.record_new_run(&previous)?;
         }
         if opened.truncated_bytes > 0 || opened.checkpoint_truncated_bytes > 0 {
             chain.record_recovery(&opened)?;

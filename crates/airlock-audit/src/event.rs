@@ -87,6 +87,8 @@ pub mod kind {
     /// The appender reopened a log whose last line was incomplete and cut it off; `count`
     /// is the number of bytes removed.
     pub const AUDIT_RECOVERED: &str = "audit.recovered";
+    /// A new run continues a log an earlier run wrote (its first record).
+    pub const AUDIT_RUN: &str = "audit.run";
 }
 
 /// Whether a kind is well formed: at least two dot-separated segments of `[a-z0-9_]`.

@@ -36,4 +36,4 @@ pub use sink::{
     SinkOptions, spawn,
 };
 pub use time::{Timestamp, TimestampError};
-pub use verify::{AuditFile, IncompleteTail, Report, VerifyError, VerifyErrorKind, verify};
+pub use verify::{AuditFile, IncompleteTail, Report, Run, VerifyError, VerifyErrorKind, verify};

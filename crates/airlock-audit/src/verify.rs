@@ -16,7 +16,7 @@ use std::io::{self, BufReader, Read as _};
 use std::path::Path;
 
 use crate::checkpoint::{Checkpoint, CheckpointError, PublicKey};
-use crate::event::{Record, RecordError, ZERO_HASH};
+use crate::event::{Record, RecordError, ZERO_HASH, kind};
 
 /// Which file an error is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +81,21 @@ pub struct Report {
     pub tail_incomplete: Option<IncompleteTail>,
     /// Bytes of an incomplete last checkpoint line.
     pub checkpoint_tail_incomplete: Option<u64>,
+    /// The runs that wrote the log, in order: one unless a fixed `audit.path` served several.
+    pub runs: Vec<Run>,
+}
+
+/// The records one sandbox's run appended to a log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Run {
+    /// The sandbox id.
+    pub sandbox: String,
+    /// Seq of its first record (an `audit.run` record unless it is the log's first run).
+    pub first_seq: u64,
+    /// Seq of its last record.
+    pub last_seq: u64,
+    /// A final checkpoint covers its last record: the run closed its log cleanly.
+    pub sealed: bool,
 }
 
 impl fmt::Display for Report {
@@ -107,6 +122,23 @@ impl fmt::Display for Report {
                     f,
                     " (records after seq {} are unsigned)",
                     self.last_checkpoint_seq.unwrap_or(0)
+                )?;
+            }
+        }
+        if self.runs.len() > 1 {
+            for (i, run) in self.runs.iter().enumerate() {
+                write!(
+                    f,
+                    "\nrun {}: sandbox {}, seq {}..{}{}",
+                    i + 1,
+                    run.sandbox,
+                    run.first_seq,
+                    run.last_seq,
+                    if run.sealed {
+                        ", sealed"
+                    } else {
+                        ", not sealed"
+                    }
                 )?;
             }
         }
@@ -217,7 +249,8 @@ pub enum VerifyErrorKind {
         /// The seq that is here.
         found: u64,
     },
-    /// A record names another sandbox than the first record.
+    /// A record names another sandbox than the record before it, and is not the `audit.run`
+    /// record with which a new run takes over a log.
     #[error("sandbox changed from {expected:?} to {found:?}")]
     SandboxChanged {
         /// Sandbox of the first record.
@@ -454,7 +487,7 @@ pub fn verify(
     let mut line_no = 0;
     let mut expected = 1u64;
     let mut prev = ZERO_HASH.to_owned();
-    let mut sandbox: Option<String> = None;
+    let mut runs: Vec<Run> = Vec::new();
     let mut tail = None;
     while let Some(raw) = lines.next() {
         let raw = raw.map_err(|e| log_err(None, line_no + 1, VerifyErrorKind::Io(e)))?;
@@ -506,15 +539,32 @@ pub fn verify(
                 found: record.prev,
             }));
         }
-        match &sandbox {
-            None => sandbox = Some(record.sandbox.clone()),
-            Some(s) if *s != record.sandbox => {
-                return Err(here(VerifyErrorKind::SandboxChanged {
-                    expected: s.clone(),
-                    found: record.sandbox,
-                }));
+        match runs.last_mut() {
+            None => runs.push(Run {
+                sandbox: record.sandbox.clone(),
+                first_seq: record.seq,
+                last_seq: record.seq,
+                sealed: false,
+            }),
+            // Another sandbox may only take over with the record that says so.
+            Some(run) if run.sandbox != record.sandbox => {
+                if record.event.kind != kind::AUDIT_RUN {
+                    return Err(here(VerifyErrorKind::SandboxChanged {
+                        expected: run.sandbox.clone(),
+                        found: record.sandbox,
+                    }));
+                }
+                runs.push(Run {
+                    sandbox: record.sandbox.clone(),
+                    first_seq: record.seq,
+                    last_seq: record.seq,
+                    sealed: false,
+                });
             }
-            Some(_) => {}
+            Some(run) => {
+                run.last_seq = record.seq;
+                run.sealed = false;
+            }
         }
         while let Some((n, cp)) = cps.list.get(next_cp).filter(|(_, cp)| cp.seq == record.seq) {
             if cp.hash != record.hash || cp.sandbox != record.sandbox {
@@ -523,6 +573,11 @@ pub fn verify(
                     signed: cp.hash.clone(),
                     sandbox: cp.sandbox.clone(),
                 }));
+            }
+            if cp.is_final
+                && let Some(run) = runs.last_mut()
+            {
+                run.sealed = true;
             }
             verified += 1;
             next_cp += 1;
@@ -554,6 +609,7 @@ pub fn verify(
         signer_trusted: trusted.is_some() && cps.signer.is_some(),
         tail_incomplete: tail,
         checkpoint_tail_incomplete: cps.tail,
+        runs,
     })
 }
 

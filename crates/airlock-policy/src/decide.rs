@@ -359,8 +359,13 @@ impl Policy {
         };
         if op.is_mutation() {
             let refuses = |hit| op.write_rule_refuses(hit);
+            let folded = crate::path::fold_name(&path);
             if m.protected
-                && let Some(r) = first_hit(&self.protected, &path, refuses)
+                && let Some(r) = first_hit(&self.protected, &path, refuses).or_else(|| {
+                    folded
+                        .as_deref()
+                        .and_then(|f| first_hit(&self.protected, f, refuses))
+                })
             {
                 return Decision::new(Verdict::Deny, &r.rule, reason::PROTECTED_PATH);
             }

@@ -59,6 +59,26 @@ pub const BUILTIN_PROTECTED: &[ProtectedEntry] = &[
         reason: "config of submodules, as dangerous as .git/config",
     },
     ProtectedEntry {
+        pattern: ".git/worktrees/*/commondir",
+        anywhere: true,
+        reason: "points a linked worktree's git at another directory's config and hooks",
+    },
+    ProtectedEntry {
+        pattern: ".git/worktrees/*/config.worktree",
+        anywhere: true,
+        reason: "a linked worktree's own config, read like .git/config",
+    },
+    ProtectedEntry {
+        pattern: ".hg/hgrc",
+        anywhere: true,
+        reason: "Mercurial hooks and aliases run commands on the host",
+    },
+    ProtectedEntry {
+        pattern: ".jj/**",
+        anywhere: true,
+        reason: "Jujutsu repository config and the git store it drives",
+    },
+    ProtectedEntry {
         pattern: ".gitmodules",
         anywhere: true,
         reason: "submodule URLs and paths, fetched by `git submodule update` on the host",
@@ -117,6 +137,51 @@ pub const BUILTIN_PROTECTED: &[ProtectedEntry] = &[
         pattern: ".envrc",
         anywhere: true,
         reason: "direnv evaluates it in the host shell on `cd`",
+    },
+    ProtectedEntry {
+        pattern: ".direnv/**",
+        anywhere: true,
+        reason: "direnv's layouts and cached environments, sourced with .envrc",
+    },
+    ProtectedEntry {
+        pattern: ".npmrc",
+        anywhere: true,
+        reason: "npm config: registry, scripts shell and node options for every npm command",
+    },
+    ProtectedEntry {
+        pattern: ".yarnrc",
+        anywhere: true,
+        reason: "Yarn 1 config: yarn-path runs a file of the repository as yarn itself",
+    },
+    ProtectedEntry {
+        pattern: ".yarnrc.yml",
+        anywhere: true,
+        reason: "Yarn config: yarnPath and plugins run files of the repository",
+    },
+    ProtectedEntry {
+        pattern: ".pnpmfile.cjs",
+        anywhere: true,
+        reason: "pnpm runs its hooks on every install",
+    },
+    ProtectedEntry {
+        pattern: "mise.toml",
+        anywhere: true,
+        reason: "mise tasks, hooks and env run when the shell enters the directory",
+    },
+    ProtectedEntry {
+        pattern: ".mise.toml",
+        anywhere: true,
+        reason: "mise tasks, hooks and env run when the shell enters the directory",
+    },
+    ProtectedEntry {
+        pattern: ".tool-versions",
+        anywhere: true,
+        reason: "asdf and mise install and run the tool versions it names",
+    },
+    ProtectedEntry {
+        pattern: ".zed/**",
+        anywhere: true,
+        reason: "Zed tasks and settings that name executables",
     },
     ProtectedEntry {
         pattern: ".bashrc",
@@ -208,6 +273,20 @@ pub fn normalize_rel(path: &str) -> Result<String, PathError> {
         }
     }
     Ok(out)
+}
+
+/// The name a Unicode-aware host filesystem or tool may take `path` for: NFKC-normalised and
+/// lower-cased, so `.Ｃlaude` (fullwidth) or a ligature cannot slip past a protected name.
+/// `None` when that is the path itself up to ASCII case (every ASCII path), which the
+/// case-insensitive protected rules already cover.
+pub fn fold_name(path: &str) -> Option<String> {
+    use unicode_normalization::UnicodeNormalization as _;
+    if path.is_ascii() {
+        return None;
+    }
+    let lower = path.nfkc().collect::<String>().to_lowercase();
+    let folded: String = lower.nfkc().collect();
+    (folded != path.to_lowercase()).then_some(folded)
 }
 
 /// Normalises an absolute guest path: `/workspace/./x/` becomes `/workspace/x`.
@@ -355,6 +434,22 @@ fn is_all_globstar(glob: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn folding_maps_compatibility_forms_and_case() {
+        assert_eq!(fold_name(".claude/settings.json"), None);
+        assert_eq!(
+            fold_name(".\u{ff23}laude/x").as_deref(),
+            Some(".claude/x"),
+            "fullwidth C"
+        );
+        assert_eq!(
+            fold_name(".\u{fb01}le").as_deref(),
+            Some(".file"),
+            "fi ligature"
+        );
+        assert_eq!(fold_name(".VS\u{0421}ode"), None, "Cyrillic Es is not a C");
+    }
 
     fn rule(glob: &str, anywhere: bool) -> PathRule {
         PathRule::compile(String::new(), glob, anywhere, true).unwrap()

@@ -38,16 +38,6 @@ pub enum ChainError {
         #[source]
         source: RecordError,
     },
-    /// The existing log belongs to another sandbox.
-    #[error("audit log {} belongs to sandbox {found:?}, not {expected:?}", path.display())]
-    SandboxMismatch {
-        /// The log.
-        path: PathBuf,
-        /// Sandbox id in the log.
-        found: String,
-        /// Sandbox id asked for.
-        expected: String,
-    },
     /// The last checkpoint line is invalid.
     #[error("checkpoint file {}, line {line}", path.display())]
     CheckpointCorrupt {

@@ -82,6 +82,8 @@ pub struct Opened {
     pub truncated_bytes: u64,
     /// Bytes of an incomplete last checkpoint line that were cut off.
     pub checkpoint_truncated_bytes: u64,
+    /// The sandbox whose run wrote the log's last record, when it is not this one.
+    pub previous_run: Option<String>,
 }
 
 /// Final state of a closed chain.

@@ -106,15 +106,22 @@ impl Chain {
         Ok(())
     }
 
+    /// Records that this run continues a log an earlier run (`previous`) wrote, so `audit
+    /// verify` accepts the change of sandbox id exactly here and can name each run.
+    pub(super) fn record_new_run(&mut self, previous: &str) -> Result<(), ChainError> {
+        let event = Event::new(Source::Host, kind::AUDIT_RUN).with_detail(format!(
+            "run of sandbox {} continues this log after sandbox {previous} (seq {})",
+            self.sandbox, self.seq
+        ));
+        self.append(&event)?;
+        Ok(())
+    }
+
     /// Continues the chain after `record`, the last complete one in the file.
+    /// A record of another sandbox means an earlier run used this log: this run continues
+    /// the same chain after it (see [`Chain::record_new_run`]).
     fn adopt(&mut self, record: Record) -> Result<(), ChainError> {
-        if record.sandbox != self.sandbox {
-            return Err(ChainError::SandboxMismatch {
-                path: self.path.clone(),
-                found: record.sandbox,
-                expected: self.sandbox.clone(),
-            });
-        }
+        self.previous_run = (record.sandbox != self.sandbox).then(|| record.sandbox.clone());
         self.seq = record.seq;
         self.prev = record.hash;
         self.last_ts = record.ts;
@@ -131,7 +138,6 @@ impl Chain {
         if let Ok(record) = Record::parse_checked(bytes)
             && record.seq == self.seq + 1
             && record.prev == self.prev
-            && record.sandbox == self.sandbox
         {
             (&self.file).write_all(b"\n").map_err(io_err)?;
             self.len += 1;

@@ -151,6 +151,7 @@ fn partial_last_line_is_cut_reported_and_recorded() {
             last_seq: 3,
             truncated_bytes: partial.len() as u64,
             checkpoint_truncated_bytes: 8,
+            previous_run: None,
         }
     );
     chain.finish().unwrap();
@@ -214,14 +215,6 @@ fn refuses_to_extend_a_damaged_or_foreign_log() {
     assert!(matches!(err, ChainError::Locked { .. }), "{err:?}");
     chain.finish().unwrap();
 
-    let mut other = options(dir.path());
-    other.sandbox = "sb2".into();
-    let err = Chain::open(&log, other).unwrap_err();
-    assert!(
-        matches!(&err, ChainError::SandboxMismatch { found, expected, .. } if found == "sb1" && expected == "sb2"),
-        "{err:?}"
-    );
-
     let cps = fs::read(checkpoints_path(&log)).unwrap();
     fs::remove_file(checkpoints_path(&log)).unwrap();
     let err = Chain::open(&log, options(dir.path())).unwrap_err();
@@ -282,4 +275,93 @@ fn without_a_key_no_checkpoints_are_written() {
     assert!(!checkpoints_path(&log).exists());
     let report = verify(&log, None, None).unwrap();
     assert_eq!((report.records, report.sealed), (1, false));
+}
+
+#[test]
+fn a_second_run_continues_the_log_and_verify_names_each_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.jsonl");
+    let (mut chain, _) = Chain::open(&log, options(dir.path())).unwrap();
+    chain.append(&ev(1)).unwrap();
+    chain.append(&ev(2)).unwrap();
+    chain.finish().unwrap();
+
+    let mut second = options(dir.path());
+    second.sandbox = "sb2".into();
+    let (mut chain, opened) = Chain::open(&log, second).unwrap();
+    assert_eq!(opened.previous_run.as_deref(), Some("sb1"));
+    assert_eq!(opened.last_seq, 2);
+    chain.append(&ev(3)).unwrap();
+    chain.finish().unwrap();
+
+    // Interrupted: no final checkpoint for the third run.
+    let mut third = options(dir.path());
+    third.sandbox = "sb3".into();
+    let (mut chain, _) = Chain::open(&log, third).unwrap();
+    chain.append(&ev(4)).unwrap();
+    chain.checkpoint().unwrap();
+    drop(chain);
+
+    let records = lines(&log);
+    assert_eq!(records.len(), 6);
+    assert_eq!(records[2].event.kind, kind::AUDIT_RUN);
+    assert_eq!(records[2].sandbox, "sb2");
+    assert_eq!(records[2].prev, records[1].hash, "one chain across runs");
+    let report = verify(&log, Some(&checkpoints_path(&log)), None).unwrap();
+    let runs: Vec<(&str, u64, u64, bool)> = report
+        .runs
+        .iter()
+        .map(|r| (r.sandbox.as_str(), r.first_seq, r.last_seq, r.sealed))
+        .collect();
+    assert_eq!(
+        runs,
+        [
+            ("sb1", 1, 2, true),
+            ("sb2", 3, 4, true),
+            ("sb3", 5, 6, false)
+        ]
+    );
+    let shown = report.to_string();
+    assert!(
+        shown.contains("run 2: sandbox sb2, seq 3..4, sealed"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("run 3: sandbox sb3, seq 5..6, not sealed"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn verify_refuses_a_change_of_sandbox_without_a_run_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.jsonl");
+    let (mut chain, _) = Chain::open(&log, options(dir.path())).unwrap();
+    chain.append(&ev(1)).unwrap();
+    chain.finish().unwrap();
+    let mut second = options(dir.path());
+    second.sandbox = "sb2".into();
+    let (mut chain, _) = Chain::open(&log, second).unwrap();
+    chain.append(&ev(2)).unwrap();
+    chain.finish().unwrap();
+
+    // Drop the `audit.run` record and re-chain the rest as a forger with the hashes (but
+    // not the key) would: the change of sandbox is then refused.
+    let mut records = lines(&log);
+    records.remove(1);
+    let mut prev = ZERO_HASH.to_owned();
+    let mut text = Vec::new();
+    for (i, r) in records.iter().enumerate() {
+        let (line, hash) = crate::event::encode(i as u64 + 1, r.ts, &r.sandbox, &r.event, &prev);
+        text.extend_from_slice(&line);
+        prev = hash;
+    }
+    fs::write(&log, text).unwrap();
+    fs::remove_file(checkpoints_path(&log)).unwrap();
+    let err = verify(&log, None, None).unwrap_err();
+    assert!(
+        matches!(&err.kind, crate::VerifyErrorKind::SandboxChanged { expected, found } if expected == "sb1" && found == "sb2"),
+        "{err}"
+    );
+    assert_eq!(err.seq, Some(2));
 }

@@ -93,6 +93,12 @@ fn intact_log_verifies() {
             signer_trusted: true,
             tail_incomplete: None,
             checkpoint_tail_incomplete: None,
+            runs: vec![crate::Run {
+                sandbox: report.runs[0].sandbox.clone(),
+                first_seq: 1,
+                last_seq: 10,
+                sealed: true,
+            }],
         }
     );
     assert_eq!(

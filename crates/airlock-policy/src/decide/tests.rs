@@ -304,6 +304,26 @@ fn fs_table() {
         ("/workspace", Write, "pkg/.vscode/tasks.json", Deny, prot(".vscode/**"), reason::PROTECTED_PATH),
         ("/workspace", Create, ".mcp.json", Deny, prot(".mcp.json"), reason::PROTECTED_PATH),
         ("/workspace", Write, ".bashrc", Deny, prot(".bashrc"), reason::PROTECTED_PATH),
+        // A compatibility form or case variant of a protected name is the same name.
+        ("/workspace", Write, ".\u{ff23}LAUDE/settings.json", Deny, prot(".claude/**"), reason::PROTECTED_PATH),
+        ("/workspace", Create, "x/.vs\u{1d9c}ode/tasks.json", Deny, prot(".vscode/**"), reason::PROTECTED_PATH),
+        // A look-alike from another script is another name, on the host too.
+        ("/workspace", Create, "x/.vs\u{0441}ode/tasks.json", Allow, ws.to_owned(), reason::ALLOWED),
+        ("/workspace", Create, ".\u{fb03}", Allow, ws.to_owned(), reason::ALLOWED),
+        // Host-executed files of other tools.
+        ("/workspace", Write, ".git/worktrees/wt/commondir", Deny, prot(".git/worktrees/*/commondir"), reason::PROTECTED_PATH),
+        ("/workspace", Write, ".git/worktrees/wt/config.worktree", Deny, prot(".git/worktrees/*/config.worktree"), reason::PROTECTED_PATH),
+        ("/workspace", Write, "sub/.hg/hgrc", Deny, prot(".hg/hgrc"), reason::PROTECTED_PATH),
+        ("/workspace", Write, ".jj/repo/config.toml", Deny, prot(".jj/**"), reason::PROTECTED_PATH),
+        ("/workspace", Create, ".direnv/python/bin/activate", Deny, prot(".direnv/**"), reason::PROTECTED_PATH),
+        ("/workspace", Create, "web/.npmrc", Deny, prot(".npmrc"), reason::PROTECTED_PATH),
+        ("/workspace", Write, ".yarnrc", Deny, prot(".yarnrc"), reason::PROTECTED_PATH),
+        ("/workspace", Write, ".yarnrc.yml", Deny, prot(".yarnrc.yml"), reason::PROTECTED_PATH),
+        ("/workspace", Write, ".pnpmfile.cjs", Deny, prot(".pnpmfile.cjs"), reason::PROTECTED_PATH),
+        ("/workspace", Write, "mise.toml", Deny, prot("mise.toml"), reason::PROTECTED_PATH),
+        ("/workspace", Write, ".MISE.toml", Deny, prot(".mise.toml"), reason::PROTECTED_PATH),
+        ("/workspace", Write, ".tool-versions", Deny, prot(".tool-versions"), reason::PROTECTED_PATH),
+        ("/workspace", Write, ".zed/tasks.json", Deny, prot(".zed/**"), reason::PROTECTED_PATH),
         ("/workspace", Write, "dotfiles/.bashrc", Allow, ws.to_owned(), reason::ALLOWED),
         // unprotect and protect.
         ("/workspace", Write, ".idea/workspace.xml", Allow, ws.to_owned(), reason::ALLOWED),

@@ -356,7 +356,7 @@ fn protect_and_unprotect() {
     assert_error(
         "[filesystem]\nprotect = [\".vscode/**\"]\nunprotect = [\".vscode/**\", \".git/hooks\"]\n",
         "test.toml:3:14: filesystem.unprotect[0]: \".vscode/**\" is also in `filesystem.protect`; expected it in only one of the two lists\n\
-         test.toml:3:28: filesystem.unprotect[1]: \".git/hooks\" is not a built-in protected entry, expected one of: .git/hooks/**, .git/config, .git/config.worktree, .git/commondir, .git/modules/**/hooks/**, .git/modules/**/config, .gitmodules, .husky/**, .pre-commit-config.yaml, .claude/**, .codex/**, .gemini/**, .cursor/**, .mcp.json, .vscode/**, .idea/**, .devcontainer/**, .envrc, .bashrc, .bash_profile, .bash_login, .profile, .zshrc, .zprofile, .zshenv",
+         test.toml:3:28: filesystem.unprotect[1]: \".git/hooks\" is not a built-in protected entry, expected one of: .git/hooks/**, .git/config, .git/config.worktree, .git/commondir, .git/modules/**/hooks/**, .git/modules/**/config, .git/worktrees/*/commondir, .git/worktrees/*/config.worktree, .hg/hgrc, .jj/**, .gitmodules, .husky/**, .pre-commit-config.yaml, .claude/**, .codex/**, .gemini/**, .cursor/**, .mcp.json, .vscode/**, .idea/**, .devcontainer/**, .envrc, .direnv/**, .npmrc, .yarnrc, .yarnrc.yml, .pnpmfile.cjs, mise.toml, .mise.toml, .tool-versions, .zed/**, .bashrc, .bash_profile, .bash_login, .profile, .zshrc, .zprofile, .zshenv",
     );
     let p = load("[filesystem]\nunprotect = [\".vscode/**\", \".vscode/**\"]\n").unwrap();
     assert_eq!(p.unprotected(), [".vscode/**".to_owned()]);
