@@ -12,6 +12,7 @@ use crate::host::{AddressClass, Target, canonical_ip};
 use crate::path::{PathMatch, PathRule, normalize_guest, normalize_rel};
 use crate::policy::{HttpRule, NetRule, Policy};
 use crate::reason;
+use crate::reserved::ReservedAccess;
 use crate::schema::MountMode;
 
 /// Allow or deny.
@@ -343,20 +344,30 @@ impl Policy {
     /// is ignored and `..` is refused. No filesystem access: paths that do not exist yet are
     /// decided the same way.
     ///
-    /// Order: protected paths (only in a mount with `protected = true`), then `deny_write`, then
+    /// Order: airlock's own files ([`Policy::with_reserved`]), protected paths (only in a mount
+    /// with `protected = true`), then `deny_write`, then
     /// `deny_read` (reads, and renames or links that would expose a read-denied file), then the
     /// mount mode. Any matching deny rule beats the mode, which is the least specific rule (it
     /// covers the whole share).
     pub fn decide_fs(&self, mount: &str, op: FsOp, rel_path: &str) -> Decision {
-        let Some(m) = normalize_guest(mount)
+        let Some((index, m)) = normalize_guest(mount)
             .ok()
-            .and_then(|g| self.mounts.iter().find(|m| m.guest == g))
+            .and_then(|g| self.mounts.iter().enumerate().find(|(_, m)| m.guest == g))
         else {
             return Decision::new(Verdict::Deny, "filesystem.mounts", reason::UNKNOWN_MOUNT);
         };
         let Ok(path) = normalize_rel(rel_path) else {
             return Decision::new(Verdict::Deny, "filesystem.path", reason::INVALID_PATH);
         };
+        // airlock's own files first: no rule of the policy can open them.
+        for r in self.reserved.iter().filter(|r| r.mount == index) {
+            let hit = r.rule.check(&path);
+            let refused = (op.is_mutation() && op.write_rule_refuses(hit))
+                || (r.access == ReservedAccess::Hidden && op.read_rule_refuses(hit));
+            if refused {
+                return Decision::new(Verdict::Deny, &r.rule.rule, reason::AIRLOCK_FILE);
+            }
+        }
         if op.is_mutation() {
             let refuses = |hit| op.write_rule_refuses(hit);
             let folded = crate::path::fold_name(&path);

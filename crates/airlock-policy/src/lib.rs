@@ -16,6 +16,7 @@ mod parse_error;
 mod path;
 mod policy;
 pub mod reason;
+mod reserved;
 mod schema;
 mod schema_walk;
 mod source;
@@ -35,5 +36,6 @@ pub use policy::{
     AGENT_HOME, AGENT_HOME_RULE, AuditPolicy, Credential, CredentialSource, MonitorEvent,
     MonitorRule, Mount, MountHost, PROTECTIONS, Policy, PolicySource, ProcessPolicy, SandboxLimits,
 };
+pub use reserved::{HostFile, Reserved, ReservedAccess};
 pub use schema::{EventDecision, MonitorAction, MountMode, SeccompProfile};
 pub use validation_error::ValidationError;

@@ -125,6 +125,7 @@ pub(crate) fn load_with(text: &str, origin: &Path, env: &Env) -> Result<Policy, 
         origin: origin.to_path_buf(),
         workspace: None,
         home: None,
+        reserved: Vec::new(),
     };
     Ok(policy)
 }
@@ -324,10 +325,11 @@ impl PolicySource {
             Some(dir) => policy.with_workspace(dir)?,
             None => policy,
         };
-        match &self.home {
-            Some(dir) => policy.with_home(dir),
-            None => Ok(policy),
-        }
+        let policy = match &self.home {
+            Some(dir) => policy.with_home(dir)?,
+            None => policy,
+        };
+        policy.with_reserved(self.reserved.clone())
     }
 
     /// Loads the policy in a process that cannot see the host directories it shares (a
@@ -391,7 +393,7 @@ impl PolicySource {
         }
         policy.source.text.clone_from(&self.text);
         policy.source.origin.clone_from(&self.origin);
-        Ok(policy)
+        policy.with_reserved(self.reserved.clone())
     }
 }
 

@@ -9,6 +9,7 @@ use globset::GlobMatcher;
 use crate::error::{ErrorKind, Location, PolicyError, PolicyErrors};
 use crate::host::{Endpoint, Target};
 use crate::path::PathRule;
+use crate::reserved::{HostFile, Reserved, ReservedRule};
 use crate::schema::{EventDecision, MonitorAction, MountMode, SeccompProfile};
 use crate::validation_error::ValidationError;
 
@@ -29,6 +30,8 @@ pub struct Policy {
     pub(crate) monitor: Vec<MonitorRule>,
     pub(crate) unprotected: Vec<String>,
     pub(crate) max_open: u32,
+    /// airlock's own files inside shares (see `reserved.rs`); decided before any rule.
+    pub(crate) reserved: Vec<ReservedRule>,
 }
 
 /// What a policy was loaded from, so another process (a jailed gateway) can load the very same
@@ -46,6 +49,9 @@ pub struct PolicySource {
     /// The agent home added with [`Policy::with_home`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub home: Option<PathBuf>,
+    /// airlock's own files inside shares, added with [`Policy::with_reserved`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reserved: Vec<Reserved>,
 }
 
 /// Resources of the microVM, with defaults applied.
@@ -395,6 +401,59 @@ impl Policy {
             return Err(workspace_error(dir, error));
         }
         Ok(self)
+    }
+}
+
+impl Policy {
+    /// Adds airlock's own files inside shares (found by [`crate::reserve`]): each becomes
+    /// read-only or hidden in its share whatever the policy's rules say. Replaces any list
+    /// added before.
+    pub fn with_reserved(mut self, reserved: Vec<Reserved>) -> Result<Self, PolicyErrors> {
+        let mut rules = Vec::with_capacity(reserved.len());
+        for r in &reserved {
+            let bad = |why: String| {
+                PolicyErrors::new(vec![PolicyError {
+                    location: Location {
+                        file: self.source.origin.display().to_string(),
+                        position: None,
+                        key: "airlock.reserved".to_owned(),
+                    },
+                    kind: ErrorKind::Invalid(ValidationError::MountHostsMismatch { why }),
+                }])
+            };
+            if r.mount >= self.mounts.len() {
+                return Err(bad(format!(
+                    "{} {:?} names mount {} of {}",
+                    r.what,
+                    r.path,
+                    r.mount,
+                    self.mounts.len()
+                )));
+            }
+            let rule = crate::reserved::compile(r)
+                .map_err(|e| bad(format!("{} {:?}: {e}", r.what, r.path)))?;
+            rules.push(rule);
+        }
+        self.reserved = rules;
+        self.source.reserved = reserved;
+        Ok(self)
+    }
+
+    /// Which of `files` (airlock's own, canonical host paths) lie inside a share of this
+    /// policy, for [`Policy::with_reserved`].
+    pub fn reserve(&self, files: &[HostFile<'_>]) -> Vec<Reserved> {
+        crate::reserved::reserve(
+            self.mounts.iter().map(|m| match &m.host {
+                MountHost::Path(p) => Some(p.as_path()),
+                MountHost::Workspace => None,
+            }),
+            files,
+        )
+    }
+
+    /// airlock's own files inside shares, as added with [`Policy::with_reserved`].
+    pub fn reserved(&self) -> &[Reserved] {
+        &self.source.reserved
     }
 }
 

@@ -25,6 +25,9 @@ pub const METADATA_ADDRESS: &str = "metadata_address";
 pub const INVALID_REQUEST: &str = "invalid_request";
 /// The path is, or leads to, a protected path.
 pub const PROTECTED_PATH: &str = "protected_path";
+/// One of airlock's own files (policy, audit log or key, CA, data, state or cache directory)
+/// inside a share: read-only or hidden whatever the policy says.
+pub const AIRLOCK_FILE: &str = "airlock_file";
 /// The path matches `filesystem.deny_write`.
 pub const WRITE_DENIED: &str = "write_denied";
 /// The path matches `filesystem.deny_read`.

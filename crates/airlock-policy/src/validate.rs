@@ -59,6 +59,7 @@ pub(crate) fn build(
         monitor,
         unprotected,
         max_open,
+        reserved: Vec::new(),
     })
 }
 

@@ -9,10 +9,12 @@
 
 mod env;
 mod error;
+mod reserved;
 mod shares;
 
 pub use env::{DEFAULT_BOOT_TIMEOUT_SECS, boot_timeout, resolver, tls_ports};
 pub use error::LaunchError;
+pub use reserved::airlock_files;
 pub use shares::{OverlayMeta, PolicySource, overlays_dir, prepare_shares};
 
 use crate::{AuditConfig, Images, Notifier, Redactor, SandboxConfig, default_audit_dir};
@@ -241,6 +243,15 @@ pub async fn prepare(options: &LaunchOptions, base: &Images) -> Result<Launch, L
         }
         _ => policy,
     };
+    // airlock's own files inside a share: read-only or hidden there, whatever the policy says.
+    let policy_file = match &options.policy {
+        PolicyChoice::File(f) => Some(f.as_path()),
+        PolicyChoice::Text { origin, .. } => Some(origin.as_path()),
+        PolicyChoice::Profile(_) => None,
+    };
+    let files = airlock_files(policy_file, &policy);
+    let policy = reserved::reserve(policy, &files)
+        .map_err(|e| LaunchError::invalid(field, policy_errors(&e)))?;
     // Fail closed: a required protection this host lacks stops the launch before anything starts.
     crate::protections::check_required(&policy.sandbox().require)
         .map_err(|why| LaunchError::invalid(field, format!("{origin}: sandbox.require: {why}")))?;

@@ -277,6 +277,7 @@ fn unprotected_mount_may_not_hold_a_protected_share() {
         origin: PathBuf::from("test.toml"),
         workspace: Some(ws.clone()),
         home: None,
+        reserved: Vec::new(),
     };
     let err = source
         .load_checked_elsewhere(&[Some(ws.clone()), Some(src.clone()), Some(root.clone())])

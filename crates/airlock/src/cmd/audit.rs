@@ -135,6 +135,18 @@ fn verify_cmd(log: &Path, key: Option<&str>) -> anyhow::Result<u8> {
                     ", signer not checked against a trusted key"
                 },
             );
+            if report.runs.len() > 1 {
+                for (i, run) in report.runs.iter().enumerate() {
+                    println!(
+                        "run {}: sandbox {}, seq {}..{}, {}",
+                        i + 1,
+                        run.sandbox,
+                        run.first_seq,
+                        run.last_seq,
+                        if run.sealed { "sealed" } else { "not sealed" }
+                    );
+                }
+            }
             if let Some(tail) = &report.tail_incomplete {
                 println!("note: {tail}");
             }

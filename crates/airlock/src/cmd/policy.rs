@@ -44,6 +44,9 @@ enum PolicyCommand {
         /// A connection, HOST:PORT or \[IPV6\]:PORT.
         #[arg(long = "connect", value_name = "HOST:PORT", value_parser = parse_connect)]
         connects: Vec<Query>,
+        /// The host directory to bind to the workspace mount, as `airlock run` would.
+        #[arg(long, value_name = "DIR")]
+        workspace: Option<PathBuf>,
     },
     /// Print the policy JSON Schema (for editor completion).
     Schema,
@@ -63,12 +66,44 @@ pub fn main(args: PolicyArgs) -> anyhow::Result<u8> {
             reads,
             writes,
             connects,
+            workspace,
         } => {
-            let policy = match (file, profile) {
-                (Some(f), _) => load_file(&f).map_err(report)?,
+            let policy = match (&file, profile) {
+                (Some(f), _) => load_file(f).map_err(report)?,
                 (None, Some(name)) => load_named_profile(&name)?,
                 (None, None) => anyhow::bail!("give a policy FILE or --profile NAME"),
             };
+            let policy = match &workspace {
+                Some(dir) => policy.with_workspace(dir).map_err(report)?,
+                None => policy,
+            };
+            // airlock's own files inside a share, as `airlock run` would protect them.
+            let files = airlock_supervisor::launch::airlock_files(file.as_deref(), &policy);
+            let reserved = policy.reserve(
+                &files
+                    .iter()
+                    .map(|(path, access, what)| airlock_policy::HostFile {
+                        path,
+                        access: *access,
+                        what,
+                    })
+                    .collect::<Vec<_>>(),
+            );
+            let policy = policy.with_reserved(reserved).map_err(report)?;
+            for r in policy.reserved() {
+                let guest = policy
+                    .mounts()
+                    .get(r.mount)
+                    .map_or("?", |m| m.guest.as_str());
+                println!(
+                    "airlock {} {guest}/{} is {} in the guest (rule: airlock {}, reason: {})",
+                    r.what,
+                    r.path,
+                    r.access.as_str(),
+                    r.what,
+                    airlock_policy::reason::AIRLOCK_FILE
+                );
+            }
             let mut queries: Vec<Query> = reads.into_iter().map(Query::Read).collect();
             queries.extend(writes.into_iter().map(Query::Write));
             queries.extend(connects);

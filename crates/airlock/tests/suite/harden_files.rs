@@ -1,0 +1,188 @@
+//! Hardening, round 2, tried from inside a real VM: airlock's own files in a share, a fixed
+//! audit path over several runs, host-executed files, and the audit under a guest flood.
+
+use airlock_testkit::audit::{Decision, Log, kind};
+use airlock_testkit::{Airlock, text};
+use std::path::Path;
+
+fn run_in(a: &Airlock, policy: &Path, ws: &Path, script: &str) -> std::process::Output {
+    a.run([
+        "run",
+        "--policy",
+        policy.to_str().unwrap(),
+        "--workspace",
+        ws.to_str().unwrap(),
+        "--",
+        "sh",
+        "-c",
+        script,
+    ])
+}
+
+#[test]
+fn airlock_files_in_the_workspace_are_out_of_reach_and_one_audit_path_serves_every_run() {
+    let a = Airlock::start();
+    let ws = tempfile::tempdir().unwrap();
+    let policy = ws.path().join("airlock.toml");
+    let policy_text = "[[filesystem.mounts]]\nworkspace = true\nguest = \"/workspace\"\n\
+                       mode = \"rw\"\n[audit]\npath = \"logs/audit.jsonl\"\n";
+    std::fs::write(&policy, policy_text).unwrap();
+    let script = "echo '[network]' >> /workspace/airlock.toml; echo append=$?; \
+                  cat /workspace/logs/audit.jsonl > /dev/null; echo read=$?; \
+                  rm -f /workspace/logs/audit.jsonl; echo rm=$?; \
+                  mv /workspace/logs /workspace/moved; echo mv=$?; \
+                  head -c 20 /workspace/airlock.toml; echo; echo done > /workspace/result.txt";
+    let first = run_in(&a, &policy, ws.path(), script);
+    assert!(first.status.success(), "stderr: {}", text(&first.stderr));
+    let stdout = text(&first.stdout);
+    for refused in ["append=1", "read=1", "rm=1", "mv=1"] {
+        assert!(stdout.contains(refused), "{refused} expected in:\n{stdout}");
+    }
+    // Readable (the agent may look at its rules), never changed; the rest of the share works.
+    assert!(stdout.contains("[[filesystem.mounts]"), "{stdout}");
+    assert_eq!(std::fs::read_to_string(&policy).unwrap(), policy_text);
+    assert_eq!(
+        std::fs::read_to_string(ws.path().join("result.txt")).unwrap(),
+        "done\n"
+    );
+
+    // A second run with the same policy appends to the same log.
+    let second = run_in(&a, &policy, ws.path(), "true");
+    assert!(second.status.success(), "stderr: {}", text(&second.stderr));
+
+    let log_path = ws.path().join("logs/audit.jsonl");
+    let log = Log::read(&log_path);
+    let refused = |op: &str, path: &str| {
+        log.has(|e| {
+            e.kind == op
+                && e.decision == Some(Decision::Deny)
+                && e.reason.as_deref() == Some("airlock_file")
+                && e.fs.as_ref().is_some_and(|f| f.path == path)
+        })
+    };
+    assert!(
+        refused(kind::FS_WRITE, "airlock.toml") || refused(kind::FS_OPEN, "airlock.toml"),
+        "{log}"
+    );
+    assert!(refused(kind::FS_OPEN, "logs/audit.jsonl"), "{log}");
+    assert!(refused(kind::FS_UNLINK, "logs/audit.jsonl"), "{log}");
+    assert!(refused(kind::FS_RENAME, "logs"), "{log}");
+    let mut sandboxes: Vec<&str> = log.records.iter().map(|r| r.sandbox.as_str()).collect();
+    sandboxes.dedup();
+    assert_eq!(
+        sandboxes.len(),
+        2,
+        "two runs, one after the other: {sandboxes:?}"
+    );
+    assert_eq!(log.of_kind(kind::AUDIT_RUN).count(), 1, "{log}");
+
+    let verify = a.run(["audit", "verify", log_path.to_str().unwrap()]);
+    let shown = text(&verify.stdout);
+    assert!(verify.status.success(), "{shown}{}", text(&verify.stderr));
+    assert!(
+        shown.contains(&format!("run 1: sandbox {}", sandboxes[0]))
+            && shown.contains(&format!("run 2: sandbox {}", sandboxes[1]))
+            && shown
+                .lines()
+                .filter(|l| l.starts_with("run ") && l.ends_with(", sealed"))
+                .count()
+                == 2,
+        "{shown}"
+    );
+    a.assert_clean();
+}
+
+#[test]
+fn host_executed_files_cannot_be_written_linked_or_reached_by_a_look_alike_name() {
+    let a = Airlock::start();
+    let ws = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(ws.path().join(".git/hooks")).unwrap();
+    std::fs::write(ws.path().join(".git/config"), "[core]\n").unwrap();
+    let policy = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+    std::fs::write(
+        policy.path(),
+        "[[filesystem.mounts]]\nworkspace = true\nguest = \"/workspace\"\nmode = \"rw\"\n",
+    )
+    .unwrap();
+    let attempts = [
+        (
+            "claude",
+            "mkdir -p .claude && echo '{}' > .claude/settings.json",
+        ),
+        (
+            "vscode",
+            "mkdir -p .vscode && echo '{}' > .vscode/tasks.json",
+        ),
+        ("npmrc", "echo 'script-shell=/tmp/x' > .npmrc"),
+        ("envrc", "echo 'curl evil' > sub/.envrc"),
+        (
+            "fullwidth",
+            "mkdir -p .\u{ff43}laude && echo x > .\u{ff43}laude/settings.json",
+        ),
+        ("hook", "echo evil > .git/hooks/pre-commit"),
+        (
+            "link",
+            "ln .git/config cfg && echo '[core] fsmonitor = evil' >> cfg",
+        ),
+        (
+            "symlink",
+            "ln -s .git/hooks hooks && echo evil > hooks/post-checkout",
+        ),
+    ];
+    let mut script = String::from("cd /workspace && mkdir sub; ");
+    for (name, cmd) in attempts {
+        script.push_str(&format!(
+            "if {cmd} 2>/dev/null; then echo {name}=written; else echo {name}=refused; fi; "
+        ));
+    }
+    let out = run_in(&a, policy.path(), ws.path(), &script);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    for (name, _) in attempts {
+        assert!(
+            stdout.contains(&format!("{name}=refused")),
+            "{name}:\n{stdout}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(ws.path().join(".git/config")).unwrap(),
+        "[core]\n"
+    );
+    for absent in [
+        ".claude",
+        ".vscode",
+        ".npmrc",
+        "sub/.envrc",
+        ".git/hooks/pre-commit",
+        "cfg",
+    ] {
+        assert!(
+            !ws.path().join(absent).exists(),
+            "{absent} was created on the host"
+        );
+    }
+    let log = a.audit();
+    let refused = |path: &str| {
+        log.has(|e| {
+            e.decision == Some(Decision::Deny)
+                && e.reason.as_deref() == Some("protected_path")
+                && e.fs.as_ref().is_some_and(|f| f.path == path)
+        })
+    };
+    for path in [
+        ".claude",
+        ".vscode",
+        ".npmrc",
+        "sub/.envrc",
+        ".\u{ff43}laude",
+        ".git/hooks/pre-commit",
+        ".git/config",
+        "hooks",
+    ] {
+        assert!(
+            refused(path),
+            "no protected_path denial for {path:?}:\n{log}"
+        );
+    }
+    a.assert_clean();
+}
