@@ -9,15 +9,18 @@
 //! for people, escaping guest text with [`display_safe`]. Monitor rules are matched by the policy
 //! crate, which parses them. See `docs/audit.md`.
 
+mod cap;
 mod chain;
 mod checkpoint;
 mod escape;
 mod event;
+mod limit;
 mod show;
 mod sink;
 mod time;
 mod verify;
 
+pub use cap::{FIELD_CAP, cap_fields, cut_text};
 pub use chain::{
     Chain, ChainError, ChainOptions, CheckpointPolicy, DEFAULT_CHECKPOINT_EVERY,
     DEFAULT_CHECKPOINT_EVERY_EVENTS, Fsync, Opened, Summary, checkpoints_path,
@@ -27,9 +30,10 @@ pub use checkpoint::{
 };
 pub use escape::{display_safe, tail_lines};
 pub use event::{
-    Decision, Event, FsInfo, NetInfo, ProcInfo, Record, RecordError, Source, ZERO_HASH,
+    Cut, Decision, Event, FsInfo, NetInfo, ProcInfo, Record, RecordError, Source, ZERO_HASH,
     is_valid_kind, kind,
 };
+pub use limit::{GUEST_LIMIT, GuestBudget, QUEUE_FULL};
 pub use show::{Filter, ReadError, format_record, format_timeline, read_log};
 pub use sink::{
     AuditSink, AuditWriter, Counters, DEFAULT_CAPACITY, DEFAULT_POLL, EmitError, SinkError,

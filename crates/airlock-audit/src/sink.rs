@@ -25,6 +25,7 @@ use serde::Serialize;
 
 use crate::chain::{Chain, ChainError, Summary};
 use crate::event::{Decision, Event, Source, kind};
+use crate::limit::{Bucket, GUEST_LIMIT, GuestBudget, QUEUE_FULL};
 
 /// Default queue capacity.
 pub const DEFAULT_CAPACITY: usize = 4096;
@@ -38,6 +39,8 @@ pub struct SinkOptions {
     pub capacity: usize,
     /// How long the idle writer sleeps between housekeeping rounds.
     pub poll: Duration,
+    /// What guest reports may take, on top of `capacity` (which stays the host's).
+    pub guest: GuestBudget,
 }
 
 impl Default for SinkOptions {
@@ -45,6 +48,7 @@ impl Default for SinkOptions {
         Self {
             capacity: DEFAULT_CAPACITY,
             poll: DEFAULT_POLL,
+            guest: GuestBudget::default(),
         }
     }
 }
@@ -82,6 +86,8 @@ pub struct Counters {
     pub written: u64,
     /// Events dropped because the queue was full.
     pub dropped: u64,
+    /// Guest reports dropped over their budget (rate or queue share).
+    pub guest_dropped: u64,
     /// Events emitted after the writer stopped (not in the log).
     pub unrecorded: u64,
     /// Events with `decision: deny`, by the first segment of their kind (`fs`, `net`, ...),
@@ -110,6 +116,15 @@ struct Shared {
     /// Drops not yet recorded in the log.
     pending_drops: AtomicU64,
     unrecorded: AtomicU64,
+    guest_dropped: AtomicU64,
+    pending_guest_drops: AtomicU64,
+    /// Events in the queue now, by who produced them: the host's at most `capacity` (unless
+    /// sent blocking), the guest's at most `guest.queued`.
+    host_queued: AtomicU64,
+    host_limit: u64,
+    guest_queued: AtomicU64,
+    guest_limit: u64,
+    guest_bucket: Mutex<Option<Bucket>>,
     failed: AtomicBool,
     /// Set by `finish` (or a failed writer); producers then stop sending.
     closed: AtomicBool,
@@ -142,8 +157,17 @@ pub struct AuditWriter {
 
 /// Starts the writer thread for `chain`. The thread enters the caller's current tracing span.
 pub fn spawn(chain: Chain, options: SinkOptions) -> Result<(AuditSink, AuditWriter), SinkError> {
-    let (tx, rx) = mpsc::sync_channel(options.capacity.max(1));
-    let shared = Arc::new(Shared::default());
+    // Guest reports never hold more than their share, so host records always find room.
+    let (tx, rx) = mpsc::sync_channel(options.capacity.max(1) + options.guest.queued);
+    let shared = Arc::new(Shared {
+        host_limit: options.capacity.max(1) as u64,
+        guest_limit: options.guest.queued as u64,
+        guest_bucket: Mutex::new(Some(Bucket::new(
+            options.guest.per_second,
+            options.guest.burst,
+        ))),
+        ..Shared::default()
+    });
     let span = tracing::Span::current();
     let writer = Writer {
         chain,
@@ -175,8 +199,15 @@ impl AuditSink {
         self.send(event, true)
     }
 
-    fn send(&self, event: Event, block: bool) -> Result<(), EmitError> {
+    fn send(&self, mut event: Event, block: bool) -> Result<(), EmitError> {
         let s = &*self.shared;
+        crate::cap::cap_fields(&mut event, crate::cap::FIELD_CAP);
+        let guest = event.source == Source::Guest;
+        let queued = if guest {
+            &s.guest_queued
+        } else {
+            &s.host_queued
+        };
         if event.decision == Some(Decision::Deny) {
             let prefix = event.kind.split('.').next().unwrap_or_default();
             let mut denials = s.denials.lock().unwrap_or_else(|e| e.into_inner());
@@ -188,9 +219,13 @@ impl AuditSink {
         let result = if s.closed.load(Ordering::SeqCst) {
             Err(EmitError::Closed)
         } else if block {
+            // Blocking sends are the host's rare lifecycle records: they wait for room.
+            queued.fetch_add(1, Ordering::SeqCst);
             self.tx
                 .send(Msg::Event(Box::new(event)))
                 .map_err(|_| EmitError::Closed)
+        } else if !self.admit(guest) {
+            Err(EmitError::Full)
         } else {
             match self.tx.try_send(Msg::Event(Box::new(event))) {
                 Ok(()) => Ok(()),
@@ -200,10 +235,15 @@ impl AuditSink {
         };
         match result {
             Err(EmitError::Full) => {
-                s.dropped.fetch_add(1, Ordering::Relaxed);
                 // Still in flight, so a closing writer waits for this before its last
                 // `audit.dropped` record.
-                s.pending_drops.fetch_add(1, Ordering::SeqCst);
+                if guest {
+                    s.guest_dropped.fetch_add(1, Ordering::Relaxed);
+                    s.pending_guest_drops.fetch_add(1, Ordering::SeqCst);
+                } else {
+                    s.dropped.fetch_add(1, Ordering::Relaxed);
+                    s.pending_drops.fetch_add(1, Ordering::SeqCst);
+                }
             }
             Err(EmitError::Closed) => {
                 s.unrecorded.fetch_add(1, Ordering::Relaxed);
@@ -214,12 +254,40 @@ impl AuditSink {
         result
     }
 
+    /// Whether an event fits its producer's share of the queue now (and, for a guest report,
+    /// the rate limit); if so it holds one slot of that share until the writer takes it.
+    fn admit(&self, guest: bool) -> bool {
+        let s = &*self.shared;
+        if guest {
+            let rate_ok = s
+                .guest_bucket
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_mut()
+                .is_none_or(|b| b.take(std::time::Instant::now()));
+            if !rate_ok {
+                return false;
+            }
+        }
+        let (queued, limit) = if guest {
+            (&s.guest_queued, s.guest_limit)
+        } else {
+            (&s.host_queued, s.host_limit)
+        };
+        if queued.fetch_add(1, Ordering::SeqCst) >= limit {
+            queued.fetch_sub(1, Ordering::SeqCst);
+            return false;
+        }
+        true
+    }
+
     /// Current counters.
     pub fn counters(&self) -> Counters {
         let s = &*self.shared;
         Counters {
             written: s.written.load(Ordering::Relaxed),
             dropped: s.dropped.load(Ordering::Relaxed),
+            guest_dropped: s.guest_dropped.load(Ordering::Relaxed),
             unrecorded: s.unrecorded.load(Ordering::Relaxed),
             denials: s.denials.lock().unwrap_or_else(|e| e.into_inner()).clone(),
             failed: s.failed.load(Ordering::Relaxed),
@@ -319,6 +387,12 @@ impl Writer {
     fn handle(&mut self, msg: Msg) -> Result<(), ChainError> {
         match msg {
             Msg::Event(event) => {
+                let queued = if event.source == Source::Guest {
+                    &self.shared.guest_queued
+                } else {
+                    &self.shared.host_queued
+                };
+                queued.fetch_sub(1, Ordering::SeqCst);
                 self.chain.append(&event)?;
                 self.shared.written.fetch_add(1, Ordering::Relaxed);
             }
@@ -333,13 +407,30 @@ impl Writer {
     }
 
     fn record_drops(&mut self) -> Result<(), ChainError> {
-        let n = self.shared.pending_drops.swap(0, Ordering::SeqCst);
+        let s = Arc::clone(&self.shared);
+        self.record_drop_count(&s.pending_drops, QUEUE_FULL, "audit queue full")?;
+        self.record_drop_count(
+            &s.pending_guest_drops,
+            GUEST_LIMIT,
+            "guest reports over this sandbox's budget (rate or queue share); host records are \
+             queued apart and unaffected",
+        )
+    }
+
+    fn record_drop_count(
+        &mut self,
+        pending: &AtomicU64,
+        reason: &str,
+        detail: &str,
+    ) -> Result<(), ChainError> {
+        let n = pending.swap(0, Ordering::SeqCst);
         if n > 0 {
             let event = Event::new(Source::Host, kind::AUDIT_DROPPED)
                 .with_count(n)
-                .with_detail("audit queue full");
+                .with_reason(reason)
+                .with_detail(detail);
             if let Err(e) = self.chain.append(&event) {
-                self.shared.pending_drops.fetch_add(n, Ordering::SeqCst);
+                pending.fetch_add(n, Ordering::SeqCst);
                 return Err(e);
             }
             self.shared.written.fetch_add(1, Ordering::Relaxed);
@@ -413,6 +504,7 @@ mod tests {
             SinkOptions {
                 capacity: 2,
                 poll: Duration::from_millis(10),
+                guest: GuestBudget::default(),
             },
         )
         .unwrap();
@@ -452,6 +544,7 @@ mod tests {
             Counters {
                 written: 3,
                 dropped: 5,
+                guest_dropped: 0,
                 unrecorded: 0,
                 denials: BTreeMap::from([("net".to_owned(), 3)]),
                 failed: false,
@@ -476,6 +569,7 @@ mod tests {
             SinkOptions {
                 capacity: 8,
                 poll: Duration::from_millis(5),
+                guest: GuestBudget::default(),
             },
         )
         .unwrap();
@@ -515,6 +609,7 @@ mod tests {
             SinkOptions {
                 capacity: 4,
                 poll: Duration::from_secs(60),
+                guest: GuestBudget::default(),
             },
         )
         .unwrap();
@@ -531,5 +626,72 @@ mod tests {
             .collect();
         assert_eq!(counts, [Some(1), Some(2), Some(3)]);
         assert_eq!(sink.emit(ev(4)), Err(EmitError::Closed));
+    }
+
+    #[test]
+    fn a_guest_flood_keeps_to_its_budget_and_every_host_record_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let (sink, writer) = spawn(
+            chain(dir.path()),
+            SinkOptions {
+                capacity: 64,
+                poll: Duration::from_millis(10),
+                guest: GuestBudget {
+                    queued: 16,
+                    per_second: 1,
+                    burst: 100,
+                },
+            },
+        )
+        .unwrap();
+        // The writer is held: guest reports fill their share, host records still fit.
+        let release = writer.hold();
+        let mut guest_ok = 0;
+        for i in 0..10_000u64 {
+            let r = sink.try_emit(Event::new(Source::Guest, kind::PROC_EXEC).with_count(i));
+            guest_ok += u64::from(r.is_ok());
+            if i % 200 == 0 {
+                sink.try_emit(ev(i))
+                    .expect("a host record always finds room");
+            }
+        }
+        assert_eq!(guest_ok, 16, "the queue share");
+        drop(release);
+        // Past the burst, the rate limit holds the rest back.
+        for i in 0..1000u64 {
+            let r = sink.try_emit(Event::new(Source::Guest, kind::PROC_EXEC).with_count(i));
+            guest_ok += u64::from(r.is_ok());
+            std::thread::sleep(Duration::from_micros(50));
+        }
+        assert!(guest_ok <= 101, "{guest_ok}");
+        writer.finish().unwrap();
+
+        let recs = records(dir.path());
+        let host: Vec<_> = recs
+            .iter()
+            .filter(|r| r.event.kind == "net.connect")
+            .collect();
+        assert_eq!(host.len(), 50, "every host record");
+        let guest = recs
+            .iter()
+            .filter(|r| r.event.source == Source::Guest)
+            .count() as u64;
+        let dropped: u64 = recs
+            .iter()
+            .filter(|r| r.event.kind == kind::AUDIT_DROPPED)
+            .map(|r| {
+                assert_eq!(r.event.reason.as_deref(), Some(GUEST_LIMIT));
+                r.event.count.unwrap()
+            })
+            .sum();
+        assert_eq!(guest, guest_ok);
+        assert_eq!(
+            guest + dropped,
+            11_000,
+            "every guest report recorded or counted"
+        );
+        assert_eq!(sink.counters().guest_dropped, dropped);
+        assert_eq!(sink.counters().dropped, 0);
+        verify(&dir.path().join("audit.jsonl"), None, None).unwrap();
     }
 }

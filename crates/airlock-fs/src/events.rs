@@ -9,7 +9,7 @@
 //! one JSON object per line on stdout; the supervisor parses each strictly ([`FsLine::parse`])
 //! before it becomes an audit record.
 
-use airlock_audit::{Decision, Event, FsInfo, Source, kind};
+use airlock_audit::{Cut, Decision, Event, FsInfo, Source, cut_text, kind};
 use airlock_policy::Verdict;
 use serde::{Deserialize, Serialize};
 
@@ -71,6 +71,9 @@ pub struct FsLine {
     /// A count the kind defines.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub count: Option<u64>,
+    /// Fields cut to the line's limit, with their full length and hash.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cut: Vec<Cut>,
 }
 
 const KINDS: &[&str] = &[
@@ -87,16 +90,24 @@ const KINDS: &[&str] = &[
     kind::FS_LIMIT,
 ];
 
-/// Longest string field accepted from a gateway line.
-const MAX_FIELD: usize = 8192;
+/// Longest string field a gateway line carries: every path the policy accepts (16 KiB) whole,
+/// so monitor rules match on it; a longer one is cut here, with its length and hash.
+const MAX_FIELD: usize = 16 * 1024;
 
 impl From<&FsEvent> for FsLine {
     fn from(e: &FsEvent) -> Self {
+        let mut cut = Vec::new();
+        let mut path = e.path.clone();
+        cut.extend(cut_text("fs.path", &mut path, MAX_FIELD));
+        let mut path2 = e.path2.clone();
+        if let Some(p) = &mut path2 {
+            cut.extend(cut_text("fs.to", p, MAX_FIELD));
+        }
         FsLine {
             op: e.op.to_string(),
             mount: e.mount.clone(),
-            path: e.path.clone(),
-            path2: e.path2.clone(),
+            path,
+            path2,
             decision: match e.decision {
                 airlock_policy::Verdict::Allow => "allow",
                 airlock_policy::Verdict::Deny => "deny",
@@ -105,6 +116,7 @@ impl From<&FsEvent> for FsLine {
             rule: e.rule.clone(),
             reason: e.reason.to_string(),
             count: e.count,
+            cut,
         }
     }
 }
@@ -116,7 +128,11 @@ impl FsLine {
         let short = [&l.mount, &l.path, &l.rule, &l.reason]
             .into_iter()
             .chain(l.path2.as_ref())
-            .all(|s| s.len() <= MAX_FIELD);
+            .all(|s| s.len() <= MAX_FIELD)
+            && l.cut.len() <= 2
+            && l.cut
+                .iter()
+                .all(|c| c.field.len() <= 32 && c.sha256.len() == 64);
         (KINDS.contains(&l.op.as_str())
             && ["allow", "deny"].contains(&l.decision.as_str())
             && short)
@@ -131,7 +147,7 @@ impl FsLine {
             Decision::Deny
         };
         let op = self.op.strip_prefix("fs.").unwrap_or(&self.op).to_string();
-        let event = Event::new(Source::Host, self.op.clone())
+        let mut event = Event::new(Source::Host, self.op.clone())
             .with_decision(decision)
             .with_rule(self.rule.clone())
             .with_reason(self.reason.clone())
@@ -141,6 +157,7 @@ impl FsLine {
                 to: self.path2.clone(),
                 mount: Some(self.mount.clone()),
             });
+        event.cut.clone_from(&self.cut);
         match self.count {
             Some(n) => event.with_count(n),
             None => event,
@@ -167,6 +184,7 @@ mod tests {
             decision: "deny".into(),
             rule: "filesystem.protected \".git/hooks/**\"".into(),
             reason: "protected_path".into(),
+            cut: Vec::new(),
             count: None,
         }
     }
@@ -194,5 +212,37 @@ mod tests {
         let fs = e.fs.unwrap();
         assert_eq!(fs.op, "write");
         assert_eq!(fs.mount.as_deref(), Some("/workspace"));
+    }
+
+    #[test]
+    fn the_longest_event_a_guest_can_cause_fits_one_event_line() {
+        // Paths the policy accepts are at most 16 KiB; a symlink target at most PATH_MAX.
+        // Control characters are the worst case for JSON (six bytes each).
+        let mut l = line();
+        l.path = "\u{1}".repeat(16 * 1024);
+        l.path2 = Some("\u{1}".repeat(4096));
+        let json = serde_json::to_vec(&l).unwrap();
+        assert!(
+            json.len() < airlock_jail::gateway::MAX_EVENT_LINE,
+            "{} bytes",
+            json.len()
+        );
+        assert_eq!(FsLine::parse(&json).map(|p| p.path.len()), Some(16 * 1024));
+        // Longer than any path the policy accepts: cut, never dropped.
+        let mut e = FsEvent {
+            op: kind::FS_CREATE,
+            mount: "/workspace".into(),
+            path: "d/".repeat(20_000),
+            path2: None,
+            decision: Verdict::Deny,
+            rule: "filesystem.path".into(),
+            reason: "invalid_path",
+            count: None,
+        };
+        let json = serde_json::to_vec(&FsLine::from(&e)).unwrap();
+        let event = FsLine::parse(&json).expect("still an event").to_event();
+        let expected = cut_text("fs.path", &mut e.path, MAX_FIELD).unwrap();
+        assert_eq!(expected.len, 40_000);
+        assert_eq!(event.cut, [expected]);
     }
 }

@@ -133,8 +133,12 @@ pub fn read_spec<T: serde::de::DeserializeOwned>() -> Result<T, SpecError> {
     serde_json::from_slice(&input).map_err(SpecError::Parse)
 }
 
-/// Longest event line a gateway may send; longer ones are dropped and counted as malformed.
-pub const MAX_EVENT_LINE: usize = 64 * 1024;
+/// Longest event line a gateway may send. Every field of an event is bounded before it is
+/// sent (paths by the fs gateway's 16 KiB limit, request targets by the egress parser's 8 KiB
+/// line), and JSON at most sextuples a byte (`\u001b`), so a real event fits with room to
+/// spare; a longer line is a broken gateway, handed on as an empty line so that the owner
+/// records it as malformed.
+pub const MAX_EVENT_LINE: usize = 256 * 1024;
 
 /// The `airlock` binary to start gateways from: `$AIRLOCK_SELF`, else this executable, or the
 /// `airlock` next to the `deps/` directory when this is a test or bench binary.
@@ -255,7 +259,10 @@ impl GatewayProcess {
                 line.clear();
                 match read_bounded_line(&mut reader, &mut line).await {
                     Ok(Some(true)) => on_line(&line),
-                    Ok(Some(false)) => malformed += 1,
+                    Ok(Some(false)) => {
+                        malformed += 1;
+                        on_line(b"");
+                    }
                     Ok(None) | Err(_) => break,
                 }
             }

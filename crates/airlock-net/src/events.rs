@@ -8,7 +8,7 @@
 //! small trait keeps the gateway's hot path free of the audit writer; the kinds are
 //! [`airlock_audit::kind`]'s.
 
-use airlock_audit::{Decision, Event, NetInfo, Source, kind};
+use airlock_audit::{Cut, Decision, Event, NetInfo, Source, cut_text, kind};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::net::IpAddr;
@@ -130,17 +130,33 @@ pub struct NetLine {
     /// Credential name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credential: Option<String>,
+    /// Fields cut to [`MAX_FIELD`] here, with their full length and hash.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cut: Vec<Cut>,
 }
 
 impl From<&NetEvent> for NetLine {
+    /// Every request is recorded however long its target: a field over [`MAX_FIELD`] is cut
+    /// here and the line says how long it was and its hash.
     fn from(e: &NetEvent) -> Self {
+        let mut cut = Vec::new();
+        let mut host = e.host.clone();
+        cut.extend(cut_text("net.host", &mut host, MAX_FIELD));
+        let mut method = e.method.clone();
+        if let Some(m) = &mut method {
+            cut.extend(cut_text("net.method", m, MAX_FIELD));
+        }
+        let mut path = e.path.clone();
+        if let Some(p) = &mut path {
+            cut.extend(cut_text("net.path", p, MAX_FIELD));
+        }
         NetLine {
             kind: e.kind.to_string(),
-            host: e.host.clone(),
+            host,
             port: e.port,
             ip: e.ip,
-            method: e.method.clone(),
-            path: e.path.clone(),
+            method,
+            path,
             status: e.status,
             decision: e.decision.as_str().to_string(),
             rule: e.rule.clone(),
@@ -149,6 +165,7 @@ impl From<&NetEvent> for NetLine {
             bytes_down: e.bytes_down,
             duration_ms: e.duration_ms,
             credential: e.credential.clone(),
+            cut,
         }
     }
 }
@@ -173,7 +190,11 @@ impl NetLine {
             .chain(l.method.as_ref())
             .chain(l.path.as_ref())
             .chain(l.credential.as_ref())
-            .all(|s| s.len() <= MAX_FIELD);
+            .all(|s| s.len() <= MAX_FIELD)
+            && l.cut.len() <= 3
+            && l.cut
+                .iter()
+                .all(|c| c.field.len() <= 32 && c.sha256.len() == 64);
         (known_kind && known_decision && short).then_some(l)
     }
 
@@ -184,7 +205,7 @@ impl NetLine {
             "deny" => Decision::Deny,
             _ => Decision::Error,
         };
-        Event::new(Source::Host, self.kind.clone())
+        let mut event = Event::new(Source::Host, self.kind.clone())
             .with_decision(decision)
             .with_rule(self.rule.clone())
             .with_reason(self.reason.clone())
@@ -199,7 +220,9 @@ impl NetLine {
                 bytes_out: Some(self.bytes_up),
                 duration_ms: Some(self.duration_ms),
                 credential: self.credential.clone(),
-            })
+            });
+        event.cut.clone_from(&self.cut);
+        event
     }
 }
 
@@ -229,6 +252,7 @@ mod tests {
             bytes_down: 0,
             duration_ms: 1,
             credential: None,
+            cut: Vec::new(),
         }
     }
 
@@ -255,5 +279,37 @@ mod tests {
         assert_eq!(e.kind, "net.connect");
         assert_eq!(e.decision, Some(Decision::Deny));
         assert_eq!(e.net.unwrap().host.as_deref(), Some("example.com"));
+    }
+
+    #[test]
+    fn a_long_target_is_cut_with_its_length_and_hash_never_dropped() {
+        let long = format!("/{}", "a%2e".repeat(2000));
+        let e = NetEvent {
+            kind: kind::NET_HTTP,
+            host: "example.com".into(),
+            port: 80,
+            ip: None,
+            method: Some("GET".into()),
+            path: Some(long.clone()),
+            status: Some(200),
+            decision: NetDecision::Allow,
+            rule: "network.allow[0]".into(),
+            reason: "allowed",
+            bytes_up: 1,
+            bytes_down: 1,
+            duration_ms: 1,
+            credential: None,
+        };
+        let json = serde_json::to_vec(&NetLine::from(&e)).unwrap();
+        let l = NetLine::parse(&json).expect("a long request is still an event");
+        let event = l.to_event();
+        let path = event.net.as_ref().and_then(|n| n.path.clone()).unwrap();
+        assert!(path.len() <= MAX_FIELD && long.starts_with(&path));
+        let expected = cut_text("net.path", &mut long.clone(), MAX_FIELD).unwrap();
+        assert_eq!(
+            (expected.field.as_str(), expected.len, expected.sha256.len()),
+            ("net.path", long.len() as u64, 64)
+        );
+        assert_eq!(event.cut, [expected]);
     }
 }

@@ -284,6 +284,17 @@ impl Recorder {
     }
 }
 
+/// The record of a gateway event line that could not be read (too long or not an event): an
+/// event the gateway saw is lost, and the log says so.
+pub(crate) fn malformed_line(gateway: &str) -> Event {
+    Event::new(Source::Host, kind::AUDIT_DROPPED)
+        .with_count(1)
+        .with_reason("malformed_event_line")
+        .with_detail(format!(
+            "the {gateway} gateway sent an event line that is too long or not an event"
+        ))
+}
+
 /// A one-line, terminal-safe description of an event for alerts.
 fn describe(e: &Event) -> String {
     let mut s = format!("{} {}", e.kind, e.decision.map_or("-", Decision::as_str));

@@ -66,6 +66,9 @@ impl Sandbox {
                     let _ = refresh_tx.send(req.refresh);
                 } else {
                     tracing::warn!("malformed line from the egress gateway");
+                    if let Some(r) = sink.get() {
+                        r.record(crate::audit::malformed_line("egress"));
+                    }
                 }
             },
         )

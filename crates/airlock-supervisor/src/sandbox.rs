@@ -220,7 +220,12 @@ impl Sandbox {
                                 r.record(l.to_event());
                             }
                         }
-                        None => tracing::warn!("malformed line from an fs gateway"),
+                        None => {
+                            tracing::warn!("malformed line from an fs gateway");
+                            if let Some(r) = sink.get() {
+                                r.record(crate::audit::malformed_line("fs"));
+                            }
+                        }
                     }
                 })
                 .await
