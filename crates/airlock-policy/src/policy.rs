@@ -125,6 +125,8 @@ pub struct AuditPolicy {
     pub redact: Vec<String>,
     /// Environment variable names whose values are redacted.
     pub redact_env: Vec<String>,
+    /// Guest reports recorded per second (bursts of five times as many).
+    pub guest_rate: u32,
 }
 
 /// A live rule over audit events.

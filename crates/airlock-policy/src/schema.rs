@@ -269,6 +269,11 @@ pub(crate) struct AuditSection {
     /// appear in recorded strings.
     #[serde(default)]
     pub redact_env: Vec<String>,
+    /// Reports from the guest (process starts and exits, seccomp refusals) recorded per
+    /// second, with bursts of five times as many; beyond it they are counted in an
+    /// `audit.dropped` record instead. Host records are never limited. Default 2000.
+    #[schemars(range(min = 1, max = 1_000_000))]
+    pub guest_rate: Option<u32>,
 }
 
 /// `[monitor]`: live rules.

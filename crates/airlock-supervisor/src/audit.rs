@@ -57,6 +57,8 @@ pub struct AuditConfig {
     pub redact: Redactor,
     /// Where monitor alerts are shown.
     pub notify: Notifier,
+    /// Guest reports recorded per second (`audit.guest_rate`).
+    pub guest_rate: u32,
 }
 
 /// Replaces secrets in recorded text: the policy's `audit.redact` regexes and the values of its
@@ -177,8 +179,16 @@ impl Recorder {
             .map_err(|e| RecorderError::Key(config.key.clone(), e))?;
         let (chain, _opened) = airlock_audit::Chain::open(&path, ChainOptions::new(id, key))
             .map_err(|e| RecorderError::Chain(path.clone(), e))?;
-        let (sink, writer) = airlock_audit::spawn(chain, airlock_audit::SinkOptions::default())
-            .map_err(RecorderError::Sink)?;
+        let defaults = airlock_audit::SinkOptions::default();
+        let options = airlock_audit::SinkOptions {
+            guest: airlock_audit::GuestBudget {
+                per_second: config.guest_rate,
+                burst: config.guest_rate.saturating_mul(5),
+                ..defaults.guest
+            },
+            ..defaults
+        };
+        let (sink, writer) = airlock_audit::spawn(chain, options).map_err(RecorderError::Sink)?;
         let (kill, _) = watch::channel(None);
         Ok(Recorder {
             sink,

@@ -510,6 +510,7 @@ pub fn audit_config(
         monitor: policy.monitor_rules().to_vec(),
         redact: redactor(policy, cli_env)?,
         notify,
+        guest_rate: policy.audit().guest_rate,
     })
 }
 

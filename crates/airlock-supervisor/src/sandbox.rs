@@ -32,6 +32,8 @@ pub struct Sandbox {
     pub(crate) control: Control,
     pub(crate) recorder: RecorderSlot,
     pub(crate) stats_task: Option<tokio::task::JoinHandle<()>>,
+    /// Refuses (and records) later connections to the control port.
+    pub(crate) control_guard: Option<tokio::task::JoinHandle<()>>,
     pub(crate) fs: Vec<airlock_fs::client::FsSlot>,
     pub(crate) egress: Option<airlock_jail::gateway::GatewayProcess>,
     pub(crate) machine: Machine,
@@ -345,6 +347,9 @@ impl Sandbox {
             uptime_ms,
             ..
         } = ready;
+        // The control port stays taken: anything else in the guest that connects to it is
+        // refused and recorded, never heard.
+        let control_guard = tokio::spawn(refuse_control_connections(listener, recorder.clone()));
         let timings = StartTimings {
             engine_start_ms: crate::bind::ms(engine_start),
             guest_ready_ms: crate::bind::ms(t0.elapsed().saturating_sub(engine_start)),
@@ -358,6 +363,7 @@ impl Sandbox {
             control,
             recorder,
             stats_task: None,
+            control_guard: Some(control_guard),
             fs,
             egress: None,
             machine: machine.clone(),
@@ -502,7 +508,10 @@ impl Sandbox {
 
     /// Stops the guest, the engine and every helper process; the audit log stays open.
     async fn teardown(&mut self) -> Result<(), EngineError> {
-        if let Some(t) = self.stats_task.take() {
+        for t in [self.stats_task.take(), self.control_guard.take()]
+            .into_iter()
+            .flatten()
+        {
             t.abort();
         }
         self.control.shutdown(Duration::from_secs(2)).await;
@@ -527,4 +536,24 @@ impl Sandbox {
 /// The span everything done for sandbox `id` runs in, so its log lines can be filtered by id.
 fn sandbox_span(id: &str) -> tracing::Span {
     tracing::info_span!("sandbox", id = %id)
+}
+
+/// Accepts every later connection to the control port, records it as refused and closes it:
+/// only the guest agent's first connection is the control connection.
+async fn refuse_control_connections(listener: tokio::net::UnixListener, recorder: RecorderSlot) {
+    while let Ok((stream, _)) = listener.accept().await {
+        drop(stream);
+        if let Some(r) = recorder.get() {
+            r.record(
+                Event::new(Source::Host, kind::POLICY_DENY)
+                    .with_decision(Decision::Deny)
+                    .with_rule("vsock.control")
+                    .with_reason("control_port_taken")
+                    .with_detail(
+                        "a second connection to the host's control port from inside the guest \
+                         was refused",
+                    ),
+            );
+        }
+    }
 }

@@ -45,6 +45,7 @@ async fn measure(images: &Images, audit: bool) -> anyhow::Result<(f64, u64)> {
             monitor: vec![],
             redact: airlock_supervisor::Redactor::default(),
             notify: airlock_supervisor::Notifier::stderr(),
+            guest_rate: 2000,
         }),
         description: "bench".into(),
         policy: Arc::new(policy),

@@ -16,6 +16,10 @@ const DEFAULT_USER: &str = "agent";
 /// Longest user name accepted by common `useradd` implementations.
 const MAX_USER_LEN: usize = 32;
 
+/// Default `audit.guest_rate`: far above what a real workload reports, low enough that a
+/// flood cannot keep the writer busy.
+const DEFAULT_GUEST_RATE: u32 = 2000;
+
 impl Ctx<'_> {
     pub(super) fn process(&mut self, layers: &[Layer]) -> ProcessPolicy {
         let mut process = ProcessPolicy {
@@ -89,6 +93,9 @@ impl Ctx<'_> {
             path,
             redact,
             redact_env,
+            // Its range is checked against the schema at load.
+            guest_rate: last(layers, "audit.guest_rate", |f| &f.audit.guest_rate)
+                .map_or(DEFAULT_GUEST_RATE, |it| *it.value),
         }
     }
 

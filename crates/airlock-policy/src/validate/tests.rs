@@ -449,15 +449,21 @@ fn audit_settings() {
          test.toml:4:31: audit.redact_env[1]: invalid environment variable name \"1BAD\", expected letters, digits and `_`, not starting with a digit\n\
          test.toml:4:39: audit.redact_env[2]: invalid environment variable name \"A-B\", expected letters, digits and `_`, not starting with a digit",
     );
-    let p = load("[audit]\npath = \"logs/audit.jsonl\"\nredact = [\"sk-ant-[A-Za-z0-9_-]+\"]\nredact_env = [\"ANTHROPIC_API_KEY\"]\n").unwrap();
+    assert_error(
+        "[audit]\nguest_rate = 0\n",
+        "test.toml:2:14: audit.guest_rate: out of range: found 0, expected an integer from 1 to 1000000",
+    );
+    let p = load("[audit]\npath = \"logs/audit.jsonl\"\nredact = [\"sk-ant-[A-Za-z0-9_-]+\"]\nredact_env = [\"ANTHROPIC_API_KEY\"]\nguest_rate = 50\n").unwrap();
     assert_eq!(
         *p.audit(),
         AuditPolicy {
             path: Some(PathBuf::from("./logs/audit.jsonl")),
             redact: vec!["sk-ant-[A-Za-z0-9_-]+".to_owned()],
             redact_env: vec!["ANTHROPIC_API_KEY".to_owned()],
+            guest_rate: 50,
         }
     );
+    assert_eq!(load("").unwrap().audit().guest_rate, 2000);
 }
 
 #[test]

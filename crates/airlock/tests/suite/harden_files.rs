@@ -186,3 +186,126 @@ fn host_executed_files_cannot_be_written_linked_or_reached_by_a_look_alike_name(
     }
     a.assert_clean();
 }
+
+/// Builds tests/probe/escape.c static into `dir`.
+fn build_escape_probe(dir: &Path) {
+    let src = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/probe/escape.c");
+    let out = std::process::Command::new("cc")
+        .args(["-static", "-O1", "-o"])
+        .arg(dir.join("escape"))
+        .arg(src)
+        .output()
+        .expect("cc (gcc, installed by scripts/setup) builds the escape probe");
+    assert!(out.status.success(), "cc: {}", text(&out.stderr));
+}
+
+fn rw_workspace_policy(extra: &str) -> tempfile::NamedTempFile {
+    let policy = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+    std::fs::write(
+        policy.path(),
+        format!(
+            "[[filesystem.mounts]]\nworkspace = true\nguest = \"/workspace\"\nmode = \"rw\"\n{extra}"
+        ),
+    )
+    .unwrap();
+    policy
+}
+
+#[test]
+fn the_guest_cannot_leave_its_abi_or_reach_other_vsock_ports() {
+    const EPERM: i32 = 1;
+    const ENOSYS: i32 = 38;
+    const SIGSEGV: i32 = 1000 + 11;
+    let a = Airlock::start();
+    let ws = tempfile::tempdir().unwrap();
+    build_escape_probe(ws.path());
+    let policy = rw_workspace_policy("");
+    let out = run_in(&a, policy.path(), ws.path(), "/workspace/escape probes");
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    let results: std::collections::BTreeMap<String, i32> = text(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let (name, n) = l.split_once(' ')?;
+            Some((name.to_owned(), n.parse().ok()?))
+        })
+        .collect();
+    let stdout = text(&out.stdout);
+    assert_eq!(results.get("tioclinux"), Some(&EPERM), "{stdout}");
+    // The guest kernel has neither the i386 nor the x32 entry point.
+    assert_eq!(results.get("int80"), Some(&SIGSEGV), "{stdout}");
+    assert_eq!(results.get("x32"), Some(&ENOSYS), "{stdout}");
+    for port in ["vsock_control", "vsock_other_port", "vsock_other_cid"] {
+        let r = results.get(port).copied();
+        assert!(r.is_some_and(|e| e != 0), "{port} must fail: {stdout}");
+    }
+    let log = a.audit();
+    assert!(
+        log.has(|e| e.kind == kind::POLICY_DENY
+            && e.rule.as_deref() == Some("process.seccomp")
+            && e.detail.as_deref().is_some_and(|d| d.contains("ioctl"))),
+        "TIOCLINUX refusal recorded:\n{log}"
+    );
+    assert!(
+        log.has(|e| e.kind == kind::POLICY_DENY
+            && e.decision == Some(Decision::Deny)
+            && e.rule.as_deref() == Some("vsock.control")),
+        "the second control connection recorded:\n{log}"
+    );
+    a.assert_clean();
+}
+
+#[test]
+fn a_guest_report_flood_keeps_every_host_record() {
+    const FLOOD: u64 = 20_000;
+    let a = Airlock::start();
+    let ws = tempfile::tempdir().unwrap();
+    build_escape_probe(ws.path());
+    std::fs::create_dir(ws.path().join("marks")).unwrap();
+    // A low rate so that even a slow (emulated) guest floods past it.
+    let policy = rw_workspace_policy("[audit]\nguest_rate = 50\n");
+    let out = run_in(
+        &a,
+        policy.path(),
+        ws.path(),
+        &format!("/workspace/escape flood {FLOOD} /workspace/marks"),
+    );
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), format!("refused {FLOOD} of {FLOOD}\n"));
+    let (path, log) = a.audit_logs().into_iter().next().expect("one audit log");
+    // Every host record of the run is there: the 20 files the flood created between refusals.
+    for k in 1..=20 {
+        let mark = format!("marks/mark-{k}");
+        assert!(
+            log.has(|e| e.kind == kind::FS_CREATE
+                && e.decision == Some(Decision::Allow)
+                && e.fs.as_ref().is_some_and(|f| f.path == mark)),
+            "no fs.create for {mark}"
+        );
+    }
+    assert!(log.has(|e| e.kind == kind::SANDBOX_END), "{log}");
+    // The guest's reports beyond its budget are counted, not silently lost.
+    let reported = log
+        .events()
+        .filter(|e| e.kind == kind::POLICY_DENY && e.rule.as_deref() == Some("process.seccomp"))
+        .count() as u64;
+    let limited: u64 = log
+        .events()
+        .filter(|e| e.kind == kind::AUDIT_DROPPED && e.reason.as_deref() == Some("guest_limit"))
+        .filter_map(|e| e.count)
+        .sum();
+    let dropped_in_guest: u64 = log
+        .events()
+        .filter(|e| {
+            e.kind == kind::AUDIT_DROPPED && e.source == airlock_testkit::audit::Source::Guest
+        })
+        .filter_map(|e| e.count)
+        .sum();
+    assert!(limited > 0, "the rate limit held back part of the flood");
+    assert!(
+        reported + limited + dropped_in_guest >= FLOOD,
+        "{reported} recorded + {limited} over the limit + {dropped_in_guest} dropped in the guest < {FLOOD}"
+    );
+    let verify = a.run(["audit", "verify", path.to_str().unwrap()]);
+    assert!(verify.status.success(), "{}", text(&verify.stderr));
+    a.assert_clean();
+}
