@@ -203,6 +203,10 @@ fn daemon_route(args: &RunArgs, workspace: &Path) -> Option<DaemonRoute> {
         return None;
     }
     let socket = airlock_api::socket::default_socket();
+    if let Err(e) = airlock_api::socket::check_before_connect(&socket) {
+        crate::ui::note!("airlock: not using the daemon: {e}");
+        return None;
+    }
     std::os::unix::net::UnixStream::connect(&socket).ok()?;
     // A policy that does not load is reported by the local path, word for word as without a
     // daemon.
