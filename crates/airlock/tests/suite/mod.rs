@@ -5,6 +5,7 @@ mod credentials;
 mod daemon;
 mod fs;
 mod harden;
+mod harden_host;
 mod image;
 mod large;
 mod net;
