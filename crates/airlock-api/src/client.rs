@@ -28,6 +28,15 @@ pub enum ClientError {
         #[source]
         source: std::io::Error,
     },
+    /// The socket is in the fallback directory, which is not this user's alone.
+    #[error("not connecting to a daemon through {}", socket.display())]
+    UnsafeSocketDir {
+        /// The socket.
+        socket: PathBuf,
+        /// What is wrong with its directory.
+        #[source]
+        source: crate::socket::SocketDirError,
+    },
     /// The daemon answered with an error.
     #[error("{}", body.detail)]
     Api {
@@ -67,6 +76,12 @@ impl Client {
         path: &str,
         body: Option<(&'static str, Vec<u8>)>,
     ) -> Result<Response<Incoming>, ClientError> {
+        crate::socket::check_before_connect(&self.socket).map_err(|source| {
+            ClientError::UnsafeSocketDir {
+                socket: self.socket.clone(),
+                source,
+            }
+        })?;
         let stream = tokio::net::UnixStream::connect(&self.socket)
             .await
             .map_err(|source| ClientError::NoDaemon {

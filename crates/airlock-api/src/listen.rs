@@ -23,6 +23,16 @@ pub enum ListenError {
         /// What is wrong.
         why: String,
     },
+    /// The fallback socket directory is missing protection.
+    #[error("refusing the socket directory")]
+    SocketDir(#[source] crate::socket::SocketDirError),
+    /// `--group` with the socket in the fallback directory, which must stay owner-only.
+    #[error(
+        "--group needs a socket outside {}, which stays owner-only; pass --socket with a path \
+         in a directory of your own",
+        .0.display()
+    )]
+    GroupInFallback(PathBuf),
     /// A file operation failed.
     #[error("{what} {}", path.display())]
     Io {
@@ -76,7 +86,12 @@ pub fn bind_unix(
     group: Option<&nix::unistd::Group>,
 ) -> Result<tokio::net::UnixListener, ListenError> {
     if let Some(dir) = socket.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if !dir.exists() {
+        if crate::socket::in_fallback_dir(socket) {
+            if group.is_some() {
+                return Err(ListenError::GroupInFallback(dir.to_path_buf()));
+            }
+            crate::socket::ensure_private_dir(dir).map_err(ListenError::SocketDir)?;
+        } else if !dir.exists() {
             std::fs::DirBuilder::new()
                 .recursive(true)
                 .mode(if group.is_some() { 0o750 } else { 0o700 })
@@ -147,6 +162,23 @@ pub fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_group_socket_is_refused_in_the_owner_only_fallback_directory() {
+        let socket = crate::socket::fallback_dir().join("airlock.sock");
+        let group = nix::unistd::Group::from_gid(nix::unistd::getgid())
+            .unwrap()
+            .unwrap();
+        let e = bind_unix(&socket, Some(&group)).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "--group needs a socket outside {}, which stays owner-only; pass --socket with a \
+                 path in a directory of your own",
+                crate::socket::fallback_dir().display()
+            )
+        );
+    }
 
     #[test]
     fn tokens_must_be_private_and_long() {

@@ -280,6 +280,80 @@ mod tests {
         );
     }
 
+    /// The known metadata endpoints, and one more address of IPv4 link-local.
+    const METADATA: [&str; 6] = [
+        "169.254.169.254",
+        "169.254.170.2",
+        "100.100.100.200",
+        "192.0.0.192",
+        "fd00:ec2::254",
+        "169.254.1.1",
+    ];
+
+    fn ips(text: &[&str]) -> Vec<IpAddr> {
+        text.iter().map(|s| s.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn metadata_addresses_are_refused_with_and_without_allow_private() {
+        let public = "8.8.8.8";
+        let mut addrs = METADATA.to_vec();
+        addrs.push(public);
+        for text in [
+            "[network]\nallow = [\"a.example\"]\n",
+            "[network]\nallow = [\"a.example\"]\nallow_private = true\n",
+            "[network]\ndefault = \"allow\"\nallow_private = true\n",
+        ] {
+            let c = classify(&policy(text), &ips(&addrs), 80);
+            assert_eq!(c.allowed, ips(&[public]), "{text}");
+            let denied: Vec<(IpAddr, &str, &str)> = c
+                .denied
+                .iter()
+                .map(|(ip, d)| (*ip, d.rule.as_str(), d.reason))
+                .collect();
+            let want: Vec<(IpAddr, &str, &str)> = ips(&METADATA)
+                .into_iter()
+                .map(|ip| (ip, "network.metadata", "metadata_address"))
+                .collect();
+            assert_eq!(denied, want, "{text}");
+        }
+        // allow_private still opens the private neighbours of the metadata addresses.
+        let open = policy("[network]\nallow_private = true\n");
+        let near = ips(&[
+            "100.100.100.201",
+            "192.0.0.191",
+            "fd00:ec2::253",
+            "10.0.0.1",
+        ]);
+        assert_eq!(classify(&open, &near, 80).allowed, near);
+    }
+
+    #[test]
+    fn an_allow_naming_the_exact_metadata_address_opens_only_that_one() {
+        for addr in METADATA {
+            let ip: IpAddr = addr.parse().unwrap();
+            let entry = if ip.is_ipv6() {
+                format!("[{addr}]:80")
+            } else {
+                format!("{addr}:80")
+            };
+            let p = policy(&format!(
+                "[network]\nallow_private = true\nallow = [{entry:?}]\n"
+            ));
+            let c = classify(&p, &ips(&METADATA), 80);
+            assert_eq!(c.allowed, vec![ip], "{entry}");
+            assert_eq!(
+                c.denied.iter().map(|(ip, _)| *ip).collect::<Vec<_>>(),
+                ips(&METADATA)
+                    .into_iter()
+                    .filter(|m| *m != ip)
+                    .collect::<Vec<_>>(),
+                "{entry}"
+            );
+            assert_eq!(classify(&p, &[ip], 81).allowed, Vec::<IpAddr>::new());
+        }
+    }
+
     #[tokio::test]
     async fn dns_resolver_asks_the_configured_server() {
         let server = DnsServer::start(&[

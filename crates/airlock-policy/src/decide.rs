@@ -8,7 +8,8 @@
 use std::fmt;
 use std::net::IpAddr;
 
-use crate::host::{AddressClass, Target, canonical_ip};
+use crate::address::AddressClass;
+use crate::host::{Target, canonical_ip};
 use crate::path::{PathMatch, PathRule, normalize_guest, normalize_rel};
 use crate::policy::{HttpRule, NetRule, Policy};
 use crate::reason;
@@ -238,22 +239,29 @@ impl Policy {
     /// [`decide_connect`](Self::decide_connect)) resolved to may be connected to.
     ///
     /// Address entries (`192.0.2.1`, `10.0.0.0/8`) in `network.allow`/`network.deny` decide
-    /// first, with the usual precedence; an explicit address allow opens even a private or
-    /// metadata address. Otherwise public addresses are allowed; private, loopback,
-    /// link-local, CGNAT, multicast and reserved ones only with `allow_private`; cloud
-    /// metadata addresses never.
+    /// first, with the usual precedence; an explicit address allow opens even a private
+    /// address. A cloud metadata address ([`METADATA_BLOCKS`](crate::METADATA_BLOCKS)) is
+    /// opened only by an allow entry naming that exact address, never by a block. Otherwise
+    /// public addresses are allowed; private, loopback, link-local, CGNAT, multicast and
+    /// reserved ones only with `allow_private`; metadata addresses never.
     pub fn decide_address(&self, ip: IpAddr, port: u16) -> Decision {
         if port == 0 {
             return Decision::new(Verdict::Deny, "network.port", reason::INVALID_PORT);
         }
         let ip = canonical_ip(ip);
         let target = Target::Ip(ip);
+        let class = AddressClass::of(ip);
+        // A block that happens to contain a metadata address must not open it (validation
+        // refuses such allow entries; this holds for policies built any other way too).
+        let opens = |r: &NetRule| {
+            class != AddressClass::Metadata || !r.allow || r.endpoint.specificity().exact
+        };
         let matching = self
             .network
             .rules
             .iter()
             .enumerate()
-            .filter(|(_, r)| r.endpoint.matches(&target, port));
+            .filter(|(_, r)| r.endpoint.matches(&target, port) && opens(r));
         if let Some(r) = best(
             matching,
             |r: &NetRule| r.endpoint.specificity(),
@@ -261,7 +269,7 @@ impl Policy {
         ) {
             return rule_decision(r.allow, &r.rule);
         }
-        match AddressClass::of(ip) {
+        match class {
             AddressClass::Public => {
                 Decision::new(Verdict::Allow, "network.address", reason::PUBLIC_ADDRESS)
             }

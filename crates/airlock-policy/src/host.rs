@@ -413,14 +413,14 @@ impl fmt::Display for Endpoint {
     }
 }
 
-fn max_prefix(ip: &IpAddr) -> u8 {
+pub(crate) fn max_prefix(ip: &IpAddr) -> u8 {
     match ip {
         IpAddr::V4(_) => 32,
         IpAddr::V6(_) => 128,
     }
 }
 
-fn cidr_contains(network: IpAddr, prefix: u8, ip: IpAddr) -> bool {
+pub(crate) fn cidr_contains(network: IpAddr, prefix: u8, ip: IpAddr) -> bool {
     match (network, ip) {
         (IpAddr::V4(n), IpAddr::V4(a)) => {
             let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
@@ -562,121 +562,6 @@ fn is_network_address(ip: IpAddr, prefix: u8) -> bool {
         IpAddr::V6(a) => {
             let host_mask = u128::MAX.checked_shr(u32::from(prefix)).unwrap_or(0);
             u128::from(a) & host_mask == 0
-        }
-    }
-}
-
-/// The class of an address for `decide_address`: anything but [`AddressClass::Public`] is
-/// refused after DNS unless the policy allows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AddressClass {
-    /// Globally routable.
-    Public,
-    /// Cloud instance metadata (169.254.169.254, fd00:ec2::254): refused even with
-    /// `allow_private`; only an explicit address entry in `network.allow` opens it.
-    Metadata,
-    /// 127.0.0.0/8, ::1.
-    Loopback,
-    /// RFC 1918, unique-local fc00::/7, site-local fec0::/10, local-use NAT64.
-    Private,
-    /// 169.254.0.0/16, fe80::/10.
-    LinkLocal,
-    /// Carrier-grade NAT, 100.64.0.0/10.
-    SharedCgnat,
-    /// 224.0.0.0/4, ff00::/8.
-    Multicast,
-    /// 0.0.0.0/8, ::.
-    Unspecified,
-    /// Documentation, benchmarking, reserved and deprecated ranges, broadcast.
-    Reserved,
-}
-
-impl AddressClass {
-    /// Classifies an address. IPv6 forms that embed an IPv4 address (mapped, NAT64 64:ff9b::/96,
-    /// 6to4 2002::/16) are classified by the embedded address.
-    pub fn of(ip: IpAddr) -> Self {
-        match canonical_ip(ip) {
-            IpAddr::V4(v4) => Self::of_v4(v4),
-            IpAddr::V6(v6) => Self::of_v6(v6),
-        }
-    }
-
-    fn of_v4(ip: Ipv4Addr) -> Self {
-        let v = u32::from(ip);
-        let in_block = |net: [u8; 4], prefix: u8| {
-            cidr_contains(IpAddr::V4(Ipv4Addr::from(net)), prefix, IpAddr::V4(ip))
-        };
-        if ip == Ipv4Addr::new(169, 254, 169, 254) {
-            Self::Metadata
-        } else if in_block([0, 0, 0, 0], 8) {
-            Self::Unspecified
-        } else if in_block([127, 0, 0, 0], 8) {
-            Self::Loopback
-        } else if in_block([10, 0, 0, 0], 8)
-            || in_block([172, 16, 0, 0], 12)
-            || in_block([192, 168, 0, 0], 16)
-        {
-            Self::Private
-        } else if in_block([169, 254, 0, 0], 16) {
-            Self::LinkLocal
-        } else if in_block([100, 64, 0, 0], 10) {
-            Self::SharedCgnat
-        } else if in_block([224, 0, 0, 0], 4) {
-            Self::Multicast
-        } else if in_block([240, 0, 0, 0], 4)
-            || in_block([192, 0, 0, 0], 24)
-            || in_block([192, 0, 2, 0], 24)
-            || in_block([192, 88, 99, 0], 24)
-            || in_block([198, 18, 0, 0], 15)
-            || in_block([198, 51, 100, 0], 24)
-            || in_block([203, 0, 113, 0], 24)
-            || v == u32::MAX
-        {
-            Self::Reserved
-        } else {
-            Self::Public
-        }
-    }
-
-    fn of_v6(ip: Ipv6Addr) -> Self {
-        let v = u128::from(ip);
-        let in_block = |net: u128, prefix: u8| {
-            cidr_contains(IpAddr::V6(Ipv6Addr::from(net)), prefix, IpAddr::V6(ip))
-        };
-        let embedded_v4 = |shift: u32| {
-            let bits = (v >> shift) & u128::from(u32::MAX);
-            Self::of_v4(Ipv4Addr::from(u32::try_from(bits).unwrap_or(0)))
-        };
-        if ip == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254) {
-            Self::Metadata
-        } else if ip.is_unspecified() {
-            Self::Unspecified
-        } else if ip.is_loopback() {
-            Self::Loopback
-        } else if in_block(0x0064_ff9b_0000_0000_0000_0000_0000_0000, 96) {
-            embedded_v4(0)
-        } else if in_block(0x2002_0000_0000_0000_0000_0000_0000_0000, 16) {
-            embedded_v4(80)
-        } else if in_block(0, 96) {
-            // IPv4-compatible addresses are deprecated; nothing legitimate uses them.
-            Self::Reserved
-        } else if in_block(0x0064_ff9b_0001_0000_0000_0000_0000_0000, 48)
-            || in_block(0xfc00_0000_0000_0000_0000_0000_0000_0000, 7)
-            || in_block(0xfec0_0000_0000_0000_0000_0000_0000_0000, 10)
-        {
-            Self::Private
-        } else if in_block(0xfe80_0000_0000_0000_0000_0000_0000_0000, 10) {
-            Self::LinkLocal
-        } else if in_block(0xff00_0000_0000_0000_0000_0000_0000_0000, 8) {
-            Self::Multicast
-        } else if in_block(0x0100_0000_0000_0000_0000_0000_0000_0000, 64)
-            || in_block(0x2001_0000_0000_0000_0000_0000_0000_0000, 32)
-            || in_block(0x2001_0db8_0000_0000_0000_0000_0000_0000, 32)
-            || in_block(0x3fff_0000_0000_0000_0000_0000_0000_0000, 20)
-        {
-            Self::Reserved
-        } else {
-            Self::Public
         }
     }
 }

@@ -7,6 +7,7 @@
 //! `explain` renders decisions for `airlock policy explain`; shipped profiles are embedded
 //! from `profiles/*.toml`.
 
+mod address;
 mod decide;
 mod error;
 mod explain;
@@ -23,12 +24,11 @@ mod source;
 mod validate;
 mod validation_error;
 
+pub use address::{AddressClass, METADATA_BLOCKS, MetadataBlock};
 pub use decide::{Decision, FsOp, Verdict};
 pub use error::{ErrorKind, Location, PolicyError, PolicyErrors};
 pub use explain::{Explanation, Query, QueryError, explain, explain_one};
-pub use host::{
-    AddressClass, Endpoint, Host, HostError, HostPattern, Specificity, Target, parse_ipv4_legacy,
-};
+pub use host::{Endpoint, Host, HostError, HostPattern, Specificity, Target, parse_ipv4_legacy};
 pub use load::{json_schema, load_file, load_profile, load_str, profile_names, profile_text};
 pub use parse_error::ParseError;
 pub use path::{BUILTIN_PROTECTED, PathError, ProtectedEntry};

@@ -39,6 +39,7 @@ pub(crate) fn build(
         &f.filesystem.deny_write
     });
     let deny_read = cx.globs(layers, "filesystem.deny_read", |f| &f.filesystem.deny_read);
+    cx.mount_path_globs(layers, &mounts);
     let network = cx.network(layers);
     let process = cx.process(layers);
     let audit = cx.audit(layers);

@@ -196,6 +196,23 @@ pub enum ValidationError {
         /// What is wrong.
         problem: PathError,
     },
+    /// A glob written as a guest or host path of a share, which never matches what it names.
+    #[error(
+        "{found:?} starts with {what}, but globs are relative to each share's root, so it \
+         matches {relative:?} inside a share, never the path it names; write {instead:?} (or \
+         {relative:?} for a directory of that name inside the share)"
+    )]
+    GlobNamesMountPath {
+        /// The glob as written.
+        found: String,
+        /// The path it starts with, e.g. `the guest mount point of filesystem.mounts[0]
+        /// "/workspace"`.
+        what: String,
+        /// The glob as it is matched.
+        relative: String,
+        /// The glob relative to that share.
+        instead: String,
+    },
     /// `unprotect` names no built-in entry.
     #[error("{found:?} is not a built-in protected entry, expected one of: {expected}")]
     UnknownUnprotect {
@@ -217,6 +234,20 @@ pub enum ValidationError {
         found: String,
         /// What is wrong.
         problem: HostError,
+    },
+    /// An allow entry whose address block covers a cloud metadata address.
+    #[error(
+        "{found:?} covers the cloud metadata block {block} ({serves}); no block opens a \
+         metadata address, only an entry naming the exact address, like \"169.254.169.254:80\": \
+         narrow the block to leave it out, and list each metadata address the sandbox needs"
+    )]
+    CoversMetadata {
+        /// The entry as written.
+        found: String,
+        /// The metadata block it covers, in the entry's address family.
+        block: String,
+        /// What serves there.
+        serves: &'static str,
     },
     /// A malformed HTTP method.
     #[error("invalid HTTP method {found:?}, expected letters and `-` only, like \"GET\"")]

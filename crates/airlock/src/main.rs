@@ -7,6 +7,7 @@
 
 mod cmd;
 mod exit;
+mod termfilter;
 mod ui;
 
 use clap::{Parser, Subcommand};

@@ -57,6 +57,16 @@ pub(crate) fn note_oom(oom_kills: u32) {
     }
 }
 
+/// Says that airlock took title or clipboard sequences out of the command's output, if it did.
+pub(crate) fn note_removed(count: u64) {
+    if count > 0 {
+        note!(
+            "airlock: removed {count} terminal title or clipboard sequence(s) from the \
+             command's output (--allow-title-and-clipboard lets them through)"
+        );
+    }
+}
+
 /// Says why the command could not start, with the guest's message; returns the reason's text.
 pub(crate) fn note_spawn_failure(reason: SpawnFailure, message: &str) -> &'static str {
     let what = match reason {

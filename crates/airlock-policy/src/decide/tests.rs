@@ -169,6 +169,126 @@ fn address_decisions() {
     );
 }
 
+/// Every known metadata endpoint, and one more address of IPv4 link-local.
+const METADATA: &[&str] = &[
+    "169.254.169.254",
+    "169.254.170.2",
+    "100.100.100.200",
+    "192.0.0.192",
+    "fd00:ec2::254",
+    "169.254.1.1",
+];
+
+fn metadata_denied() -> Decision {
+    d(Deny, "network.metadata", reason::METADATA_ADDRESS)
+}
+
+#[test]
+fn metadata_addresses_are_refused_even_with_allow_private() {
+    let closed = policy("");
+    let open = policy("[network]\ndefault = \"allow\"\nallow_private = true\n");
+    for &addr in METADATA {
+        let ip: IpAddr = addr.parse().unwrap();
+        assert_eq!(closed.decide_address(ip, 80), metadata_denied(), "{addr}");
+        assert_eq!(open.decide_address(ip, 80), metadata_denied(), "{addr}");
+        let literal = if ip.is_ipv6() {
+            format!("[{addr}]")
+        } else {
+            addr.to_owned()
+        };
+        assert_eq!(
+            open.decide_connect(&literal, 80),
+            metadata_denied(),
+            "{addr}"
+        );
+        assert_eq!(
+            open.decide_http(&literal, 80, "GET", "/latest/meta-data/"),
+            metadata_denied(),
+            "{addr}"
+        );
+    }
+    // The NAT64 and 6to4 forms too.
+    for addr in ["64:ff9b::a9fe:aa02", "2002:6464:64c8::"] {
+        assert_eq!(
+            open.decide_address(addr.parse().unwrap(), 80),
+            metadata_denied(),
+            "{addr}"
+        );
+    }
+}
+
+#[test]
+fn only_an_allow_naming_the_exact_address_opens_a_metadata_address() {
+    for &addr in METADATA {
+        let ip: IpAddr = addr.parse().unwrap();
+        let entry = if ip.is_ipv6() {
+            format!("[{addr}]:80")
+        } else {
+            format!("{addr}:80")
+        };
+        let p = policy(&format!(
+            "[network]\nallow_private = true\nallow = [{entry:?}]\n"
+        ));
+        assert_eq!(
+            p.decide_address(ip, 80),
+            d(
+                Allow,
+                &format!("network.allow[0] {entry:?}"),
+                reason::ALLOWED
+            ),
+            "{addr}"
+        );
+        // Another port, or another metadata address, stays closed.
+        assert_eq!(p.decide_address(ip, 81), metadata_denied(), "{addr}");
+        for &other in METADATA.iter().filter(|o| **o != addr) {
+            assert_eq!(
+                p.decide_address(other.parse().unwrap(), 80),
+                metadata_denied(),
+                "{addr} must not open {other}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_block_never_opens_a_metadata_address_however_the_policy_was_built() {
+    // Validation refuses these entries; the decision must not depend on it.
+    let mut p = policy("[network]\nallow_private = true\n");
+    for (i, block) in [
+        "169.254.0.0/16",
+        "100.64.0.0/10",
+        "192.0.0.0/24",
+        "fd00::/8",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        p.network.rules.push(NetRule {
+            endpoint: Endpoint::parse(block).unwrap(),
+            allow: true,
+            rule: format!("network.allow[{i}] {block:?}"),
+        });
+    }
+    for &addr in METADATA {
+        assert_eq!(
+            p.decide_address(addr.parse().unwrap(), 80),
+            metadata_denied(),
+            "{addr}"
+        );
+    }
+    // The blocks still open their other addresses.
+    assert_eq!(
+        p.decide_address("100.64.0.1".parse().unwrap(), 80),
+        d(Allow, "network.allow[1] \"100.64.0.0/10\"", reason::ALLOWED)
+    );
+    // An exact deny still beats an exact allow of the same address.
+    let p = network("deny", &["169.254.170.2"], &["169.254.170.2"]);
+    assert_eq!(
+        p.decide_address("169.254.170.2".parse().unwrap(), 80),
+        d(Deny, "network.deny[0] \"169.254.170.2\"", reason::DENIED)
+    );
+}
+
 #[test]
 fn http_rules() {
     let p = policy(

@@ -1,12 +1,13 @@
 //! `[filesystem]`: mounts and their host directories, `deny_read`/`deny_write` globs, and the
 //! protected paths (built-in, added, removed).
 
-use std::path::{Component, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use crate::path::{
     BUILTIN_PROTECTED, PathError, PathRule, builtin_rules, normalize_glob, normalize_guest,
+    normalize_rel,
 };
-use crate::policy::{Mount, MountHost, unprotected_overlaps};
+use crate::policy::{AGENT_HOME, Mount, MountHost, unprotected_overlaps};
 use crate::schema::{MountEntry, MountMode, PolicyFile};
 use crate::source::Layer;
 use crate::validation_error::ValidationError;
@@ -15,6 +16,9 @@ use super::ctx::{Ctx, Item, all, last};
 
 /// Guest paths a share may not cover: mounting there would hide the guest's own system.
 const RESERVED_GUEST_PATHS: &[&str] = &["/proc", "/sys", "/dev"];
+
+/// Reads one glob list of a layer.
+type GlobList = fn(&PolicyFile) -> &Vec<String>;
 
 /// Default `filesystem.max_open`.
 const DEFAULT_MAX_OPEN: u32 = 8192;
@@ -281,6 +285,78 @@ impl Ctx<'_> {
                     },
                 );
                 None
+            }
+        }
+    }
+
+    /// Refuses `deny_read`, `deny_write` and `protect` globs written as a guest or host path
+    /// of a share (`/workspace/.env`): globs are matched relative to each share's root, so
+    /// such a glob never covers the file it names, and the policy would protect less than it
+    /// reads. Only globs with a leading `/` are checked: `workspace/.env` stays a way to name
+    /// a directory called `workspace` inside a share.
+    pub(super) fn mount_path_globs(&mut self, layers: &[Layer], mounts: &[Mount]) {
+        // (prefix without the leading `/`, what it is), longest first so the innermost share
+        // gives the suggestion.
+        let mut anchors: Vec<(String, String)> = Vec::new();
+        for m in mounts {
+            anchors.push((
+                m.guest.clone(),
+                format!("the guest mount point of {}", m.rule),
+            ));
+            if let MountHost::Path(host) = &m.host
+                && let Some(host) = host.to_str()
+            {
+                let what = format!("the host directory {host:?} of {}", m.rule);
+                anchors.push((host.to_owned(), what));
+            }
+        }
+        // The agent home a kit mounts, unless a policy mount is there (then that one counts).
+        let nested = |a: &str, b: &str| Path::new(a).starts_with(b);
+        if !mounts
+            .iter()
+            .any(|m| nested(&m.guest, AGENT_HOME) || nested(AGENT_HOME, &m.guest))
+        {
+            let what = format!("the agent home's mount point {AGENT_HOME:?}");
+            anchors.push((AGENT_HOME.to_owned(), what));
+        }
+        let mut anchors: Vec<(String, String)> = anchors
+            .into_iter()
+            .filter_map(|(a, what)| {
+                let rel = normalize_rel(&a).ok()?;
+                (!rel.is_empty()).then_some((rel, what))
+            })
+            .collect();
+        anchors.sort_by_key(|(a, _)| std::cmp::Reverse(a.len()));
+        let lists: [(&str, GlobList); 3] = [
+            ("filesystem.deny_read", |f| &f.filesystem.deny_read),
+            ("filesystem.deny_write", |f| &f.filesystem.deny_write),
+            ("filesystem.protect", |f| &f.filesystem.protect),
+        ];
+        for (key, get) in lists {
+            for it in all(layers, key, get) {
+                if !it.value.starts_with('/') {
+                    continue;
+                }
+                let Ok(glob) = normalize_glob(it.value) else {
+                    continue;
+                };
+                let hit = anchors.iter().find_map(|(anchor, what)| {
+                    let rest = glob.strip_prefix(anchor.as_str())?;
+                    (rest.is_empty() || rest.starts_with('/'))
+                        .then(|| (what, rest.trim_start_matches('/')))
+                });
+                if let Some((what, rest)) = hit {
+                    self.error(
+                        it.src,
+                        &it.key,
+                        ValidationError::GlobNamesMountPath {
+                            found: it.value.clone(),
+                            what: what.clone(),
+                            relative: glob.clone(),
+                            instead: if rest.is_empty() { "**" } else { rest }.to_owned(),
+                        },
+                    );
+                }
             }
         }
     }

@@ -2,6 +2,7 @@
 
 use globset::GlobBuilder;
 
+use crate::address::covered_metadata;
 use crate::host::Endpoint;
 use crate::policy::{HttpPath, HttpRule, NetRule, NetworkRules};
 use crate::schema::DefaultAction;
@@ -28,6 +29,22 @@ impl Ctx<'_> {
         }
     }
 
+    /// Refuses an allow entry whose block covers a metadata address: at run time it would not
+    /// open that address (only an exact entry does), so the entry would say more than it does.
+    fn no_metadata_block(&mut self, src: usize, key: &str, text: &str, endpoint: &Endpoint) {
+        if let Some(o) = covered_metadata(endpoint.host()) {
+            self.error(
+                src,
+                key,
+                ValidationError::CoversMetadata {
+                    found: text.to_owned(),
+                    block: o.block,
+                    serves: o.serves,
+                },
+            );
+        }
+    }
+
     pub(super) fn network(&mut self, layers: &[Layer]) -> NetworkRules {
         let default_allow = last(layers, "network.default", |f| &f.network.default)
             .is_some_and(|it| *it.value == DefaultAction::Allow);
@@ -46,6 +63,9 @@ impl Ctx<'_> {
             });
             for it in items {
                 if let Some(endpoint) = self.endpoint(it.src, &it.key, it.value) {
+                    if allow {
+                        self.no_metadata_block(it.src, &it.key, it.value, &endpoint);
+                    }
                     rules.push(NetRule {
                         endpoint,
                         allow,
@@ -90,6 +110,11 @@ impl Ctx<'_> {
                     }
                 },
             };
+            if let Some(endpoint) = &endpoint
+                && r.action == DefaultAction::Allow
+            {
+                self.no_metadata_block(it.src, &format!("{}.host", it.key), &r.host, endpoint);
+            }
             if let (Some(endpoint), Some(path)) = (endpoint, path) {
                 let text = format!(
                     "{} {}{}",

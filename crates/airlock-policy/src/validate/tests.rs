@@ -13,6 +13,7 @@ use crate::schema::{MountMode, SeccompProfile};
 use crate::source::Env;
 
 mod credentials;
+mod never_match;
 
 fn env() -> Env {
     Env {

@@ -20,6 +20,11 @@ pub struct CommandArgs {
     /// Working directory inside the guest (absolute path; default: the workspace).
     #[arg(short = 'w', long, value_name = "DIR", value_parser = parse_workdir)]
     pub workdir: Option<String>,
+    /// Let the command's output set this terminal's window title and clipboard. Without it,
+    /// airlock removes those escape sequences (OSC 0, 1, 2, 52 and their relatives) from what
+    /// it prints and passes everything else unchanged.
+    #[arg(long)]
+    pub allow_title_and_clipboard: bool,
     /// The command and its arguments.
     #[arg(
         required = true,

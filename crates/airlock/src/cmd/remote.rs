@@ -240,6 +240,7 @@ pub fn exec(args: ExecArgs) -> anyhow::Result<u8> {
             env: args.cmd.env,
             cwd: args.cmd.workdir,
             tty,
+            filter: !args.cmd.allow_title_and_clipboard,
         };
         match stream_exec(&c, &args.id, spec, &mut signals, OnSignal::Forward).await? {
             ExecEnd::Exited(code) | ExecEnd::GaveUp(code) => Ok(code),

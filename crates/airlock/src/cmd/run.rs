@@ -15,7 +15,8 @@ use super::args::CommandArgs;
 use super::image::resolve_images;
 use super::stream::{ExecEnd, ExecSpec, OnSignal};
 use crate::exit;
-use crate::ui::{RawMode, Signals, note_oom, note_spawn_failure, terminal_size};
+use crate::termfilter;
+use crate::ui::{RawMode, Signals, note_oom, note_removed, note_spawn_failure, terminal_size};
 use airlock_api::client::{Client, ClientError};
 use airlock_api::types::{CreateSandboxRequest, SandboxInfo, SandboxStatus};
 use airlock_image::kit::{self, Kit};
@@ -29,6 +30,7 @@ use clap::Args;
 use hyper::Method;
 use std::io::{IsTerminal, Read};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
@@ -203,6 +205,10 @@ fn daemon_route(args: &RunArgs, workspace: &Path) -> Option<DaemonRoute> {
         return None;
     }
     let socket = airlock_api::socket::default_socket();
+    if let Err(e) = airlock_api::socket::check_before_connect(&socket) {
+        crate::ui::note!("airlock: not using the daemon: {e}");
+        return None;
+    }
     std::os::unix::net::UnixStream::connect(&socket).ok()?;
     // A policy that does not load is reported by the local path, word for word as without a
     // daemon.
@@ -341,6 +347,7 @@ async fn run_in_daemon(
         env: args.cmd.env.clone(),
         cwd: args.cmd.workdir.clone(),
         tty: args.cmd.tty,
+        filter: !args.cmd.allow_title_and_clipboard,
     };
     let outcome =
         match super::stream::stream_exec(client, &info.id, spec, signals, OnSignal::GiveUp(GRACE))
@@ -586,10 +593,11 @@ async fn exec(
         tty,
     );
     let (control_tx, control_rx) = mpsc::unbounded_channel();
+    let (stdout, stderr, removed) = termfilter::stdio(!args.cmd.allow_title_and_clipboard);
     let io = ExecIo {
         stdin: Some(spawn_stdin_reader()),
-        stdout: Box::pin(tokio::io::stdout()),
-        stderr: Box::pin(tokio::io::stderr()),
+        stdout: Box::pin(stdout),
+        stderr: Box::pin(stderr),
         control: control_rx,
     };
     // Raw mode only when our own terminal is the input; restored when the guard drops.
@@ -645,6 +653,7 @@ async fn exec(
         }
     };
     drop(_raw);
+    note_removed(removed.load(Ordering::Relaxed));
     Ok(match outcome {
         ExecOutcome::Exited { status, oom_kills } => {
             note_oom(oom_kills);

@@ -3,7 +3,8 @@
 //! by `airlock exec` and `airlock run` through a daemon.
 
 use crate::exit;
-use crate::ui::{RawMode, Signals, note_oom, note_spawn_failure, terminal_size};
+use crate::termfilter::TermFilter;
+use crate::ui::{RawMode, Signals, note_oom, note_removed, note_spawn_failure, terminal_size};
 use airlock_api::client::{Client, ClientError, Lines};
 use airlock_api::types::{ExecBody, ExecLine, SignalBody, StdinBody, TerminalSize};
 use airlock_proto::SpawnFailure;
@@ -56,6 +57,8 @@ pub(crate) struct ExecSpec {
     pub cwd: Option<String>,
     /// Run under a pseudo-terminal sized like ours (and put our terminal in raw mode).
     pub tty: bool,
+    /// Remove title and clipboard sequences from the output ([`TermFilter`]).
+    pub filter: bool,
 }
 
 /// What the user's SIGINT, SIGTERM and SIGHUP do while an exec streams.
@@ -161,6 +164,8 @@ pub(crate) async fn stream_exec(
 
     let mut stdout = std::io::stdout();
     let mut stderr = std::io::stderr();
+    let mut filters = spec.filter.then(|| [TermFilter::new(), TermFilter::new()]);
+    let mut shown = Vec::new();
     let mut forwarded: Option<(i32, tokio::time::Instant)> = None;
     loop {
         let deadline = match (&on_signal, forwarded) {
@@ -207,17 +212,30 @@ pub(crate) async fn stream_exec(
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(data)
                 .context("exec output is not base64")?;
-            let w: &mut dyn Write = if stream == "stderr" {
-                &mut stderr
+            let (w, i): (&mut dyn Write, usize) = if stream == "stderr" {
+                (&mut stderr, 1)
             } else {
-                &mut stdout
+                (&mut stdout, 0)
+            };
+            let bytes = match filters.as_mut().and_then(|f| f.get_mut(i)) {
+                Some(f) => {
+                    shown.clear();
+                    f.feed(&bytes, &mut shown);
+                    &shown
+                }
+                None => &bytes,
             };
             // A closed reader (`| head`) ends our copy, not the error path.
-            if w.write_all(&bytes).and_then(|()| w.flush()).is_err() {
+            if w.write_all(bytes).and_then(|()| w.flush()).is_err() {
                 return Ok(ExecEnd::Exited(exit::clamp(128 + libc::SIGPIPE)));
             }
         }
         if let Some(x) = l.exit {
+            if let Some([out, err]) = &mut filters {
+                finish(out, &mut stdout);
+                finish(err, &mut stderr);
+                note_removed(out.removed() + err.removed());
+            }
             drop(_raw);
             if let Some(reason) = &x.spawn_error {
                 // An unknown reason from a newer daemon reads as "could not start".
@@ -232,6 +250,14 @@ pub(crate) async fn stream_exec(
             return Ok(ExecEnd::Broken(e.detail));
         }
     }
+}
+
+/// Writes what `f` still holds that may be shown (a lone UTF-8 lead byte), ignoring a closed
+/// reader as the copy does.
+fn finish(f: &mut TermFilter, w: &mut impl Write) {
+    let mut rest = Vec::new();
+    f.finish(&mut rest);
+    let _ = w.write_all(&rest).and_then(|()| w.flush());
 }
 
 /// Reads our stdin on a thread (a blocked read must not hold up exit) and posts it to `path`

@@ -6,6 +6,7 @@ mod daemon;
 mod fs;
 mod harden;
 mod harden_files;
+mod harden_host;
 mod image;
 mod large;
 mod net;
