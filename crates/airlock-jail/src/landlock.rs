@@ -15,6 +15,22 @@ use std::path::Path;
 /// The ABI whose write rights are handled (truncate included).
 const WRITE_ABI: ABI = ABI::V3;
 
+/// The Landlock ABI version this kernel offers; `None` without Landlock (or when disabled).
+pub fn abi_version() -> Option<i64> {
+    const LANDLOCK_CREATE_RULESET_VERSION: libc::c_uint = 1;
+    // SAFETY: with a null attribute pointer, size 0 and the VERSION flag, the call reads no
+    // memory and only returns the ABI version (or -1 with errno); no descriptor is created.
+    let v = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<libc::c_void>(),
+            0usize,
+            LANDLOCK_CREATE_RULESET_VERSION,
+        )
+    };
+    (v > 0).then_some(v)
+}
+
 /// How much of a Landlock layer the kernel enforces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LandlockStatus {

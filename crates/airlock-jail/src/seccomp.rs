@@ -13,6 +13,13 @@ use seccompiler::{
 };
 use std::collections::BTreeMap;
 
+/// Whether this kernel can filter system calls with seccomp.
+pub fn available() -> bool {
+    // SAFETY: PR_GET_SECCOMP takes no pointer arguments and only reports this thread's mode;
+    // EINVAL means the kernel was built without seccomp.
+    unsafe { libc::prctl(libc::PR_GET_SECCOMP, 0, 0, 0, 0) >= 0 }
+}
+
 /// Every `CLONE_NEW*` flag: `clone` with any of them makes namespaces (as `unshare` does).
 pub const CLONE_NS_FLAGS: u64 = (libc::CLONE_NEWNS
     | libc::CLONE_NEWUSER

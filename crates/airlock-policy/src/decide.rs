@@ -465,3 +465,5 @@ fn normalize_http_path(raw: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_reserved;

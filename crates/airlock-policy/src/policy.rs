@@ -74,7 +74,13 @@ pub struct SandboxLimits {
 }
 
 /// Host protections a policy may require in `sandbox.require`.
-pub const PROTECTIONS: &[&str] = &["kvm", "engine-namespaces", "host-cgroups"];
+pub const PROTECTIONS: &[&str] = &[
+    "kvm",
+    "engine-namespaces",
+    "host-cgroups",
+    "landlock",
+    "seccomp",
+];
 
 /// Where a share comes from on the host.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -57,7 +57,9 @@ pub(crate) struct SandboxSection {
     pub timeout: Option<String>,
     /// Host protections this policy needs; `airlock run` refuses to start on a host that cannot
     /// give one of them: `kvm` (hardware virtualization), `engine-namespaces` (the engine jail's
-    /// namespaces, root pivot and own uid) and `host-cgroups` (cgroup limits on the engine).
+    /// namespaces, root pivot and own uid), `host-cgroups` (cgroup limits on the engine),
+    /// `landlock` (Landlock on the host's helpers) and `seccomp` (seccomp filters on them).
+    /// Every run records which of them it has in its first records (`sandbox.layer`).
     /// Default: none.
     pub require: Option<Vec<String>>,
 }

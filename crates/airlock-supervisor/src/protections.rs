@@ -38,12 +38,74 @@ pub fn probe() -> Vec<Protection> {
             },
         },
         host_cgroups(),
+        match airlock_jail::landlock::abi_version() {
+            Some(abi) => Protection {
+                name: "landlock",
+                available: true,
+                detail: format!(
+                    "Landlock ABI {abi}: the gateways and helpers write only where they serve"
+                ),
+            },
+            None => Protection {
+                name: "landlock",
+                available: false,
+                detail: "the kernel has no Landlock (or it is not in the `lsm=` list); the \
+                         gateways keep their mount jails, seccomp filters and uid"
+                    .into(),
+            },
+        },
+        Protection {
+            name: "seccomp",
+            available: airlock_jail::seccomp::available(),
+            detail: if airlock_jail::seccomp::available() {
+                "seccomp filters on the engine, the gateways and the vsock backend".into()
+            } else {
+                "the kernel was built without seccomp".into()
+            },
+        },
     ]
 }
 
+/// The records that follow `sandbox.start`: one per layer, in force or not.
+pub(crate) fn layer_events(layers: &[Protection]) -> Vec<airlock_audit::Event> {
+    use airlock_audit::{Decision, Event, Source, kind};
+    layers
+        .iter()
+        .map(|p| {
+            Event::new(Source::Host, kind::SANDBOX_LAYER)
+                .with_decision(if p.available {
+                    Decision::Allow
+                } else {
+                    Decision::Deny
+                })
+                .with_rule(p.name)
+                .with_detail(p.detail.clone())
+        })
+        .collect()
+}
+
+/// One line naming each layer in force and each missing one, for the first record of a run.
+pub fn summary(layers: &[Protection]) -> String {
+    layers
+        .iter()
+        .map(|p| {
+            format!(
+                "{} {} ({})",
+                p.name,
+                if p.available { "on" } else { "OFF" },
+                p.detail
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 fn host_cgroups() -> Protection {
+    // Sandboxes starting together in one daemon each probe a group of their own.
+    static PROBES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = PROBES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let probe = airlock_jail::cgroup::EngineGroup::create(
-        &format!("probe-{}", std::process::id()),
+        &format!("probe-{}-{n}", std::process::id()),
         airlock_jail::cgroup::Limits::for_engine(1, 64),
     );
     let (available, detail) = match probe {

@@ -70,18 +70,23 @@ impl Sandbox {
         let recorder: RecorderSlot = Arc::default();
         if let Some(a) = &config.audit {
             let r = Arc::new(Recorder::open(a, state.id())?);
+            let layers = crate::protections::probe();
             r.record(
                 Event::new(Source::Host, kind::SANDBOX_START)
                     .with_decision(Decision::Allow)
                     .with_detail(format!(
-                        "{}; {} cpus, {} MiB, accel {} ({})",
+                        "{}; {} cpus, {} MiB, accel {} ({}); layers: {}",
                         config.description,
                         config.cpus,
                         config.memory_mib,
                         config.accel.accel,
-                        config.accel.reason
+                        config.accel.reason,
+                        crate::protections::summary(&layers)
                     )),
             );
+            for e in crate::protections::layer_events(&layers) {
+                r.record(e);
+            }
             let _ = recorder.set(r);
         }
         let booted = Self::boot(&config.machine(), images, state, recorder.clone(), span).await;
@@ -146,20 +151,25 @@ impl Sandbox {
             // the id, which a cold boot then uses.
             if let Some(a) = &config.audit {
                 let r = Arc::new(Recorder::open(a, &self.id)?);
+                let layers = crate::protections::probe();
                 r.record(
                     Event::new(Source::Host, kind::SANDBOX_START)
                         .with_decision(Decision::Allow)
                         .with_detail(format!(
                             "{}; {} cpus, {} MiB, accel {}; warm guest {} booted {:.1} s before \
-                             the claim",
+                             the claim; layers: {}",
                             config.description,
                             self.machine.cpus,
                             self.machine.memory_mib,
                             self.machine.accel,
                             self.state.id(),
-                            self.booted.elapsed().as_secs_f64()
+                            self.booted.elapsed().as_secs_f64(),
+                            crate::protections::summary(&layers)
                         )),
                 );
+                for e in crate::protections::layer_events(&layers) {
+                    r.record(e);
+                }
                 let _ = self.recorder.set(r);
             }
             self.finish_bind(bind);

@@ -3,6 +3,10 @@
 
 /// A sandbox started (policy accepted, devices up).
 pub const SANDBOX_START: &str = "sandbox.start";
+/// One protection layer of the run and whether it is in force (`rule` names it, as in
+/// `sandbox.require`; `decision` allow when in force, deny when missing), right after
+/// `sandbox.start`.
+pub const SANDBOX_LAYER: &str = "sandbox.layer";
 /// A sandbox ended; `detail` says how, `proc.exit` carries the workload's status.
 pub const SANDBOX_END: &str = "sandbox.end";
 /// A pooled guest was bound to a workspace and policy.

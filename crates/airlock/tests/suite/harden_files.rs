@@ -309,3 +309,43 @@ fn a_guest_report_flood_keeps_every_host_record() {
     assert!(verify.status.success(), "{}", text(&verify.stderr));
     a.assert_clean();
 }
+
+#[test]
+fn the_first_records_of_a_run_name_every_layer_in_force_and_a_policy_can_require_them() {
+    let a = Airlock::start();
+    let ws = tempfile::tempdir().unwrap();
+    let policy = rw_workspace_policy(
+        "[sandbox]\nrequire = [\"engine-namespaces\", \"host-cgroups\", \"landlock\", \"seccomp\"]\n",
+    );
+    let out = run_in(&a, policy.path(), ws.path(), "true");
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    let log = a.audit();
+    let kinds: Vec<&str> = log.events().map(|e| e.kind.as_str()).take(6).collect();
+    assert_eq!(kinds[0], kind::SANDBOX_START, "{log}");
+    assert!(
+        kinds[1..].iter().all(|k| *k == kind::SANDBOX_LAYER),
+        "{log}"
+    );
+    let layers: Vec<(&str, Option<Decision>)> = log
+        .of_kind(kind::SANDBOX_LAYER)
+        .map(|e| (e.rule.as_deref().unwrap_or_default(), e.decision))
+        .collect();
+    let names: Vec<&str> = layers.iter().map(|(n, _)| *n).collect();
+    assert_eq!(names, airlock_policy::PROTECTIONS, "{log}");
+    // As root on this host kind: jail, cgroups, Landlock and seccomp are all in force (the
+    // policy required them, and the run started).
+    for (name, decision) in &layers {
+        if *name != "kvm" {
+            assert_eq!(*decision, Some(Decision::Allow), "{name}: {log}");
+        }
+    }
+    let start = log.first(kind::SANDBOX_START);
+    assert!(
+        start
+            .detail
+            .as_deref()
+            .is_some_and(|d| d.contains("layers: kvm ")),
+        "{start:?}"
+    );
+    a.assert_clean();
+}
