@@ -540,3 +540,21 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod doc_tests {
+    use super::BUILTIN_PROTECTED;
+
+    #[test]
+    fn the_security_model_lists_every_built_in_protected_path() {
+        let doc = include_str!("../../../docs/security-model.md");
+        for e in BUILTIN_PROTECTED {
+            let row = format!("| `{}` | ", e.pattern);
+            assert!(
+                doc.contains(&row),
+                "docs/security-model.md lacks {}",
+                e.pattern
+            );
+        }
+    }
+}
