@@ -22,6 +22,7 @@ use virtiofsd::fuse;
 mod guard;
 mod helpers;
 mod nodes;
+mod quota;
 
 use nodes::Check;
 pub(crate) use nodes::DEFAULT_MAX_RESIDENT;
@@ -393,7 +394,7 @@ where
     fn write<R: ZeroCopyReader>(
         &self,
         ctx: Context,
-        _inode: u64,
+        guest: u64,
         handle: u64,
         r: R,
         size: u32,
@@ -404,6 +405,12 @@ where
         flags: u32,
     ) -> io::Result<usize> {
         let inode = self.nodes.handle(handle)?;
+        self.quota.admit(
+            u64::from(size),
+            self.gate.mount(),
+            &|| self.first_path(guest).unwrap_or_default(),
+            &*self.events,
+        )?;
         self.inner.write(
             ctx,
             inode,
@@ -431,13 +438,22 @@ where
     fn fallocate(
         &self,
         ctx: Context,
-        _inode: u64,
+        guest: u64,
         handle: u64,
         mode: u32,
         offset: u64,
         length: u64,
     ) -> io::Result<()> {
         let inode = self.nodes.handle(handle)?;
+        // Punching a hole gives space back; every other mode may take some.
+        if mode & libc::FALLOC_FL_PUNCH_HOLE as u32 == 0 {
+            self.quota.admit(
+                length,
+                self.gate.mount(),
+                &|| self.first_path(guest).unwrap_or_default(),
+                &*self.events,
+            )?;
+        }
         self.inner
             .fallocate(ctx, inode, handle, mode, offset, length)
     }

@@ -20,6 +20,8 @@ pub const UNSUPPORTED_FLAGS: &str = "unsupported_flags";
 pub const REPLACED_ON_HOST: &str = "replaced_on_host";
 /// The share's limit of files open at once was reached.
 pub const MAX_OPEN: &str = "max_open";
+/// A write would grow the host filesystem by more than the share's quota.
+pub const QUOTA: &str = "quota";
 
 /// Rule names reported with the reasons above (the policy names its own rules).
 pub mod rule {
@@ -37,4 +39,6 @@ pub mod rule {
     pub const IDENTITY: &str = "gateway.identity";
     /// The policy's open-file limit.
     pub const MAX_OPEN: &str = "filesystem.max_open";
+    /// The rule that reports [`super::QUOTA`].
+    pub const QUOTA: &str = "filesystem.quota";
 }

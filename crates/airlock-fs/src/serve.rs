@@ -549,6 +549,7 @@ impl Binder {
         owner_map: Option<OwnerMap>,
     ) -> Result<(), FsError> {
         let max_open = u64::from(policy.max_open());
+        let quota = (mode != MountMode::Ro).then(|| policy.quota());
         let mut gate = Gate::new(policy, &prepared.guest, mode, Some(prepared.root.as_str()));
         if let Some(origin) = &prepared.origin {
             gate = gate.with_host_alias(origin);
@@ -581,6 +582,10 @@ impl Binder {
                 let served = PathBuf::from(&prepared.served);
                 let fs =
                     GatedFs::new(fs, gate, events, &served).with_limits(max_open, max_resident);
+                let fs = match quota {
+                    Some(bytes) => fs.with_quota(bytes),
+                    None => fs,
+                };
                 device.bind(fs).map_err(FsError::Device)
             })
             .map_err(FsError::Thread)?;

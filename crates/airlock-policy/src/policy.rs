@@ -30,6 +30,7 @@ pub struct Policy {
     pub(crate) monitor: Vec<MonitorRule>,
     pub(crate) unprotected: Vec<String>,
     pub(crate) max_open: u32,
+    pub(crate) quota: u64,
     /// airlock's own files inside shares (see `reserved.rs`); decided before any rule.
     pub(crate) reserved: Vec<ReservedRule>,
 }
@@ -361,6 +362,12 @@ impl Policy {
                 .http
                 .iter()
                 .any(|r| r.endpoint.matches(host, port))
+    }
+
+    /// How many bytes the guest may grow the host filesystem by through each writable share
+    /// (`filesystem.quota`, else `sandbox.disk`).
+    pub fn quota(&self) -> u64 {
+        self.quota
     }
 
     /// Most files the guest may hold open at once on each share (`filesystem.max_open`).

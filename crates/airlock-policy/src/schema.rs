@@ -88,6 +88,10 @@ pub(crate) struct FilesystemSection {
     /// ENFILE and the gateway records `fs.limit` once. Default 8192.
     #[schemars(range(min = 16, max = 1_048_576))]
     pub max_open: Option<u32>,
+    /// How much the guest may grow the host filesystem through each writable share (`rw` or
+    /// `overlay`) in one run, e.g. `20GiB`: beyond it writes fail with ENOSPC and the gateway
+    /// records `fs.limit`. Deleting files gives the space back. Default: `sandbox.disk`.
+    pub quota: Option<String>,
 }
 
 /// One `[[filesystem.mounts]]` entry.

@@ -35,6 +35,7 @@ pub(crate) fn build(
     let mounts = cx.mounts(layers);
     let (protected, unprotected) = cx.protected(layers);
     let max_open = cx.max_open(layers);
+    let quota = cx.quota(layers, sandbox.disk_bytes);
     let deny_write = cx.globs(layers, "filesystem.deny_write", |f| {
         &f.filesystem.deny_write
     });
@@ -60,6 +61,7 @@ pub(crate) fn build(
         monitor,
         unprotected,
         max_open,
+        quota,
         reserved: Vec::new(),
     })
 }

@@ -26,6 +26,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use virtiofsd::filesystem::{Context, Entry, FileSystem};
 
 use super::guard::{Guard, identity_beneath};
+use super::quota::Quota;
 use crate::events::{FsEvent, FsEvents};
 use crate::gate::Gate;
 use crate::paths::{PathError, PathMap, ROOT_INODE};
@@ -189,6 +190,8 @@ pub struct GatedFs<F> {
     pub(super) events: Arc<dyn FsEvents>,
     /// The open-file limit (`guard.rs`).
     pub(super) guard: Guard,
+    /// How much the guest may grow the host filesystem by (`quota.rs`).
+    pub(super) quota: Quota,
     /// Guest node ids and the inner inodes resident for them (`nodes.rs`).
     pub(super) nodes: Nodes,
 }
@@ -206,6 +209,7 @@ where
             paths: Mutex::new(PathMap::new()),
             events,
             guard: Guard::new(u64::MAX),
+            quota: Quota::new(None, root.to_path_buf()),
             nodes: Nodes::new(root.to_path_buf(), DEFAULT_MAX_RESIDENT),
         }
     }
@@ -216,6 +220,13 @@ where
     pub fn with_limits(mut self, max_open: u64, max_resident: usize) -> Self {
         self.guard = Guard::new(max_open);
         self.nodes = Nodes::new(self.nodes.root.clone(), max_resident);
+        self
+    }
+
+    /// At most `bytes` of growth of the host filesystem through this share in this run;
+    /// writes beyond it fail with `ENOSPC`, recorded.
+    pub fn with_quota(mut self, bytes: u64) -> Self {
+        self.quota = Quota::new(Some(bytes), self.nodes.root.clone());
         self
     }
 
@@ -473,7 +484,7 @@ where
     }
 
     /// The first path of a live node.
-    fn first_path(&self, guest: u64) -> io::Result<String> {
+    pub(super) fn first_path(&self, guest: u64) -> io::Result<String> {
         self.map()
             .paths(guest)
             .ok()

@@ -30,6 +30,13 @@ impl Ctx<'_> {
             .map_or(DEFAULT_MAX_OPEN, |it| *it.value)
     }
 
+    /// `filesystem.quota`, else `disk` (`sandbox.disk`).
+    pub(super) fn quota(&mut self, layers: &[Layer], disk: u64) -> u64 {
+        last(layers, "filesystem.quota", |f| &f.filesystem.quota)
+            .and_then(|it| self.size(&it))
+            .unwrap_or(disk)
+    }
+
     pub(super) fn mounts(&mut self, layers: &[Layer]) -> Vec<Mount> {
         // (item, normalised guest path), in merged order.
         let mut merged: Vec<(Item<'_, MountEntry>, Option<String>)> = Vec::new();

@@ -349,3 +349,57 @@ fn the_first_records_of_a_run_name_every_layer_in_force_and_a_policy_can_require
     );
     a.assert_clean();
 }
+
+#[test]
+fn writes_through_a_share_stop_at_its_quota_and_the_host_keeps_its_space() {
+    const MIB: u64 = 1 << 20;
+    let a = Airlock::start();
+    let ws = tempfile::tempdir().unwrap();
+    let policy = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+    std::fs::write(
+        policy.path(),
+        "[filesystem]\nquota = \"16MiB\"\n[[filesystem.mounts]]\nworkspace = true\n\
+         guest = \"/workspace\"\nmode = \"rw\"\n",
+    )
+    .unwrap();
+    // Not zeros (sparse on some paths); conv=fsync so a refusal cannot hide in the page cache.
+    let script = "yes airlock | head -c 67108864 | \
+                  dd of=/workspace/fill bs=64k iflag=fullblock conv=fsync 2>/tmp/dd.err; \
+                  echo dd=$?; grep -c 'No space left' /tmp/dd.err; \
+                  wc -c < /workspace/fill; rm /workspace/fill; \
+                  yes airlock | head -c 4194304 | \
+                  dd of=/workspace/again bs=64k iflag=fullblock conv=fsync 2>/dev/null; \
+                  echo again=$?";
+    let out = run_in(&a, policy.path(), ws.path(), script);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("dd=1"),
+        "64 MiB into a 16 MiB quota must fail: {stdout}"
+    );
+    assert!(
+        stdout.lines().nth(1).is_some_and(|l| l != "0"),
+        "ENOSPC: {stdout}"
+    );
+    let filled: u64 = stdout
+        .lines()
+        .nth(2)
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap();
+    assert!(filled <= 16 * MIB, "the share grew by {filled} bytes");
+    assert!(
+        stdout.contains("again=0"),
+        "deleting gave the space back: {stdout}"
+    );
+    assert!(!ws.path().join("fill").exists());
+    let again = std::fs::metadata(ws.path().join("again")).unwrap().len();
+    assert_eq!(again, 4 * MIB);
+    let log = a.audit();
+    let limit = log
+        .find(|e| e.kind == kind::FS_LIMIT && e.reason.as_deref() == Some("quota"))
+        .unwrap_or_else(|| panic!("no fs.limit for the quota:\n{log}"));
+    assert_eq!(limit.decision, Some(Decision::Deny));
+    assert_eq!(limit.count, Some(16 * MIB));
+    assert_eq!(limit.rule.as_deref(), Some("filesystem.quota"));
+    a.assert_clean();
+}
