@@ -173,14 +173,11 @@ mod tests {
         let err = q.admit(MIB, "/workspace", &path, &events).unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::ENOSPC));
         let recorded = events.0.lock().unwrap().clone();
-        assert_eq!(recorded.len(), 1, "one record per second at most");
+        let [first] = recorded.as_slice() else {
+            panic!("one record per second at most: {recorded:?}");
+        };
         assert_eq!(
-            (
-                recorded[0].op,
-                recorded[0].reason,
-                recorded[0].count,
-                recorded[0].path.as_str()
-            ),
+            (first.op, first.reason, first.count, first.path.as_str()),
             (kind::FS_LIMIT, reason::QUOTA, Some(10 * MIB), "big.bin")
         );
         // Deleting 4 MiB makes room for 4 MiB more.
