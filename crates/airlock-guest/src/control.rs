@@ -82,10 +82,10 @@ pub fn serve() -> io::Result<()> {
             .map_err(io::Error::other)?
         {
             match frame {
-                Frame::Message(ControlRequest::Shutdown) => {
+                Frame::Message(ControlRequest::Shutdown {}) => {
                     // Report the last processes before the power goes.
                     flush.flush(Duration::from_millis(500));
-                    report::send(&writer, GuestEvent::Bye)?;
+                    report::send(&writer, GuestEvent::Bye {})?;
                     return Ok(());
                 }
                 Frame::Message(ControlRequest::Mount {

@@ -218,8 +218,9 @@ pub enum GuestEvent {
         count: u64,
     },
     /// Answer to [`ControlRequest::Shutdown`]: every report before this one has been sent; the
-    /// guest powers off next.
-    Bye,
+    /// guest powers off next. (Braces, not a unit variant: serde ignores unknown fields on an
+    /// internally tagged unit variant.)
+    Bye {},
     /// A [`ControlRequest::Mount`] failed.
     MountFailed {
         /// The request id.
@@ -269,8 +270,8 @@ pub enum ControlRequest {
         /// Variables for every later command (before the command's own).
         env: Vec<(String, String)>,
     },
-    /// Sync filesystems and power the guest off.
-    Shutdown,
+    /// Sync filesystems and power the guest off. (Braces: see [`GuestEvent::Bye`].)
+    Shutdown {},
 }
 
 #[cfg(test)]
@@ -294,6 +295,19 @@ mod tests {
     fn unknown_fields_are_rejected() {
         let err = serde_json::from_str::<ExecControl>(r#"{"type":"signal","signal":2,"x":1}"#);
         assert!(err.is_err());
+        // Variants without fields too (found by tests/fuzz_frames.rs).
+        let bye = serde_json::from_str::<GuestEvent>(r#"{"type":"bye","x":1}"#);
+        assert!(bye.is_err());
+        let shutdown = serde_json::from_str::<ControlRequest>(r#"{"type":"shutdown","x":1}"#);
+        assert!(shutdown.is_err());
+        assert_eq!(
+            serde_json::from_str::<GuestEvent>(r#"{"type":"bye"}"#).unwrap(),
+            GuestEvent::Bye {}
+        );
+        assert_eq!(
+            serde_json::to_string(&ControlRequest::Shutdown {}).unwrap(),
+            r#"{"type":"shutdown"}"#
+        );
     }
 
     #[test]

@@ -141,7 +141,7 @@ impl Control {
     /// its last process reports, so none is lost at teardown.
     pub async fn shutdown(&self, limit: std::time::Duration) {
         let bye = self.bye.notified();
-        if self.send(&ControlRequest::Shutdown).await.is_ok() {
+        if self.send(&ControlRequest::Shutdown {}).await.is_ok() {
             let _ = tokio::time::timeout(limit, bye).await;
         }
     }
@@ -218,7 +218,7 @@ async fn read_events(
             GuestEvent::Mounted { id } | GuestEvent::Configured { id } => (id, Ok(())),
             GuestEvent::MountFailed { id, message }
             | GuestEvent::ConfigureFailed { id, message } => (id, Err(message)),
-            GuestEvent::Bye => {
+            GuestEvent::Bye {} => {
                 bye.notify_one();
                 continue;
             }
