@@ -172,6 +172,9 @@ impl FsEvents for airlock_jail::gateway::JsonLines {
 }
 
 #[cfg(test)]
+mod proptests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

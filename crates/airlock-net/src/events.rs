@@ -233,6 +233,9 @@ impl NetEvents for airlock_jail::gateway::JsonLines {
 }
 
 #[cfg(test)]
+mod proptests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
