@@ -289,7 +289,9 @@ impl Policy {
 
     /// Decides a plain-HTTP request. `path` is the request target's path (a query string and
     /// fragment are ignored); it is percent-decoded, and `.`, `..` and empty segments are
-    /// handled before matching, so `/a/%2e%2e/b` cannot slip past a rule on `/b`.
+    /// handled before matching, so `/a/%2e%2e/b` cannot slip past a rule on `/b`. A path with
+    /// `;` parameters is also decided as servlet containers read it, and allowed only if both
+    /// readings are.
     ///
     /// A matching `[[network.http]]` rule decides; among several, the most specific host
     /// pattern wins, then the longest literal path prefix, then a rule that names methods, then
@@ -316,13 +318,35 @@ impl Policy {
             return invalid();
         }
         let method = method.to_ascii_uppercase();
-        let Some(path) = normalize_http_path(path) else {
+        let Some(readings) = http_path_readings(path) else {
             return invalid();
         };
+        // Every reading must be allowed; when all are, the literal one's rule is reported.
+        let mut decisions = readings
+            .iter()
+            .map(|path| self.decide_http_path(&target, port, &method, path, &connect));
+        let literal = decisions.next().unwrap_or_else(invalid);
+        if literal.is_allowed()
+            && let Some(denied) = decisions.find(|d| !d.is_allowed())
+        {
+            return denied;
+        }
+        literal
+    }
+
+    /// [`decide_http`](Self::decide_http) for one normalised path.
+    fn decide_http_path(
+        &self,
+        target: &Target,
+        port: u16,
+        method: &str,
+        path: &str,
+        connect: &Decision,
+    ) -> Decision {
         let matching = self.network.http.iter().enumerate().filter(|(_, r)| {
-            r.endpoint.matches(&target, port)
-                && (r.methods.is_empty() || r.methods.contains(&method))
-                && r.path.as_ref().is_none_or(|p| p.matcher.is_match(&path))
+            r.endpoint.matches(target, port)
+                && (r.methods.is_empty() || r.methods.iter().any(|m| m == method))
+                && r.path.as_ref().is_none_or(|p| p.matcher.is_match(path))
         });
         let specificity = |r: &HttpRule| {
             (
@@ -335,7 +359,7 @@ impl Policy {
             Some(r) if r.allow => {
                 // An HTTP rule opens a method and path, never a private address.
                 if let Target::Ip(ip) = target {
-                    let by_address = self.decide_address(ip, port);
+                    let by_address = self.decide_address(*ip, port);
                     if !by_address.is_allowed() {
                         return by_address;
                     }
@@ -343,7 +367,7 @@ impl Policy {
                 rule_decision(true, &r.rule)
             }
             Some(r) => rule_decision(false, &r.rule),
-            None => connect,
+            None => connect.clone(),
         }
     }
 
@@ -414,9 +438,27 @@ fn first_hit<'a>(
 /// Longest HTTP path accepted.
 const MAX_HTTP_PATH_LEN: usize = 16 * 1024;
 
+/// The paths an upstream may take `raw` to mean, each normalised: as written, and, when a
+/// segment has `;` parameters, as servlet containers read it (they drop each segment's
+/// parameters before resolving dot segments, so `/a/..;/b` is `/b` and `/a;x/b` is `/a/b`).
+/// `None` when either reading is refused.
+fn http_path_readings(raw: &str) -> Option<Vec<String>> {
+    let literal = normalize_http_path(raw)?;
+    let path = raw.split(['?', '#']).next().unwrap_or_default();
+    if !path.contains(';') {
+        return Some(vec![literal]);
+    }
+    let servlet: Vec<&str> = path
+        .split('/')
+        .map(|s| s.split(';').next().unwrap_or_default())
+        .collect();
+    Some(vec![literal, normalize_http_path(&servlet.join("/"))?])
+}
+
 /// Normalises an HTTP request path for matching: drops query and fragment, percent-decodes,
 /// refuses `..`, NUL, bad escapes and non-UTF-8, drops `.` and empty segments. Keeps a trailing
-/// `/`. Returns `None` for anything refused.
+/// `/`. Refuses a final `.` segment, which upstreams read two ways (`/a/.` is `/a/` by RFC
+/// 3986, `/a` by Go's `path.Clean`). Returns `None` for anything refused.
 fn normalize_http_path(raw: &str) -> Option<String> {
     if raw.len() > MAX_HTTP_PATH_LEN {
         return None;
@@ -443,7 +485,7 @@ fn normalize_http_path(raw: &str) -> Option<String> {
         }
     }
     let decoded = String::from_utf8(decoded).ok()?;
-    if decoded.contains(['\0', '\\']) {
+    if decoded.contains(['\0', '\\']) || decoded.ends_with("/.") {
         return None;
     }
     let mut out = String::with_capacity(decoded.len());
@@ -457,7 +499,7 @@ fn normalize_http_path(raw: &str) -> Option<String> {
             }
         }
     }
-    if out.is_empty() || (decoded.ends_with('/') && !decoded.ends_with("/.")) {
+    if out.is_empty() || decoded.ends_with('/') {
         out.push('/');
     }
     Some(out)
@@ -465,5 +507,7 @@ fn normalize_http_path(raw: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_http_path;
 #[cfg(test)]
 mod tests_reserved;
