@@ -398,6 +398,9 @@ impl PolicySource {
 }
 
 #[cfg(test)]
+mod proptests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
