@@ -37,6 +37,11 @@ fn err(errno: i32) -> io::Error {
     io::Error::from_raw_os_error(errno)
 }
 
+/// Refuses a guest offset past `off_t`: virtiofsd 1.14 converts it with `unwrap` and panics.
+fn file_offset(offset: u64) -> io::Result<i64> {
+    i64::try_from(offset).map_err(|_| err(libc::EINVAL))
+}
+
 impl<F> FileSystem for GatedFs<F>
 where
     F: FileSystem<Inode = u64, Handle = u64>,
@@ -387,6 +392,7 @@ where
         flags: u32,
     ) -> io::Result<usize> {
         let inode = self.nodes.handle(handle)?;
+        file_offset(offset)?;
         self.inner
             .read(ctx, inode, handle, w, size, offset, lock_owner, flags)
     }
@@ -405,6 +411,7 @@ where
         flags: u32,
     ) -> io::Result<usize> {
         let inode = self.nodes.handle(handle)?;
+        file_offset(offset)?;
         self.quota.admit(
             u64::from(size),
             self.gate.mount(),

@@ -57,6 +57,10 @@ const NUM_QUEUES: usize = 2;
 /// `device_event` numbers are queue indices.
 const HIPRIO_QUEUE_EVENT: u16 = 0;
 const REQ_QUEUE_EVENT: u16 = 1;
+/// FUSE opcodes whose reply virtiofsd writes through a split writer.
+const FUSE_READ: u32 = 15;
+const FUSE_READDIR: u32 = 28;
+const FUSE_READDIRPLUS: u32 = 44;
 
 /// Why the device could not be built or an event could not be handled.
 #[derive(Debug, thiserror::Error)]
@@ -320,13 +324,7 @@ where
     M: Deref + Clone,
     M::Target: GuestMemory + Sized,
 {
-    let outcome = catch_unwind(AssertUnwindSafe(|| -> Result<usize, String> {
-        let reader = Reader::new(mem, chain.clone()).map_err(|e| e.to_string())?;
-        let writer = Writer::new(mem, chain).map_err(|e| e.to_string())?;
-        server
-            .handle_message(reader, writer, None::<&mut ()>)
-            .map_err(|e| e.to_string())
-    }));
+    let outcome = catch_unwind(AssertUnwindSafe(|| answer(server, mem, chain)));
     let len = match outcome {
         Ok(Ok(len)) => len,
         Ok(Err(e)) => {
@@ -339,6 +337,31 @@ where
         }
     };
     u32::try_from(len).unwrap_or(0)
+}
+
+/// Decodes and answers one request (virtiofsd's `Server` decodes, then calls the filesystem):
+/// the number of reply bytes written, or why the request is malformed. Panics propagate; the
+/// caller catches them (the property tests in `device/proptests.rs` do not).
+fn answer<F, M>(server: &Server<F>, mem: &Mem, chain: DescriptorChain<M>) -> Result<usize, String>
+where
+    F: FileSystem + Sync,
+    M: Deref + Clone,
+    M::Target: GuestMemory + Sized,
+{
+    let reader = Reader::new(mem, chain.clone()).map_err(|e| e.to_string())?;
+    let writer = Writer::new(mem, chain.clone()).map_err(|e| e.to_string())?;
+    if writer.available_bytes() < size_of::<fuse::OutHeader>() {
+        // virtiofsd 1.14 panics on a read or readdir with no room for the reply header
+        // (`split_at(..).unwrap()`); refuse it here rather than unwind and log each time.
+        let mut peek = Reader::new(mem, chain).map_err(|e| e.to_string())?;
+        let header: fuse::InHeader = peek.read_obj().map_err(|e| e.to_string())?;
+        if matches!(header.opcode, FUSE_READ | FUSE_READDIR | FUSE_READDIRPLUS) {
+            return Err("no room for the reply header".to_owned());
+        }
+    }
+    server
+        .handle_message(reader, writer, None::<&mut ()>)
+        .map_err(|e| e.to_string())
 }
 
 /// Answers a request to a device with no filesystem yet: `ENODEV`, so a mount fails at once.
@@ -466,5 +489,7 @@ where
     }
 }
 
+#[cfg(test)]
+mod proptests;
 #[cfg(test)]
 mod tests;

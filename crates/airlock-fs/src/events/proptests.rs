@@ -4,6 +4,9 @@
 //! a line is accepted exactly when its kind, decision and field lengths are in bounds.
 //! Replays `testdata/corpus/fs-lines/` on every run (`docs/fuzzing.md`).
 
+// `obj[key] = v` on a JSON object inserts; it does not index out of bounds.
+#![allow(clippy::indexing_slicing)]
+
 use super::*;
 use proptest::prelude::*;
 use serde_json::{Value, json};

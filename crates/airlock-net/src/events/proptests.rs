@@ -5,6 +5,9 @@
 //! kind, decision, types and field lengths are in bounds; no line is both an event and a
 //! refresh request. Replays `testdata/corpus/net-lines/` on every run (`docs/fuzzing.md`).
 
+// `obj[key] = v` on a JSON object inserts; it does not index out of bounds.
+#![allow(clippy::indexing_slicing)]
+
 use super::*;
 use crate::process::{RefreshRequest, RefreshWhat};
 use proptest::prelude::*;
