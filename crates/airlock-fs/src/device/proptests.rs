@@ -333,7 +333,7 @@ fn session() -> impl Strategy<Value = (usize, Vec<Req>)> {
 }
 
 proptest! {
-    #![proptest_config(cases(200))]
+    #![proptest_config(cases(256))]
 
     /// Sessions of generated requests keep every property in the module comment.
     #[test]
