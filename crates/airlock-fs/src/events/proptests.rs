@@ -1,7 +1,8 @@
 //! Fuzzing [`FsLine::parse`], which the supervisor runs on every line a filesystem gateway
 //! writes (the gateway is jailed, but it serves a hostile guest, so its lines are not
 //! trusted): arbitrary bytes and JSON of the right shape with wrong values never panic, and
-//! a line is accepted exactly when its kind, decision and field lengths are in bounds.
+//! a line is accepted exactly when its kind, decision, field lengths and cuts are in bounds;
+//! every event a gateway writes arrives, a path too long for a line cut with its length.
 //! Replays `testdata/corpus/fs-lines/` on every run (`docs/fuzzing.md`).
 
 // `obj[key] = v` on a JSON object inserts; it does not index out of bounds.
@@ -33,7 +34,9 @@ fn check_accepted(l: &FsLine) -> Result<(), TestCaseError> {
     {
         prop_assert!(s.len() <= MAX_FIELD);
     }
+    prop_assert!(l.cut.len() <= 2);
     let e = l.to_event();
+    prop_assert_eq!(&e.cut, &l.cut);
     prop_assert_eq!(&e.kind, &l.op);
     let want = if l.decision == "allow" {
         Decision::Allow
@@ -94,7 +97,7 @@ fn wrong_value() -> impl Strategy<Value = Value> {
 
 /// Whether a line holding `obj` must be accepted, from the rules `parse` documents: known
 /// fields only, each of its type, `op` an `fs.*` kind, `decision` `allow` or `deny`, strings
-/// at most `MAX_FIELD` bytes.
+/// at most `MAX_FIELD` bytes, at most two well-formed cuts.
 fn expected(obj: &Value) -> bool {
     let Some(map) = obj.as_object() else {
         return false;
@@ -121,11 +124,56 @@ fn expected(obj: &Value) -> bool {
         && map
             .get("count")
             .is_none_or(|v| v.is_null() || v.as_u64().is_some())
+        && map.get("cut").is_none_or(cut_ok)
 }
 
 const FIELDS: &[&str] = &[
-    "op", "mount", "path", "path2", "decision", "rule", "reason", "count",
+    "op", "mount", "path", "path2", "decision", "rule", "reason", "count", "cut",
 ];
+
+/// A `cut` list, right or wrong: entries with a field name, a length and a SHA-256 in hex,
+/// too many of them, names and hashes of the wrong length, unknown keys.
+fn cut_list() -> impl Strategy<Value = Value> {
+    let entry = (
+        prop_oneof![Just("fs.path".to_owned()), ".{0,40}"],
+        prop_oneof![Just(json!(40_000)), Just(json!(-1)), Just(json!("1"))],
+        prop_oneof![Just("a".repeat(64)), "[0-9a-f]{60,68}"],
+        any::<bool>(),
+    )
+        .prop_map(|(field, len, sha, extra)| {
+            let mut c = json!({"field": field, "len": len, "sha256": sha});
+            if extra {
+                c["extra"] = json!(1);
+            }
+            c
+        });
+    prop_oneof![
+        proptest::collection::vec(entry, 0..4).prop_map(Value::Array),
+        Just(Value::Null),
+        Just(json!({})),
+    ]
+}
+
+/// Whether a `cut` value is one `parse` takes: a list of at most two well-formed entries.
+fn cut_ok(v: &Value) -> bool {
+    let Some(list) = v.as_array() else {
+        return false;
+    };
+    list.len() <= 2
+        && list.iter().all(|c| {
+            c.as_object().is_some_and(|m| {
+                m.keys()
+                    .all(|k| ["field", "len", "sha256"].contains(&k.as_str()))
+                    && m.get("field")
+                        .and_then(Value::as_str)
+                        .is_some_and(|f| f.len() <= 32)
+                    && m.get("len").and_then(Value::as_u64).is_some()
+                    && m.get("sha256")
+                        .and_then(Value::as_str)
+                        .is_some_and(|h| h.len() == 64)
+            })
+        })
+}
 
 proptest! {
     #![proptest_config(cases(2000))]
@@ -149,6 +197,7 @@ proptest! {
         (mount, path, rule, reason) in (text(), text(), text(), text()),
         path2 in proptest::option::of(text()),
         count in proptest::option::of(any::<u64>()),
+        cut in proptest::option::of(cut_list()),
         wrong in proptest::option::of((proptest::sample::select(FIELDS), wrong_value())),
         extra in proptest::option::of(any::<String>()),
     ) {
@@ -158,6 +207,9 @@ proptest! {
         });
         if let Some(n) = count {
             obj["count"] = json!(n);
+        }
+        if let Some(c) = cut {
+            obj["cut"] = c;
         }
         if let Some((field, value)) = wrong {
             obj[field] = value;
@@ -180,8 +232,14 @@ proptest! {
         op in proptest::sample::select(KINDS),
         deny in any::<bool>(),
         mount in "/[a-z]{1,12}",
-        path in proptest::collection::vec("[^/\0]{1,40}", 0..8).prop_map(|c| c.join("/")),
-        path2 in proptest::option::of("[^\0]{0,200}"),
+        path in prop_oneof![
+            4 => proptest::collection::vec("[^/\0]{1,40}", 0..8).prop_map(|c| c.join("/")),
+            1 => (MAX_FIELD - 2..MAX_FIELD * 3).prop_map(|n| "é/".repeat(n / 3)),
+        ],
+        path2 in proptest::option::of(prop_oneof![
+            4 => "[^\0]{0,200}".boxed(),
+            1 => (MAX_FIELD..MAX_FIELD * 2).prop_map(|n| "x".repeat(n)).boxed(),
+        ]),
         rule in "[ -~]{0,80}",
         reason in proptest::sample::select(&["allowed", "protected_path", "read_denied", "write_denied"][..]),
         count in proptest::option::of(any::<u64>()),
@@ -198,7 +256,24 @@ proptest! {
         };
         let line = FsLine::from(&e);
         let bytes = serde_json::to_vec(&line).map_err(|e| TestCaseError::fail(e.to_string()))?;
-        prop_assert_eq!(FsLine::parse(&bytes), Some(line));
+        prop_assert!(bytes.len() < airlock_jail::gateway::MAX_EVENT_LINE);
+        prop_assert_eq!(FsLine::parse(&bytes), Some(line.clone()));
+        // A path over the limit arrives cut: its first bytes, its length and hash.
+        let pairs = [
+            (Some(&e.path), Some(&line.path), "fs.path"),
+            (e.path2.as_ref(), line.path2.as_ref(), "fs.to"),
+        ];
+        for (full, sent, name) in pairs {
+            let (Some(full), Some(sent)) = (full, sent) else {
+                continue;
+            };
+            let cut = line.cut.iter().find(|c| c.field == name);
+            prop_assert_eq!(cut.is_some(), full.len() > MAX_FIELD);
+            prop_assert!(full.starts_with(sent.as_str()) && sent.len() <= MAX_FIELD);
+            if let Some(c) = cut {
+                prop_assert_eq!(c.len, full.len() as u64);
+            }
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 //! ([`NetLine::parse`], then `RefreshRequest::parse` for what is not an event): the gateway is
 //! jailed but serves a hostile guest, so its lines are not trusted. Arbitrary bytes and JSON
 //! of the right shape with wrong values never panic; an event line is accepted exactly when its
-//! kind, decision, types and field lengths are in bounds; no line is both an event and a
+//! kind, decision, types, field lengths and cuts are in bounds; no line is both an event and a
 //! refresh request. Replays `testdata/corpus/net-lines/` on every run (`docs/fuzzing.md`).
 
 // `obj[key] = v` on a JSON object inserts; it does not index out of bounds.
@@ -50,7 +50,48 @@ const FIELDS: &[&str] = &[
     "bytes_down",
     "duration_ms",
     "credential",
+    "cut",
 ];
+
+/// A `cut` list, right or wrong: entries with a field name, a length and a SHA-256 in hex,
+/// too many of them, names and hashes of the wrong length, unknown keys.
+fn cut_list() -> impl Strategy<Value = Value> {
+    let entry = (
+        prop_oneof![Just("net.path".to_owned()), ".{0,40}"],
+        prop_oneof![Just(json!(9000)), Just(json!(-1)), Just(json!("1"))],
+        prop_oneof![Just("a".repeat(64)), "[0-9a-f]{60,68}"],
+        any::<bool>(),
+    )
+        .prop_map(|(field, len, sha, extra)| {
+            let mut c = json!({"field": field, "len": len, "sha256": sha});
+            if extra {
+                c["extra"] = json!(1);
+            }
+            c
+        });
+    proptest::collection::vec(entry, 0..5).prop_map(Value::Array)
+}
+
+/// Whether a `cut` value is one `parse` takes: a list of at most three well-formed entries.
+fn cut_ok(v: &Value) -> bool {
+    let Some(list) = v.as_array() else {
+        return false;
+    };
+    list.len() <= 3
+        && list.iter().all(|c| {
+            c.as_object().is_some_and(|m| {
+                m.keys()
+                    .all(|k| ["field", "len", "sha256"].contains(&k.as_str()))
+                    && m.get("field")
+                        .and_then(Value::as_str)
+                        .is_some_and(|f| f.len() <= 32)
+                    && m.get("len").and_then(Value::as_u64).is_some()
+                    && m.get("sha256")
+                        .and_then(Value::as_str)
+                        .is_some_and(|h| h.len() == 64)
+            })
+        })
+}
 
 /// An accepted line keeps the promises `parse` makes, is no refresh request, and its audit
 /// event says the same.
@@ -65,7 +106,9 @@ fn check_accepted(l: &NetLine) -> Result<(), TestCaseError> {
     {
         prop_assert!(s.len() <= MAX_FIELD);
     }
+    prop_assert!(l.cut.len() <= 3);
     let e = l.to_event();
+    prop_assert_eq!(&e.cut, &l.cut);
     prop_assert_eq!(&e.kind, &l.kind);
     prop_assert_eq!(e.decision.map(|d| d.as_str()), Some(l.decision.as_str()));
     let net = e
@@ -106,7 +149,7 @@ fn check_line(bytes: &[u8]) -> Result<(), TestCaseError> {
 /// Whether an event line holding `obj` must be accepted, from the rules `parse` documents:
 /// known fields only, each of its type (a port and status fit `u16`, an address parses), the
 /// kind one of the gateway's, decision `allow`, `deny` or `error`, strings at most
-/// `MAX_FIELD` bytes.
+/// `MAX_FIELD` bytes, at most three well-formed cuts.
 fn expected(obj: &Value) -> bool {
     let Some(map) = obj.as_object() else {
         return false;
@@ -134,6 +177,7 @@ fn expected(obj: &Value) -> bool {
             v.as_str().is_some_and(|s| s.parse::<IpAddr>().is_ok())
         })
         && OPTIONAL_STRINGS.iter().all(|k| optional(k, &short))
+        && map.get("cut").is_none_or(cut_ok)
 }
 
 /// Text of a byte length just under, at or over the limit, or short.
@@ -171,6 +215,7 @@ fn value() -> impl Strategy<Value = Value> {
         ]
         .prop_map(Value::from),
         Just(json!([])),
+        cut_list(),
         Just(json!({"refresh": {"id": 1, "name": "k"}})),
     ]
 }
@@ -262,11 +307,11 @@ proptest! {
     fn every_gateway_event_parses_back(
         k in proptest::sample::select(KINDS),
         decision in prop_oneof![Just(NetDecision::Allow), Just(NetDecision::Deny), Just(NetDecision::Error)],
-        host in ".{0,255}",
+        host in prop_oneof![4 => ".{0,255}".boxed(), 1 => (MAX_FIELD - 2..MAX_FIELD * 2).prop_map(|n| "h".repeat(n)).boxed()],
         port in any::<u16>(),
         ip in proptest::option::of(any::<IpAddr>()),
         method in proptest::option::of("[A-Z]{1,32}"),
-        path in proptest::option::of(".{0,1000}"),
+        path in proptest::option::of(prop_oneof![4 => ".{0,1000}".boxed(), 1 => (MAX_FIELD - 2..MAX_FIELD * 3).prop_map(|n| "/é".repeat(n / 3)).boxed()]),
         status in proptest::option::of(any::<u16>()),
         (bytes_up, bytes_down, duration_ms) in (any::<u64>(), any::<u64>(), any::<u64>()),
         credential in proptest::option::of("[A-Za-z0-9_]{1,64}"),
@@ -278,8 +323,23 @@ proptest! {
         };
         let line = NetLine::from(&e);
         let bytes = serde_json::to_vec(&line).map_err(|e| TestCaseError::fail(e.to_string()))?;
-        prop_assert_eq!(NetLine::parse(&bytes), Some(line));
+        prop_assert_eq!(NetLine::parse(&bytes), Some(line.clone()));
         prop_assert_eq!(RefreshRequest::parse(&bytes), None);
+        // A field over the limit arrives cut: its first bytes, its length and hash.
+        for (full, sent, name) in [
+            (Some(&e.host), Some(&line.host), "net.host"),
+            (e.path.as_ref(), line.path.as_ref(), "net.path"),
+        ] {
+            let (Some(full), Some(sent)) = (full, sent) else {
+                continue;
+            };
+            let cut = line.cut.iter().find(|c| c.field == name);
+            prop_assert_eq!(cut.is_some(), full.len() > MAX_FIELD);
+            prop_assert!(full.starts_with(sent.as_str()) && sent.len() <= MAX_FIELD);
+            if let Some(c) = cut {
+                prop_assert_eq!(c.len, full.len() as u64);
+            }
+        }
         let r = RefreshRequest { refresh: RefreshWhat { id: bytes_up, name: "KEY".into() } };
         let bytes = serde_json::to_vec(&r).map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert_eq!(RefreshRequest::parse(&bytes), Some(r));
