@@ -4,8 +4,9 @@
 //! out paths and asks the policy, then virtiofsd's `PassthroughFs` over a temporary share).
 //! Decoding the FUSE structs and descriptor chains is virtiofsd's and rust-vmm's code; what is
 //! ours is everything `GatedFs` does with what they decode, and the device's handling of the
-//! result. The requests are made from a table of each opcode's fields, with node ids and file
-//! handles from earlier replies, names from a pool of hostile ones, and lengths that lie.
+//! result. The requests are made from a table of each opcode's fields (`proptests/requests.rs`),
+//! with node ids and file handles from earlier replies, names from a pool of hostile ones, and
+//! lengths that lie; the gateway keeps one, two or many inner inodes, with or without a quota.
 //!
 //! Properties: no request panics or blocks (each session runs on its own thread with a
 //! deadline); every reply fits the buffer and is a well-formed FUSE reply to that request; no
@@ -94,7 +95,14 @@ fn write(path: &Path, bytes: &[u8]) {
     std::fs::write(path, bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
 }
 
-fn rig(max_resident: usize) -> Rig {
+/// The gateway's limits for one session: inner inodes kept, and the share's quota.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    resident: usize,
+    quota: Option<u64>,
+}
+
+fn rig(limits: Limits) -> Rig {
     airlock_jail::ns::unshare_fs().unwrap_or_else(|e| panic!("{e}"));
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let base = std::fs::canonicalize(dir.path()).unwrap_or_else(|e| panic!("{e}"));
@@ -123,7 +131,10 @@ fn rig(max_resident: usize) -> Rig {
         PassthroughFs::new(passthrough_config(root, 1000)).unwrap_or_else(|e| panic!("{e}"));
     let gate = Gate::new(Arc::new(policy), "/workspace", MountMode::Rw, Some(root));
     let lines = Arc::new(Lines::default());
-    let fs = GatedFs::new(inner, gate, lines.clone(), &share).with_limits(64, max_resident);
+    let mut fs = GatedFs::new(inner, gate, lines.clone(), &share).with_limits(64, limits.resident);
+    if let Some(bytes) = limits.quota {
+        fs = fs.with_quota(bytes);
+    }
     let mem = Mem::from_ranges(&[(GuestAddress(0), MEM_SIZE)]).unwrap_or_else(|e| panic!("{e}"));
     Rig {
         dir,
@@ -279,14 +290,14 @@ fn check_world(rig: &Rig) -> Result<(), String> {
 /// Runs a session on its own thread (the gateway's workers each have their own filesystem
 /// attributes); an error names the request that failed, or blocked.
 fn run_session<T: Send + 'static>(
-    max_resident: usize,
+    limits: Limits,
     session: T,
     send: fn(&Rig, &mut Known, T) -> Result<(), String>,
 ) -> Result<(), String> {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            let rig = rig(max_resident);
+            let rig = rig(limits);
             let mut known = Known::default();
             send(&rig, &mut known, session).and_then(|()| check_world(&rig))
         }));
@@ -317,7 +328,7 @@ fn send_generated(rig: &Rig, known: &mut Known, reqs: Vec<Req>) -> Result<(), St
 }
 
 /// A session: usually INIT first, as a kernel does, then requests.
-fn session() -> impl Strategy<Value = (usize, Vec<Req>)> {
+fn session() -> impl Strategy<Value = (Limits, Vec<Req>)> {
     let init = request().prop_map(|mut r| {
         r.op = 26;
         r.len = (0, 0);
@@ -326,10 +337,19 @@ fn session() -> impl Strategy<Value = (usize, Vec<Req>)> {
     });
     (
         prop_oneof![Just(1usize), Just(2), Just(crate::MAX_RESIDENT)],
+        prop_oneof![
+            Just(None),
+            Just(Some(0u64)),
+            Just(Some(64 << 10)),
+            Just(Some(1 << 30))
+        ],
         proptest::option::weighted(0.9, init),
         proptest::collection::vec(request(), 1..24),
     )
-        .prop_map(|(resident, init, rest)| (resident, init.into_iter().chain(rest).collect()))
+        .prop_map(|(resident, quota, init, rest)| {
+            let limits = Limits { resident, quota };
+            (limits, init.into_iter().chain(rest).collect())
+        })
 }
 
 proptest! {
@@ -337,8 +357,8 @@ proptest! {
 
     /// Sessions of generated requests keep every property in the module comment.
     #[test]
-    fn guest_requests_keep_the_gateway_safe((resident, reqs) in session()) {
-        run_session(resident, reqs, send_generated).map_err(TestCaseError::fail)?;
+    fn guest_requests_keep_the_gateway_safe((limits, reqs) in session()) {
+        run_session(limits, reqs, send_generated).map_err(TestCaseError::fail)?;
     }
 }
 

@@ -259,7 +259,11 @@ fn corpus_replays() {
         let path = entry.unwrap_or_else(|e| panic!("{e}")).path();
         let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{e}"));
         for resident in [1, crate::MAX_RESIDENT] {
-            run_session(resident, text.clone(), send_lines)
+            let limits = Limits {
+                resident,
+                quota: None,
+            };
+            run_session(limits, text.clone(), send_lines)
                 .unwrap_or_else(|e| panic!("{} (resident {resident}): {e}", path.display()));
         }
         seen += 1;
