@@ -646,6 +646,7 @@ mod tests {
         .unwrap();
         // The writer is held: guest reports fill their share, host records still fit.
         let release = writer.hold();
+        let started = std::time::Instant::now();
         let mut guest_ok = 0;
         for i in 0..10_000u64 {
             let r = sink.try_emit(Event::new(Source::Guest, kind::PROC_EXEC).with_count(i));
@@ -661,9 +662,10 @@ mod tests {
         for i in 0..1000u64 {
             let r = sink.try_emit(Event::new(Source::Guest, kind::PROC_EXEC).with_count(i));
             guest_ok += u64::from(r.is_ok());
-            std::thread::sleep(Duration::from_micros(50));
         }
-        assert!(guest_ok <= 101, "{guest_ok}");
+        // The burst, plus one a second for however long this took on a loaded machine.
+        let allowed = 100 + started.elapsed().as_secs() + 1;
+        assert!(guest_ok <= allowed, "{guest_ok} > {allowed}");
         writer.finish().unwrap();
 
         let recs = records(dir.path());

@@ -412,14 +412,19 @@ fn the_engine_runs_jailed_unprivileged_and_under_seccomp_filters() {
 
 /// Builds the syscall probe (tests/probe/syscalls.c) static into `dir`.
 fn build_probe(dir: &std::path::Path) {
-    let src = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/probe/syscalls.c");
-    let out = std::process::Command::new("cc")
+    build_c_probe("syscalls.c", &dir.join("probe"));
+}
+
+/// Builds `tests/probe/<source>` static at `out`, to run in the guest.
+pub(super) fn build_c_probe(source: &str, out: &std::path::Path) {
+    let src = format!("{}/tests/probe/{source}", env!("CARGO_MANIFEST_DIR"));
+    let built = std::process::Command::new("cc")
         .args(["-static", "-O1", "-o"])
-        .arg(dir.join("probe"))
-        .arg(src)
+        .arg(out)
+        .arg(&src)
         .output()
-        .expect("cc (gcc, installed by scripts/setup) builds the syscall probe");
-    assert!(out.status.success(), "cc: {}", text(&out.stderr));
+        .expect("cc (gcc, installed by scripts/setup) builds the probe");
+    assert!(built.status.success(), "cc {src}: {}", text(&built.stderr));
 }
 
 fn probe(a: &Airlock, policy: &str) -> std::collections::BTreeMap<String, i32> {

@@ -189,14 +189,7 @@ fn host_executed_files_cannot_be_written_linked_or_reached_by_a_look_alike_name(
 
 /// Builds tests/probe/escape.c static into `dir`.
 fn build_escape_probe(dir: &Path) {
-    let src = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/probe/escape.c");
-    let out = std::process::Command::new("cc")
-        .args(["-static", "-O1", "-o"])
-        .arg(dir.join("escape"))
-        .arg(src)
-        .output()
-        .expect("cc (gcc, installed by scripts/setup) builds the escape probe");
-    assert!(out.status.success(), "cc: {}", text(&out.stderr));
+    super::harden::build_c_probe("escape.c", &dir.join("escape"));
 }
 
 fn rw_workspace_policy(extra: &str) -> tempfile::NamedTempFile {
