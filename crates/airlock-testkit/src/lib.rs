@@ -466,3 +466,22 @@ pub fn host_sha256(bytes: &[u8]) -> String {
         .unwrap()
         .to_string()
 }
+
+/// The Python of the test venv that `scripts/setup --tests` fills (pytest, the MCP and e2b
+/// clients, the SDK's dependencies). `AIRLOCK_TEST_VENV` overrides its place. Panics with the
+/// command to run when the venv is missing, so a CI machine without it fails loudly.
+pub fn test_python() -> PathBuf {
+    let venv = std::env::var_os("AIRLOCK_TEST_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME").unwrap_or_else(|| "/root".into());
+            PathBuf::from(home).join(".cache/airlock/test-venv")
+        });
+    let python = venv.join("bin/python");
+    assert!(
+        python.is_file(),
+        "{} is missing: run `./scripts/setup --tests` first",
+        python.display()
+    );
+    python
+}
