@@ -21,6 +21,7 @@ use virtiofsd::fuse;
 
 mod guard;
 mod helpers;
+mod linked;
 mod nodes;
 mod quota;
 
@@ -141,7 +142,15 @@ where
             mode: attr.mode,
             is_dir,
         });
+        if !o.is_allowed() {
+            self.learn_refused(inode, &o.path);
+        }
         self.enforce(&o)?;
+        let write = linked::Use {
+            read: false,
+            write: true,
+        };
+        self.refuse_linked(kind::FS_SETATTR, inode, &paths, write)?;
         let result = self.inner.setattr(ctx, inner, attr, handle, valid);
         self.done(&o, result)
     }
@@ -314,7 +323,16 @@ where
             paths: &paths,
             flags,
         });
+        if !o.is_allowed() {
+            self.learn_refused(inode, &o.path);
+        }
         self.enforce(&o)?;
+        let access = flags & libc::O_ACCMODE as u32;
+        let want = linked::Use {
+            read: access != libc::O_WRONLY as u32,
+            write: access != libc::O_RDONLY as u32 || flags & libc::O_TRUNC as u32 != 0,
+        };
+        self.refuse_linked(kind::FS_OPEN, inode, &paths, want)?;
         self.guard.admit(
             self.nodes.open_handles(),
             self.gate.mount(),
@@ -626,6 +644,8 @@ where
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_linked;
 #[cfg(test)]
 mod tests_nodes;
 #[cfg(test)]

@@ -169,6 +169,11 @@ pub struct Gate {
 }
 
 impl Gate {
+    /// Whether the share is read-only (every change refused).
+    pub fn read_only(&self) -> bool {
+        self.read_only
+    }
+
     /// A gate for the share mounted at `mount` in the guest, with `mode`; `host_dir` (if
     /// UTF-8) lets absolute symlink targets naming the share's host path be checked too.
     pub fn new(policy: Arc<Policy>, mount: &str, mode: MountMode, host_dir: Option<&str>) -> Self {

@@ -20,7 +20,7 @@ mod copy;
 mod diff;
 mod manifest;
 mod snapshot;
-mod tree;
+pub(crate) mod tree;
 mod types;
 
 use std::collections::BTreeMap;

@@ -18,6 +18,9 @@ pub const UNSUPPORTED_FLAGS: &str = "unsupported_flags";
 /// A node the guest holds no longer sits at its name in the share (moved out, or the name now
 /// names something else, a symlink included); reopening it was refused.
 pub const REPLACED_ON_HOST: &str = "replaced_on_host";
+/// The file is another name (a hard link) of a file the policy refuses to read; the
+/// recorded rule is the one that refuses that name.
+pub const LINKED_TO_DENIED: &str = "linked_to_denied";
 /// The share's limit of files open at once was reached.
 pub const MAX_OPEN: &str = "max_open";
 /// A write would grow the host filesystem by more than the share's quota.

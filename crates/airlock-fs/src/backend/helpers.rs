@@ -10,7 +10,10 @@ use virtiofsd::filesystem::{Context, Entry, FileSystem};
 
 use super::GatedFs;
 use super::err;
+use super::guard::identity_beneath;
+use super::linked;
 use crate::events::FsEvent;
+use crate::gate::Request;
 use crate::gate::{Outcome, errno_for, gateway_deny};
 use crate::paths::{PathError, PathMap, validate_name};
 use crate::reason;
@@ -198,5 +201,62 @@ where
         if gone {
             self.drop_node(ctx, inode);
         }
+    }
+}
+
+impl<F> GatedFs<F>
+where
+    F: FileSystem<Inode = u64, Handle = u64>,
+{
+    /// The guest was refused using node `guest` by its name `path`: if that name is refused
+    /// reading or writing, remember the file's identity.
+    pub(super) fn learn_refused(&self, guest: u64, path: &str) {
+        if let (Some(id), Some(r)) = (
+            self.nodes.host_of(guest),
+            linked::refusal(&self.gate, path.to_owned()),
+        ) {
+            self.denied.learn(id, r);
+        }
+    }
+
+    /// Refuses (and records) `op` on node `guest`, known by `paths`, when it uses the file as
+    /// `want` and the file has another name where the policy refuses that.
+    pub(super) fn refuse_linked(
+        &self,
+        op: &'static str,
+        guest: u64,
+        paths: &[String],
+        want: linked::Use,
+    ) -> io::Result<()> {
+        if !want.read && !want.write {
+            return Ok(());
+        }
+        let Some(id) = self.nodes.host_of(guest) else {
+            return Ok(());
+        };
+        let Some(other) = self.denied.other_name(id, paths, want) else {
+            return Ok(());
+        };
+        // Still a name of this file? An inode number the host reused for a new file is not.
+        if identity_beneath(&self.nodes.root, &other).ok() != Some(id) {
+            self.denied.forget(id);
+            return Ok(());
+        }
+        let theirs = [other];
+        let o = |flags: u32| {
+            self.gate.check(&Request::Open {
+                paths: &theirs,
+                flags,
+            })
+        };
+        let (read, write) = (o(libc::O_RDONLY as u32), o(libc::O_WRONLY as u32));
+        let rule = if want.read && !read.is_allowed() {
+            read.decision.rule
+        } else {
+            write.decision.rule
+        };
+        let path = paths.first().cloned().unwrap_or_default();
+        tracing::debug!(path = ?path, other = ?theirs, "a hard link to a refused file was refused");
+        Err(self.refuse(op, path, &rule, reason::LINKED_TO_DENIED))
     }
 }

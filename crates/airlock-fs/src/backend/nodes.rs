@@ -26,6 +26,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use virtiofsd::filesystem::{Context, Entry, FileSystem};
 
 use super::guard::{Guard, identity_beneath};
+use super::linked::Denied;
 use super::quota::Quota;
 use crate::events::{FsEvent, FsEvents};
 use crate::gate::Gate;
@@ -116,6 +117,11 @@ impl Nodes {
             .ok_or_else(|| io::Error::from_raw_os_error(libc::EBADF))
     }
 
+    /// The host identity recorded for guest node `guest`.
+    pub(super) fn host_of(&self, guest: u64) -> Option<HostId> {
+        self.lock().nodes.get(&guest).map(|n| n.host)
+    }
+
     /// Open handles now.
     pub(super) fn open_handles(&self) -> usize {
         self.lock().handles.len()
@@ -192,6 +198,8 @@ pub struct GatedFs<F> {
     pub(super) guard: Guard,
     /// How much the guest may grow the host filesystem by (`quota.rs`).
     pub(super) quota: Quota,
+    /// Identities of the files the policy refuses to read (`linked.rs`).
+    pub(super) denied: Arc<Denied>,
     /// Guest node ids and the inner inodes resident for them (`nodes.rs`).
     pub(super) nodes: Nodes,
 }
@@ -203,6 +211,7 @@ where
     /// Wraps `inner`, which serves the share this process sees at `root`; every decision goes
     /// through `gate` and is reported to `events`.
     pub fn new(inner: F, gate: Gate, events: Arc<dyn FsEvents>, root: &Path) -> Self {
+        let gate_for_walk = gate.clone();
         Self {
             inner,
             gate,
@@ -211,6 +220,7 @@ where
             guard: Guard::new(u64::MAX),
             quota: Quota::new(None, root.to_path_buf()),
             nodes: Nodes::new(root.to_path_buf(), DEFAULT_MAX_RESIDENT),
+            denied: Denied::scan(root, gate_for_walk),
         }
     }
 

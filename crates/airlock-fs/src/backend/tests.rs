@@ -53,12 +53,23 @@ pub(super) fn fixture(mode: MountMode) -> Fixture {
 
 /// A fixture whose gateway holds at most `max_open` open files and `max_resident` inodes.
 pub(super) fn fixture_limited(mode: MountMode, max_open: u64, max_resident: usize) -> Fixture {
+    fixture_seeded(mode, max_open, max_resident, |_| {})
+}
+
+/// A fixture whose share `seed` fills before the gateway starts.
+pub(super) fn fixture_seeded(
+    mode: MountMode,
+    max_open: u64,
+    max_resident: usize,
+    seed: impl FnOnce(&Path),
+) -> Fixture {
     // PassthroughFs sets the umask to 0: keep that to this test's thread.
     airlock_jail::ns::unshare_fs().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("share");
     fs::create_dir(&root).unwrap();
     let root = fs::canonicalize(&root).unwrap();
+    seed(&root);
     let outside = dir.path().join("host-secret.txt");
     fs::write(&outside, "host secret").unwrap();
     let text = format!(

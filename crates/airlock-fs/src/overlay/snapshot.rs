@@ -11,8 +11,10 @@
 //!
 //! The copy side is a fresh private directory, written through plain paths. Each copy gets
 //! the source's permission bits, owner (when we may chown) and times; directories get theirs
-//! after their contents are in place.
+//! after their contents are in place. Names of one host file (hard links) stay names of one
+//! copy.
 
+use std::collections::HashMap;
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -39,6 +41,8 @@ pub(crate) fn copy_tree(
     let mut entries = Vec::new();
     let mut skipped = Vec::new();
     let mut dirs: Vec<(String, FileStat)> = Vec::new();
+    // Host files with more than one name → the index of the entry of the first name copied.
+    let mut linked: HashMap<(u64, u64), usize> = HashMap::new();
     let (mut files, mut bytes) = (0u64, 0u64);
     let fail = |op, rel: &str, source| OverlayError::Io {
         op,
@@ -93,6 +97,29 @@ pub(crate) fn copy_tree(
                     Ok(true)
                 }
                 Kind::File => {
+                    // Another name of a file already copied: link it, so the copy keeps the
+                    // host's hard links (the gateway refuses every name of a file `deny_read`
+                    // names, by identity) and costs no second copy.
+                    let id = (v.stat.st_dev, v.stat.st_ino);
+                    if v.stat.st_nlink > 1
+                        && let Some(&first) = linked.get(&id)
+                        && let Some(e) = entries.get(first).cloned()
+                    {
+                        std::fs::hard_link(upper.join(&e.path), &dst).map_err(to_copy)?;
+                        let stamp = nix::sys::stat::lstat(&dst)
+                            .map_err(|e| to_copy(e.into()))
+                            .map(|st| Stamp::of(&st))?;
+                        // Linking changed the shared inode's ctime: both names get the new stamp.
+                        if let Some(f) = entries.get_mut(first) {
+                            f.copy = Some(stamp);
+                        }
+                        entries.push(Entry {
+                            path: rel,
+                            copy: Some(stamp),
+                            ..e
+                        });
+                        return Ok(false);
+                    }
                     let src = match tree::open_file_at(v.dir, name) {
                         Ok(f) => f,
                         Err(e) if is_unreadable(&e) => {
@@ -112,6 +139,9 @@ pub(crate) fn copy_tree(
                     let st = tree::fstat(&src).map_err(|e| fail("inspect", &rel, e))?;
                     let (sha256, size) = copy_file(&src, &dst, &st).map_err(to_copy)?;
                     let copied = nix::sys::stat::lstat(&dst).map_err(|e| to_copy(e.into()))?;
+                    if st.st_nlink > 1 {
+                        linked.insert((st.st_dev, st.st_ino), entries.len());
+                    }
                     entries.push(Entry {
                         path: rel,
                         kind: EntryKind::File,

