@@ -62,10 +62,10 @@ async def test_async_client_does_what_the_sync_one_does(tmp_path: Path) -> None:
 
         records = await sb.events()
         assert all(isinstance(r, AuditRecord) for r in records)
-        assert any(
-            r.kind == "fs.write" and r.decision == "deny" and r.fs and r.fs.path.endswith("post-checkout")
-            for r in records
-        ), records
+        denied = [r for r in records if r.decision == "deny" and r.fs is not None]
+        assert [(r.kind, r.fs.path, r.reason) for r in denied if r.fs] == [
+            ("fs.create", ".git/hooks/post-checkout", "protected_path")
+        ], records
         stats = await sb.stats()
         assert stats["sandbox"] == sandbox_id
 

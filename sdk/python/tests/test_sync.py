@@ -56,8 +56,11 @@ def test_the_example_from_the_issue(
         assert all(e.sandbox == sb.id for e in records)
         assert all(b.prev == a.hash for a, b in zip(records, records[1:]))
         assert records[0].kind == "sandbox.start" and records[0].source == "host"
-        writes = [e for e in records if e.kind == "fs.write" and e.fs and e.fs.path == "a.txt"]
-        assert writes and writes[0].fs and writes[0].fs.mount == "/workspace", records
+        # The fs gateway recorded the new file (host-observed, allowed by the workspace mount).
+        created = [e for e in records if e.kind == "fs.create" and e.fs and e.fs.path == "a.txt"]
+        assert created, [(e.kind, e.fs) for e in records]
+        assert created[0].decision == "allow" and created[0].source == "host"
+        assert created[0].fs and created[0].fs.mount == "/workspace"
         sandbox_id = sb.id
     # Leaving the block deleted the sandbox: the daemon forgot it and its VM is gone.
     with pytest.raises(NotFound) as e:
@@ -153,6 +156,7 @@ def test_a_policy_denial_raises_with_the_daemons_message(tmp_path: Path) -> None
             if r.decision == "deny" and r.fs is not None and r.source == "host"
         }
         assert ".git/hooks/pre-commit" in denied, denied
+        assert denied[".git/hooks/pre-commit"].reason == "protected_path"
         assert "secret.txt" in denied, denied
         assert denied["secret.txt"].rule and "deny_read" in denied["secret.txt"].rule
 

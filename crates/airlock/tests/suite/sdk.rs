@@ -18,7 +18,11 @@ fn run(what: &str, cmd: &mut Command) -> String {
         .output()
         .unwrap_or_else(|e| panic!("{what}: spawning: {e}"));
     let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
-    assert!(out.status.success(), "{what} failed ({}):\n{all}", out.status);
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{all}",
+        out.status
+    );
     all
 }
 
@@ -68,13 +72,21 @@ fn python_sdk_suite_passes_against_a_real_daemon() {
     let python = venv.path().join("bin/python");
     run(
         "creating the venv",
-        Command::new(test_python()).args(["-m", "venv"]).arg(venv.path()),
+        Command::new(test_python())
+            .args(["-m", "venv"])
+            .arg(venv.path()),
     );
     let pip = |what: &str, args: &[&str]| {
         run(
             what,
             Command::new(&python)
-                .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
+                .args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                ])
                 .args(args)
                 .current_dir(repo()),
         )
@@ -89,7 +101,15 @@ fn python_sdk_suite_passes_against_a_real_daemon() {
 
     let started = Instant::now();
     let out = Command::new(&python)
-        .args(["-m", "pytest", "-v", "-rA", "-p", "no:cacheprovider", "tests"])
+        .args([
+            "-m",
+            "pytest",
+            "-v",
+            "-rA",
+            "-p",
+            "no:cacheprovider",
+            "tests",
+        ])
         .current_dir(repo().join("sdk/python"))
         .env("AIRLOCK_SOCKET", a.socket())
         .env("AIRLOCK_TEST_TCP_URL", format!("http://127.0.0.1:{port}"))

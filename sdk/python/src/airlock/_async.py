@@ -472,7 +472,8 @@ class AsyncExecStream:
             raise AirlockError(f"a second exec_id in the exec stream: {ev!r}")
         if isinstance(ev, Exit):
             self.exit = ev.exit
-            await self.close()
+            async for _ in self._lines:  # nothing follows the exit; reading to the end frees the connection
+                pass
         return ev
 
     async def wait(self) -> ExecResult:

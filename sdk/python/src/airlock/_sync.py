@@ -414,7 +414,8 @@ class ExecStream:
             raise AirlockError(f"a second exec_id in the exec stream: {ev!r}")
         if isinstance(ev, Exit):
             self.exit = ev.exit
-            self.close()
+            for _ in self._lines:  # nothing follows the exit; reading to the end frees the connection
+                pass
         return ev
 
     def wait(self) -> ExecResult:
