@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from airlock import (
+    AirlockError,
     AuditRecord,
     BadRequest,
     Client,
@@ -23,7 +24,14 @@ from airlock import (
     SandboxStatus,
     Unauthorized,
 )
-from conftest import IMAGE, MEMORY_MIB, assert_gone, required_env, vm_processes
+from conftest import (
+    IMAGE,
+    MEMORY_MIB,
+    assert_gone,
+    required_env,
+    vm_processes,
+    wait_until,
+)
 
 
 def test_the_example_from_the_issue(
@@ -187,6 +195,17 @@ def test_bad_input_raises_typed_errors_with_the_daemons_message(
     again = Sandbox.connect(sandbox.id)
     assert again.id == sandbox.id and again.exec(["true"]).exit_code == 0
     again.client.close()
+
+
+def test_a_read_timeout_abandons_the_exec_and_ends_the_command(sandbox: Sandbox) -> None:
+    with Client(timeout=0.5) as impatient:
+        sb = impatient.get(sandbox.id)
+        with pytest.raises(AirlockError) as e:
+            sb.exec(["sh", "-c", "sleep 30"])
+        assert not isinstance(e.value, DaemonUnavailable)
+        assert "timeout=0.5" in e.value.message, e.value.message
+    # Dropping the connection ended the command in the guest.
+    assert wait_until(lambda: sandbox.refresh().execs_running == 0), sandbox.info
 
 
 def test_events_stream_follows_until_the_sandbox_ends(tmp_path: Path, client: Client) -> None:

@@ -1,12 +1,17 @@
 //! The Python SDK (`sdk/python`) against a real daemon: installs it with
-//! `pip install ./sdk/python` into a fresh venv (the acceptance), then runs its pytest
-//! suite, which boots real sandboxes through the daemon's unix socket and its TCP listener.
+//! `pip install ./sdk/python` into a fresh venv (the acceptance), type-checks it as
+//! installed, then runs its pytest suite, which boots real sandboxes through the daemon's unix
+//! socket and its TCP listener.
 
 use super::daemon::json_of;
 use airlock_testkit::{Airlock, test_python, text};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
+
+/// The type checker run over the installed package (its oldest supported target is 3.10, so
+/// 3.9 compatibility is left to the syntax the SDK restricts itself to).
+const MYPY: &str = "mypy==2.4.1";
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -97,7 +102,27 @@ fn python_sdk_suite_passes_against_a_real_daemon() {
         "installing pytest",
         &pins.iter().map(String::as_str).collect::<Vec<_>>(),
     );
+    pip("installing mypy", &[MYPY]);
     eprintln!("venv ready in {:.1?}", started.elapsed());
+
+    // The package as installed is typed (py.typed, strict annotations), and so are its tools.
+    let mypy = |what: &str, args: &[&str]| {
+        run(
+            what,
+            Command::new(&python)
+                .args([
+                    "-m",
+                    "mypy",
+                    "--cache-dir=/dev/null",
+                    "--python-version=3.10",
+                ])
+                .args(args)
+                .current_dir(repo().join("sdk/python")),
+        )
+    };
+    mypy("mypy --strict -p airlock", &["--strict", "-p", "airlock"]);
+    mypy("mypy --strict tools", &["--strict", "tools"]);
+    mypy("mypy tests", &["tests"]);
 
     let started = Instant::now();
     let out = Command::new(&python)

@@ -8,8 +8,11 @@ import os
 from typing import Any, Dict, Mapping, Optional, Sequence, Union
 from urllib.parse import quote
 
+import httpx
+
 from . import _models as m
-from ._errors import AirlockError, error_for
+from ._config import Connection
+from ._errors import AirlockError, DaemonUnavailable, error_for
 from ._types import AuditRecord, ExecEvent, ExecResult, Exit, Output
 
 USER_AGENT = "airlock-sandbox-python"
@@ -97,6 +100,20 @@ def mode_param(mode: Optional[Union[int, str]]) -> Optional[str]:
     if mode is None:
         return None
     return format(mode, "o") if isinstance(mode, int) else mode
+
+
+def transport_error(conn: Connection, e: httpx.TransportError) -> AirlockError:
+    """The error for a failed connection or read."""
+    if isinstance(e, (httpx.ConnectError, httpx.ConnectTimeout)):
+        return DaemonUnavailable(
+            f"cannot reach the airlock daemon at {conn.where()}: {e} (is `airlock daemon` running?)"
+        )
+    if isinstance(e, httpx.TimeoutException):
+        return AirlockError(
+            f"no answer from the daemon at {conn.where()} within timeout={conn.timeout} s "
+            f"({type(e).__name__}); the request was abandoned"
+        )
+    return DaemonUnavailable(f"the connection to the daemon at {conn.where()} broke: {e!r}")
 
 
 def exec_event(line: str) -> Union[str, ExecEvent]:

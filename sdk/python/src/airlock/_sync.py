@@ -10,7 +10,7 @@ import httpx
 from . import _core as core
 from . import _models as m
 from ._config import CONNECT_TIMEOUT, Connection, PathLike
-from ._errors import AirlockError, DaemonUnavailable, NotFound, error_from_response
+from ._errors import AirlockError, NotFound, error_from_response
 from ._types import AuditRecord, ExecEvent, ExecResult, Exit
 
 Params = Optional[Dict[str, Any]]
@@ -73,10 +73,7 @@ class Client:
         try:
             resp = self._http.send(req, stream=stream)
         except httpx.TransportError as e:
-            raise DaemonUnavailable(
-                f"cannot reach the airlock daemon at {self.connection.where()}: {e} "
-                "(is `airlock daemon` running?)"
-            ) from e
+            raise core.transport_error(self.connection, e) from e
         if resp.status_code >= 400:
             try:
                 body = resp.read()
@@ -94,7 +91,7 @@ class Client:
                 if line:
                     yield line
         except httpx.TransportError as e:
-            raise DaemonUnavailable(f"the connection to the daemon broke: {e}") from e
+            raise core.transport_error(self.connection, e) from e
         finally:
             resp.close()
 
