@@ -25,7 +25,7 @@ def required_env(name: str) -> str:
     """An environment variable the suite needs; fails (never skips) when it is missing."""
     value = os.environ.get(name)
     if not value:
-        pytest.fail(f"{name} is not set: run the suite through `cargo test -p airlock --test all sdk`")
+        pytest.fail(f"{name} is not set: run the suite with `cargo test -p airlock --test all sdk`")
     return value
 
 

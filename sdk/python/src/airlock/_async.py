@@ -70,7 +70,9 @@ class AsyncClient:
         token: Optional[str] = None,
         timeout: Optional[float] = None,
     ) -> None:
-        self.connection = Connection.resolve(socket, base_url=base_url, token=token, timeout=timeout)
+        self.connection = Connection.resolve(
+            socket, base_url=base_url, token=token, timeout=timeout
+        )
         c = self.connection
         self._http = httpx.AsyncClient(
             transport=httpx.AsyncHTTPTransport(uds=c.socket) if c.socket else None,
@@ -469,7 +471,8 @@ class AsyncExecStream:
             raise AirlockError(f"a second exec_id in the exec stream: {ev!r}")
         if isinstance(ev, Exit):
             self.exit = ev.exit
-            async for _ in self._lines:  # nothing follows the exit; reading to the end frees the connection
+            # Nothing follows the exit; reading to the end frees the connection.
+            async for _ in self._lines:
                 pass
         return ev
 

@@ -16,7 +16,7 @@ CONNECT_TIMEOUT = 10.0
 
 
 def fallback_dir() -> str:
-    """`/tmp/airlock-<uid>`: the socket directory when neither root nor `XDG_RUNTIME_DIR` gives one."""
+    """`/tmp/airlock-<uid>`: the socket directory without root or `XDG_RUNTIME_DIR`."""
     return f"/tmp/airlock-{os.getuid()}"
 
 

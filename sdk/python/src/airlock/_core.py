@@ -117,7 +117,7 @@ def transport_error(conn: Connection, e: httpx.TransportError) -> AirlockError:
 
 
 def exec_event(line: str) -> Union[str, ExecEvent]:
-    """One NDJSON line of an exec: its id (str), an `Output` or an `Exit`; raises an `error` line."""
+    """One NDJSON line of an exec: its id (str), an `Output` or an `Exit`; `error` raises."""
     parsed = m.ExecLine.from_dict(json.loads(line))
     if parsed.error is not None:
         raise error_for(parsed.error.error, parsed.error.detail)

@@ -32,7 +32,9 @@ class Client:
         token: Optional[str] = None,
         timeout: Optional[float] = None,
     ) -> None:
-        self.connection = Connection.resolve(socket, base_url=base_url, token=token, timeout=timeout)
+        self.connection = Connection.resolve(
+            socket, base_url=base_url, token=token, timeout=timeout
+        )
         c = self.connection
         self._http = httpx.Client(
             transport=httpx.HTTPTransport(uds=c.socket) if c.socket else None,
@@ -411,7 +413,8 @@ class ExecStream:
             raise AirlockError(f"a second exec_id in the exec stream: {ev!r}")
         if isinstance(ev, Exit):
             self.exit = ev.exit
-            for _ in self._lines:  # nothing follows the exit; reading to the end frees the connection
+            # Nothing follows the exit; reading to the end frees the connection.
+            for _ in self._lines:
                 pass
         return ev
 
