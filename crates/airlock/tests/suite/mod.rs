@@ -14,3 +14,4 @@ mod policy;
 mod pool;
 mod run;
 mod run_daemon;
+mod sdk;
