@@ -122,7 +122,9 @@ source = "env:BENCH_KEY"
     // throughput can be no better than the inverse of the CPU each byte costs.
     rows.push((
         format!("CPU time for {mb:.0} MB, all parties (ms)"),
-        cpu.iter().map(|d| d.as_secs_f64() * 1e3).collect::<Vec<_>>(),
+        cpu.iter()
+            .map(|d| d.as_secs_f64() * 1e3)
+            .collect::<Vec<_>>(),
     ));
     let mut l = Vec::new();
     for route in [Route::Direct, Route::Passthrough, Route::Terminated] {
