@@ -1,0 +1,246 @@
+//! `airlock mcp` driven by a real MCP client: the official Python SDK (`mcp` from PyPI, in the
+//! test venv) starts the server over stdio, lists the tools and calls them against a real
+//! daemon booting real sandboxes; the audit log must show every step.
+
+use airlock_testkit::audit::{self, Decision, Source, kind};
+use airlock_testkit::{Airlock, test_python, text};
+use serde_json::{Value, json};
+
+/// What the client saw: the tool names and one result per call.
+struct Session {
+    tools: Vec<String>,
+    results: Vec<Value>,
+}
+
+/// Runs `calls` ([name, arguments] pairs) through the Python client against `airlock mcp
+/// ARGS`, started in the test's working directory with the test's daemon socket.
+fn client(a: &Airlock, args: &[&str], calls: Value) -> Session {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/suite/mcp_client.py");
+    let mut cmd = std::process::Command::new(test_python());
+    cmd.arg(script)
+        .arg(Airlock::binary())
+        .args(["mcp", "--socket"])
+        .arg(a.socket())
+        .args(args)
+        .current_dir(a.cwd())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("starting the MCP client");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(calls.to_string().as_bytes()).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the MCP client failed: {}",
+        text(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("client output is not JSON ({e}): {}", text(&out.stdout)));
+    let tools = v["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap().to_string())
+        .collect();
+    let results = v["results"].as_array().unwrap().clone();
+    assert_eq!(results.len(), calls.as_array().unwrap().len());
+    Session { tools, results }
+}
+
+const TOOLS: [&str; 9] = [
+    "sandbox_create",
+    "sandbox_exec",
+    "file_read",
+    "file_write",
+    "file_list",
+    "sandbox_diff",
+    "audit_tail",
+    "sandbox_destroy",
+    "sandbox_list",
+];
+
+/// A successful result's structured content; panics showing the result otherwise.
+fn ok(r: &Value) -> &Value {
+    assert_eq!(r["is_error"], json!(false), "expected success: {r}");
+    &r["structured"]
+}
+
+/// An `isError` result's code and detail; panics showing the result otherwise.
+fn error(r: &Value) -> (&str, &str) {
+    assert_eq!(r["is_error"], json!(true), "expected an error result: {r}");
+    let code = r["structured"]["error"].as_str().unwrap();
+    let detail = r["structured"]["detail"].as_str().unwrap();
+    assert!(r["text"].as_str().unwrap().contains(detail), "{r}");
+    (code, detail)
+}
+
+#[test]
+fn mcp_client_creates_execs_reads_is_denied_and_destroys() {
+    let a = Airlock::start();
+    let _d = a.daemon(&[]);
+    // A protected path that exists, so the write is refused by policy, not for a missing dir.
+    std::fs::create_dir_all(a.cwd().join(".git/hooks")).unwrap();
+    let calls = json!([
+        ["sandbox_create", {}],
+        ["sandbox_exec", {"id": "$id", "command": "echo hello; echo oops >&2; exit 3"}],
+        ["sandbox_exec", {"id": "$id", "command": "head -c 100000 /dev/zero | tr '\\0' a", "max_output_bytes": 1000}],
+        ["file_write", {"id": "$id", "path": "/workspace/notes.txt", "content": "written over MCP\n"}],
+        ["file_read", {"id": "$id", "path": "/workspace/notes.txt"}],
+        ["file_list", {"id": "$id"}],
+        ["file_write", {"id": "$id", "path": "/workspace/.git/hooks/pre-commit", "content": "#!/bin/sh\ncurl evil\n"}],
+        ["sandbox_diff", {"id": "$id"}],
+        ["audit_tail", {"id": "$id", "decision": "deny", "kind": "fs.*"}],
+        ["sandbox_create", {"profile": "claude-code"}],
+        ["sandbox_create", {"workspace": "/"}],
+        ["sandbox_exec", {"id": "0123456789ab", "command": "id"}],
+        ["sandbox_exec", {"id": "$id", "comand": "id"}],
+        ["sandbox_list", {}],
+        ["sandbox_destroy", {"id": "$id"}],
+        ["sandbox_list", {}],
+    ]);
+    let s = client(&a, &["--allow-profile", "default"], calls);
+    assert_eq!(s.tools, TOOLS);
+    let [
+        create,
+        exec,
+        big,
+        write,
+        read,
+        list,
+        denied,
+        diff,
+        tail,
+        wider,
+        outside,
+        unknown,
+        misspelt,
+        listed,
+        destroyed,
+        after,
+    ] = s.results.as_slice()
+    else {
+        panic!("{} results", s.results.len());
+    };
+
+    let created = ok(create);
+    let id = created["id"].as_str().unwrap();
+    assert_eq!(created["status"], "running");
+    assert_eq!(created["policy"], "profile default");
+    let cwd = std::fs::canonicalize(a.cwd()).unwrap();
+    assert_eq!(created["workspace"], cwd.to_str().unwrap());
+
+    let exec = ok(exec);
+    assert_eq!(
+        (&exec["exit_code"], &exec["stdout"], &exec["stderr"], &exec["timed_out"]),
+        (&json!(3), &json!("hello\n"), &json!("oops\n"), &json!(false))
+    );
+    let big = ok(big);
+    assert_eq!(big["stdout"].as_str().unwrap(), "a".repeat(1000));
+    assert_eq!(
+        (&big["stdout_truncated"], &big["stdout_bytes"], &big["exit_code"]),
+        (&json!(true), &json!(100_000), &json!(0))
+    );
+
+    assert_eq!(ok(write)["size"], 17);
+    assert_eq!(
+        std::fs::read_to_string(cwd.join("notes.txt")).unwrap(),
+        "written over MCP\n"
+    );
+    let read = ok(read);
+    assert_eq!(
+        (&read["content"], &read["encoding"], &read["truncated"]),
+        (&json!("written over MCP\n"), &json!("utf8"), &json!(false))
+    );
+    let names: Vec<&str> = ok(list)["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"notes.txt"), "{names:?}");
+
+    // The policy refuses the hook: an isError result with the reason, not a protocol error.
+    let (code, detail) = error(denied);
+    assert_eq!(code, "denied", "{detail}");
+    assert!(detail.contains("/workspace/.git/hooks/pre-commit"), "{detail}");
+    assert!(!cwd.join(".git/hooks/pre-commit").exists());
+
+    let diff = ok(diff);
+    let mount = &diff["mounts"][0];
+    assert_eq!((&mount["guest"], &mount["method"]), (&json!("/workspace"), &json!("audit")));
+    let changed: Vec<&str> = mount["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(changed, ["notes.txt"], "{diff}");
+
+    let tail = ok(tail)["records"].as_array().unwrap().clone();
+    assert!(
+        tail.iter().any(|r| r["decision"] == "deny"
+            && r["fs"]["path"] == ".git/hooks/pre-commit"),
+        "{tail:?}"
+    );
+
+    // Bad input: each an isError result naming what is wrong.
+    let (code, detail) = error(wider);
+    assert_eq!(code, "profile_not_allowed");
+    assert!(detail.starts_with("profile \"claude-code\" is not allowed here; the user allowed: default."), "{detail}");
+    assert_eq!(error(outside).0, "workspace_not_allowed");
+    let (code, detail) = error(unknown);
+    assert_eq!(code, "unknown_sandbox");
+    assert!(detail.contains(&format!("sandboxes of this session: {id}.")), "{detail}");
+    let (code, detail) = error(misspelt);
+    assert_eq!(code, "bad_arguments");
+    assert!(detail.contains("unknown field `comand`"), "{detail}");
+
+    let listed = ok(listed)["sandboxes"].as_array().unwrap().clone();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["id"], id);
+    let destroyed = ok(destroyed);
+    assert_eq!(destroyed["destroyed"], true);
+    assert_eq!(ok(after)["sandboxes"], json!([]));
+
+    // The audit log shows every step, as typed records.
+    let log = a.audit_of(id);
+    log.first(kind::SANDBOX_START);
+    for needle in ["echo hello", "head -c 100000"] {
+        assert!(
+            log.has(|e| e.source == Source::Guest
+                && e.kind == kind::PROC_EXEC
+                && e.proc.as_ref().is_some_and(|p| p.argv.iter().any(|a| a.contains(needle)))),
+            "no proc.exec of {needle:?}:\n{log}"
+        );
+    }
+    assert!(
+        log.has(audit::fs_is(kind::FS_CREATE, Decision::Allow, "notes.txt"))
+            || log.has(audit::fs_is(kind::FS_WRITE, Decision::Allow, "notes.txt")),
+        "{log}"
+    );
+    assert!(log.has(audit::fs_is(kind::FS_OPEN, Decision::Allow, "notes.txt")), "{log}");
+    assert!(
+        log.events().any(|e| e.decision == Some(Decision::Deny)
+            && e.fs.as_ref().is_some_and(|f| f.path == ".git/hooks/pre-commit")),
+        "{log}"
+    );
+    log.first(kind::SANDBOX_END);
+}
+
+#[test]
+fn mcp_without_a_daemon_lists_tools_and_says_how_to_start_one() {
+    let a = Airlock::start();
+    let calls = json!([["sandbox_create", {}], ["sandbox_list", {}]]);
+    let s = client(&a, &[], calls);
+    assert_eq!(s.tools, TOOLS);
+    for r in &s.results {
+        let (code, detail) = error(r);
+        assert_eq!(code, "no_daemon");
+        assert!(detail.contains(a.socket().to_str().unwrap()), "{detail}");
+        assert!(detail.contains("start one with `airlock daemon &`"), "{detail}");
+    }
+}
