@@ -11,7 +11,7 @@ use crate::args::{
 use crate::audit::{self, AuditFilter};
 use crate::error::ToolError;
 use crate::{exec, tools};
-use airlock_api::client::{Client, collect, encode_query};
+use airlock_api::client::{Client, ClientError, collect, encode_query};
 use airlock_api::types::{
     ChangeList, CreateSandboxRequest, FileList, FileWritten, SandboxInfo, SandboxList,
 };
@@ -23,6 +23,11 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 type Args = Option<serde_json::Map<String, Value>>;
+
+/// How many times a refusal's audit record is looked for, 100 ms apart.
+const DENIAL_LOOKUPS: usize = 20;
+/// How many recent filesystem denials are searched for it.
+const DENIAL_WINDOW: usize = 200;
 
 /// One MCP connection's view of the daemon.
 #[derive(Debug)]
@@ -150,11 +155,10 @@ impl Session {
             args::MAX_MAX_BYTES,
         )?;
         let path = format!("/v1/sandboxes/{}/files?path={}", a.id, encode_query(&a.path));
-        let resp = self
-            .client
-            .call(Method::GET, &path, None)
-            .await
-            .map_err(ToolError::daemon(tools::READ))?;
+        let resp = match self.client.call(Method::GET, &path, None).await {
+            Ok(resp) => resp,
+            Err(e) => return Err(self.explain(tools::READ, &a.id, &a.path, e).await),
+        };
         let bytes = collect(resp).await.map_err(ToolError::daemon(tools::READ))?;
         let kept = bytes.get(..max.min(bytes.len())).unwrap_or_default();
         // A cut may split a UTF-8 sequence: text is judged on whole characters before it.
@@ -197,17 +201,62 @@ impl Session {
         if let Some(mode) = &a.mode {
             path.push_str(&format!("&mode={}", encode_query(mode)));
         }
-        let resp = self
-            .client
-            .call(Method::PUT, &path, Some(("application/octet-stream", bytes)))
-            .await
-            .map_err(ToolError::daemon(tools::WRITE))?;
+        let body = Some(("application/octet-stream", bytes));
+        let resp = match self.client.call(Method::PUT, &path, body).await {
+            Ok(resp) => resp,
+            Err(e) => return Err(self.explain(tools::WRITE, &a.id, &a.path, e).await),
+        };
         let body = collect(resp).await.map_err(ToolError::daemon(tools::WRITE))?;
         let written: FileWritten = serde_json::from_slice(&body).map_err(|e| ToolError::Reply {
             tool: tools::WRITE,
             reason: e.to_string(),
         })?;
         to_value(tools::WRITE, &written)
+    }
+
+    /// Turns a refusal of `path` into [`ToolError::Denied`] naming the policy rule, found in
+    /// the sandbox's audit log; other errors stay as they are.
+    async fn explain(
+        &self,
+        tool: &'static str,
+        id: &str,
+        path: &str,
+        source: ClientError,
+    ) -> ToolError {
+        let e = ToolError::Daemon { tool, source };
+        if e.code() != "denied" {
+            return e;
+        }
+        // The gateway's record reaches the log moments after the guest saw the refusal.
+        for _ in 0..DENIAL_LOOKUPS {
+            if let Some((rule, reason)) = self.denial_of(id, path).await {
+                let ToolError::Daemon { source, .. } = e else {
+                    return e;
+                };
+                return ToolError::Denied {
+                    tool,
+                    path: path.to_string(),
+                    rule,
+                    reason,
+                    source,
+                };
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        e
+    }
+
+    /// The rule and reason of the last filesystem denial of guest path `path`.
+    async fn denial_of(&self, id: &str, path: &str) -> Option<(String, String)> {
+        let args = AuditArgs {
+            id: id.to_string(),
+            kind: Some("fs.*".into()),
+            decision: Some(args::DecisionArg::Deny),
+            limit: None,
+        };
+        let filter = AuditFilter::new(&args, DENIAL_WINDOW).ok()?;
+        let records = audit::tail(&self.client, id, &filter).await.ok()?;
+        records.iter().rev().find_map(|r| denial_in(r, path))
     }
 
     async fn list(&self, args: Args) -> Result<Value, ToolError> {
@@ -265,6 +314,22 @@ impl Session {
     }
 }
 
+/// The (rule, reason) of audit record `r` if it refused guest path `path`.
+fn denial_in(r: &Value, path: &str) -> Option<(String, String)> {
+    let fs = r.get("fs")?;
+    let mount = fs.get("mount")?.as_str()?;
+    let rel = fs.get("path")?.as_str()?;
+    let full = if rel.is_empty() {
+        mount.to_string()
+    } else {
+        format!("{}/{rel}", mount.trim_end_matches('/'))
+    };
+    (full == path).then(|| {
+        let field = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or("-").to_string();
+        (field("rule"), field("reason"))
+    })
+}
+
 /// What a model needs of a sandbox's description.
 fn sandbox_json(info: &SandboxInfo) -> Value {
     json!({
@@ -310,6 +375,20 @@ mod tests {
             Some(Err(e)) => e,
             other => panic!("{tool}: expected an error, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_denial_record_is_matched_by_its_full_guest_path() {
+        let r = json!({"kind": "fs.create", "decision": "deny", "rule": "filesystem.protected \".git/hooks/**\"",
+            "reason": "protected_path", "fs": {"op": "create", "path": ".git/hooks/pre-commit", "mount": "/workspace"}});
+        assert_eq!(
+            denial_in(&r, "/workspace/.git/hooks/pre-commit"),
+            Some(("filesystem.protected \".git/hooks/**\"".into(), "protected_path".into()))
+        );
+        assert_eq!(denial_in(&r, "/workspace/.git/hooks"), None);
+        assert_eq!(denial_in(&r, "/other/.git/hooks/pre-commit"), None);
+        let root = json!({"rule": "r", "fs": {"path": "", "mount": "/data"}});
+        assert_eq!(denial_in(&root, "/data"), Some(("r".into(), "-".into())));
     }
 
     #[tokio::test]

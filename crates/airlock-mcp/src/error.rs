@@ -84,6 +84,21 @@ pub enum ToolError {
         #[source]
         source: ClientError,
     },
+    /// The sandbox's policy refused the operation, and the audit log names the rule.
+    #[error("{tool}: the sandbox's policy refused {path}: rule {rule} ({reason})")]
+    Denied {
+        /// The tool.
+        tool: &'static str,
+        /// The guest path refused.
+        path: String,
+        /// The policy rule that decided, as the audit record names it.
+        rule: String,
+        /// The deny reason (`protected_path`, `read_only`, ...).
+        reason: String,
+        /// The daemon's refusal.
+        #[source]
+        source: ClientError,
+    },
     /// The daemon's reply could not be understood.
     #[error("{tool}: unexpected reply from the daemon: {reason}")]
     Reply {
@@ -116,6 +131,7 @@ impl ToolError {
                 },
                 ClientError::Transport(_) => "daemon_error",
             },
+            Self::Denied { .. } => "denied",
             Self::Reply { .. } => "daemon_error",
         }
     }

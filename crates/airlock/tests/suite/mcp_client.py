@@ -22,9 +22,9 @@ async def main():
                 args = json.loads(json.dumps(args).replace("$id", sandbox))
                 r = await session.call_tool(name, args)
                 text = "".join(c.text for c in r.content if c.type == "text")
-                out["results"].append({"is_error": r.isError, "text": text, "structured": r.structuredContent})
-                if name == "sandbox_create" and not r.isError:
-                    sandbox = r.structuredContent["id"]
+                out["results"].append({"is_error": r.is_error, "text": text, "structured": r.structured_content})
+                if name == "sandbox_create" and not r.is_error:
+                    sandbox = r.structured_content["id"]
     print(json.dumps(out))
 
 
