@@ -5,8 +5,9 @@
 use crate::daemon::{Daemon, DaemonError, changes, exec, files};
 use crate::error;
 use crate::types::{
-    ChangeList, CreateSandboxRequest, ErrorBody, EventsQuery, ExecBody, ExecLine, FileList, FileStat,
-    FileWritten, PathQuery, SandboxInfo, SandboxList, SignalBody, StdinBody, TerminalSize,
+    ChangeList, CreateSandboxRequest, ErrorBody, EventsQuery, ExecBody, ExecLine, FileList,
+    FileStat, FileWritten, PathQuery, SandboxInfo, SandboxList, SignalBody, StdinBody,
+    TerminalSize,
 };
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, Path, Request, State};

@@ -172,9 +172,9 @@ mod tests {
             std::fs::create_dir_all(d).unwrap();
         }
         std::os::unix::fs::symlink(&outside, inside.join("escape")).unwrap();
-        let a = Allowed::new(&[], &[root.clone()], tmp.path()).unwrap();
+        let a = Allowed::new(&[], std::slice::from_ref(&root), tmp.path()).unwrap();
         let root = std::fs::canonicalize(&root).unwrap();
-        assert_eq!(a.roots(), [root.clone()]);
+        assert_eq!(a.roots(), std::slice::from_ref(&root));
         assert_eq!(a.workspace(None).unwrap(), root);
         assert_eq!(a.workspace(Some("app")).unwrap(), root.join("app"));
         let abs = inside.to_str().unwrap();
@@ -190,7 +190,10 @@ mod tests {
             Allowed::new(&[], &[tmp.path().join("nope")], tmp.path())
                 .unwrap_err()
                 .to_string(),
-            format!("--allow-workspace {}: not an existing directory", tmp.path().join("nope").display())
+            format!(
+                "--allow-workspace {}: not an existing directory",
+                tmp.path().join("nope").display()
+            )
         );
     }
 }

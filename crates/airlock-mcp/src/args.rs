@@ -218,38 +218,70 @@ mod tests {
 
     #[test]
     fn bad_arguments_name_the_field() {
-        let e = parse::<ExecArgs>("sandbox_exec", obj(json!({"id": "a", "comand": "ls"})))
-            .unwrap_err();
+        let e =
+            parse::<ExecArgs>("sandbox_exec", obj(json!({"id": "a", "comand": "ls"}))).unwrap_err();
         assert_eq!(e.code(), "bad_arguments");
         assert!(e.chain().starts_with("bad arguments for sandbox_exec: unknown field `comand`, expected one of `id`, `command`"), "{}", e.chain());
         let e = parse::<ExecArgs>("sandbox_exec", obj(json!({"id": "a"}))).unwrap_err();
-        assert_eq!(e.chain(), "bad arguments for sandbox_exec: missing field `command`");
-        let e = parse::<ExecArgs>("sandbox_exec", obj(json!({"id": "a", "command": "ls", "timeout_secs": "ten"})))
-            .unwrap_err();
-        assert!(e.chain().contains("invalid type: string \"ten\", expected u64"), "{}", e.chain());
-        let e = parse::<WriteArgs>("file_write", obj(json!({"id": "a", "path": "/x", "content": "", "encoding": "hex"})))
-            .unwrap_err();
-        assert!(e.chain().contains("unknown variant `hex`, expected `utf8` or `base64`"), "{}", e.chain());
+        assert_eq!(
+            e.chain(),
+            "bad arguments for sandbox_exec: missing field `command`"
+        );
+        let e = parse::<ExecArgs>(
+            "sandbox_exec",
+            obj(json!({"id": "a", "command": "ls", "timeout_secs": "ten"})),
+        )
+        .unwrap_err();
+        assert!(
+            e.chain()
+                .contains("invalid type: string \"ten\", expected u64"),
+            "{}",
+            e.chain()
+        );
+        let e = parse::<WriteArgs>(
+            "file_write",
+            obj(json!({"id": "a", "path": "/x", "content": "", "encoding": "hex"})),
+        )
+        .unwrap_err();
+        assert!(
+            e.chain()
+                .contains("unknown variant `hex`, expected `utf8` or `base64`"),
+            "{}",
+            e.chain()
+        );
         let e = parse::<AuditArgs>("audit_tail", None).unwrap_err();
-        assert_eq!(e.chain(), "bad arguments for audit_tail: missing field `id`");
+        assert_eq!(
+            e.chain(),
+            "bad arguments for audit_tail: missing field `id`"
+        );
         parse::<NoArgs>("sandbox_list", None).unwrap();
         let ok: ExecArgs = parse("sandbox_exec", obj(json!({"id": "a", "command": "ls"}))).unwrap();
-        assert_eq!((ok.id.as_str(), ok.command.as_str(), ok.timeout_secs), ("a", "ls", None));
+        assert_eq!(
+            (ok.id.as_str(), ok.command.as_str(), ok.timeout_secs),
+            ("a", "ls", None)
+        );
     }
 
     #[test]
     fn values_are_checked_with_what_is_expected() {
         assert_eq!(bounded("t", "timeout_secs", None, 120, 3600).unwrap(), 120);
-        assert_eq!(bounded("t", "timeout_secs", Some(3600u64), 120, 3600).unwrap(), 3600);
+        assert_eq!(
+            bounded("t", "timeout_secs", Some(3600u64), 120, 3600).unwrap(),
+            3600
+        );
         for bad in [0u64, 3601] {
             let e = bounded("sandbox_exec", "timeout_secs", Some(bad), 120, 3600).unwrap_err();
             assert_eq!(
                 e.to_string(),
-                format!("sandbox_exec: argument `timeout_secs`: {bad} is out of range; expected 1..=3600")
+                format!(
+                    "sandbox_exec: argument `timeout_secs`: {bad} is out of range; expected 1..=3600"
+                )
             );
         }
         assert_eq!(
-            guest_path("file_read", "path", "etc/passwd").unwrap_err().to_string(),
+            guest_path("file_read", "path", "etc/passwd")
+                .unwrap_err()
+                .to_string(),
             "file_read: argument `path`: \"etc/passwd\" is not an absolute path inside the sandbox (e.g. /workspace/file.txt)"
         );
         guest_path("file_read", "path", "/etc/passwd").unwrap();

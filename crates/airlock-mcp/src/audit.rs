@@ -66,11 +66,7 @@ impl AuditFilter {
         Ok(kept.into())
     }
 
-    fn take(
-        &self,
-        line: &[u8],
-        kept: &mut VecDeque<serde_json::Value>,
-    ) -> Result<(), ToolError> {
+    fn take(&self, line: &[u8], kept: &mut VecDeque<serde_json::Value>) -> Result<(), ToolError> {
         let line = line.trim_ascii_end();
         let record = Record::parse(line).map_err(|e| ToolError::Reply {
             tool: TOOL,
@@ -134,11 +130,21 @@ mod tests {
                     mount: Some("/workspace".into()),
                 })
         };
-        chain.append(&Event::new(Source::Host, kind::SANDBOX_START)).unwrap();
-        chain.append(&fs(kind::FS_WRITE, Decision::Allow, "a")).unwrap();
-        chain.append(&fs(kind::FS_WRITE, Decision::Deny, ".git/hooks/x")).unwrap();
-        chain.append(&fs(kind::FS_OPEN, Decision::Allow, "b")).unwrap();
-        chain.append(&fs(kind::FS_CREATE, Decision::Deny, ".mcp.json")).unwrap();
+        chain
+            .append(&Event::new(Source::Host, kind::SANDBOX_START))
+            .unwrap();
+        chain
+            .append(&fs(kind::FS_WRITE, Decision::Allow, "a"))
+            .unwrap();
+        chain
+            .append(&fs(kind::FS_WRITE, Decision::Deny, ".git/hooks/x"))
+            .unwrap();
+        chain
+            .append(&fs(kind::FS_OPEN, Decision::Allow, "b"))
+            .unwrap();
+        chain
+            .append(&fs(kind::FS_CREATE, Decision::Deny, ".mcp.json"))
+            .unwrap();
         drop(chain);
         std::fs::read(&path)
             .unwrap()
@@ -152,7 +158,10 @@ mod tests {
         records
             .iter()
             .map(|r| {
-                let p = r.pointer("/fs/path").and_then(|p| p.as_str()).unwrap_or("-");
+                let p = r
+                    .pointer("/fs/path")
+                    .and_then(|p| p.as_str())
+                    .unwrap_or("-");
                 format!("{}:{p}", r["kind"].as_str().unwrap())
             })
             .collect()
@@ -172,7 +181,10 @@ mod tests {
             .unwrap()
             .tail(lines.iter().map(Vec::as_slice))
             .unwrap();
-        assert_eq!(paths(&got), ["fs.write:.git/hooks/x", "fs.create:.mcp.json"]);
+        assert_eq!(
+            paths(&got),
+            ["fs.write:.git/hooks/x", "fs.create:.mcp.json"]
+        );
         let writes = AuditArgs {
             kind: Some("fs.w*".into()),
             ..AuditArgs::default()
@@ -191,6 +203,10 @@ mod tests {
             ..AuditArgs::default()
         };
         let e = AuditFilter::new(&args, 1).unwrap_err();
-        assert!(e.to_string().starts_with("audit_tail: argument `kind`: \"fs.[\" is not a glob"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("audit_tail: argument `kind`: \"fs.[\" is not a glob"),
+            "{e}"
+        );
     }
 }

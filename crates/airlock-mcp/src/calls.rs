@@ -5,8 +5,7 @@
 
 use crate::allow::Allowed;
 use crate::args::{
-    self, AuditArgs, CreateArgs, Encoding, ExecArgs, IdArgs, ListArgs, NoArgs, ReadArgs,
-    WriteArgs,
+    self, AuditArgs, CreateArgs, Encoding, ExecArgs, IdArgs, ListArgs, NoArgs, ReadArgs, WriteArgs,
 };
 use crate::audit::{self, AuditFilter};
 use crate::error::ToolError;
@@ -69,7 +68,9 @@ impl Session {
     }
 
     fn ids(&self) -> std::sync::MutexGuard<'_, BTreeSet<String>> {
-        self.sandboxes.lock().unwrap_or_else(PoisonError::into_inner)
+        self.sandboxes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Checks that `id` is a sandbox of this session.
@@ -154,12 +155,18 @@ impl Session {
             args::DEFAULT_MAX_BYTES,
             args::MAX_MAX_BYTES,
         )?;
-        let path = format!("/v1/sandboxes/{}/files?path={}", a.id, encode_query(&a.path));
+        let path = format!(
+            "/v1/sandboxes/{}/files?path={}",
+            a.id,
+            encode_query(&a.path)
+        );
         let resp = match self.client.call(Method::GET, &path, None).await {
             Ok(resp) => resp,
             Err(e) => return Err(self.explain(tools::READ, &a.id, &a.path, e).await),
         };
-        let bytes = collect(resp).await.map_err(ToolError::daemon(tools::READ))?;
+        let bytes = collect(resp)
+            .await
+            .map_err(ToolError::daemon(tools::READ))?;
         let kept = bytes.get(..max.min(bytes.len())).unwrap_or_default();
         // A cut may split a UTF-8 sequence: text is judged on whole characters before it.
         let (encoding, content) = match std::str::from_utf8(kept) {
@@ -197,7 +204,11 @@ impl Session {
                     reason: format!("not valid base64 (encoding is \"base64\"): {e}"),
                 })?,
         };
-        let mut path = format!("/v1/sandboxes/{}/files?path={}", a.id, encode_query(&a.path));
+        let mut path = format!(
+            "/v1/sandboxes/{}/files?path={}",
+            a.id,
+            encode_query(&a.path)
+        );
         if let Some(mode) = &a.mode {
             path.push_str(&format!("&mode={}", encode_query(mode)));
         }
@@ -206,7 +217,9 @@ impl Session {
             Ok(resp) => resp,
             Err(e) => return Err(self.explain(tools::WRITE, &a.id, &a.path, e).await),
         };
-        let body = collect(resp).await.map_err(ToolError::daemon(tools::WRITE))?;
+        let body = collect(resp)
+            .await
+            .map_err(ToolError::daemon(tools::WRITE))?;
         let written: FileWritten = serde_json::from_slice(&body).map_err(|e| ToolError::Reply {
             tool: tools::WRITE,
             reason: e.to_string(),
@@ -223,7 +236,7 @@ impl Session {
         path: &str,
         source: ClientError,
     ) -> ToolError {
-        let e = ToolError::Daemon { tool, source };
+        let e = ToolError::daemon(tool)(source);
         if e.code() != "denied" {
             return e;
         }
@@ -264,7 +277,11 @@ impl Session {
         self.known(tools::LIST, &a.id)?;
         let dir = a.path.unwrap_or_else(|| "/workspace".into());
         args::guest_path(tools::LIST, "path", &dir)?;
-        let path = format!("/v1/sandboxes/{}/files/list?path={}", a.id, encode_query(&dir));
+        let path = format!(
+            "/v1/sandboxes/{}/files/list?path={}",
+            a.id,
+            encode_query(&dir)
+        );
         let list: FileList = self.get_json(tools::LIST, &path).await?;
         to_value(tools::LIST, &list)
     }
@@ -383,7 +400,10 @@ mod tests {
             "reason": "protected_path", "fs": {"op": "create", "path": ".git/hooks/pre-commit", "mount": "/workspace"}});
         assert_eq!(
             denial_in(&r, "/workspace/.git/hooks/pre-commit"),
-            Some(("filesystem.protected \".git/hooks/**\"".into(), "protected_path".into()))
+            Some((
+                "filesystem.protected \".git/hooks/**\"".into(),
+                "protected_path".into()
+            ))
         );
         assert_eq!(denial_in(&r, "/workspace/.git/hooks"), None);
         assert_eq!(denial_in(&r, "/other/.git/hooks/pre-commit"), None);
@@ -398,14 +418,24 @@ mod tests {
         assert_eq!(e.code(), "profile_not_allowed");
         let e = err(&s, tools::CREATE, json!({"workspace": "/"})).await;
         assert_eq!(e.code(), "workspace_not_allowed");
-        let e = err(&s, tools::EXEC, json!({"id": "0123456789ab", "command": "id"})).await;
+        let e = err(
+            &s,
+            tools::EXEC,
+            json!({"id": "0123456789ab", "command": "id"}),
+        )
+        .await;
         assert_eq!(e.code(), "unknown_sandbox");
         assert_eq!(
             e.to_string(),
             "unknown sandbox id \"0123456789ab\"; sandboxes of this session: none. Only \
              sandboxes created by this MCP server (sandbox_create) are reachable; see sandbox_list"
         );
-        let e = err(&s, tools::READ, json!({"id": "x", "path": "/a", "extra": 1})).await;
+        let e = err(
+            &s,
+            tools::READ,
+            json!({"id": "x", "path": "/a", "extra": 1}),
+        )
+        .await;
         assert_eq!(e.code(), "bad_arguments");
         assert!(s.call("rm_rf", None).await.is_none());
     }
@@ -416,9 +446,15 @@ mod tests {
         let e = err(&s, tools::CREATE, json!({})).await;
         assert_eq!(e.code(), "no_daemon");
         let text = e.chain();
-        assert!(text.starts_with("sandbox_create: no airlock daemon is listening on "), "{text}");
+        assert!(
+            text.starts_with("sandbox_create: no airlock daemon is listening on "),
+            "{text}"
+        );
         assert!(text.contains(&dir.path().join("no-daemon.sock").display().to_string()));
-        assert!(text.ends_with("start one with `airlock daemon &`"), "{text}");
+        assert!(
+            text.ends_with("start one with `airlock daemon &`"),
+            "{text}"
+        );
         let e = err(&s, tools::SANDBOXES, json!({})).await;
         assert_eq!(e.code(), "no_daemon");
     }
@@ -429,14 +465,48 @@ mod tests {
         s.ids().insert("0123456789ab".into());
         s.known(tools::EXEC, "0123456789ab").unwrap();
         let e = s.known(tools::EXEC, "ba9876543210").unwrap_err();
-        assert!(e.to_string().contains("sandboxes of this session: 0123456789ab."), "{e}");
-        let e = err(&s, tools::EXEC, json!({"id": "0123456789ab", "command": "true", "timeout_secs": 0})).await;
-        assert_eq!(e.to_string(), "sandbox_exec: argument `timeout_secs`: 0 is out of range; expected 1..=3600");
-        let e = err(&s, tools::READ, json!({"id": "0123456789ab", "path": "relative"})).await;
+        assert!(
+            e.to_string()
+                .contains("sandboxes of this session: 0123456789ab."),
+            "{e}"
+        );
+        let e = err(
+            &s,
+            tools::EXEC,
+            json!({"id": "0123456789ab", "command": "true", "timeout_secs": 0}),
+        )
+        .await;
+        assert_eq!(
+            e.to_string(),
+            "sandbox_exec: argument `timeout_secs`: 0 is out of range; expected 1..=3600"
+        );
+        let e = err(
+            &s,
+            tools::READ,
+            json!({"id": "0123456789ab", "path": "relative"}),
+        )
+        .await;
         assert_eq!(e.code(), "bad_arguments");
-        let e = err(&s, tools::WRITE, json!({"id": "0123456789ab", "path": "/w/x", "content": "%%", "encoding": "base64"})).await;
-        assert!(e.to_string().starts_with("file_write: argument `content`: not valid base64"), "{e}");
-        let e = err(&s, tools::AUDIT, json!({"id": "0123456789ab", "limit": 5000})).await;
-        assert_eq!(e.to_string(), "audit_tail: argument `limit`: 5000 is out of range; expected 1..=1000");
+        let e = err(
+            &s,
+            tools::WRITE,
+            json!({"id": "0123456789ab", "path": "/w/x", "content": "%%", "encoding": "base64"}),
+        )
+        .await;
+        assert!(
+            e.to_string()
+                .starts_with("file_write: argument `content`: not valid base64"),
+            "{e}"
+        );
+        let e = err(
+            &s,
+            tools::AUDIT,
+            json!({"id": "0123456789ab", "limit": 5000}),
+        )
+        .await;
+        assert_eq!(
+            e.to_string(),
+            "audit_tail: argument `limit`: 5000 is out of range; expected 1..=1000"
+        );
     }
 }

@@ -82,7 +82,7 @@ pub enum ToolError {
         tool: &'static str,
         /// The daemon's answer, or why it could not be reached.
         #[source]
-        source: ClientError,
+        source: Box<ClientError>,
     },
     /// The sandbox's policy refused the operation, and the audit log names the rule.
     #[error("{tool}: the sandbox's policy refused {path}: rule {rule} ({reason})")]
@@ -97,7 +97,7 @@ pub enum ToolError {
         reason: String,
         /// The daemon's refusal.
         #[source]
-        source: ClientError,
+        source: Box<ClientError>,
     },
     /// The daemon's reply could not be understood.
     #[error("{tool}: unexpected reply from the daemon: {reason}")]
@@ -120,7 +120,7 @@ impl ToolError {
             Self::ProfileNotAllowed { .. } => "profile_not_allowed",
             Self::WorkspaceNotAllowed { .. } | Self::Workspace { .. } => "workspace_not_allowed",
             Self::UnknownSandbox { .. } => "unknown_sandbox",
-            Self::Daemon { source, .. } => match source {
+            Self::Daemon { source, .. } => match source.as_ref() {
                 ClientError::NoDaemon { .. } | ClientError::UnsafeSocketDir { .. } => "no_daemon",
                 ClientError::Api { status, .. } => match *status {
                     StatusCode::FORBIDDEN => "denied",
@@ -154,7 +154,10 @@ impl ToolError {
 
     /// A daemon error for `tool`.
     pub fn daemon(tool: &'static str) -> impl FnOnce(ClientError) -> ToolError {
-        move |source| ToolError::Daemon { tool, source }
+        move |source| ToolError::Daemon {
+            tool,
+            source: Box::new(source),
+        }
     }
 }
 

@@ -191,7 +191,11 @@ mod tests {
     fn streams_are_capped_at_the_head_and_counted() {
         let mut c = Collector::new(5);
         assert!(!c.line(&line(serde_json::json!({"exec_id": "e1"}))).unwrap());
-        for (stream, data) in [("stdout", "hel"), ("stderr", "oops"), ("stdout", "lo world")] {
+        for (stream, data) in [
+            ("stdout", "hel"),
+            ("stderr", "oops"),
+            ("stdout", "lo world"),
+        ] {
             let l = line(serde_json::json!({"stream": stream, "data": b64(data)}));
             assert!(!c.line(&l).unwrap());
         }
@@ -217,15 +221,25 @@ mod tests {
     #[test]
     fn a_timeout_has_no_exit_code_and_a_broken_exec_is_an_error() {
         let mut c = Collector::new(64);
-        c.line(&line(serde_json::json!({"stream": "stdout", "data": b64("partial")})))
-            .unwrap();
+        c.line(&line(
+            serde_json::json!({"stream": "stdout", "data": b64("partial")}),
+        ))
+        .unwrap();
         let out = c.finish(true);
-        assert_eq!((out.exit_code, out.timed_out, out.stdout.as_str()), (None, true, "partial"));
+        assert_eq!(
+            (out.exit_code, out.timed_out, out.stdout.as_str()),
+            (None, true, "partial")
+        );
         let mut c = Collector::new(64);
         let e = c
-            .line(&line(serde_json::json!({"error": {"error": "conflict", "detail": "sandbox stopped"}})))
+            .line(&line(
+                serde_json::json!({"error": {"error": "conflict", "detail": "sandbox stopped"}}),
+            ))
             .unwrap_err();
-        assert_eq!(e.to_string(), "sandbox_exec: unexpected reply from the daemon: the exec broke: sandbox stopped");
+        assert_eq!(
+            e.to_string(),
+            "sandbox_exec: unexpected reply from the daemon: the exec broke: sandbox stopped"
+        );
         let e = c.line(b"not json").unwrap_err();
         assert_eq!(e.code(), "daemon_error");
     }

@@ -2,9 +2,7 @@
 //! its arguments (derived from the structs in `args.rs`). `tools/list` returns exactly this.
 
 use crate::allow::Allowed;
-use crate::args::{
-    AuditArgs, CreateArgs, ExecArgs, IdArgs, ListArgs, NoArgs, ReadArgs, WriteArgs,
-};
+use crate::args::{AuditArgs, CreateArgs, ExecArgs, IdArgs, ListArgs, NoArgs, ReadArgs, WriteArgs};
 use rmcp::handler::server::common::schema_for_type;
 use rmcp::model::{Tool, ToolAnnotations};
 
@@ -40,7 +38,13 @@ destroy it with sandbox_destroy when done. The sandbox's policy (which files it 
 which hosts it may reach) is fixed by the user and enforced outside the VM: a refusal comes \
 back as an error result naming the rule, and audit_tail shows every decision.";
 
-fn tool(name: &'static str, description: String, schema: std::sync::Arc<rmcp::model::JsonObject>, read_only: bool, destructive: bool) -> Tool {
+fn tool(
+    name: &'static str,
+    description: String,
+    schema: std::sync::Arc<rmcp::model::JsonObject>,
+    read_only: bool,
+    destructive: bool,
+) -> Tool {
     let mut annotations = ToolAnnotations::new();
     annotations.read_only_hint = Some(read_only);
     annotations.destructive_hint = Some(destructive);
@@ -174,13 +178,29 @@ mod tests {
         let names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
         assert_eq!(names, NAMES);
         for t in &tools {
-            assert_eq!(t.input_schema.get("type").and_then(|v| v.as_str()), Some("object"), "{}", t.name);
-            assert!(t.description.as_ref().is_some_and(|d| d.len() > 80), "{}", t.name);
+            assert_eq!(
+                t.input_schema.get("type").and_then(|v| v.as_str()),
+                Some("object"),
+                "{}",
+                t.name
+            );
+            assert!(
+                t.description.as_ref().is_some_and(|d| d.len() > 80),
+                "{}",
+                t.name
+            );
         }
         let create = tools.first().unwrap();
         let description = create.description.as_deref().unwrap_or_default();
-        assert!(description.contains("allowed: offline (default offline)"), "{description}");
-        let props = create.input_schema.get("properties").and_then(|p| p.as_object()).unwrap();
+        assert!(
+            description.contains("allowed: offline (default offline)"),
+            "{description}"
+        );
+        let props = create
+            .input_schema
+            .get("properties")
+            .and_then(|p| p.as_object())
+            .unwrap();
         let keys: Vec<&str> = props.keys().map(String::as_str).collect();
         assert_eq!(keys, ["image", "profile", "workspace"]);
     }

@@ -140,7 +140,10 @@ fn cut_diff(diff: String) -> String {
         end -= 1;
     }
     let head = diff.get(..end).unwrap_or_default();
-    let head = head.rfind('\n').and_then(|i| head.get(..=i)).unwrap_or(head);
+    let head = head
+        .rfind('\n')
+        .and_then(|i| head.get(..=i))
+        .unwrap_or(head);
     format!(
         "{head}... diff cut at {MAX_DIFF_CHARS} characters ({} in all)\n",
         diff.len()
@@ -174,13 +177,43 @@ mod tests {
     #[test]
     fn audit_changes_keep_the_last_allowed_modification_per_path_of_one_mount() {
         let records = vec![
-            record(kind::FS_OPEN, Decision::Allow, "/workspace", "read.txt", None),
-            record(kind::FS_CREATE, Decision::Allow, "/workspace", "a.txt", None),
+            record(
+                kind::FS_OPEN,
+                Decision::Allow,
+                "/workspace",
+                "read.txt",
+                None,
+            ),
+            record(
+                kind::FS_CREATE,
+                Decision::Allow,
+                "/workspace",
+                "a.txt",
+                None,
+            ),
             record(kind::FS_WRITE, Decision::Allow, "/workspace", "a.txt", None),
-            record(kind::FS_WRITE, Decision::Deny, "/workspace", ".git/hooks/x", None),
+            record(
+                kind::FS_WRITE,
+                Decision::Deny,
+                "/workspace",
+                ".git/hooks/x",
+                None,
+            ),
             record(kind::FS_WRITE, Decision::Allow, "/data", "elsewhere", None),
-            record(kind::FS_RENAME, Decision::Allow, "/workspace", "old", Some("new")),
-            record(kind::FS_SYMLINK, Decision::Allow, "/workspace", "ln", Some("/etc/x")),
+            record(
+                kind::FS_RENAME,
+                Decision::Allow,
+                "/workspace",
+                "old",
+                Some("new"),
+            ),
+            record(
+                kind::FS_SYMLINK,
+                Decision::Allow,
+                "/workspace",
+                "ln",
+                Some("/etc/x"),
+            ),
             record(kind::FS_UNLINK, Decision::Allow, "/workspace", "gone", None),
         ];
         let got = audit_changes(&records, "/workspace");

@@ -135,13 +135,27 @@ fn mcp_client_creates_execs_reads_is_denied_and_destroys() {
 
     let exec = ok(exec);
     assert_eq!(
-        (&exec["exit_code"], &exec["stdout"], &exec["stderr"], &exec["timed_out"]),
-        (&json!(3), &json!("hello\n"), &json!("oops\n"), &json!(false))
+        (
+            &exec["exit_code"],
+            &exec["stdout"],
+            &exec["stderr"],
+            &exec["timed_out"]
+        ),
+        (
+            &json!(3),
+            &json!("hello\n"),
+            &json!("oops\n"),
+            &json!(false)
+        )
     );
     let big = ok(big);
     assert_eq!(big["stdout"].as_str().unwrap(), "a".repeat(1000));
     assert_eq!(
-        (&big["stdout_truncated"], &big["stdout_bytes"], &big["exit_code"]),
+        (
+            &big["stdout_truncated"],
+            &big["stdout_bytes"],
+            &big["exit_code"]
+        ),
         (&json!(true), &json!(100_000), &json!(0))
     );
 
@@ -177,7 +191,10 @@ fn mcp_client_creates_execs_reads_is_denied_and_destroys() {
 
     let diff = ok(diff);
     let mount = &diff["mounts"][0];
-    assert_eq!((&mount["guest"], &mount["method"]), (&json!("/workspace"), &json!("audit")));
+    assert_eq!(
+        (&mount["guest"], &mount["method"]),
+        (&json!("/workspace"), &json!("audit"))
+    );
     let changed: Vec<&str> = mount["changes"]
         .as_array()
         .unwrap()
@@ -188,19 +205,26 @@ fn mcp_client_creates_execs_reads_is_denied_and_destroys() {
 
     let tail = ok(tail)["records"].as_array().unwrap().clone();
     assert!(
-        tail.iter().any(|r| r["decision"] == "deny"
-            && r["fs"]["path"] == ".git/hooks/pre-commit"),
+        tail.iter()
+            .any(|r| r["decision"] == "deny" && r["fs"]["path"] == ".git/hooks/pre-commit"),
         "{tail:?}"
     );
 
     // Bad input: each an isError result naming what is wrong.
     let (code, detail) = error(wider);
     assert_eq!(code, "profile_not_allowed");
-    assert!(detail.starts_with("profile \"claude-code\" is not allowed here; the user allowed: default."), "{detail}");
+    assert!(
+        detail
+            .starts_with("profile \"claude-code\" is not allowed here; the user allowed: default."),
+        "{detail}"
+    );
     assert_eq!(error(outside).0, "workspace_not_allowed");
     let (code, detail) = error(unknown);
     assert_eq!(code, "unknown_sandbox");
-    assert!(detail.contains(&format!("sandboxes of this session: {id}.")), "{detail}");
+    assert!(
+        detail.contains(&format!("sandboxes of this session: {id}.")),
+        "{detail}"
+    );
     let (code, detail) = error(misspelt);
     assert_eq!(code, "bad_arguments");
     assert!(detail.contains("unknown field `comand`"), "{detail}");
@@ -229,17 +253,37 @@ fn mcp_client_creates_execs_reads_is_denied_and_destroys() {
         &["/bin/sh", "-c", "head -c 100000 /dev/zero | tr '\\0' a"],
         &["sh", "-c", "cat > \"$1\"", "sh", "/workspace/notes.txt"],
         &["cat", "--", "/workspace/notes.txt"],
-        &["sh", "-c", "cat > \"$1\"", "sh", "/workspace/.git/hooks/pre-commit"],
+        &[
+            "sh",
+            "-c",
+            "cat > \"$1\"",
+            "sh",
+            "/workspace/.git/hooks/pre-commit",
+        ],
     ] {
         assert!(host_exec(step), "no host proc.exec of {step:?}:\n{log}");
     }
-    assert!(log.has(audit::fs_is(kind::FS_CREATE, Decision::Allow, "notes.txt")), "{log}");
+    assert!(
+        log.has(audit::fs_is(kind::FS_CREATE, Decision::Allow, "notes.txt")),
+        "{log}"
+    );
     let refused = log
-        .find(audit::fs_is(kind::FS_CREATE, Decision::Deny, ".git/hooks/pre-commit"))
+        .find(audit::fs_is(
+            kind::FS_CREATE,
+            Decision::Deny,
+            ".git/hooks/pre-commit",
+        ))
         .unwrap_or_else(|| panic!("no refused create of the hook:\n{log}"));
-    assert_eq!(refused.rule.as_deref(), Some("filesystem.protected \".git/hooks/**\""));
+    assert_eq!(
+        refused.rule.as_deref(),
+        Some("filesystem.protected \".git/hooks/**\"")
+    );
     let end = log.first(kind::SANDBOX_END);
-    assert_eq!(end.detail.as_deref(), Some("deleted through the API"), "{log}");
+    assert_eq!(
+        end.detail.as_deref(),
+        Some("deleted through the API"),
+        "{log}"
+    );
 }
 
 #[test]
@@ -252,6 +296,9 @@ fn mcp_without_a_daemon_lists_tools_and_says_how_to_start_one() {
         let (code, detail) = error(r);
         assert_eq!(code, "no_daemon");
         assert!(detail.contains(a.socket().to_str().unwrap()), "{detail}");
-        assert!(detail.contains("start one with `airlock daemon &`"), "{detail}");
+        assert!(
+            detail.contains("start one with `airlock daemon &`"),
+            "{detail}"
+        );
     }
 }
