@@ -182,7 +182,22 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    /// Serving over stdio failed.
-    #[error("serving MCP over stdio")]
+    /// `--http` names an address other hosts could reach.
+    #[error("--http {0}: only a loopback address (127.0.0.1, [::1]) is served; a token on the network is not enough protection for creating sandboxes")]
+    NotLoopback(std::net::SocketAddr),
+    /// `--http` could not be bound.
+    #[error("--http {addr}: binding")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The `--token-file` is unusable.
+    #[error("reading the token")]
+    Token(#[source] airlock_api::listen::ListenError),
+    /// Serving failed.
+    #[error("serving MCP")]
     Serve(#[source] std::io::Error),
 }

@@ -1,6 +1,6 @@
-//! `airlock mcp`: serve airlock's sandbox tools to an MCP client over stdio. The work is in
-//! `airlock-mcp`; this parses the user's allow-list and starts it. Logs go to stderr only:
-//! stdout carries the protocol.
+//! `airlock mcp`: serve airlock's sandbox tools to an MCP client over stdio, or over
+//! Streamable HTTP with `--http`. The work is in `airlock-mcp`; this parses the user's
+//! allow-list and starts it. Logs go to stderr only: stdout carries the protocol.
 
 use airlock_mcp::{AirlockMcp, Allowed};
 use anyhow::Context;
@@ -22,6 +22,14 @@ pub struct McpArgs {
     /// else $XDG_RUNTIME_DIR/airlock.sock or /tmp/airlock-$UID/airlock.sock).
     #[arg(long, value_name = "PATH")]
     socket: Option<PathBuf>,
+    /// Serve MCP's Streamable HTTP transport at http://ADDR/mcp instead of stdio (a loopback
+    /// address only, e.g. 127.0.0.1:8765; port 0 picks one). Needs --token-file.
+    #[arg(long, value_name = "ADDR", requires = "token_file")]
+    http: Option<std::net::SocketAddr>,
+    /// With --http: the file holding the bearer token every request must carry (at least 16
+    /// characters; mode 0600 or stricter).
+    #[arg(long, value_name = "FILE", requires = "http")]
+    token_file: Option<PathBuf>,
 }
 
 /// `airlock mcp`: serves until the client closes stdin.
@@ -38,7 +46,22 @@ pub fn main(args: McpArgs) -> anyhow::Result<u8> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    rt.block_on(airlock_mcp::serve_stdio(server))?;
+    match (args.http, args.token_file) {
+        (Some(addr), Some(token_file)) => {
+            let token = airlock_api::listen::read_token(&token_file)
+                .map_err(airlock_mcp::ConfigError::Token)?;
+            rt.block_on(async {
+                let listener = airlock_mcp::HttpListener::bind(addr).await?;
+                crate::ui::note!(
+                    "airlock mcp: serving MCP over Streamable HTTP at http://{}{}",
+                    listener.local_addr(),
+                    airlock_mcp::http::ENDPOINT
+                );
+                listener.serve(server, &token).await
+            })?;
+        }
+        _ => rt.block_on(airlock_mcp::serve_stdio(server))?,
+    }
     rt.shutdown_background();
     Ok(0)
 }

@@ -15,13 +15,22 @@ struct Session {
 /// Runs `calls` ([name, arguments] pairs) through the Python client against `airlock mcp
 /// ARGS`, started in the test's working directory with the test's daemon socket.
 fn client(a: &Airlock, args: &[&str], calls: Value) -> Session {
+    let mut server = vec![
+        Airlock::binary().display().to_string(),
+        "mcp".into(),
+        "--socket".into(),
+        a.socket().display().to_string(),
+    ];
+    server.extend(args.iter().map(|s| s.to_string()));
+    run_client(a, &server, calls)
+}
+
+/// Runs the Python client with `client_args` (a server command line, or `--http URL TOKEN`).
+fn run_client(a: &Airlock, client_args: &[String], calls: Value) -> Session {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/suite/mcp_client.py");
     let mut cmd = std::process::Command::new(test_python());
     cmd.arg(script)
-        .arg(Airlock::binary())
-        .args(["mcp", "--socket"])
-        .arg(a.socket())
-        .args(args)
+        .args(client_args)
         .current_dir(a.cwd())
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -301,4 +310,71 @@ fn mcp_without_a_daemon_lists_tools_and_says_how_to_start_one() {
             "{detail}"
         );
     }
+}
+
+#[test]
+fn mcp_over_streamable_http_needs_the_token_and_a_loopback_address() {
+    use std::io::BufRead;
+    use std::os::unix::fs::PermissionsExt;
+    let a = Airlock::start();
+    let _d = a.daemon(&[]);
+    let token = "mcp-test-token-0123456789abcdef";
+    let token_file = a.cwd().join("token");
+    std::fs::write(&token_file, token).unwrap();
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let token_path = token_file.to_str().unwrap();
+
+    let out = a.run(["mcp", "--http", "0.0.0.0:0", "--token-file", token_path]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("--http 0.0.0.0:0: only a loopback address"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let mut server = a
+        .command(["mcp", "--http", "127.0.0.1:0", "--token-file", token_path])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(server.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("airlock mcp: serving MCP over Streamable HTTP at ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_string();
+    assert!(url.starts_with("http://127.0.0.1:") && url.ends_with("/mcp"), "{url}");
+
+    // Without the token: 401 before MCP is spoken.
+    let status = std::process::Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST", &url])
+        .args(["-H", "Content-Type: application/json", "-d", "{}"])
+        .output()
+        .unwrap();
+    assert_eq!(text(&status.stdout), "401");
+
+    let calls = json!([
+        ["sandbox_create", {}],
+        ["sandbox_exec", {"id": "$id", "command": "echo over http"}],
+        ["sandbox_destroy", {"id": "$id"}],
+    ]);
+    let s = run_client(&a, &["--http".into(), url, token.into()], calls);
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(s.tools, TOOLS);
+    let [create, exec, destroy] = s.results.as_slice() else {
+        panic!("{} results", s.results.len());
+    };
+    let id = ok(create)["id"].as_str().unwrap().to_string();
+    assert_eq!(ok(exec)["stdout"], "over http\n");
+    assert_eq!(ok(destroy)["destroyed"], true);
+    let log = a.audit_of(&id);
+    assert!(
+        log.has(|e| audit::from(Source::Host, kind::PROC_EXEC)(e)
+            && e.proc.as_ref().is_some_and(|p| p.argv == ["/bin/sh", "-c", "echo over http"])),
+        "{log}"
+    );
+    log.first(kind::SANDBOX_END);
 }
