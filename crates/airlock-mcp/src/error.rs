@@ -183,7 +183,9 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     /// `--http` names an address other hosts could reach.
-    #[error("--http {0}: only a loopback address (127.0.0.1, [::1]) is served; a token on the network is not enough protection for creating sandboxes")]
+    #[error(
+        "--http {0}: only a loopback address (127.0.0.1, [::1]) is served; a token on the network is not enough protection for creating sandboxes"
+    )]
     NotLoopback(std::net::SocketAddr),
     /// `--http` could not be bound.
     #[error("--http {addr}: binding")]

@@ -345,11 +345,23 @@ fn mcp_over_streamable_http_needs_the_token_and_a_loopback_address() {
         .strip_prefix("airlock mcp: serving MCP over Streamable HTTP at ")
         .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
         .to_string();
-    assert!(url.starts_with("http://127.0.0.1:") && url.ends_with("/mcp"), "{url}");
+    assert!(
+        url.starts_with("http://127.0.0.1:") && url.ends_with("/mcp"),
+        "{url}"
+    );
 
     // Without the token: 401 before MCP is spoken.
     let status = std::process::Command::new("curl")
-        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST", &url])
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-X",
+            "POST",
+            &url,
+        ])
         .args(["-H", "Content-Type: application/json", "-d", "{}"])
         .output()
         .unwrap();
@@ -373,7 +385,9 @@ fn mcp_over_streamable_http_needs_the_token_and_a_loopback_address() {
     let log = a.audit_of(&id);
     assert!(
         log.has(|e| audit::from(Source::Host, kind::PROC_EXEC)(e)
-            && e.proc.as_ref().is_some_and(|p| p.argv == ["/bin/sh", "-c", "echo over http"])),
+            && e.proc
+                .as_ref()
+                .is_some_and(|p| p.argv == ["/bin/sh", "-c", "echo over http"])),
         "{log}"
     );
     log.first(kind::SANDBOX_END);
