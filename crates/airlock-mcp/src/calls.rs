@@ -3,7 +3,7 @@
 //! remembers the sandboxes it created and acts on those only: a client cannot reach a sandbox
 //! the user started elsewhere under a wider policy.
 
-use crate::allow::Allowed;
+use crate::allow::{Allowed, Profile};
 use crate::args::{
     self, AuditArgs, CreateArgs, Encoding, ExecArgs, IdArgs, ListArgs, NoArgs, ReadArgs, WriteArgs,
 };
@@ -101,16 +101,22 @@ impl Session {
         let a: CreateArgs = args::parse(tools::CREATE, args)?;
         let profile = self.allowed.profile(a.profile.as_deref())?;
         let workspace = self.allowed.workspace(a.workspace.as_deref())?;
-        let request = CreateSandboxRequest {
+        let mut request = CreateSandboxRequest {
             image: a.image,
-            profile: Some(profile.clone()),
             workspace: Some(workspace.display().to_string()),
             labels: BTreeMap::from([
                 ("created-by".to_string(), "airlock-mcp".to_string()),
-                ("profile".to_string(), profile),
+                ("profile".to_string(), profile.name().to_string()),
             ]),
             ..CreateSandboxRequest::default()
         };
+        match profile {
+            Profile::Shipped(name) => request.profile = Some(name.clone()),
+            Profile::File { path, text, .. } => {
+                request.policy = Some(text.clone());
+                request.policy_origin = Some(path.display().to_string());
+            }
+        }
         let info: SandboxInfo = self
             .client
             .json(Method::POST, "/v1/sandboxes", Some(&request))

@@ -173,6 +173,22 @@ pub enum ConfigError {
         /// The shipped profiles.
         known: Vec<&'static str>,
     },
+    /// A `NAME=FILE` profile name is not `[A-Za-z0-9._-]{1,63}`, or names two profiles.
+    #[error(
+        "--allow-profile {0:?}: a profile name is 1 to 63 characters of [A-Za-z0-9._-], each naming one profile"
+    )]
+    ProfileName(String),
+    /// A `NAME=FILE` policy cannot be read or is not a valid policy.
+    #[error("--allow-profile {name}={}: not a usable policy", path.display())]
+    PolicyFile {
+        /// The name given.
+        name: String,
+        /// The file.
+        path: PathBuf,
+        /// Why: reading it, or every error in it.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// `--allow-workspace` is not an existing directory.
     #[error("--allow-workspace {}: not an existing directory", path.display())]
     Workspace {

@@ -71,7 +71,7 @@ pub fn catalogue(allowed: &Allowed) -> Vec<Tool> {
                  supply its own policy. The workspace must be inside: {roots}. Destroy the \
                  sandbox with sandbox_destroy when finished.",
                 profiles = allowed.profiles().join(", "),
-                default = allowed.profiles().first().map_or("", String::as_str),
+                default = allowed.profiles().first().cloned().unwrap_or_default(),
                 roots = roots.join(", "),
             ),
             schema_for_type::<CreateArgs>(),

@@ -392,3 +392,75 @@ fn mcp_over_streamable_http_needs_the_token_and_a_loopback_address() {
     );
     log.first(kind::SANDBOX_END);
 }
+
+#[test]
+fn mcp_user_policy_file_with_an_overlay_workspace_is_diffed_not_written() {
+    let a = Airlock::start();
+    let overlays = tempfile::tempdir().unwrap();
+    let _d = a.daemon_with_env(&[], &[("AIRLOCK_OVERLAY_DIR", overlays.path())]);
+    let policy_dir = tempfile::tempdir().unwrap();
+    let policy = policy_dir.path().join("review.toml");
+    std::fs::write(
+        &policy,
+        "[[filesystem.mounts]]\nworkspace = true\nguest = \"/workspace\"\nmode = \"overlay\"\n",
+    )
+    .unwrap();
+    std::fs::write(a.cwd().join("main.txt"), "one\ntwo\n").unwrap();
+    let allow = format!("review={}", policy.display());
+    let calls = json!([
+        ["sandbox_create", {"profile": "review"}],
+        ["file_write", {"id": "$id", "path": "/workspace/new.txt", "content": "hello\n"}],
+        ["sandbox_exec", {"id": "$id", "command": "echo three >> main.txt"}],
+        ["sandbox_diff", {"id": "$id"}],
+        ["sandbox_create", {"profile": "default"}],
+        ["sandbox_destroy", {"id": "$id"}],
+    ]);
+    let s = client(&a, &["--allow-profile", &allow], calls);
+    let [create, write, exec, diff, other, destroy] = s.results.as_slice() else {
+        panic!("{} results", s.results.len());
+    };
+    let created = ok(create);
+    assert_eq!(created["policy"], policy.to_str().unwrap(), "{created}");
+    ok(write);
+    assert_eq!(ok(exec)["exit_code"], 0);
+    let mount = &ok(diff)["mounts"][0];
+    assert_eq!(
+        (&mount["mode"], &mount["method"]),
+        (&json!("overlay"), &json!("overlay"))
+    );
+    let changes = mount["changes"].as_array().unwrap();
+    let kinds: Vec<(&str, &str)> = changes
+        .iter()
+        .map(|c| (c["path"].as_str().unwrap(), c["kind"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [("main.txt", "modified"), ("new.txt", "added")],
+        "{mount}"
+    );
+    let main_diff = changes[0]["diff"].as_str().unwrap();
+    assert!(
+        main_diff.contains("\n+three\n") && main_diff.contains("--- a/main.txt"),
+        "{main_diff}"
+    );
+    assert!(changes[1]["diff"].as_str().unwrap().contains("+hello"));
+    // The host tree is untouched until the user applies the overlay.
+    assert_eq!(
+        std::fs::read_to_string(a.cwd().join("main.txt")).unwrap(),
+        "one\ntwo\n"
+    );
+    assert!(!a.cwd().join("new.txt").exists());
+    // Only the user's file was allowed: the shipped default is not.
+    let (code, detail) = error(other);
+    assert_eq!(code, "profile_not_allowed");
+    assert!(detail.contains("the user allowed: review."), "{detail}");
+    assert_eq!(ok(destroy)["destroyed"], true);
+    let id = created["id"].as_str().unwrap();
+    let bind = a.audit_of(id).first(kind::SANDBOX_BIND).clone();
+    assert!(
+        bind.detail
+            .as_deref()
+            .is_some_and(|d| d.contains("(overlay)")),
+        "{bind:?}"
+    );
+}
