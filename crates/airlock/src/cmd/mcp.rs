@@ -10,9 +10,10 @@ use std::path::PathBuf;
 /// Arguments of `airlock mcp`.
 #[derive(Debug, Args)]
 pub struct McpArgs {
-    /// A policy profile clients may choose (repeatable; the first is the default). Clients
-    /// choose among these by name and can never send a policy of their own. Default: `default`.
-    #[arg(long = "allow-profile", value_name = "NAME")]
+    /// A policy profile clients may choose: a shipped one by NAME, or NAME=FILE for a policy
+    /// file of yours, read once now (repeatable; the first is the default). Clients choose among
+    /// these by name and can never send a policy of their own. Default: `default`.
+    #[arg(long = "allow-profile", value_name = "NAME[=FILE]")]
     allow_profile: Vec<String>,
     /// A host directory a client may share as a workspace, itself or anything beneath it
     /// (repeatable; the first is the default). Default: the current directory.
