@@ -182,8 +182,18 @@ pub async fn delete_sandbox(
     State(d): Shared,
     Path(id): Path<String>,
 ) -> Result<StatusCode, DaemonError> {
-    d.delete(&id).await?;
+    finish_detached(async move { d.delete(&id).await }).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Runs a teardown on its own task, so a client that disconnects (or is killed) mid-request
+/// cannot cancel it half-way and leave the sandbox `stopping` with its audit log unsealed.
+async fn finish_detached<T: Send + 'static>(
+    work: impl std::future::Future<Output = Result<T, DaemonError>> + Send + 'static,
+) -> Result<T, DaemonError> {
+    tokio::spawn(work)
+        .await
+        .map_err(|e| DaemonError::Internal(format!("teardown task: {e}")))?
 }
 
 /// Stop a sandbox but keep its record (status `stopped`, with the reason).
@@ -197,7 +207,8 @@ pub async fn stop_sandbox(
     State(d): Shared,
     Path(id): Path<String>,
 ) -> Result<axum::Json<SandboxInfo>, DaemonError> {
-    Ok(axum::Json(d.stop(&id, "stopped through the API").await?))
+    let stopped = finish_detached(async move { d.stop(&id, "stopped through the API").await });
+    Ok(axum::Json(stopped.await?))
 }
 
 /// Run a command and stream its output.

@@ -323,6 +323,29 @@ impl Session {
         Ok(json!({ "id": a.id, "destroyed": true, "audit_log": info.audit_log }))
     }
 
+    /// Deletes every sandbox this session created and has not destroyed (when the client
+    /// goes away), all at once; returns the ids it could not delete, with why. The daemon
+    /// finishes a delete it received even if this process is killed meanwhile.
+    pub async fn destroy_all(&self) -> Vec<(String, ToolError)> {
+        let ids: Vec<String> = std::mem::take(&mut *self.ids()).into_iter().collect();
+        let mut deletes = tokio::task::JoinSet::new();
+        for id in ids {
+            let client = self.client.clone();
+            deletes.spawn(async move {
+                let path = format!("/v1/sandboxes/{id}");
+                let done = client.call(Method::DELETE, &path, None).await;
+                (id, done.err().map(ToolError::daemon(tools::DESTROY)))
+            });
+        }
+        let mut failed = Vec::new();
+        while let Some(joined) = deletes.join_next().await {
+            if let Ok((id, Some(e))) = joined {
+                failed.push((id, e));
+            }
+        }
+        failed
+    }
+
     async fn sandboxes(&self, args: Args) -> Result<Value, ToolError> {
         let _: NoArgs = args::parse(tools::SANDBOXES, args)?;
         let list: SandboxList = self.get_json(tools::SANDBOXES, "/v1/sandboxes").await?;

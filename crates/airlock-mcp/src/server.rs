@@ -105,8 +105,18 @@ impl ServerHandler for AirlockMcp {
     }
 }
 
-/// Serves `server` over stdin and stdout until the client closes its end.
+/// Serves `server` over stdin and stdout until the client closes its end, then destroys the
+/// sandboxes the session left (their audit logs and overlay copies stay).
 pub async fn serve_stdio(server: AirlockMcp) -> Result<(), ConfigError> {
+    let session = server.session.clone();
+    let served = serve(server).await;
+    for (id, e) in session.destroy_all().await {
+        tracing::warn!(%id, error = %e.chain(), "could not destroy a sandbox of the session");
+    }
+    served
+}
+
+async fn serve(server: AirlockMcp) -> Result<(), ConfigError> {
     let running = server
         .serve(rmcp::transport::stdio())
         .await
