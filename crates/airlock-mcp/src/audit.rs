@@ -6,7 +6,7 @@
 use crate::args::{AuditArgs, DecisionArg};
 use crate::error::ToolError;
 use airlock_api::client::{Client, Lines};
-use airlock_audit::{Decision, Record};
+use airlock_audit::{Decision, Record, Timestamp};
 use globset::{GlobBuilder, GlobMatcher};
 use hyper::Method;
 use std::collections::VecDeque;
@@ -18,6 +18,7 @@ const TOOL: &str = "audit_tail";
 pub struct AuditFilter {
     kind: Option<GlobMatcher>,
     decision: Option<Decision>,
+    since: Option<Timestamp>,
     limit: usize,
 }
 
@@ -45,13 +46,21 @@ impl AuditFilter {
         Ok(AuditFilter {
             kind,
             decision,
+            since: None,
             limit,
         })
+    }
+
+    /// Only records stamped at or after `ts` as well.
+    pub fn since(mut self, ts: Timestamp) -> AuditFilter {
+        self.since = Some(ts);
+        self
     }
 
     fn matches(&self, r: &Record) -> bool {
         self.kind.as_ref().is_none_or(|k| k.is_match(&r.event.kind))
             && self.decision.is_none_or(|d| r.event.decision == Some(d))
+            && self.since.is_none_or(|t| r.ts >= t)
     }
 
     /// The last `limit` matching records of `lines` (one log line each), as JSON.
@@ -194,6 +203,29 @@ mod tests {
             .tail(lines.iter().map(Vec::as_slice))
             .unwrap();
         assert_eq!(paths(&got), ["fs.write:a", "fs.write:.git/hooks/x"]);
+    }
+
+    #[test]
+    fn since_keeps_only_records_stamped_from_then_on() {
+        let lines = log();
+        let all = AuditFilter::new(&AuditArgs::default(), 100).unwrap();
+        let from_epoch = all.since(Timestamp::from_millis(0));
+        assert_eq!(
+            from_epoch
+                .tail(lines.iter().map(Vec::as_slice))
+                .unwrap()
+                .len(),
+            5
+        );
+        let later = AuditFilter::new(&AuditArgs::default(), 100)
+            .unwrap()
+            .since(Timestamp::from_millis(u64::MAX / 2));
+        assert!(
+            later
+                .tail(lines.iter().map(Vec::as_slice))
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]

@@ -27,6 +27,8 @@ type Args = Option<serde_json::Map<String, Value>>;
 const DENIAL_LOOKUPS: usize = 20;
 /// How many recent filesystem denials are searched for it.
 const DENIAL_WINDOW: usize = 200;
+/// Most denials a failed exec reports.
+const EXEC_DENIALS: usize = 20;
 
 /// One MCP connection's view of the daemon.
 #[derive(Debug)]
@@ -146,7 +148,11 @@ impl Session {
             args::DEFAULT_MAX_BYTES,
             args::MAX_MAX_BYTES,
         )?;
-        let outcome = exec::run(&self.client, &a, Duration::from_secs(timeout), max).await?;
+        let started = airlock_audit::Timestamp::now();
+        let mut outcome = exec::run(&self.client, &a, Duration::from_secs(timeout), max).await?;
+        if outcome.exit_code != Some(0) {
+            outcome.policy_denials = self.denials_since(&a.id, started).await;
+        }
         to_value(tools::EXEC, &outcome)
     }
 
@@ -263,6 +269,29 @@ impl Session {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         e
+    }
+
+    /// The denials recorded since `ts`, without the chain fields (best effort: none if the log
+    /// cannot be read).
+    async fn denials_since(&self, id: &str, ts: airlock_audit::Timestamp) -> Vec<Value> {
+        let args = AuditArgs {
+            id: id.to_string(),
+            decision: Some(args::DecisionArg::Deny),
+            ..AuditArgs::default()
+        };
+        let Ok(filter) = AuditFilter::new(&args, EXEC_DENIALS) else {
+            return Vec::new();
+        };
+        let records = audit::tail(&self.client, id, &filter.since(ts)).await;
+        let mut records = records.unwrap_or_default();
+        for r in &mut records {
+            if let Some(o) = r.as_object_mut() {
+                for chain_field in ["prev", "hash", "sandbox"] {
+                    o.remove(chain_field);
+                }
+            }
+        }
+        records
     }
 
     /// The rule and reason of the last filesystem denial of guest path `path`.

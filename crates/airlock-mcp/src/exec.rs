@@ -38,6 +38,10 @@ pub struct ExecOutcome {
     /// Why the command could not start, if it did not (`not_found`, ...).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub spawn_error: Option<String>,
+    /// When the command failed: the policy's refusals recorded in the audit log while it ran
+    /// (kind, rule, reason, and the path or host), most recent last.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub policy_denials: Vec<serde_json::Value>,
 }
 
 /// One output stream, keeping its first `max` bytes.
@@ -122,6 +126,7 @@ impl Collector {
             timed_out,
             oom_kills: exit.oom_kills,
             spawn_error: exit.spawn_error,
+            policy_denials: Vec::new(),
         }
     }
 }
@@ -214,6 +219,7 @@ mod tests {
                 timed_out: false,
                 oom_kills: 0,
                 spawn_error: None,
+                policy_denials: Vec::new(),
             }
         );
     }

@@ -103,6 +103,7 @@ fn mcp_client_creates_execs_reads_is_denied_and_destroys() {
         ["file_write", {"id": "$id", "path": "/workspace/.git/hooks/pre-commit", "content": "#!/bin/sh\ncurl evil\n"}],
         ["sandbox_diff", {"id": "$id"}],
         ["audit_tail", {"id": "$id", "decision": "deny", "kind": "fs.*"}],
+        ["sandbox_exec", {"id": "$id", "command": "echo '[core]' > .git/config"}],
         ["sandbox_create", {"profile": "claude-code"}],
         ["sandbox_create", {"workspace": "/"}],
         ["sandbox_exec", {"id": "0123456789ab", "command": "id"}],
@@ -123,6 +124,7 @@ fn mcp_client_creates_execs_reads_is_denied_and_destroys() {
         denied,
         diff,
         tail,
+        refused_exec,
         wider,
         outside,
         unknown,
@@ -218,6 +220,18 @@ fn mcp_client_creates_execs_reads_is_denied_and_destroys() {
             .any(|r| r["decision"] == "deny" && r["fs"]["path"] == ".git/hooks/pre-commit"),
         "{tail:?}"
     );
+
+    // A command the policy thwarts is not an error (it ran), but its result says what the
+    // policy refused and by which rule.
+    let refused_exec = ok(refused_exec);
+    assert_ne!(refused_exec["exit_code"], 0, "{refused_exec}");
+    let denials = refused_exec["policy_denials"].as_array().unwrap();
+    assert!(
+        denials.iter().any(|d| d["fs"]["path"] == ".git/config"
+            && d["rule"] == "filesystem.protected \".git/config\""),
+        "{refused_exec}"
+    );
+    assert!(!cwd.join(".git/config").exists());
 
     // Bad input: each an isError result naming what is wrong.
     let (code, detail) = error(wider);
