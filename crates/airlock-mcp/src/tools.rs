@@ -84,8 +84,8 @@ pub fn catalogue(allowed: &Allowed) -> Vec<Tool> {
              exit_code, stdout, stderr, and stdout_truncated/stderr_truncated when output \
              exceeded max_output_bytes, or timed_out when it ran past timeout_secs. Starts in \
              the workspace (/workspace). The network and files are limited by the sandbox's \
-             policy: if a command fails with 'permission denied' or cannot connect, call \
-             audit_tail with decision \"deny\" to see which rule refused what."
+             policy: when a command fails, `policy_denials` lists what the policy refused \
+             while it ran and by which rule; audit_tail with decision \"deny\" shows more."
                 .into(),
             schema_for_type::<ExecArgs>(),
             false,
