@@ -104,6 +104,7 @@ fn mcp_client_creates_execs_reads_is_denied_and_destroys() {
         ["sandbox_diff", {"id": "$id"}],
         ["audit_tail", {"id": "$id", "decision": "deny", "kind": "fs.*"}],
         ["sandbox_exec", {"id": "$id", "command": "echo '[core]' > .git/config"}],
+        ["sandbox_exec", {"id": "$id", "command": "echo started; sleep 60", "timeout_secs": 2}],
         ["sandbox_create", {"profile": "claude-code"}],
         ["sandbox_create", {"workspace": "/"}],
         ["sandbox_exec", {"id": "0123456789ab", "command": "id"}],
@@ -125,6 +126,7 @@ fn mcp_client_creates_execs_reads_is_denied_and_destroys() {
         diff,
         tail,
         refused_exec,
+        slow,
         wider,
         outside,
         unknown,
@@ -232,6 +234,14 @@ fn mcp_client_creates_execs_reads_is_denied_and_destroys() {
         "{refused_exec}"
     );
     assert!(!cwd.join(".git/config").exists());
+
+    // A timeout returns what the command printed so far, and ends it.
+    let slow = ok(slow);
+    assert_eq!(
+        (&slow["timed_out"], &slow["exit_code"], &slow["stdout"]),
+        (&json!(true), &Value::Null, &json!("started\n")),
+        "{slow}"
+    );
 
     // Bad input: each an isError result naming what is wrong.
     let (code, detail) = error(wider);
