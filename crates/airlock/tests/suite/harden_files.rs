@@ -346,8 +346,13 @@ fn the_first_records_of_a_run_name_every_layer_in_force_and_a_policy_can_require
 #[test]
 fn writes_through_a_share_stop_at_its_quota_and_the_host_keeps_its_space() {
     const MIB: u64 = 1 << 20;
+    if !airlock_testkit::require_root("mounts a tmpfs for the workspace") {
+        return;
+    }
     let a = Airlock::start();
-    let ws = tempfile::tempdir().unwrap();
+    // A filesystem of its own: the quota measures the host filesystem's free space, which other
+    // tests writing at the same time would change.
+    let ws = Tmpfs::mount(256 * MIB);
     let policy = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
     std::fs::write(
         policy.path(),
@@ -544,4 +549,40 @@ fn apply_never_follows_a_symlink_on_the_host() {
     );
     assert!(ws.path().join("sub").is_symlink());
     a.assert_clean();
+}
+
+/// A tmpfs mounted on a temporary directory for one test, unmounted when dropped.
+struct Tmpfs(tempfile::TempDir);
+
+impl Tmpfs {
+    fn mount(bytes: u64) -> Tmpfs {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={bytes},mode=0755"),
+                "tmpfs",
+            ])
+            .arg(dir.path())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "mount -t tmpfs on {}", dir.path().display());
+        Tmpfs(dir)
+    }
+
+    fn path(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .args(["-l"])
+            .arg(self.0.path())
+            .status();
+    }
 }
