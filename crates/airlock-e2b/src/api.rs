@@ -98,11 +98,7 @@ pub async fn create(
         .clone()
         .or_else(|| made.as_ref().map(|t| t.path().to_path_buf()));
     let (policy, policy_origin, profile) = match &e2b.config.policy {
-        Some((text, origin)) => (
-            Some(text.clone()),
-            Some(origin.display().to_string()),
-            None,
-        ),
+        Some((text, origin)) => (Some(text.clone()), Some(origin.display().to_string()), None),
         None => (None, None, Some("default".to_string())),
     };
     let mut labels = BTreeMap::new();

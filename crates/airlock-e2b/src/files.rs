@@ -43,7 +43,9 @@ fn written(path: &str) -> Written {
     }
 }
 
-fn query(q: Result<Query<FilesQuery>, axum::extract::rejection::QueryRejection>) -> Result<FilesQuery, E2bError> {
+fn query(
+    q: Result<Query<FilesQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<FilesQuery, E2bError> {
     q.map(|Query(q)| q)
         .map_err(|e| E2bError::bad("query", e.body_text()))
 }
@@ -73,7 +75,9 @@ pub async fn write(
     let (entry, _) = e2b.sandbox_of(&headers)?;
     let q = query(q)?;
     if headers.contains_key(header::CONTENT_ENCODING) {
-        return Err(E2bError::Unsupported("Content-Encoding on uploads (gzip)".into()));
+        return Err(E2bError::Unsupported(
+            "Content-Encoding on uploads (gzip)".into(),
+        ));
     }
     let ct = headers
         .get(header::CONTENT_TYPE)
@@ -105,7 +109,8 @@ pub fn uploads<'a>(
             format!("{content_type:?}: upload multipart/form-data or application/octet-stream"),
         ));
     }
-    let b = multipart::boundary(content_type).map_err(|e| E2bError::bad("Content-Type", e.to_string()))?;
+    let b = multipart::boundary(content_type)
+        .map_err(|e| E2bError::bad("Content-Type", e.to_string()))?;
     let parts = multipart::parse(body, &b).map_err(|e| E2bError::bad("body", e.to_string()))?;
     let files: Vec<_> = parts.into_iter().filter(|p| p.name == "file").collect();
     if files.is_empty() {

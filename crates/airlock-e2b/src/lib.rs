@@ -7,6 +7,11 @@
 //! the daemon's own create, exec, file and delete code, so the policy and the audit log treat
 //! E2B requests exactly as REST ones. [`state`] holds the API key's digest and each sandbox's
 //! access token; [`error`] renders failures in E2B's shape.
+#![warn(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::indexing_slicing
+)]
 
 pub mod api;
 pub mod error;

@@ -79,14 +79,17 @@ pub fn parse<'a>(body: &'a [u8], boundary: &str) -> Result<Vec<Part<'a>>, Multip
         let head = std::str::from_utf8(rest.get(..head_end).unwrap_or_default())
             .map_err(|_| MultipartError::Malformed("part headers are not UTF-8"))?;
         let content = rest.get(head_end + 4..).unwrap_or_default();
-        let end = find(content, next.as_bytes())
-            .ok_or(MultipartError::Malformed("a part does not end with a boundary"))?;
+        let end = find(content, next.as_bytes()).ok_or(MultipartError::Malformed(
+            "a part does not end with a boundary",
+        ))?;
         let disposition = head
             .split("\r\n")
             .filter_map(|l| l.split_once(':'))
             .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-disposition"))
             .map(|(_, v)| v.trim().to_string())
-            .ok_or(MultipartError::Malformed("a part has no Content-Disposition"))?;
+            .ok_or(MultipartError::Malformed(
+                "a part has no Content-Disposition",
+            ))?;
         parts.push(Part {
             name: param(&disposition, "name").unwrap_or_default(),
             filename: param(&disposition, "filename"),
@@ -126,13 +129,22 @@ mod tests {
 
     #[test]
     fn malformed_bodies_are_errors() {
-        assert_eq!(boundary("application/json"), Err(MultipartError::NoBoundary));
+        assert_eq!(
+            boundary("application/json"),
+            Err(MultipartError::NoBoundary)
+        );
         assert_eq!(
             boundary("multipart/form-data; charset=x"),
             Err(MultipartError::NoBoundary)
         );
         assert!(parse(b"", "x").is_err());
-        assert!(parse(b"--x\r\nContent-Disposition: form-data\r\n\r\nunterminated", "x").is_err());
+        assert!(
+            parse(
+                b"--x\r\nContent-Disposition: form-data\r\n\r\nunterminated",
+                "x"
+            )
+            .is_err()
+        );
         assert!(parse(b"--x\r\nNo-Disposition: a\r\n\r\nd\r\n--x--", "x").is_err());
     }
 

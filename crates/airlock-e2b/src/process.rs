@@ -145,11 +145,7 @@ pub async fn start(
 /// Connect's reply to an RPC airlock does not implement.
 pub async fn unimplemented(Path(method): Path<String>) -> Response {
     let e = E2bError::Unsupported(format!("RPC {method}"));
-    (
-        StatusCode::NOT_IMPLEMENTED,
-        axum::Json(e.connect_json()),
-    )
-        .into_response()
+    (StatusCode::NOT_IMPLEMENTED, axum::Json(e.connect_json())).into_response()
 }
 
 /// The response body: exec lines become Connect frames, with keepalives in between.
@@ -188,9 +184,9 @@ impl http_body::Body for EventBody {
             Poll::Pending => match self.ticks.poll_tick(cx) {
                 Poll::Ready(_) => {
                     let ka = serde_json::json!({"event": {"keepalive": {}}});
-                    Poll::Ready(Some(Ok(http_body::Frame::data(Bytes::from(message_frame(
-                        &ka,
-                    ))))))
+                    Poll::Ready(Some(Ok(http_body::Frame::data(Bytes::from(
+                        message_frame(&ka),
+                    )))))
                 }
                 Poll::Pending => Poll::Pending,
             },
@@ -277,10 +273,21 @@ mod tests {
 
     #[test]
     fn bash_runs_through_a_wrapper_that_falls_back_to_sh() {
-        let argv = shell_argv("/bin/bash".into(), vec!["-l".into(), "-c".into(), "echo hi".into()]);
+        let argv = shell_argv(
+            "/bin/bash".into(),
+            vec!["-l".into(), "-c".into(), "echo hi".into()],
+        );
         assert_eq!(
             argv,
-            ["/bin/sh", "-c", BASH_OR_SH, "airlock-e2b", "-l", "-c", "echo hi"]
+            [
+                "/bin/sh",
+                "-c",
+                BASH_OR_SH,
+                "airlock-e2b",
+                "-l",
+                "-c",
+                "echo hi"
+            ]
         );
         assert_eq!(shell_argv("ls".into(), vec!["/".into()]), ["ls", "/"]);
     }
@@ -308,7 +315,10 @@ mod tests {
     fn exec_lines_become_events() {
         let (b, last) = frames_of_line(br#"{"exec_id":"e7"}"#);
         assert!(!last);
-        assert_eq!(frames(&b), [(0, serde_json::json!({"event":{"start":{"pid":7}}}))]);
+        assert_eq!(
+            frames(&b),
+            [(0, serde_json::json!({"event":{"start":{"pid":7}}}))]
+        );
         let (b, _) = frames_of_line(br#"{"stream":"stderr","data":"aGk="}"#);
         assert_eq!(
             frames(&b),

@@ -5,12 +5,11 @@
 //! `X-API-Key`; envd's routes (`/files`, `/process.Process/*`) are routed by `E2b-Sandbox-Id`
 //! and need that sandbox's `X-Access-Token`.
 
-use crate::error::{self, E2bError};
+use crate::error::E2bError;
 use crate::state::E2b;
 use crate::{api, files, process};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use std::sync::Arc;
@@ -28,7 +27,10 @@ pub fn router(e2b: Arc<E2b>) -> Router {
         .route("/files", get(files::read).post(files::write))
         .route("/process.Process/Start", post(process::start))
         .route("/process.Process/{method}", post(process::unimplemented))
-        .route("/filesystem.Filesystem/{method}", post(process::unimplemented))
+        .route(
+            "/filesystem.Filesystem/{method}",
+            post(process::unimplemented),
+        )
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -39,11 +41,10 @@ async fn no_route(req: Request) -> Response {
     E2bError::Unsupported(format!("{} {}", req.method(), req.uri().path())).into_response()
 }
 
+/// Other methods on known paths are E2B operations airlock lacks (`GET /sandboxes/{id}` is
+/// `get_info`), so they are 501 as well.
 async fn wrong_method(req: Request) -> Response {
-    error::response(
-        StatusCode::METHOD_NOT_ALLOWED,
-        &format!("{} is not allowed on {}", req.method(), req.uri().path()),
-    )
+    no_route(req).await
 }
 
 /// Serves `e2b` on `tcp` until `stop` turns true.

@@ -95,8 +95,8 @@ fn parse_pool(s: &str) -> Result<(String, usize), String> {
 fn e2b_config(args: &DaemonArgs) -> anyhow::Result<airlock_e2b::E2bConfig> {
     let policy = match &args.e2b_policy {
         Some(f) => {
-            let path = std::path::absolute(f)
-                .with_context(|| format!("--e2b-policy {}", f.display()))?;
+            let path =
+                std::path::absolute(f).with_context(|| format!("--e2b-policy {}", f.display()))?;
             let text = std::fs::read_to_string(&path)
                 .with_context(|| format!("reading --e2b-policy {}", path.display()))?;
             Some((text, path))

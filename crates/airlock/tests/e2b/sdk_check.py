@@ -153,13 +153,36 @@ async def async_client():
     assert_gone(sb.sandbox_id)
 
 
+def default_workspace():
+    """Without --e2b-workspace each sandbox gets a fresh directory, removed by kill()."""
+    import httpx
+
+    sb = Sandbox.create()
+    print(json.dumps({"sandbox": sb.sandbox_id, "client": "sync"}), flush=True)
+    uds = httpx.HTTPTransport(uds=os.environ["AIRLOCK_SOCKET"])
+    with httpx.Client(transport=uds, base_url="http://airlock") as c:
+        info = c.get(f"/v1/sandboxes/{sb.sandbox_id}").json()
+    ws = info["workspace"]
+    assert os.path.basename(ws).startswith("airlock-e2b-"), info
+    assert info["labels"] == {"e2b.template": "base"}, info
+    sb.files.write("/workspace/made.txt", "fresh\n")
+    assert open(os.path.join(ws, "made.txt")).read() == "fresh\n"
+    assert sb.commands.run("ls -A /workspace").stdout == "made.txt\n"
+    sb.kill()
+    assert_gone(sb.sandbox_id)
+    assert not os.path.exists(ws), ws
+
+
 def main():
     version = importlib.metadata.version("e2b")
     assert version.split(".")[0] == "2", f"the test pins e2b>=2,<3, found {version}"
     print(json.dumps({"e2b": version}), flush=True)
-    bad_credentials()
-    sync_client()
-    asyncio.run(async_client())
+    if sys.argv[1:] == ["default-workspace"]:
+        default_workspace()
+    else:
+        bad_credentials()
+        sync_client()
+        asyncio.run(async_client())
     print(json.dumps({"ok": True}), flush=True)
 
 

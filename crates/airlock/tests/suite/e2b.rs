@@ -16,13 +16,7 @@ fn e2b_sdk_drives_airlock_sandboxes() {
     let a = Airlock::start();
     let secrets = tempfile::tempdir().unwrap();
     let token = "e2b-test-token-0123456789abcdef";
-    let token_file = secrets.path().join("token");
-    std::fs::write(&token_file, format!("{token}\n")).unwrap();
-    std::fs::set_permissions(
-        &token_file,
-        std::os::unix::fs::PermissionsExt::from_mode(0o600),
-    )
-    .unwrap();
+    let (token_file, addr) = token_and_addr(secrets.path(), token);
     let policy = secrets.path().join("e2b.toml");
     std::fs::write(
         &policy,
@@ -31,12 +25,6 @@ fn e2b_sdk_drives_airlock_sandboxes() {
     .unwrap();
     let ws = tempfile::tempdir().unwrap();
     std::fs::write(ws.path().join(".env"), "API_KEY=SECRET-value\n").unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
     let d = a.daemon(&[
         "--e2b",
         &addr,
@@ -48,38 +36,12 @@ fn e2b_sdk_drives_airlock_sandboxes() {
         ws.path().to_str().unwrap(),
     ]);
 
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2b/sdk_check.py");
-    let started = Instant::now();
-    let out = Command::new(test_python())
-        .arg(&script)
-        .env("E2B_API_KEY", token)
-        .env("E2B_API_URL", format!("http://{addr}"))
-        .env("E2B_SANDBOX_URL", format!("http://{addr}"))
-        .env_remove("E2B_DEBUG")
-        .env_remove("E2B_DOMAIN")
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .output()
-        .expect("running the e2b SDK script");
-    let stdout = text(&out.stdout);
-    eprintln!(
-        "sdk_check.py took {:.1?}:\n{stdout}{}",
-        started.elapsed(),
-        text(&out.stderr)
-    );
-    assert!(
-        out.status.success(),
-        "the e2b SDK script failed ({}):\n{stdout}{}\ndaemon log:\n{}",
-        out.status,
-        text(&out.stderr),
-        d.log_text()
-    );
-    let lines: Vec<_> = stdout.lines().map(json_of).collect();
-    assert!(lines.iter().any(|l| l["ok"] == true), "{stdout}");
+    let lines = sdk_check(&a, &d, &addr, token, &[]);
     let ids: Vec<String> = lines
         .iter()
         .filter_map(|l| l["sandbox"].as_str().map(String::from))
         .collect();
-    assert_eq!(ids.len(), 2, "one sync and one async sandbox: {stdout}");
+    assert_eq!(ids.len(), 2, "one sync and one async sandbox: {lines:?}");
 
     for id in &ids {
         let log = a.audit_of(id);
@@ -92,7 +54,10 @@ fn e2b_sdk_drives_airlock_sandboxes() {
             "{log}"
         );
         // The denied read was refused by the policy, outside the guest, and recorded.
-        assert!(log.has(fs_is(kind::FS_OPEN, Decision::Deny, ".env")), "{log}");
+        assert!(
+            log.has(fs_is(kind::FS_OPEN, Decision::Deny, ".env")),
+            "{log}"
+        );
         // kill() ended the sandbox and sealed its log.
         assert!(log.has(|e| e.kind == kind::SANDBOX_END), "{log}");
     }
@@ -113,12 +78,96 @@ fn e2b_sdk_drives_airlock_sandboxes() {
     a.assert_clean();
 }
 
+/// Runs `sdk_check.py ARGS` against the E2B listener at `addr`; its JSON lines.
+fn sdk_check(
+    a: &Airlock,
+    d: &airlock_testkit::Daemon,
+    addr: &str,
+    token: &str,
+    args: &[&str],
+) -> Vec<serde_json::Value> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2b/sdk_check.py");
+    let started = Instant::now();
+    let out = Command::new(test_python())
+        .arg(&script)
+        .args(args)
+        .env("E2B_API_KEY", token)
+        .env("E2B_API_URL", format!("http://{addr}"))
+        .env("E2B_SANDBOX_URL", format!("http://{addr}"))
+        .env("AIRLOCK_SOCKET", a.socket())
+        .env_remove("E2B_DEBUG")
+        .env_remove("E2B_DOMAIN")
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .output()
+        .expect("running the e2b SDK script");
+    let stdout = text(&out.stdout);
+    eprintln!(
+        "sdk_check.py {args:?} took {:.1?}:\n{stdout}{}",
+        started.elapsed(),
+        text(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "the e2b SDK script failed ({}):\n{stdout}{}\ndaemon log:\n{}",
+        out.status,
+        text(&out.stderr),
+        d.log_text()
+    );
+    let lines: Vec<_> = stdout.lines().map(json_of).collect();
+    assert!(lines.iter().any(|l| l["ok"] == true), "{stdout}");
+    lines
+}
+
+/// A token file (mode 0600) in `dir` and a free loopback address.
+fn token_and_addr(dir: &Path, token: &str) -> (std::path::PathBuf, String) {
+    let token_file = dir.join("token");
+    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    std::fs::set_permissions(
+        &token_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    (token_file, format!("127.0.0.1:{port}"))
+}
+
+#[test]
+fn e2b_sandboxes_get_a_fresh_workspace_removed_by_kill() {
+    let a = Airlock::start();
+    let secrets = tempfile::tempdir().unwrap();
+    let token = "e2b-test-token-fedcba9876543210";
+    let (token_file, addr) = token_and_addr(secrets.path(), token);
+    let d = a.daemon(&["--e2b", &addr, "--token-file", token_file.to_str().unwrap()]);
+    let lines = sdk_check(&a, &d, &addr, token, &["default-workspace"]);
+    let id = lines
+        .iter()
+        .find_map(|l| l["sandbox"].as_str())
+        .unwrap()
+        .to_string();
+    let log = a.audit_of(&id);
+    assert!(
+        log.has(fs_is(kind::FS_CREATE, Decision::Allow, "made.txt")),
+        "{log}"
+    );
+    assert!(log.has(|e| e.kind == kind::SANDBOX_END), "{log}");
+    d.stop();
+    a.assert_clean();
+}
+
 #[test]
 fn e2b_flags_are_checked() {
     let a = Airlock::start();
     let out = a.run(["daemon", "--e2b", "127.0.0.1:0"]);
     assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("--token-file"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("--token-file"),
+        "{}",
+        text(&out.stderr)
+    );
     let f = tempfile::NamedTempFile::new().unwrap();
     let out = a.run(["daemon", "--token-file", f.path().to_str().unwrap()]);
     assert!(!out.status.success());
