@@ -3,7 +3,8 @@
 //!
 //! [`router::router`] serves E2B's control plane ([`api`]: create, kill) and the parts of envd
 //! the SDK's commands and files use ([`process`]: the Connect `Start` stream, framed by
-//! [`frame`]; [`files`]: `/files`, with [`multipart`] uploads). Every operation is one call of
+//! [`frame`]; [`signal`]: `SendSignal`, for killing a command; [`files`]: `/files`, with
+//! [`multipart`] uploads). Every operation is one call of
 //! the daemon's own create, exec, file and delete code, so the policy and the audit log treat
 //! E2B requests exactly as REST ones. [`state`] holds the API key's digest and each sandbox's
 //! access token; [`error`] renders failures in E2B's shape.
@@ -20,6 +21,7 @@ pub mod frame;
 pub mod multipart;
 pub mod process;
 pub mod router;
+pub mod signal;
 pub mod state;
 
 pub use router::{router, serve};

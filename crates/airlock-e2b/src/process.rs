@@ -142,8 +142,9 @@ pub async fn start(
     Ok(r)
 }
 
-/// Connect's reply to an RPC airlock does not implement.
-pub async fn unimplemented(Path(method): Path<String>) -> Response {
+/// Connect's reply to an RPC airlock does not implement. The body is read (and dropped) so the
+/// connection stays usable for the client's next request.
+pub async fn unimplemented(Path(method): Path<String>, _body: Bytes) -> Response {
     let e = E2bError::Unsupported(format!("RPC {method}"));
     (StatusCode::NOT_IMPLEMENTED, axum::Json(e.connect_json())).into_response()
 }
@@ -269,6 +270,63 @@ mod tests {
         }
         assert!(b.is_empty());
         out
+    }
+
+    fn body(interval: Duration) -> (mpsc::Sender<Vec<u8>>, EventBody) {
+        let (tx, rx) = mpsc::channel(4);
+        let mut ticks = tokio::time::interval(interval);
+        ticks.reset();
+        let guard = exec::AbortOnDrop::new(tokio::spawn(async {}));
+        let b = EventBody {
+            rx,
+            _guard: guard,
+            ticks,
+            done: false,
+        };
+        (tx, b)
+    }
+
+    async fn next(b: &mut EventBody) -> Option<Vec<(u8, serde_json::Value)>> {
+        use http_body::Body as _;
+        let f = std::future::poll_fn(|cx| std::pin::Pin::new(&mut *b).poll_frame(cx)).await?;
+        Some(frames(&f.unwrap().into_data().unwrap()))
+    }
+
+    #[tokio::test]
+    async fn the_stream_keeps_alive_until_the_exit() {
+        let (tx, mut b) = body(Duration::from_millis(20));
+        tx.send(br#"{"exec_id":"e1"}"#.to_vec()).await.unwrap();
+        let start = next(&mut b).await.unwrap();
+        assert_eq!(
+            start,
+            [(0, serde_json::json!({"event":{"start":{"pid":1}}}))]
+        );
+        // Nothing to say: a keepalive event after the interval.
+        let ka = next(&mut b).await.unwrap();
+        assert_eq!(ka, [(0, serde_json::json!({"event":{"keepalive":{}}}))]);
+        tx.send(br#"{"exit":{"exit_code":0,"code":0}}"#.to_vec())
+            .await
+            .unwrap();
+        let end = next(&mut b).await.unwrap();
+        assert_eq!(end.len(), 2);
+        assert_eq!(end.last(), Some(&(FLAG_END_STREAM, serde_json::json!({}))));
+        assert_eq!(next(&mut b).await, None);
+    }
+
+    #[tokio::test]
+    async fn a_stream_cut_short_ends_with_an_error() {
+        let (tx, mut b) = body(Duration::from_secs(3600));
+        drop(tx);
+        let end = next(&mut b).await.unwrap();
+        let [(flags, err)] = end.as_slice() else {
+            panic!("{end:?}")
+        };
+        assert_eq!(*flags, FLAG_END_STREAM);
+        assert_eq!(
+            err.pointer("/error/code"),
+            Some(&serde_json::json!("aborted"))
+        );
+        assert_eq!(next(&mut b).await, None);
     }
 
     #[test]

@@ -7,7 +7,7 @@
 
 use crate::error::E2bError;
 use crate::state::E2b;
-use crate::{api, files, process};
+use crate::{api, files, process, signal};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::response::{IntoResponse, Response};
@@ -26,6 +26,7 @@ pub fn router(e2b: Arc<E2b>) -> Router {
         .route("/sandboxes/{id}", delete(api::kill))
         .route("/files", get(files::read).post(files::write))
         .route("/process.Process/Start", post(process::start))
+        .route("/process.Process/SendSignal", post(signal::send_signal))
         .route("/process.Process/{method}", post(process::unimplemented))
         .route(
             "/filesystem.Filesystem/{method}",
@@ -37,8 +38,11 @@ pub fn router(e2b: Arc<E2b>) -> Router {
         .with_state(e2b)
 }
 
+/// Reads (and drops) the body first, so the connection stays usable for the next request.
 async fn no_route(req: Request) -> Response {
-    E2bError::Unsupported(format!("{} {}", req.method(), req.uri().path())).into_response()
+    let what = format!("{} {}", req.method(), req.uri().path());
+    let _ = axum::body::to_bytes(req.into_body(), MAX_BODY).await;
+    E2bError::Unsupported(what).into_response()
 }
 
 /// Other methods on known paths are E2B operations airlock lacks (`GET /sandboxes/{id}` is

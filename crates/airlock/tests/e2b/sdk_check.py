@@ -68,6 +68,13 @@ def sync_client():
     e = expect(CommandExitException, sb.commands.run, "echo before; exit 3")
     assert e.exit_code == 3 and e.stdout == "before\n", e
 
+    # A background command killed through its handle (SendSignal).
+    h = sb.commands.run("sleep 600", background=True)
+    assert h.kill()
+    e = expect(CommandExitException, h.wait)
+    assert e.exit_code == 137, e  # 128 + SIGKILL
+    assert not sb.commands.kill(h.pid), "the command is gone"
+
     info = sb.files.write("/workspace/hello.txt", "hello from e2b\n")
     assert info.path == "/workspace/hello.txt" and info.name == "hello.txt", info
     assert sb.files.read("/workspace/hello.txt") == "hello from e2b\n"
@@ -120,7 +127,7 @@ def raw_http_errors(sb):
         check(c.post("/v2/sandboxes", content=b"{", headers=key), 400, "invalid JSON")
         check(c.post("/v2/sandboxes", json={"templateID": "base"}), 401, "missing X-API-Key")
         check(c.delete("/sandboxes/nosuchsandbox", headers=key), 404, "not found")
-        r = c.post("/process.Process/SendSignal", json={}, headers=ok)
+        r = c.post("/process.Process/List", json={}, headers=ok)
         assert r.status_code == 501 and r.json()["code"] == "unimplemented", r.text
         assert c.get("/health").status_code == 204
 
