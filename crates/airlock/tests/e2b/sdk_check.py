@@ -7,6 +7,7 @@ non-zero (with the traceback) on any failed expectation.
 """
 
 import asyncio
+import io
 import importlib.metadata
 import json
 import os
@@ -17,6 +18,7 @@ from e2b import AsyncSandbox, Sandbox
 from e2b.exceptions import (
     AuthenticationException,
     FileNotFoundException,
+    NotFoundException,
     SandboxException,
 )
 from e2b.sandbox.commands.command_handle import CommandExitException
@@ -82,6 +84,17 @@ def sync_client():
     sb.files.write("/workspace/bin.dat", data)
     assert bytes(sb.files.read("/workspace/bin.dat", format="bytes")) == data
     assert sb.commands.run("cat /workspace/hello.txt").stdout == "hello from e2b\n"
+    # Several files in one multipart body (each part's filename is its path)...
+    infos = sb.files.write_files(
+        [{"path": "/workspace/m1.txt", "data": "one"}, {"path": "/workspace/m2.txt", "data": b"two"}]
+    )
+    assert [i.path for i in infos] == ["/workspace/m1.txt", "/workspace/m2.txt"], infos
+    assert sb.commands.run("cat /workspace/m1.txt /workspace/m2.txt").stdout == "onetwo"
+    # ...and a file-like upload, which the SDK sends as raw application/octet-stream.
+    sb.files.write("/workspace/raw.txt", io.BytesIO(b"raw bytes"))
+    assert sb.files.read("/workspace/raw.txt") == "raw bytes"
+    # Parent directories are not created (docs/e2b.md).
+    expect(NotFoundException, sb.files.write, "/workspace/no/such/dir.txt", "x")
 
     expect(FileNotFoundException, sb.files.read, "/workspace/missing.txt")
     denied = expect(SandboxException, sb.files.read, "/workspace/.env")
