@@ -40,6 +40,7 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/v1/sandboxes/{id}/files", get(read_file).put(write_file))
         .route("/v1/sandboxes/{id}/files/stat", get(stat_file))
         .route("/v1/sandboxes/{id}/files/list", get(list_files))
+        .route("/v1/sandboxes/{id}/changes", get(sandbox_changes))
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))

@@ -2,11 +2,12 @@
 //! the [`Daemon`]. Streams (exec output, events) are NDJSON bodies fed by bounded queues. The
 //! routes are in `router.rs`.
 
-use crate::daemon::{Daemon, DaemonError, exec, files};
+use crate::daemon::{Daemon, DaemonError, changes, exec, files};
 use crate::error;
 use crate::types::{
-    CreateSandboxRequest, ErrorBody, EventsQuery, ExecBody, ExecLine, FileList, FileStat,
-    FileWritten, PathQuery, SandboxInfo, SandboxList, SignalBody, StdinBody, TerminalSize,
+    ChangeList, CreateSandboxRequest, ErrorBody, EventsQuery, ExecBody, ExecLine, FileList,
+    FileStat, FileWritten, PathQuery, SandboxInfo, SandboxList, SignalBody, StdinBody,
+    TerminalSize,
 };
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, Path, Request, State};
@@ -181,8 +182,18 @@ pub async fn delete_sandbox(
     State(d): Shared,
     Path(id): Path<String>,
 ) -> Result<StatusCode, DaemonError> {
-    d.delete(&id).await?;
+    finish_detached(async move { d.delete(&id).await }).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Runs a teardown on its own task, so a client that disconnects (or is killed) mid-request
+/// cannot cancel it half-way and leave the sandbox `stopping` with its audit log unsealed.
+async fn finish_detached<T: Send + 'static>(
+    work: impl std::future::Future<Output = Result<T, DaemonError>> + Send + 'static,
+) -> Result<T, DaemonError> {
+    tokio::spawn(work)
+        .await
+        .map_err(|e| DaemonError::Internal(format!("teardown task: {e}")))?
 }
 
 /// Stop a sandbox but keep its record (status `stopped`, with the reason).
@@ -196,7 +207,8 @@ pub async fn stop_sandbox(
     State(d): Shared,
     Path(id): Path<String>,
 ) -> Result<axum::Json<SandboxInfo>, DaemonError> {
-    Ok(axum::Json(d.stop(&id, "stopped through the API").await?))
+    let stopped = finish_detached(async move { d.stop(&id, "stopped through the API").await });
+    Ok(axum::Json(stopped.await?))
 }
 
 /// Run a command and stream its output.
@@ -510,4 +522,28 @@ pub async fn list_files(
 ) -> Result<axum::Json<FileList>, DaemonError> {
     let entry = d.get(&id)?;
     Ok(axum::Json(files::list(&entry, &q.path).await?))
+}
+
+/// What the workload changed in the sandbox's writable shares.
+///
+/// For an `overlay` share: the added, modified and deleted paths of the private copy (as
+/// `airlock diff` shows them), with unified diffs for text files. For an `rw` share, whose
+/// writes reach the host at once: the paths the filesystem gateway allowed the guest to modify,
+/// from the audit log. Works while the sandbox runs and after it stopped.
+#[utoipa::path(get, path = "/v1/sandboxes/{id}/changes", tag = "files",
+    params(("id" = String, Path, description = "Sandbox id")),
+    responses(
+        (status = 200, description = "The changes, per writable mount", body = ChangeList),
+        (status = 404, description = "No such sandbox", body = ErrorBody),
+        (status = 409, description = "The sandbox keeps no audit log", body = ErrorBody)))]
+pub async fn sandbox_changes(
+    State(d): Shared,
+    Path(id): Path<String>,
+) -> Result<axum::Json<ChangeList>, DaemonError> {
+    let entry = d.get(&id)?;
+    entry.touch();
+    tokio::task::spawn_blocking(move || changes::changes(&entry))
+        .await
+        .map_err(|e| DaemonError::Internal(format!("changes task: {e}")))?
+        .map(axum::Json)
 }

@@ -309,3 +309,46 @@ pub struct EventsQuery {
     #[serde(default)]
     pub follow: bool,
 }
+
+/// Body of `GET /v1/sandboxes/{id}/changes`: what the workload changed in each writable
+/// share.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ChangeList {
+    /// The sandbox.
+    pub id: String,
+    /// One entry per `rw` or `overlay` mount, in policy order (`ro` mounts cannot change).
+    pub mounts: Vec<MountChanges>,
+}
+
+/// The changes in one share.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct MountChanges {
+    /// Guest mount point (`/workspace`).
+    pub guest: String,
+    /// `rw` or `overlay`.
+    pub mode: String,
+    /// The host directory the share shows (for `overlay`, the one the copy was made from).
+    pub host: String,
+    /// How the changes were found: `overlay` compares the private copy with its snapshot
+    /// (contents, with diffs for text); `audit` lists the paths the filesystem gateway allowed
+    /// the guest to modify (an `rw` share writes to the host at once, so there is no copy to
+    /// compare).
+    pub method: String,
+    /// Changed paths, relative to the mount, sorted.
+    pub changes: Vec<PathChange>,
+}
+
+/// One changed path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PathChange {
+    /// Path relative to the mount, `/`-separated.
+    pub path: String,
+    /// `overlay`: `added`, `modified` or `deleted`. `audit`: the last operation the gateway
+    /// allowed on it (`create`, `write`, `setattr`, `mkdir`, `symlink`, `link`, `unlink`,
+    /// `rename` for the old name, `rename_to` for the new one).
+    pub kind: String,
+    /// `overlay` only: a unified diff of a text file (absent for binary or large files and
+    /// for directories).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diff: Option<String>,
+}

@@ -108,12 +108,23 @@ source = "env:BENCH_KEY"
     let mb = big as f64 / 1e6;
     let mut rows = Vec::new();
     let mut t = Vec::new();
+    let mut cpu = Vec::new();
     for route in [Route::Direct, Route::Passthrough, Route::Terminated] {
-        t.push(throughput(&setup, route, repeats).await);
+        let (wall, used) = throughput(&setup, route, repeats).await;
+        t.push(wall);
+        cpu.push(used);
     }
     rows.push((
         format!("GET {mb:.0} MB over HTTPS (MB/s)"),
         t.iter().map(|d| mb / d.as_secs_f64()).collect::<Vec<_>>(),
+    ));
+    // Client, gateway and origin share this process and its cores: with every core busy,
+    // throughput can be no better than the inverse of the CPU each byte costs.
+    rows.push((
+        format!("CPU time for {mb:.0} MB, all parties (ms)"),
+        cpu.iter()
+            .map(|d| d.as_secs_f64() * 1e3)
+            .collect::<Vec<_>>(),
     ));
     let mut l = Vec::new();
     for route in [Route::Direct, Route::Passthrough, Route::Terminated] {
@@ -150,15 +161,31 @@ source = "env:BENCH_KEY"
     task.await.unwrap();
 }
 
-async fn throughput(setup: &Setup, route: Route, repeats: usize) -> Duration {
+/// Median wall time of one big transfer, and the process CPU time (user + system, every
+/// thread) that transfer used.
+async fn throughput(setup: &Setup, route: Route, repeats: usize) -> (Duration, Duration) {
     let mut times = Vec::new();
     for _ in 0..repeats {
+        let cpu = cpu_time();
         let started = Instant::now();
         let body = fetch(setup, route, "/big").await;
-        times.push(started.elapsed());
+        times.push((started.elapsed(), cpu_time().saturating_sub(cpu)));
         assert_eq!(body, setup.big, "short transfer");
     }
-    median(times)
+    times.sort();
+    times[times.len() / 2]
+}
+
+/// CPU time this process used so far (all threads, user and system), from `/proc/self/stat`
+/// (in clock ticks, which Linux reports at 100 per second whatever the kernel's HZ).
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    // Fields after the command name, which ends at the last ')'.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
+    Duration::from_millis(ticks * 10)
 }
 
 async fn latency(setup: &Setup, route: Route, n: usize) -> Duration {

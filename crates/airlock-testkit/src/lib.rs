@@ -144,6 +144,11 @@ impl Airlock {
 
     /// Starts `airlock daemon ARGS` and waits until its socket accepts connections.
     pub fn daemon(&self, args: &[&str]) -> Daemon {
+        self.daemon_with_env(args, &[])
+    }
+
+    /// [`Airlock::daemon`] with extra environment variables (e.g. `AIRLOCK_OVERLAY_DIR`).
+    pub fn daemon_with_env(&self, args: &[&str], envs: &[(&str, &Path)]) -> Daemon {
         let log = self.sock.path().join(format!(
             "daemon-{}.log",
             std::time::SystemTime::now()
@@ -153,6 +158,7 @@ impl Airlock {
         ));
         let child = self
             .command(["daemon"].iter().chain(args))
+            .envs(envs.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()

@@ -61,6 +61,8 @@ enum Command {
     Logs(cmd::remote::LogsArgs),
     /// Copy a file between the host and a sandbox (one side is ID:/path).
     Cp(cmd::remote::CpArgs),
+    /// Serve sandboxes as MCP tools over stdio (for Claude Code and other MCP clients).
+    Mcp(cmd::mcp::McpArgs),
 }
 
 fn main() -> ExitCode {
@@ -98,7 +100,7 @@ fn main() -> ExitCode {
         .init();
     if !matches!(
         cli.command,
-        Command::Run(_) | Command::Exec(_) | Command::Daemon(_)
+        Command::Run(_) | Command::Exec(_) | Command::Daemon(_) | Command::Mcp(_)
     ) {
         // Reporting commands behave like other Unix tools when their reader goes away
         // (`airlock audit show | head`): end quietly instead of failing a write.
@@ -128,6 +130,7 @@ fn main() -> ExitCode {
         Command::Rm(args) => cmd::remote::rm(args),
         Command::Logs(args) => cmd::remote::logs(args),
         Command::Cp(args) => cmd::remote::cp(args),
+        Command::Mcp(args) => cmd::mcp::main(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

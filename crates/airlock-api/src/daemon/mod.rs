@@ -11,6 +11,7 @@
 //! `kill` monitor rule fired. The registry ([`registry`]) mirrors live sandboxes on disk so a
 //! restarted daemon can reap what a killed one left.
 
+pub mod changes;
 mod entry;
 mod error;
 pub mod exec;

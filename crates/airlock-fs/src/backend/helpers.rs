@@ -211,7 +211,7 @@ where
     /// The guest was refused using node `guest` by its name `path`: if that name is refused
     /// reading or writing, remember the file's identity.
     pub(super) fn learn_refused(&self, guest: u64, path: &str) {
-        if let (Some(id), Some(r)) = (
+        if let (Some((id, _)), Some(r)) = (
             self.nodes.host_of(guest),
             linked::refusal(&self.gate, path.to_owned()),
         ) {
@@ -231,10 +231,12 @@ where
         if !want.read && !want.write {
             return Ok(());
         }
-        let Some(id) = self.nodes.host_of(guest) else {
+        let Some((id, links)) = self.nodes.host_of(guest) else {
             return Ok(());
         };
-        let Some(other) = self.denied.other_name(id, paths, want) else {
+        // Until the walk is done, only a file that had another name when the guest looked it
+        // up waits for it; the rest are checked against what is known so far.
+        let Some(other) = self.denied.other_name(id, paths, want, links > 1) else {
             return Ok(());
         };
         // Still a name of this file? An inode number the host reused for a new file is not.

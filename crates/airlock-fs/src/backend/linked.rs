@@ -9,8 +9,9 @@
 //!   file;
 //! - whenever the guest is refused opening a file by its name, that file's identity is added.
 //!
-//! An open or a change of attributes waits for the walk to finish (it runs while the guest
-//! boots), then a node whose identity is known is refused what its refused name is refused,
+//! An open or a change of attributes of a file with more than one name waits for the walk to
+//! finish (it runs while the guest boots; other files are checked against what is known so
+//! far), then a node whose identity is known is refused what its refused name is refused,
 //! unless the name being used is that same name. What
 //! this cannot see: a refused file created on the host after the walk, never opened by the
 //! guest under its refused name, and linked on the host to a name the guest then opens.
@@ -167,10 +168,16 @@ impl Denied {
     }
 
     /// The refused name of file `id` if it is refused `want` there and is not among `paths`
-    /// (the names the guest is using); waits for the walk first.
-    pub(super) fn other_name(&self, id: HostId, paths: &[String], want: Use) -> Option<String> {
+    /// (the names the guest is using); with `wait`, waits for the walk first.
+    pub(super) fn other_name(
+        &self,
+        id: HostId,
+        paths: &[String],
+        want: Use,
+        wait: bool,
+    ) -> Option<String> {
         let mut s = self.lock();
-        while !s.done {
+        while wait && !s.done {
             s = self.walked.wait(s).unwrap_or_else(PoisonError::into_inner);
         }
         s.ids

@@ -44,6 +44,8 @@ type HostId = (u64, u64);
 #[derive(Debug, Clone, Copy)]
 struct Node {
     host: HostId,
+    /// Its number of names on the host when the guest last looked it up.
+    links: u64,
     /// The inner inode we hold one lookup on, while resident.
     inner: Option<u64>,
     /// Requests using `inner` now: it is not evicted under them.
@@ -117,9 +119,9 @@ impl Nodes {
             .ok_or_else(|| io::Error::from_raw_os_error(libc::EBADF))
     }
 
-    /// The host identity recorded for guest node `guest`.
-    pub(super) fn host_of(&self, guest: u64) -> Option<HostId> {
-        self.lock().nodes.get(&guest).map(|n| n.host)
+    /// The host identity recorded for guest node `guest`, and its number of names then.
+    pub(super) fn host_of(&self, guest: u64) -> Option<(HostId, u64)> {
+        self.lock().nodes.get(&guest).map(|n| (n.host, n.links))
     }
 
     /// Open handles now.
@@ -414,6 +416,9 @@ where
             let mut t = self.nodes.lock();
             match t.by_host.get(&host).copied() {
                 Some(guest) => {
+                    if let Some(n) = t.nodes.get_mut(&guest) {
+                        n.links = entry.attr.nlink.into();
+                    }
                     let resident = t.nodes.get(&guest).and_then(|n| n.inner);
                     match resident {
                         // Already held once: drop the lookup just taken.
@@ -450,6 +455,7 @@ where
                         guest,
                         Node {
                             host,
+                            links: entry.attr.nlink.into(),
                             inner: Some(entry.inode),
                             pins: 0,
                             stamp,

@@ -475,3 +475,73 @@ fn a_hard_link_made_on_the_host_to_a_refused_or_protected_file_is_refused_too() 
         a.assert_clean();
     }
 }
+
+#[test]
+fn apply_never_follows_a_symlink_on_the_host() {
+    let a = Airlock::start();
+    let ws = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    // Left by an earlier run: `linked` points out of the workspace.
+    std::os::unix::fs::symlink(outside.path(), ws.path().join("linked")).unwrap();
+    std::fs::create_dir(ws.path().join("sub")).unwrap();
+    std::fs::write(ws.path().join("sub/a.txt"), "a\n").unwrap();
+    let overlays = tempfile::tempdir().unwrap();
+    let policy = overlays.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        "[[filesystem.mounts]]\nworkspace = true\nguest = \"/workspace\"\nmode = \"overlay\"\n",
+    )
+    .unwrap();
+    let ov = |args: &[&str]| {
+        a.command(args)
+            .env("AIRLOCK_OVERLAY_DIR", overlays.path())
+            .output()
+            .unwrap()
+    };
+    let out = ov(&[
+        "run",
+        "--policy",
+        policy.to_str().unwrap(),
+        "--workspace",
+        ws.path().to_str().unwrap(),
+        "--",
+        "sh",
+        "-c",
+        "cd /workspace; echo x > linked/through.txt; echo through=$?; \
+         rm linked && mkdir linked && echo x > linked/evil.txt; echo replaced=$?; \
+         echo x > sub/evil.txt",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    // The guest resolves the link itself, to a guest path that does not exist.
+    assert!(
+        stdout.contains("through=1") || stdout.contains("through=2"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("replaced=0"), "{stdout}");
+    let id = text(&out.stderr)
+        .split("airlock diff ")
+        .nth(1)
+        .and_then(|s| s.split('`').next())
+        .unwrap()
+        .to_string();
+    // Before apply, the host swaps `sub` for a link out of the workspace too.
+    std::fs::rename(ws.path().join("sub"), ws.path().join("sub.old")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), ws.path().join("sub")).unwrap();
+
+    let apply = ov(&["apply", &id]);
+    let shown = format!("{}{}", text(&apply.stdout), text(&apply.stderr));
+    assert!(!apply.status.success(), "a conflict is reported: {shown}");
+    assert!(shown.contains("sub/evil.txt"), "{shown}");
+    // Nothing was written through either link.
+    let escaped: Vec<_> = std::fs::read_dir(outside.path()).unwrap().collect();
+    assert!(escaped.is_empty(), "{escaped:?}");
+    // The old link was replaced by the guest's directory, inside the workspace.
+    assert!(ws.path().join("linked").is_dir() && !ws.path().join("linked").is_symlink());
+    assert_eq!(
+        std::fs::read_to_string(ws.path().join("linked/evil.txt")).unwrap(),
+        "x\n"
+    );
+    assert!(ws.path().join("sub").is_symlink());
+    a.assert_clean();
+}

@@ -10,6 +10,7 @@ mod harden_files;
 mod harden_host;
 mod image;
 mod large;
+mod mcp;
 mod net;
 mod policy;
 mod pool;

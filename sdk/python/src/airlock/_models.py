@@ -52,6 +52,35 @@ STAT_FILE = Route("GET", "/v1/sandboxes/{id}/files/stat")
 """Stat a path in the guest (a final symlink is not followed)."""
 LIST_FILES = Route("GET", "/v1/sandboxes/{id}/files/list")
 """List a directory in the guest."""
+SANDBOX_CHANGES = Route("GET", "/v1/sandboxes/{id}/changes")
+"""What the workload changed in the sandbox's writable shares."""
+
+
+@dataclass(frozen=True)
+class ChangeList:
+    """Body of `GET /v1/sandboxes/{id}/changes`: what the workload changed in each writable
+    share.
+    """
+
+    id: str
+    """The sandbox."""
+    mounts: List[MountChanges]
+    """One entry per `rw` or `overlay` mount, in policy order (`ro` mounts cannot change)."""
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ChangeList:
+        """Parse the JSON object of a `ChangeList` (unknown keys are ignored)."""
+        return cls(
+            id=d["id"],
+            mounts=[MountChanges.from_dict(x) for x in d["mounts"]],
+        )
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The JSON object of this `ChangeList` (None fields left out)."""
+        out: Dict[str, Any] = {}
+        out["id"] = self.id
+        out["mounts"] = [x.to_dict() for x in self.mounts]
+        return out
 
 
 @dataclass(frozen=True)
@@ -404,6 +433,82 @@ class FileWritten:
         out: Dict[str, Any] = {}
         out["path"] = self.path
         out["size"] = self.size
+        return out
+
+
+@dataclass(frozen=True)
+class MountChanges:
+    """The changes in one share."""
+
+    guest: str
+    """Guest mount point (`/workspace`)."""
+    mode: str
+    """`rw` or `overlay`."""
+    host: str
+    """The host directory the share shows (for `overlay`, the one the copy was made from)."""
+    method: str
+    """How the changes were found: `overlay` compares the private copy with its snapshot
+    (contents, with diffs for text); `audit` lists the paths the filesystem gateway
+    allowed the guest to modify (an `rw` share writes to the host at once, so there is no
+    copy to compare).
+    """
+    changes: List[PathChange]
+    """Changed paths, relative to the mount, sorted."""
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> MountChanges:
+        """Parse the JSON object of a `MountChanges` (unknown keys are ignored)."""
+        return cls(
+            guest=d["guest"],
+            mode=d["mode"],
+            host=d["host"],
+            method=d["method"],
+            changes=[PathChange.from_dict(x) for x in d["changes"]],
+        )
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The JSON object of this `MountChanges` (None fields left out)."""
+        out: Dict[str, Any] = {}
+        out["guest"] = self.guest
+        out["mode"] = self.mode
+        out["host"] = self.host
+        out["method"] = self.method
+        out["changes"] = [x.to_dict() for x in self.changes]
+        return out
+
+
+@dataclass(frozen=True)
+class PathChange:
+    """One changed path."""
+
+    path: str
+    """Path relative to the mount, `/`-separated."""
+    kind: str
+    """`overlay`: `added`, `modified` or `deleted`. `audit`: the last operation the gateway
+    allowed on it (`create`, `write`, `setattr`, `mkdir`, `symlink`, `link`, `unlink`,
+    `rename` for the old name, `rename_to` for the new one).
+    """
+    diff: Optional[str] = None
+    """`overlay` only: a unified diff of a text file (absent for binary or large files and
+    for directories).
+    """
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> PathChange:
+        """Parse the JSON object of a `PathChange` (unknown keys are ignored)."""
+        return cls(
+            path=d["path"],
+            kind=d["kind"],
+            diff=d.get("diff"),
+        )
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The JSON object of this `PathChange` (None fields left out)."""
+        out: Dict[str, Any] = {}
+        out["path"] = self.path
+        out["kind"] = self.kind
+        if self.diff is not None:
+            out["diff"] = self.diff
         return out
 
 
