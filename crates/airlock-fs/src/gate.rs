@@ -307,10 +307,10 @@ impl Gate {
                 } else {
                     kind::FS_SETATTR
                 };
-                if valid.contains(SetattrValid::MODE) {
-                    if let Some(o) = self.mode_check(k, paths, mode, is_dir) {
-                        return o;
-                    }
+                if valid.contains(SetattrValid::MODE)
+                    && let Some(o) = self.mode_check(k, paths, mode, is_dir)
+                {
+                    return o;
                 }
                 let ops: &[FsOp] = match (size, other) {
                     (true, true) => &[FsOp::Write, FsOp::Setattr],

@@ -327,10 +327,10 @@ impl PathMap {
     fn detach(&mut self, child: u64, parent: u64, name: &str) {
         let before = self.walk(child).unwrap_or_default();
         self.remove_link(child, parent, name);
-        if let Some(node) = self.nodes.get_mut(&child) {
-            if node.links.is_empty() {
-                node.ghost = before;
-            }
+        if let Some(node) = self.nodes.get_mut(&child)
+            && node.links.is_empty()
+        {
+            node.ghost = before;
         }
         self.maybe_remove(child);
         self.maybe_remove(parent);

@@ -394,14 +394,14 @@ fn prepare(share: &Share, policy: &Policy, served: Option<&Path>) -> Result<Prep
                 guest: mount.guest.clone(),
                 source,
             })?;
-        if let Some(expected) = expected {
-            if expected != overlay.host_dir() {
-                return Err(FsError::OverlayHostMismatch {
-                    guest: mount.guest.clone(),
-                    policy: expected,
-                    overlay: overlay.host_dir().to_owned(),
-                });
-            }
+        if let Some(expected) = expected
+            && expected != overlay.host_dir()
+        {
+            return Err(FsError::OverlayHostMismatch {
+                guest: mount.guest.clone(),
+                policy: expected,
+                overlay: overlay.host_dir().to_owned(),
+            });
         }
         return Ok(Prepared {
             served,
@@ -418,14 +418,14 @@ fn prepare(share: &Share, policy: &Policy, served: Option<&Path>) -> Result<Prep
             mode: share.mode,
         });
     }
-    if let Some(expected) = expected {
-        if expected.as_os_str() != root.as_str() {
-            return Err(FsError::HostMismatch {
-                guest: mount.guest.clone(),
-                policy: expected,
-                share: PathBuf::from(root),
-            });
-        }
+    if let Some(expected) = expected
+        && expected.as_os_str() != root.as_str()
+    {
+        return Err(FsError::HostMismatch {
+            guest: mount.guest.clone(),
+            policy: expected,
+            share: PathBuf::from(root),
+        });
     }
     Ok(Prepared {
         served,

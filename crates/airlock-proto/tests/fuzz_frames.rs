@@ -628,7 +628,7 @@ fn token_bytes(token: &str) -> Vec<u8> {
         };
         return n.expect("be32 value").to_be_bytes().to_vec();
     }
-    assert!(token.len() % 2 == 0, "odd hex token {token:?}");
+    assert!(token.len().is_multiple_of(2), "odd hex token {token:?}");
     (0..token.len())
         .step_by(2)
         .map(|i| u8::from_str_radix(&token[i..i + 2], 16).expect("hex"))

@@ -248,10 +248,11 @@ pub(crate) fn walk<E>(
                 name,
                 stat,
             })?;
-            if descend && kind_of(&stat) == Kind::Dir {
-                if let Ok(name) = std::str::from_utf8(name) {
-                    subdirs.push(join(&rel, name));
-                }
+            if descend
+                && kind_of(&stat) == Kind::Dir
+                && let Ok(name) = std::str::from_utf8(name)
+            {
+                subdirs.push(join(&rel, name));
             }
         }
         stack.extend(subdirs.into_iter().rev());

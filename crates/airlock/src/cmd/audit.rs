@@ -75,12 +75,13 @@ fn resolve(arg: Option<&str>) -> anyhow::Result<PathBuf> {
         if p.is_file() {
             return Ok(p);
         }
-        if !a.contains('/') && !a.contains("..") {
-            if let Some(d) = &dir {
-                let by_id = d.join(format!("{a}.jsonl"));
-                if by_id.is_file() {
-                    return Ok(by_id);
-                }
+        if !a.contains('/')
+            && !a.contains("..")
+            && let Some(d) = &dir
+        {
+            let by_id = d.join(format!("{a}.jsonl"));
+            if by_id.is_file() {
+                return Ok(by_id);
             }
         }
         bail!(

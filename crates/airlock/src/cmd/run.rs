@@ -120,10 +120,10 @@ async fn dispatch(mut args: RunArgs) -> anyhow::Result<u8> {
         kit: kit.map(Box::new),
         ..args
     };
-    if let Some(route) = daemon_route(&args, &workspace) {
-        if let Some(code) = run_in_daemon(&args, &route, &mut signals).await? {
-            return Ok(code);
-        }
+    if let Some(route) = daemon_route(&args, &workspace)
+        && let Some(code) = run_in_daemon(&args, &route, &mut signals).await?
+    {
+        return Ok(code);
     }
     run(args, workspace, signals).await
 }
@@ -503,10 +503,10 @@ async fn run(args: RunArgs, workspace: PathBuf, mut signals: Signals) -> anyhow:
         crate::ui::note!("airlock: state dir {}", sandbox.state_dir().display());
     }
     airlock_supervisor::launch::record_unprotected(&sandbox, policy, &launch.origin);
-    if let Some(r) = sandbox.recorder() {
-        if std::io::stderr().is_terminal() {
-            crate::ui::note!("airlock: audit log {}", r.path().display());
-        }
+    if let Some(r) = sandbox.recorder()
+        && std::io::stderr().is_terminal()
+    {
+        crate::ui::note!("airlock: audit log {}", r.path().display());
     }
 
     let exec_started = Instant::now();
@@ -580,10 +580,11 @@ async fn exec(
         .tty
         .then(|| terminal_size().unwrap_or(WindowSize { rows: 24, cols: 80 }));
     let mut env = args.cmd.env.clone();
-    if tty.is_some() && !env.iter().any(|(k, _)| k == "TERM") {
-        if let Ok(term) = std::env::var("TERM") {
-            env.push(("TERM".into(), term));
-        }
+    if tty.is_some()
+        && !env.iter().any(|(k, _)| k == "TERM")
+        && let Ok(term) = std::env::var("TERM")
+    {
+        env.push(("TERM".into(), term));
     }
     let request = airlock_supervisor::launch::exec_request(
         policy,
@@ -610,10 +611,10 @@ async fn exec(
         let tx = control_tx.clone();
         tokio::spawn(async move {
             while winch.recv().await.is_some() {
-                if let Some(size) = terminal_size() {
-                    if tx.send(ExecControl::Resize { size }).is_err() {
-                        break;
-                    }
+                if let Some(size) = terminal_size()
+                    && tx.send(ExecControl::Resize { size }).is_err()
+                {
+                    break;
                 }
             }
         });

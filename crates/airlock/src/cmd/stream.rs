@@ -108,10 +108,11 @@ pub(crate) async fn stream_exec(
             .unwrap_or(TerminalSize { rows: 24, cols: 80 })
     });
     let mut env = spec.env;
-    if spec.tty && !env.iter().any(|(k, _)| k == "TERM") {
-        if let Ok(term) = std::env::var("TERM") {
-            env.push(("TERM".into(), term));
-        }
+    if spec.tty
+        && !env.iter().any(|(k, _)| k == "TERM")
+        && let Ok(term) = std::env::var("TERM")
+    {
+        env.push(("TERM".into(), term));
     }
     let body = ExecBody {
         argv: spec.argv,
