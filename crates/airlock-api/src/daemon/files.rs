@@ -174,7 +174,8 @@ fn failure(path: &str, ran: &Ran) -> DaemonError {
     let msg = ran.stderr.trim();
     let user = "as the workload user";
     let detail = |what: &str| format!("{path}: {what} (in the guest, {user})");
-    if msg.contains("No such file or directory") {
+    // busybox sh says "nonexistent directory" for a redirect into a missing directory.
+    if msg.contains("No such file or directory") || msg.contains("nonexistent directory") {
         DaemonError::NotFound(detail("no such file or directory"))
     } else if msg.contains("Permission denied")
         || msg.contains("Operation not permitted")

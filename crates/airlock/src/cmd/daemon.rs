@@ -27,9 +27,22 @@ pub struct DaemonArgs {
     /// Also serve on this TCP address; every request must then carry the token.
     #[arg(long, value_name = "ADDR", requires = "token_file")]
     tcp: Option<std::net::SocketAddr>,
-    /// File holding the bearer token for --tcp (at least 16 characters; mode 0600 or stricter).
-    #[arg(long, value_name = "FILE", requires = "tcp")]
+    /// File holding the bearer token for --tcp, and the API key for --e2b (at least 16
+    /// characters; mode 0600 or stricter).
+    #[arg(long, value_name = "FILE")]
     token_file: Option<PathBuf>,
+    /// Also serve an E2B-compatible API on this TCP address, for the official `e2b` SDK with
+    /// E2B_API_URL and E2B_SANDBOX_URL set to http://ADDR and E2B_API_KEY to the token
+    /// (see docs/e2b.md).
+    #[arg(long, value_name = "ADDR", requires = "token_file")]
+    e2b: Option<std::net::SocketAddr>,
+    /// Policy file for sandboxes created through --e2b (default: profile `default`).
+    #[arg(long, value_name = "FILE", requires = "e2b")]
+    e2b_policy: Option<PathBuf>,
+    /// Host directory shared as the workspace of every --e2b sandbox (default: a fresh empty
+    /// directory per sandbox, removed when it is killed).
+    #[arg(long, value_name = "DIR", requires = "e2b")]
+    e2b_workspace: Option<PathBuf>,
     /// Stop sandboxes idle this long (no API call, no running exec); `0` never.
     #[arg(long, value_name = "DURATION", default_value = "30m", value_parser = parse_duration)]
     idle_timeout: Duration,
@@ -78,6 +91,32 @@ fn parse_pool(s: &str) -> Result<(String, usize), String> {
     Ok((image.to_string(), n))
 }
 
+/// How --e2b sandboxes are made: the policy text (read once, at start) and the workspace.
+fn e2b_config(args: &DaemonArgs) -> anyhow::Result<airlock_e2b::E2bConfig> {
+    let policy = match &args.e2b_policy {
+        Some(f) => {
+            let path =
+                std::path::absolute(f).with_context(|| format!("--e2b-policy {}", f.display()))?;
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading --e2b-policy {}", path.display()))?;
+            Some((text, path))
+        }
+        None => None,
+    };
+    let workspace = match &args.e2b_workspace {
+        Some(d) => {
+            let dir = std::fs::canonicalize(d)
+                .with_context(|| format!("--e2b-workspace {}", d.display()))?;
+            if !dir.is_dir() {
+                bail!("--e2b-workspace {}: not a directory", d.display());
+            }
+            Some(dir)
+        }
+        None => None,
+    };
+    Ok(airlock_e2b::E2bConfig { policy, workspace })
+}
+
 /// Runs the daemon until SIGINT or SIGTERM.
 pub fn main(args: DaemonArgs) -> anyhow::Result<u8> {
     if args.openapi {
@@ -97,6 +136,10 @@ async fn serve(args: DaemonArgs) -> anyhow::Result<u8> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+    if args.token_file.is_some() && args.tcp.is_none() && args.e2b.is_none() {
+        bail!("--token-file is for --tcp or --e2b; give one of them");
+    }
+    let e2b_config = e2b_config(&args)?;
     let token = match &args.token_file {
         Some(f) => Some(listen::read_token(f)?),
         None => None,
@@ -158,6 +201,21 @@ async fn serve(args: DaemonArgs) -> anyhow::Result<u8> {
     let unix = listen::bind_unix(&socket, group.as_ref())?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut tcp_listener = None;
+    let mut e2b_server = None;
+    if let (Some(addr), Some(token)) = (args.e2b, token.as_deref()) {
+        let tcp = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding --e2b {addr}"))?;
+        if !addr.ip().is_loopback() {
+            crate::ui::note!(
+                "airlock: warning: {addr} is not a loopback address and the E2B API has no TLS; \
+                 the API key and access tokens cross the network in clear"
+            );
+        }
+        crate::ui::note!("airlock: E2B API listening on http://{addr} (E2B_API_KEY = the token)");
+        let e2b = airlock_e2b::E2b::new(daemon.clone(), token, e2b_config);
+        e2b_server = Some(airlock_e2b::serve(e2b, tcp, stop_rx.clone()));
+    }
     if let (Some(addr), Some(token)) = (args.tcp, token) {
         let tcp = tokio::net::TcpListener::bind(addr)
             .await
@@ -172,7 +230,8 @@ async fn serve(args: DaemonArgs) -> anyhow::Result<u8> {
         tcp_listener = Some((tcp, token));
     }
     crate::ui::note!("airlock: daemon listening on {}", socket.display());
-    let servers = listen::serve(daemon.clone(), unix, tcp_listener, stop_rx);
+    let mut servers = listen::serve(daemon.clone(), unix, tcp_listener, stop_rx);
+    servers.extend(e2b_server);
     let janitor = tokio::spawn(daemon.clone().janitor());
     let keeper = tokio::spawn(daemon.clone().pool_keeper());
     if let Some(status) = daemon.pool_status() {

@@ -3,6 +3,7 @@ mod agents_tty;
 mod audit;
 mod credentials;
 mod daemon;
+mod e2b;
 mod fs;
 mod harden;
 mod harden_files;
