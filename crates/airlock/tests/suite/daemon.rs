@@ -531,19 +531,9 @@ fn tcp_listener_requires_the_token() {
         text(&out.stderr)
     );
 
-    let token = a.cwd().join("token");
-    std::fs::write(&token, "test-token-0123456789abcdef\n").unwrap();
-    std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let d = a.daemon(&[
-        "--tcp",
-        &format!("127.0.0.1:{port}"),
-        "--token-file",
-        token.to_str().unwrap(),
-    ]);
+    let token = airlock_testkit::token_file(a.cwd(), "test-token-0123456789abcdef");
+    let addr = airlock_testkit::free_loopback_addr();
+    let d = a.daemon(&["--tcp", &addr, "--token-file", token.to_str().unwrap()]);
     let curl = |auth: Option<&str>| {
         let mut c = std::process::Command::new("curl");
         c.args(["-sS", "-o", "/dev/null", "-w", "%{http_code}"]);
@@ -551,7 +541,7 @@ fn tcp_listener_requires_the_token() {
             c.args(["-H", h]);
         }
         text(
-            &c.arg(format!("http://127.0.0.1:{port}/v1/sandboxes"))
+            &c.arg(format!("http://{addr}/v1/sandboxes"))
                 .output()
                 .unwrap()
                 .stdout,

@@ -120,19 +120,10 @@ fn sdk_check(
 
 /// A token file (mode 0600) in `dir` and a free loopback address.
 fn token_and_addr(dir: &Path, token: &str) -> (std::path::PathBuf, String) {
-    let token_file = dir.join("token");
-    std::fs::write(&token_file, format!("{token}\n")).unwrap();
-    std::fs::set_permissions(
-        &token_file,
-        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    (
+        airlock_testkit::token_file(dir, token),
+        airlock_testkit::free_loopback_addr(),
     )
-    .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    (token_file, format!("127.0.0.1:{port}"))
 }
 
 #[test]

@@ -339,13 +339,10 @@ fn mcp_without_a_daemon_lists_tools_and_says_how_to_start_one() {
 #[test]
 fn mcp_over_streamable_http_needs_the_token_and_a_loopback_address() {
     use std::io::BufRead;
-    use std::os::unix::fs::PermissionsExt;
     let a = Airlock::start();
     let _d = a.daemon(&[]);
     let token = "mcp-test-token-0123456789abcdef";
-    let token_file = a.cwd().join("token");
-    std::fs::write(&token_file, token).unwrap();
-    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let token_file = airlock_testkit::token_file(a.cwd(), token);
     let token_path = token_file.to_str().unwrap();
 
     let out = a.run(["mcp", "--http", "0.0.0.0:0", "--token-file", token_path]);

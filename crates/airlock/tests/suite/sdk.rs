@@ -52,24 +52,9 @@ fn python_sdk_suite_passes_against_a_real_daemon() {
     let a = Airlock::start();
     let secrets = tempfile::tempdir().unwrap();
     let token = "sdk-test-token-0123456789abcdef";
-    let token_file = secrets.path().join("token");
-    std::fs::write(&token_file, format!("{token}\n")).unwrap();
-    std::fs::set_permissions(
-        &token_file,
-        std::os::unix::fs::PermissionsExt::from_mode(0o600),
-    )
-    .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let d = a.daemon(&[
-        "--tcp",
-        &format!("127.0.0.1:{port}"),
-        "--token-file",
-        token_file.to_str().unwrap(),
-    ]);
+    let token_file = airlock_testkit::token_file(secrets.path(), token);
+    let addr = airlock_testkit::free_loopback_addr();
+    let d = a.daemon(&["--tcp", &addr, "--token-file", token_file.to_str().unwrap()]);
 
     // A fresh venv with nothing but the SDK and its dependencies, installed as a user would.
     let started = Instant::now();
@@ -137,7 +122,7 @@ fn python_sdk_suite_passes_against_a_real_daemon() {
         ])
         .current_dir(repo().join("sdk/python"))
         .env("AIRLOCK_SOCKET", a.socket())
-        .env("AIRLOCK_TEST_TCP_URL", format!("http://127.0.0.1:{port}"))
+        .env("AIRLOCK_TEST_TCP_URL", format!("http://{addr}"))
         .env("AIRLOCK_TEST_TOKEN", token)
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .env_remove("AIRLOCK_TEST_IMAGE")
