@@ -15,7 +15,8 @@
 //! unless the name being used is that same name. What
 //! this cannot see: a refused file created on the host after the walk, never opened by the
 //! guest under its refused name, and linked on the host to a name the guest then opens.
-//! Symlinks need nothing here: the guest resolves them, so their targets reach the gate by
+//! A directory renamed while the walk runs may be passed over (the walk never follows it to
+//! its new name); files in it are then learnt only by name. Symlinks need nothing here: the guest resolves them, so their targets reach the gate by
 //! name.
 
 use std::collections::HashMap;

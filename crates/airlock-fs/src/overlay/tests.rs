@@ -369,3 +369,28 @@ fn snapshot_keeps_hard_links_as_one_file() {
     paths.sort();
     assert_eq!(paths, ["a-again.txt", "a.txt", "sub/a-third.txt"]);
 }
+
+#[test]
+fn a_walk_passes_over_a_directory_that_vanishes_before_it_is_entered() {
+    let dir = tempfile::tempdir().unwrap();
+    write(&dir.path().join("gone/inner/f.txt"), "x");
+    write(&dir.path().join("kept/g.txt"), "y");
+    let t = tree::Tree::open(dir.path()).unwrap();
+    let mut seen = Vec::new();
+    let root = dir.path().to_owned();
+    tree::walk(
+        &t,
+        |v: tree::Visit<'_>| -> Result<bool, std::io::Error> {
+            let rel = tree::join(v.parent, std::str::from_utf8(v.name).unwrap());
+            if rel == "gone" {
+                // Removed after its parent was listed, before the walk opens it.
+                std::fs::remove_dir_all(root.join("gone")).unwrap();
+            }
+            seen.push(rel);
+            Ok(true)
+        },
+        |_, _, e| e,
+    )
+    .unwrap();
+    assert_eq!(seen, ["gone", "kept", "kept/g.txt"]);
+}

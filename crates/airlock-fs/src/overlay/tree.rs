@@ -228,9 +228,19 @@ pub(crate) fn walk<E>(
 ) -> Result<(), E> {
     let mut stack = vec![String::new()];
     while let Some(rel) = stack.pop() {
-        let dir = tree
-            .dir(&rel)
-            .map_err(|e| fail("open the directory", &rel, e))?;
+        let dir = match tree.dir(&rel) {
+            Ok(d) => d,
+            // Gone, or no longer a directory, since its parent was listed: passed over.
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP)
+                ) =>
+            {
+                continue;
+            }
+            Err(e) => return Err(fail("open the directory", &rel, e)),
+        };
         let names = list(&dir).map_err(|e| fail("list the directory", &rel, e))?;
         let mut subdirs = Vec::new();
         for name in &names {
