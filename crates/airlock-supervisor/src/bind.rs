@@ -149,12 +149,15 @@ impl Sandbox {
             self.state.path().join("stats.json"),
             self.vm.pid(),
         );
+        let mut usage = crate::stats::UsageLog::new(r.path());
         self.stats_task = Some(tokio::spawn(
             async move {
                 let mut tick = tokio::time::interval(Duration::from_secs(1));
                 loop {
                     tick.tick().await;
-                    if let Ok(json) = serde_json::to_vec(&r.stats(&id, pid)) {
+                    let stats = r.stats(&id, pid);
+                    usage.append(&stats);
+                    if let Ok(json) = serde_json::to_vec(&stats) {
                         let tmp = path.with_extension("json.tmp");
                         if std::fs::write(&tmp, json).is_ok() {
                             let _ = std::fs::rename(&tmp, &path);

@@ -257,3 +257,74 @@ mod tests {
         assert!(rss.unwrap() > 0);
     }
 }
+
+/// One sample of a running sandbox's resource use, appended each second to `<log>.usage`
+/// beside its audit log, so the review page can chart CPU and memory over the whole run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UsageSample {
+    /// Sandbox id (a fixed `audit.path` may serve several runs).
+    pub sandbox: String,
+    /// When it was taken.
+    pub ts: airlock_audit::Timestamp,
+    /// CPU seconds of the VM engine so far.
+    pub cpu_seconds: Option<f64>,
+    /// Resident memory of the VM engine in bytes.
+    pub memory_bytes: Option<u64>,
+}
+
+/// Most samples one log's sidecar takes (a day at one a second); later ones are skipped.
+pub const MAX_USAGE_SAMPLES: u64 = 86_400;
+
+/// The `<log>.usage` sidecar of one run. Informational: unlike the audit log it is neither
+/// chained nor signed, and failing to write it never affects the sandbox.
+#[derive(Debug)]
+pub struct UsageLog {
+    path: std::path::PathBuf,
+    written: u64,
+}
+
+/// The usage sidecar of the audit log at `log`.
+pub fn usage_path(log: &std::path::Path) -> std::path::PathBuf {
+    let mut name = log.as_os_str().to_owned();
+    name.push(".usage");
+    std::path::PathBuf::from(name)
+}
+
+impl UsageLog {
+    /// The sidecar of the audit log at `log`.
+    pub fn new(log: &std::path::Path) -> UsageLog {
+        UsageLog {
+            path: usage_path(log),
+            written: 0,
+        }
+    }
+
+    /// Appends one sample taken from `stats` (nothing once finished or full).
+    pub fn append(&mut self, stats: &Stats) {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        if !stats.running || self.written >= MAX_USAGE_SAMPLES {
+            return;
+        }
+        let sample = UsageSample {
+            sandbox: stats.sandbox.clone(),
+            ts: airlock_audit::Timestamp::now(),
+            cpu_seconds: stats.cpu_seconds,
+            memory_bytes: stats.memory_bytes,
+        };
+        let Ok(mut line) = serde_json::to_vec(&sample) else {
+            return;
+        };
+        line.push(b'\n');
+        let file = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(&self.path);
+        if let Ok(mut f) = file
+            && f.write_all(&line).is_ok()
+        {
+            self.written += 1;
+        }
+    }
+}

@@ -63,6 +63,8 @@ enum Command {
     Cp(cmd::remote::CpArgs),
     /// Serve sandboxes as MCP tools over stdio (for Claude Code and other MCP clients).
     Mcp(cmd::mcp::McpArgs),
+    /// Serve a local review page: sandboxes, live timelines, verified audit, overlay diffs.
+    Ui(cmd::webui::UiArgs),
 }
 
 fn main() -> ExitCode {
@@ -100,7 +102,7 @@ fn main() -> ExitCode {
         .init();
     if !matches!(
         cli.command,
-        Command::Run(_) | Command::Exec(_) | Command::Daemon(_) | Command::Mcp(_)
+        Command::Run(_) | Command::Exec(_) | Command::Daemon(_) | Command::Mcp(_) | Command::Ui(_)
     ) {
         // Reporting commands behave like other Unix tools when their reader goes away
         // (`airlock audit show | head`): end quietly instead of failing a write.
@@ -131,6 +133,7 @@ fn main() -> ExitCode {
         Command::Logs(args) => cmd::remote::logs(args),
         Command::Cp(args) => cmd::remote::cp(args),
         Command::Mcp(args) => cmd::mcp::main(args),
+        Command::Ui(args) => cmd::webui::main(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

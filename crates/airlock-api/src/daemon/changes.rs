@@ -14,8 +14,8 @@ use airlock_policy::{MountHost, MountMode};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-/// Largest diff text kept per file; longer ones are cut at a line end and marked.
-pub const MAX_DIFF_CHARS: usize = 64 * 1024;
+pub use airlock_supervisor::review::MAX_DIFF_CHARS;
+use airlock_supervisor::review::cut_diff;
 
 /// The changes of every writable share of `entry`. Reads files and the log: call it off the
 /// async runtime.
@@ -128,26 +128,6 @@ fn overlay_changes(id: &str, index: usize) -> Result<Vec<PathChange>, DaemonErro
         });
     }
     Ok(out)
-}
-
-/// Cuts `diff` to [`MAX_DIFF_CHARS`] at a line end, saying so.
-fn cut_diff(diff: String) -> String {
-    if diff.len() <= MAX_DIFF_CHARS {
-        return diff;
-    }
-    let mut end = MAX_DIFF_CHARS;
-    while !diff.is_char_boundary(end) {
-        end -= 1;
-    }
-    let head = diff.get(..end).unwrap_or_default();
-    let head = head
-        .rfind('\n')
-        .and_then(|i| head.get(..=i))
-        .unwrap_or(head);
-    format!(
-        "{head}... diff cut at {MAX_DIFF_CHARS} characters ({} in all)\n",
-        diff.len()
-    )
 }
 
 #[cfg(test)]

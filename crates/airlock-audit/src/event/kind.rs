@@ -53,6 +53,11 @@ pub const PROC_EXEC: &str = "proc.exec";
 pub const PROC_EXIT: &str = "proc.exit";
 /// The guest kernel's OOM killer ended processes of a command.
 pub const PROC_OOM: &str = "proc.oom";
+/// The user applied an overlay's changes to the host (`airlock apply`, the review page);
+/// `decision` is `deny` when a conflict or the policy left something out; `detail` counts.
+pub const USER_APPLY: &str = "user.apply";
+/// The user discarded an overlay's changes (`airlock discard`, the review page).
+pub const USER_DISCARD: &str = "user.discard";
 /// A request outside the fs/net gateways was refused by policy.
 pub const POLICY_DENY: &str = "policy.deny";
 /// A policy removed one of the built-in protected paths (`filesystem.unprotect`).

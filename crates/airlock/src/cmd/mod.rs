@@ -12,3 +12,4 @@ pub mod policy;
 pub mod remote;
 pub mod run;
 pub mod stream;
+pub mod webui;

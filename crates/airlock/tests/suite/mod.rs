@@ -17,3 +17,4 @@ mod pool;
 mod run;
 mod run_daemon;
 mod sdk;
+mod ui;
