@@ -260,6 +260,11 @@ fn the_review_page_shows_a_run_live_verifies_it_and_applies_or_discards_its_chan
         assert_ne!(bg, "rgba(0, 0, 0, 0)", "a denial is highlighted");
         let all_denied = js(&c, "[...document.querySelectorAll('#timeline tr.rec')].every(r => r.dataset.decision === 'deny')").await;
         assert_eq!(all_denied, true, "the filter keeps denials only");
+        // A record expands to all its fields, the deciding rule among them.
+        c.find(Locator::Css("#timeline tr.rec[data-kind=\"net.http\"][data-decision=\"deny\"]")).await.unwrap().click().await.unwrap();
+        let fields = until(&c, "the expanded record", "(() => { const f = document.querySelector('#timeline tr.fields'); return f && f.textContent; })()", 30).await;
+        let fields = fields.as_str().unwrap();
+        assert!(fields.contains("rule") && fields.contains("network.default") && fields.contains("net.host") && fields.contains("hash"), "{fields}");
         c.find(Locator::Css("#f-decision input[value=deny]")).await.unwrap().click().await.unwrap();
         until(&c, "the whole timeline again", "document.querySelectorAll('#timeline tr.dec-allow').length", 30).await;
         js(&c, "(() => { const r = [...document.querySelectorAll('#timeline tr.rec')].find(r => r.dataset.kind === 'net.http' && r.textContent.includes('evil.example')); r.scrollIntoView({block: 'center'}); return true; })()").await;
