@@ -13,7 +13,7 @@ const N: u64 = 100_000;
 const PAGE: usize = 200;
 
 fn event(n: u64) -> Event {
-    let deny = n % 50 == 0;
+    let deny = n.is_multiple_of(50);
     Event::new(
         Source::Host,
         if deny {
