@@ -36,6 +36,63 @@ pub struct ImageManifest {
     pub kernel: KernelRecord,
     /// Files of the build with their hashes.
     pub artefacts: Vec<Artefact>,
+    /// For an imported OCI image (`kind` = `oci`): where it came from and its run config.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oci: Option<OciRecord>,
+}
+
+/// Where an imported OCI image came from, and how its commands run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OciRecord {
+    /// The path imported.
+    pub source: String,
+    /// `oci-layout`, `oci-archive` or `docker-archive`.
+    pub format: String,
+    /// The ref name or repo tag chosen.
+    pub reference: Option<String>,
+    /// `sha256:...` of the manifest (OCI) or of the config (docker's image id).
+    pub digest: String,
+    /// The layers applied, bottom first.
+    pub layers: Vec<OciLayer>,
+    /// The image config's run settings.
+    pub config: OciRunConfig,
+    /// Device nodes left out (the guest has its own `/dev`).
+    #[serde(default)]
+    pub devices_skipped: u64,
+}
+
+/// One layer of an imported image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OciLayer {
+    /// `sha256:...` of the layer file.
+    pub digest: String,
+    /// Its media type.
+    pub media_type: String,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// The run settings of an OCI image config.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OciRunConfig {
+    /// `Env`: `KEY=value` entries.
+    #[serde(default)]
+    pub env: Vec<String>,
+    /// `WorkingDir`.
+    #[serde(default)]
+    pub working_dir: Option<String>,
+    /// `User`: `name`, `uid`, `name:group` or `uid:gid`; `None` is root.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// `Entrypoint`.
+    #[serde(default)]
+    pub entrypoint: Vec<String>,
+    /// `Cmd`.
+    #[serde(default)]
+    pub cmd: Vec<String>,
 }
 
 /// An archive (suite of a mirror) at build time.
@@ -186,6 +243,7 @@ pub(crate) mod tests {
                 size: 4096,
                 sha256: "a".repeat(64),
             }],
+            oci: None,
         }
     }
 

@@ -109,6 +109,7 @@ impl Builder<'_> {
                 size,
                 sha256,
             }],
+            oci: None,
         };
         manifest.write(&self.out.join(MANIFEST))?;
         Ok(manifest)
