@@ -203,7 +203,8 @@ fn spawn(req: &ExecRequest, reaper: &Reaper) -> Result<Spawned, (SpawnFailure, S
     let account = match &req.user {
         Some(name) => {
             let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-            let account = harden::lookup_user(&passwd, name);
+            let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
+            let account = harden::resolve_user(&passwd, &group, name);
             Some(account.ok_or_else(|| {
                 invalid(format!("user {name:?} does not exist in the guest image"))
             })?)

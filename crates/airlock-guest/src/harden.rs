@@ -234,6 +234,53 @@ pub struct Account {
     pub home: String,
 }
 
+/// Resolves a container-style user spec, `user[:group]`, where each part is a name or a
+/// number (an OCI image's `User`): names through passwd- and group-format texts; a uid with no
+/// account gets group 0 and home `/`, as container runtimes do.
+pub fn resolve_user(passwd: &str, group: &str, spec: &str) -> Option<Account> {
+    let (user, grp) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    let mut account = match lookup_user(passwd, user) {
+        Some(a) => a,
+        None => {
+            let uid: u32 = user.parse().ok()?;
+            lookup_uid(passwd, uid).unwrap_or(Account {
+                uid,
+                gid: 0,
+                home: "/".into(),
+            })
+        }
+    };
+    if let Some(g) = grp {
+        account.gid = match g.parse() {
+            Ok(gid) => gid,
+            Err(_) => group.lines().find_map(|line| {
+                let mut f = line.split(':');
+                let (name, _pw, gid) = (f.next()?, f.next()?, f.next()?);
+                (name == g).then(|| gid.parse().ok()).flatten()
+            })?,
+        };
+    }
+    Some(account)
+}
+
+fn lookup_uid(text: &str, uid: u32) -> Option<Account> {
+    text.lines().find_map(|line| {
+        let f: Vec<&str> = line.split(':').collect();
+        let (Some(u), Some(g), Some(home)) = (f.get(2), f.get(3), f.get(5)) else {
+            return None;
+        };
+        (u.parse::<u32>().ok()? == uid).then_some(())?;
+        Some(Account {
+            uid,
+            gid: g.parse().ok()?,
+            home: (*home).to_string(),
+        })
+    })
+}
+
 /// Looks `name` up in passwd-format `text`.
 pub fn lookup_user(text: &str, name: &str) -> Option<Account> {
     text.lines().find_map(|line| {
@@ -622,5 +669,15 @@ mod tests {
         assert_eq!(lookup_user(passwd, "root").map(|a| a.uid), Some(0));
         assert_eq!(lookup_user(passwd, "bad"), None);
         assert_eq!(lookup_user(passwd, "nobody"), None);
+        let group = "root:x:0:\nagent:x:1000:\nwheel:x:10:agent\n";
+        let r = |s: &str| resolve_user(passwd, group, s).map(|a| (a.uid, a.gid, a.home));
+        assert_eq!(r("agent"), Some((1000, 1000, "/home/agent".into())));
+        assert_eq!(r("1000"), Some((1000, 1000, "/home/agent".into())));
+        assert_eq!(r("4321"), Some((4321, 0, "/".into())));
+        assert_eq!(r("4321:77"), Some((4321, 77, "/".into())));
+        assert_eq!(r("agent:wheel"), Some((1000, 10, "/home/agent".into())));
+        assert_eq!(r("agent:nogroup"), None);
+        assert_eq!(r("ghost"), None);
+        assert_eq!(r(""), None);
     }
 }

@@ -9,8 +9,14 @@
 //! The image's config (`Env`, `WorkingDir`, `User`, `Entrypoint` + `Cmd`) is kept in the
 //! manifest ([`OciRecord`]) and applied to each command by the supervisor.
 
+mod compression;
+mod error;
 pub mod source;
 pub mod unpack;
+
+pub use compression::is_compressed;
+use compression::layer_reader;
+pub use error::OciError;
 
 use crate::debian::manifest::{
     Artefact, ImageManifest, KernelRecord, MANIFEST_FORMAT, OciLayer, OciRecord, OciRunConfig,
@@ -18,63 +24,10 @@ use crate::debian::manifest::{
 use crate::debian::store::{IN_USE, ROOTFS, image_dir, validate_name};
 use crate::{Cache, EntryLock, ImageError, io_err, kernel, tool_path};
 use source::Plan;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 use unpack::{Tree, UnpackStats};
-
-/// Why an import failed (converted to [`ImageError::BadInput`] for the CLI).
-#[derive(Debug, thiserror::Error)]
-pub enum OciError {
-    /// A file could not be read.
-    #[error("{what} {}: {source}", path.display())]
-    Io {
-        /// What we were doing.
-        what: &'static str,
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The input is not a usable image.
-    #[error("{}: {message}", path.display())]
-    Bad {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong.
-        message: String,
-    },
-}
-
-impl OciError {
-    fn io(what: &'static str, path: &Path, source: std::io::Error) -> OciError {
-        OciError::Io {
-            what,
-            path: path.to_owned(),
-            source,
-        }
-    }
-
-    fn bad(path: &Path, message: impl Into<String>) -> OciError {
-        OciError::Bad {
-            path: path.to_owned(),
-            message: message.into(),
-        }
-    }
-}
-
-impl From<OciError> for ImageError {
-    fn from(e: OciError) -> Self {
-        match e {
-            OciError::Io { what, path, source } => ImageError::BadInput {
-                message: format!("{what}: {source}"),
-                path,
-            },
-            OciError::Bad { path, message } => ImageError::BadInput { path, message },
-        }
-    }
-}
 
 /// What to import.
 #[derive(Debug, Clone)]
@@ -96,48 +49,6 @@ pub struct Imported {
     pub manifest: ImageManifest,
     /// What unpacking kept and left out.
     pub stats: UnpackStats,
-}
-
-const GZIP: [u8; 2] = [0x1f, 0x8b];
-const ZSTD: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
-
-fn magic(path: &Path) -> Result<[u8; 4], OciError> {
-    let mut head = [0u8; 4];
-    let mut f = std::fs::File::open(path).map_err(|e| OciError::io("reading", path, e))?;
-    let mut n = 0;
-    while n < head.len() {
-        let Some(rest) = head.get_mut(n..) else { break };
-        match f.read(rest) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) => return Err(OciError::io("reading", path, e)),
-        }
-    }
-    Ok(head)
-}
-
-/// Whether a layer file is compressed (gzip or zstd), by its first bytes.
-pub fn is_compressed(path: &Path) -> Result<bool, OciError> {
-    let m = magic(path)?;
-    Ok(m.starts_with(&GZIP) || m == ZSTD)
-}
-
-/// The uncompressed tar stream of a layer file.
-fn layer_reader(path: &Path) -> Result<Box<dyn Read>, OciError> {
-    let m = magic(path)?;
-    let file = std::fs::File::open(path).map_err(|e| OciError::io("reading", path, e))?;
-    let reader = std::io::BufReader::with_capacity(1 << 20, file);
-    if m.starts_with(&GZIP) {
-        Ok(Box::new(flate2::read::MultiGzDecoder::new(reader)))
-    } else if m == ZSTD {
-        Err(OciError::bad(
-            path,
-            "zstd-compressed layers are not supported yet; export the image with gzip or \
-             uncompressed layers (e.g. `skopeo copy --dest-compress-format gzip`)",
-        ))
-    } else {
-        Ok(Box::new(reader))
-    }
 }
 
 /// Reads the source into a [`Plan`]; an archive is first unpacked into `scratch`.
@@ -329,3 +240,6 @@ fn import_in(
     std::fs::write(out.join(IN_USE), b"").map_err(io_err("creating the in-use lock"))?;
     Ok((manifest, out, stats))
 }
+
+#[cfg(test)]
+mod tests;

@@ -9,11 +9,13 @@
 
 mod env;
 mod error;
+mod image_config;
 mod reserved;
 mod shares;
 
 pub use env::{DEFAULT_BOOT_TIMEOUT_SECS, boot_timeout, resolver, tls_ports};
 pub use error::LaunchError;
+pub use image_config::apply_image_config;
 pub use reserved::airlock_files;
 pub use shares::{OverlayMeta, PolicySource, overlays_dir, prepare_shares};
 
@@ -275,6 +277,11 @@ pub async fn prepare(options: &LaunchOptions, base: &Images) -> Result<Launch, L
         .image
         .clone()
         .unwrap_or_else(|| policy.sandbox().image.clone());
+    // `oci:NAME` names an image imported with `airlock image import`, and nothing else.
+    let (image_name, want_oci) = match image_name.strip_prefix("oci:") {
+        Some(name) => (name.to_string(), true),
+        None => (image_name, false),
+    };
     let mut images = base.clone();
     let image = if image_name == "tiny" {
         None
@@ -307,6 +314,21 @@ pub async fn prepare(options: &LaunchOptions, base: &Images) -> Result<Launch, L
                 });
             }
         };
+        if want_oci && opened.manifest.oci.is_none() {
+            let f = if options.image.is_some() {
+                "image"
+            } else {
+                field
+            };
+            return Err(LaunchError::invalid(
+                f,
+                format!(
+                    "image {image_name:?} was built by airlock ({}), not imported: name it \
+                     without `oci:`",
+                    opened.manifest.kind
+                ),
+            ));
+        }
         images.rootfs = Some(opened.rootfs.clone());
         Some(opened)
     };

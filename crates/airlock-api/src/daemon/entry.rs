@@ -27,7 +27,7 @@ pub(super) enum EntryState {
     Running {
         sandbox: Arc<Sandbox>,
         /// A built image, held in use while the sandbox runs.
-        _image: Option<Box<OpenedImage>>,
+        image: Option<Box<OpenedImage>>,
     },
     Stopping,
     Stopped {
@@ -99,6 +99,16 @@ impl Entry {
                 "sandbox {} is stopped ({reason})",
                 self.id
             ))),
+        }
+    }
+
+    /// The run settings of the imported OCI image it runs, if it runs one.
+    pub fn image_config(&self) -> Option<airlock_image::debian::manifest::OciRunConfig> {
+        match &*lock(&self.state) {
+            EntryState::Running { image: Some(i), .. } => {
+                i.manifest.oci.as_ref().map(|o| o.config.clone())
+            }
+            _ => None,
         }
     }
 

@@ -116,13 +116,23 @@ pub fn start(entry: &Arc<Entry>, body: ExecBody) -> Result<Started, DaemonError>
             cols: s.cols,
         }
     });
-    let request = airlock_supervisor::launch::exec_request(
+    let cwd_given = body.cwd.is_some();
+    let mut request = airlock_supervisor::launch::exec_request(
         entry.policy(),
         body.argv,
         body.env.into_iter().collect(),
         body.cwd,
         tty,
     );
+    if let Some(config) = entry.image_config() {
+        airlock_supervisor::launch::apply_image_config(&mut request, &config, cwd_given);
+    }
+    if request.argv.is_empty() {
+        return Err(DaemonError::bad(
+            "argv",
+            "empty, and the image names no Entrypoint or Cmd to run instead",
+        ));
+    }
 
     let (stdin_tx, stdin_rx) = mpsc::channel::<Vec<u8>>(STDIN_QUEUE);
     if let Some(data) = stdin_data.filter(|d| !d.is_empty()) {

@@ -105,13 +105,16 @@ async fn run(
     let sandbox = entry.running()?;
     entry.touch();
     let tool = argv.first().cloned().unwrap_or_default();
-    let request = airlock_supervisor::launch::exec_request(
+    let mut request = airlock_supervisor::launch::exec_request(
         entry.policy(),
         argv,
         Vec::new(),
         Some("/".into()),
         None,
     );
+    if let Some(config) = entry.image_config() {
+        airlock_supervisor::launch::apply_image_config(&mut request, &config, true);
+    }
     let stdin = stdin.map(|data| {
         let (tx, rx) = mpsc::channel(1);
         tokio::spawn(async move {

@@ -254,7 +254,7 @@ impl Daemon {
         let kill = sandbox.recorder().map(|r| r.kill_requested());
         *lock(&entry.state) = EntryState::Running {
             sandbox: Arc::new(sandbox),
-            _image: launch.image.map(Box::new),
+            image: launch.image.map(Box::new),
         };
         if let Some(mut kill) = kill {
             // A `kill` monitor rule stops the sandbox.
@@ -288,8 +288,8 @@ impl Daemon {
         let taken = {
             let mut state = lock(&entry.state);
             match std::mem::replace(&mut *state, EntryState::Stopping) {
-                EntryState::Running { sandbox, _image } => {
-                    drop(_image);
+                EntryState::Running { sandbox, image } => {
+                    drop(image);
                     Ok(Some(sandbox))
                 }
                 EntryState::Stopped { reason } => {

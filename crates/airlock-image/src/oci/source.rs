@@ -2,7 +2,8 @@
 //! `docker save` archive. Either way the result is a [`Plan`]: the chosen manifest's digest,
 //! the image config, and the layer files in order, each checked against its digest.
 
-use super::OciError;
+use super::compression::is_compressed;
+use super::error::OciError;
 use oci_spec::image::{ImageConfiguration, ImageIndex, ImageManifest, MediaType};
 use sha2::Digest as _;
 use std::io::Read;
@@ -57,7 +58,9 @@ pub fn sha256_of(path: &Path) -> Result<String, OciError> {
     let mut hasher = sha2::Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = file.read(&mut buf).map_err(|e| OciError::io("reading", path, e))?;
+        let n = file
+            .read(&mut buf)
+            .map_err(|e| OciError::io("reading", path, e))?;
         if n == 0 {
             break;
         }
@@ -133,7 +136,10 @@ pub fn oci_layout(dir: &Path, reference: Option<&str>) -> Result<Plan, OciError>
         _ => {
             return Err(OciError::bad(
                 dir,
-                format!("index.json holds several images; pick one with --ref ({})", names()),
+                format!(
+                    "index.json holds several images; pick one with --ref ({})",
+                    names()
+                ),
             ));
         }
     };
@@ -196,7 +202,10 @@ fn inside(dir: &Path, name: &str) -> Result<PathBuf, OciError> {
             .components()
             .any(|c| !matches!(c, std::path::Component::Normal(_)))
     {
-        return Err(OciError::bad(dir, format!("manifest.json names {name:?}, outside the archive")));
+        return Err(OciError::bad(
+            dir,
+            format!("manifest.json names {name:?}, outside the archive"),
+        ));
     }
     Ok(dir.join(rel))
 }
@@ -215,14 +224,20 @@ pub fn docker(dir: &Path, reference: Option<&str>) -> Result<Plan, OciError> {
             let all: Vec<String> = entries.iter().flat_map(tags).collect();
             return Err(OciError::bad(
                 dir,
-                format!("no image {reference:?} in manifest.json (it has: {})", all.join(", ")),
+                format!(
+                    "no image {reference:?} in manifest.json (it has: {})",
+                    all.join(", ")
+                ),
             ));
         }
         _ => {
             let all: Vec<String> = entries.iter().flat_map(tags).collect();
             return Err(OciError::bad(
                 dir,
-                format!("the archive holds several images; pick one with --ref ({})", all.join(", ")),
+                format!(
+                    "the archive holds several images; pick one with --ref ({})",
+                    all.join(", ")
+                ),
             ));
         }
     };
@@ -237,7 +252,7 @@ pub fn docker(dir: &Path, reference: Option<&str>) -> Result<Plan, OciError> {
             .map_err(|e| OciError::io("reading", &path, e))?
             .len();
         // An uncompressed layer's digest is its diff id, which the config records.
-        if !super::is_compressed(&path)?
+        if !is_compressed(&path)?
             && let Some(want) = diff_ids.get(i)
             && *want != digest
         {
@@ -255,7 +270,9 @@ pub fn docker(dir: &Path, reference: Option<&str>) -> Result<Plan, OciError> {
     }
     Ok(Plan {
         format: "docker-archive",
-        reference: reference.map(str::to_string).or_else(|| tags(entry).first().cloned()),
+        reference: reference
+            .map(str::to_string)
+            .or_else(|| tags(entry).first().cloned()),
         digest: sha256_of(&config_path)?,
         config,
         layers,

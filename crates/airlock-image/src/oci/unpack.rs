@@ -141,16 +141,27 @@ impl Tree {
             let existing = lstat_at(&parent, &name);
             if kind.is_dir() {
                 match existing {
-                    Some(st) if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR => {}
+                    Some(st)
+                        if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT
+                            == SFlag::S_IFDIR => {}
                     Some(_) => {
                         remove_at(&parent, &name).map_err(|e| bad(e.to_string()))?;
-                        mkdirat(at(&parent), name.as_os_str(), Mode::from_bits_truncate(0o700))
-                            .map_err(|e| bad(format!("mkdir: {e}")))?;
+                        mkdirat(
+                            at(&parent),
+                            name.as_os_str(),
+                            Mode::from_bits_truncate(0o700),
+                        )
+                        .map_err(|e| bad(format!("mkdir: {e}")))?;
                     }
-                    None => mkdirat(at(&parent), name.as_os_str(), Mode::from_bits_truncate(0o700))
-                        .map_err(|e| bad(format!("mkdir: {e}")))?,
+                    None => mkdirat(
+                        at(&parent),
+                        name.as_os_str(),
+                        Mode::from_bits_truncate(0o700),
+                    )
+                    .map_err(|e| bad(format!("mkdir: {e}")))?,
                 }
-                self.own(&parent, &name, uid, gid, stats).map_err(|e| bad(e.to_string()))?;
+                self.own(&parent, &name, uid, gid, stats)
+                    .map_err(|e| bad(e.to_string()))?;
                 chmod_at(&parent, &name, mode).map_err(|e| bad(e.to_string()))?;
             } else {
                 if existing.is_some() {
@@ -163,35 +174,58 @@ impl Tree {
                         .into_owned();
                     symlinkat(OsStr::from_bytes(&target), at(&parent), name.as_os_str())
                         .map_err(|e| bad(format!("symlink: {e}")))?;
-                    self.own(&parent, &name, uid, gid, stats).map_err(|e| bad(e.to_string()))?;
+                    self.own(&parent, &name, uid, gid, stats)
+                        .map_err(|e| bad(e.to_string()))?;
                 } else if kind.is_hard_link() {
                     let target = entry
                         .link_name_bytes()
                         .ok_or_else(|| bad("a hard link without a target".into()))?
                         .into_owned();
-                    let target = normalize(&target).ok_or_else(|| bad("a hard link to the root".into()))?;
+                    let target =
+                        normalize(&target).ok_or_else(|| bad("a hard link to the root".into()))?;
                     let tdir = self
                         .dir(target.parent().unwrap_or(Path::new("")), false)
                         .map_err(|e| bad(format!("link target: {e}")))?;
                     let tname = target.file_name().unwrap_or_default();
-                    linkat(at(&tdir), tname, at(&parent), name.as_os_str(), AtFlags::empty())
-                        .map_err(|e| bad(format!("link to {}: {e}", target.display())))?;
-                } else if kind.is_fifo() {
-                    mknodat(at(&parent), name.as_os_str(), SFlag::S_IFIFO, Mode::from_bits_truncate(0o600), 0)
-                        .map_err(|e| bad(format!("mkfifo: {e}")))?;
-                    self.own(&parent, &name, uid, gid, stats).map_err(|e| bad(e.to_string()))?;
-                    chmod_at(&parent, &name, mode).map_err(|e| bad(e.to_string()))?;
-                } else if kind.is_file() || kind.is_contiguous() {
-                    let fd = owned(nix::fcntl::openat(
+                    linkat(
+                        at(&tdir),
+                        tname,
                         at(&parent),
                         name.as_os_str(),
-                        OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-                        Mode::from_bits_truncate(0o600),
+                        AtFlags::empty(),
                     )
-                    .map_err(|e| bad(format!("create: {e}")))?);
+                    .map_err(|e| bad(format!("link to {}: {e}", target.display())))?;
+                } else if kind.is_fifo() {
+                    mknodat(
+                        at(&parent),
+                        name.as_os_str(),
+                        SFlag::S_IFIFO,
+                        Mode::from_bits_truncate(0o600),
+                        0,
+                    )
+                    .map_err(|e| bad(format!("mkfifo: {e}")))?;
+                    self.own(&parent, &name, uid, gid, stats)
+                        .map_err(|e| bad(e.to_string()))?;
+                    chmod_at(&parent, &name, mode).map_err(|e| bad(e.to_string()))?;
+                } else if kind.is_file() || kind.is_contiguous() {
+                    let fd = owned(
+                        nix::fcntl::openat(
+                            at(&parent),
+                            name.as_os_str(),
+                            OFlag::O_CREAT
+                                | OFlag::O_EXCL
+                                | OFlag::O_WRONLY
+                                | OFlag::O_NOFOLLOW
+                                | OFlag::O_CLOEXEC,
+                            Mode::from_bits_truncate(0o600),
+                        )
+                        .map_err(|e| bad(format!("create: {e}")))?,
+                    );
                     let mut file = std::fs::File::from(fd);
-                    stats.bytes += io::copy(&mut entry, &mut file).map_err(|e| bad(format!("write: {e}")))?;
-                    self.own(&parent, &name, uid, gid, stats).map_err(|e| bad(e.to_string()))?;
+                    stats.bytes +=
+                        io::copy(&mut entry, &mut file).map_err(|e| bad(format!("write: {e}")))?;
+                    self.own(&parent, &name, uid, gid, stats)
+                        .map_err(|e| bad(e.to_string()))?;
                     // After chown, which clears set-id bits.
                     nix::sys::stat::fchmod(file.as_raw_fd(), Mode::from_bits_truncate(mode))
                         .map_err(|e| bad(format!("chmod: {e}")))?;
@@ -213,7 +247,11 @@ impl Tree {
                 .flags(OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC)
                 .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS)
         };
-        let target = if rel.as_os_str().is_empty() { Path::new(".") } else { rel };
+        let target = if rel.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            rel
+        };
         match openat2(self.root.as_raw_fd(), target, how()) {
             Ok(fd) => return Ok(owned(fd)),
             Err(nix::errno::Errno::ENOENT) if create => {}
@@ -224,7 +262,12 @@ impl Tree {
             let Component::Normal(c) = c else { continue };
             match mkdirat(at(&cur), c, Mode::from_bits_truncate(0o755)) {
                 Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
-                Err(e) => return Err(io::Error::other(format!("mkdir {}: {e}", c.to_string_lossy()))),
+                Err(e) => {
+                    return Err(io::Error::other(format!(
+                        "mkdir {}: {e}",
+                        c.to_string_lossy()
+                    )));
+                }
             }
             cur = owned(
                 openat2(cur.as_raw_fd(), c, how())

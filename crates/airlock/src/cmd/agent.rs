@@ -205,3 +205,39 @@ fn homes() -> anyhow::Result<u8> {
     println!("remove one with `airlock agent homes rm AGENT --workspace DIR`");
     Ok(0)
 }
+
+/// Builds the Debian image and installs the kit if they never were (minutes, once), then says
+/// in one line what the run uses (`image`: the run's `--image`; `chosen`: its policy or profile).
+pub(super) async fn prepare_for_run(
+    kit: Kit,
+    image: Option<String>,
+    chosen: String,
+    workspace: &std::path::Path,
+) -> anyhow::Result<()> {
+    use airlock_image::debian;
+    let cache = Cache::from_env()?;
+    let k = kit.clone();
+    let wanted = image.clone();
+    let installed = tokio::task::spawn_blocking(move || {
+        // Only the default image is built implicitly; another name is the user's to build.
+        if wanted.as_deref().is_none_or(|i| i == debian::DEFAULT_NAME) {
+            super::image::ensure_built(&cache, debian::DEFAULT_NAME)?;
+        }
+        ensure_installed(&cache, &k)?;
+        Ok::<_, anyhow::Error>(kit::store::current(&cache, &k.name)?.map(|(_, m)| m.version))
+    })
+    .await
+    .context("the kit install task")??;
+    let home = airlock_supervisor::homes::homes_dir()
+        .map(|d| d.join(&kit.name).display().to_string())
+        .unwrap_or_default();
+    crate::ui::note!(
+        "airlock: agent kit {} {} ({}), image {}, {chosen}, home in {home} for {}",
+        kit.name,
+        installed.as_deref().unwrap_or("?"),
+        kit.install.package,
+        image.as_deref().unwrap_or(debian::DEFAULT_NAME),
+        workspace.display()
+    );
+    Ok(())
+}

@@ -25,9 +25,10 @@ pub struct CommandArgs {
     /// it prints and passes everything else unchanged.
     #[arg(long)]
     pub allow_title_and_clipboard: bool,
-    /// The command and its arguments.
+    /// The command and its arguments (an imported OCI image runs its Entrypoint and Cmd when
+    /// none is given).
     #[arg(
-        required = true,
+        required = false,
         trailing_var_arg = true,
         allow_hyphen_values = true,
         value_name = "CMD"

@@ -36,7 +36,21 @@ enum ImageCommand {
         #[arg(long, default_value = debian::DEFAULT_NAME)]
         name: String,
     },
-    /// List cached images: build id, age, size, packages and the last check's result.
+    /// Import an OCI image: an image layout directory, an OCI archive or a `docker save`
+    /// archive (needs root: files keep their owners). Run it with `--image oci:NAME`.
+    Import {
+        /// The layout directory or archive file.
+        source: std::path::PathBuf,
+        /// Image name to store it under.
+        #[arg(long)]
+        name: String,
+        /// Which image of the source, when it holds several: a ref name (`org.opencontainers.
+        /// image.ref.name`) or, for `docker save` archives, a repo tag.
+        #[arg(long = "ref", value_name = "REF")]
+        reference: Option<String>,
+    },
+    /// List cached images: build id, age, size, packages (or an OCI image's digest) and the
+    /// last check's result.
     Ls,
     /// Compare an image with the archives' current packages, and installed agent kits with
     /// their registries: exit 0 when nothing is pending, 1 when a security update or a newer
@@ -73,6 +87,11 @@ pub fn main(args: ImageArgs) -> anyhow::Result<u8> {
             kind: Kind::Debian,
             name,
         } => build(&cache, &name).map(|_| 0),
+        ImageCommand::Import {
+            source,
+            name,
+            reference,
+        } => import(&cache, source, name, reference).map(|()| 0),
         ImageCommand::Ls => ls(&cache),
         ImageCommand::Check { name, json } => Ok(match check(&cache, &name, json) {
             Ok(code) => code,
@@ -110,6 +129,62 @@ fn build(cache: &Cache, name: &str) -> anyhow::Result<debian::Built> {
         built.dir.join(debian::store::ROOTFS).display()
     );
     Ok(built)
+}
+
+/// `airlock image import`.
+fn import(
+    cache: &Cache,
+    source: std::path::PathBuf,
+    name: String,
+    reference: Option<String>,
+) -> anyhow::Result<()> {
+    let opts = airlock_image::oci::ImportOptions {
+        source,
+        name: name.clone(),
+        reference,
+    };
+    let started = Instant::now();
+    let imported = with_progress(&format!("image {name}"), |bar| {
+        airlock_image::oci::import(cache, &opts, bar)
+    })
+    .with_context(|| format!("importing {} as image {name}", opts.source.display()))?;
+    let m = &imported.manifest;
+    let Some(oci) = &m.oci else {
+        anyhow::bail!("image {name}: the import wrote no OCI record");
+    };
+    crate::ui::note!(
+        "airlock: imported {} ({}{}) as image {name}: build {} in {}, {} layer(s), {} entries, rootfs {}{}",
+        opts.source.display(),
+        oci.format,
+        oci.reference
+            .as_deref()
+            .map(|r| format!(" {r}"))
+            .unwrap_or_default(),
+        m.build_id,
+        format_secs(started.elapsed().as_secs()),
+        oci.layers.len(),
+        imported.stats.entries,
+        format_size(m.artefact(debian::store::ROOTFS).map_or(0, |a| a.size)),
+        if imported.stats.devices_skipped > 0 {
+            format!(
+                "; {} device node(s) left out",
+                imported.stats.devices_skipped
+            )
+        } else {
+            String::new()
+        }
+    );
+    println!("{}", oci.digest);
+    // Earlier imports under this name go, unless a sandbox still runs one.
+    let gc = debian::gc(cache, &name).with_context(|| format!("removing old builds of {name}"))?;
+    if !gc.removed.is_empty() {
+        crate::ui::note!(
+            "airlock: removed earlier imports: {}",
+            gc.removed.join(", ")
+        );
+    }
+    crate::ui::note!("airlock: run it with `airlock run --image oci:{name} -- CMD`");
+    Ok(())
 }
 
 /// The image `name`, built now if it never was (the first `airlock run` of an agent).
@@ -209,6 +284,10 @@ fn ls(cache: &Cache) -> anyhow::Result<u8> {
     rows.push(tiny_row);
     for b in debian::list(cache)? {
         let (packages, status) = match &b.manifest {
+            Ok(m) if m.oci.is_some() => (
+                "oci".to_string(),
+                m.oci.as_ref().map_or(String::new(), |o| o.digest.clone()),
+            ),
             Ok(m) => (
                 m.packages.len().to_string(),
                 b.check
@@ -245,6 +324,14 @@ fn check(cache: &Cache, name: &str, json: bool) -> anyhow::Result<u8> {
         .join(&build_id)
         .join(debian::store::MANIFEST);
     let manifest = debian::ImageManifest::read(&manifest_path)?;
+    if let Some(oci) = &manifest.oci {
+        anyhow::bail!(
+            "image {name} was imported from {} ({}), not built from Debian's archives: import a \
+             newer image to update it",
+            oci.source,
+            oci.digest
+        );
+    }
     let mirrors = Mirrors::from_env();
     let archives = debian::mirror::fetch_all(&mirrors).context("fetching the archives' indices")?;
     // The kernel that runs now, if it is built; else the one recorded with the image.
@@ -359,6 +446,18 @@ fn print_report(report: &CheckReport, manifest: &debian::ImageManifest) {
 }
 
 fn update(cache: &Cache, name: &str) -> anyhow::Result<u8> {
+    if let Some(build_id) = debian::current_build(cache, name)? {
+        let path = debian::store::image_dir(cache, name)?
+            .join(build_id)
+            .join(debian::store::MANIFEST);
+        if let Some(oci) = debian::ImageManifest::read(&path)?.oci {
+            anyhow::bail!(
+                "image {name} was imported from {} ({}): import a newer image to update it",
+                oci.source,
+                oci.digest
+            );
+        }
+    }
     let kernel_hint = debian::last_report(cache, name).and_then(|r| r.kernel.available);
     build(cache, name)?;
     update_kits(cache)?;

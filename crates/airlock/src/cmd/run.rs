@@ -19,8 +19,8 @@ use crate::termfilter;
 use crate::ui::{RawMode, Signals, note_oom, note_removed, note_spawn_failure, terminal_size};
 use airlock_api::client::{Client, ClientError};
 use airlock_api::types::{CreateSandboxRequest, SandboxInfo, SandboxStatus};
+use airlock_image::Cache;
 use airlock_image::kit::{self, Kit};
-use airlock_image::{Cache, debian};
 use airlock_policy::{MountMode, Policy};
 use airlock_proto::{ExecControl, WindowSize};
 use airlock_supervisor::launch::{LaunchError, LaunchOptions, LoadedPolicy, PolicyChoice};
@@ -100,6 +100,13 @@ pub fn main(args: RunArgs) -> anyhow::Result<u8> {
 /// Runs through a daemon when one answers and can honour the options; otherwise boots here.
 async fn dispatch(mut args: RunArgs) -> anyhow::Result<u8> {
     args.cmd.tty = args.cmd.wants_tty();
+    if args.cmd.command.is_empty() && !args.image.as_deref().is_some_and(|i| i.starts_with("oci:"))
+    {
+        anyhow::bail!(
+            "no command: give one after `--` (only an imported image, `--image oci:NAME`, has a \
+             command of its own)"
+        );
+    }
     let mut signals = Signals::install()?;
     let workspace = match &args.workspace {
         Some(d) => {
@@ -110,7 +117,13 @@ async fn dispatch(mut args: RunArgs) -> anyhow::Result<u8> {
     };
     let kit = select_kit(&mut args)?;
     if let Some(kit) = &kit {
-        let prepared = prepare_kit(kit.clone(), &args, &workspace);
+        let chosen = match (&args.policy, &args.profile) {
+            (Some(p), _) => format!("policy {}", p.display()),
+            (None, Some(p)) => format!("profile {p}"),
+            (None, None) => "profile default".into(),
+        };
+        let prepared =
+            super::agent::prepare_for_run(kit.clone(), args.image.clone(), chosen, &workspace);
         tokio::select! {
             r = prepared => r?,
             sig = signals.recv() => return Ok(interrupted(sig, "installing the agent kit")),
@@ -146,41 +159,6 @@ fn select_kit(args: &mut RunArgs) -> anyhow::Result<Option<Kit>> {
         args.profile = Some(kit.profile.clone());
     }
     Ok(Some(kit))
-}
-
-/// Builds the Debian image and installs the kit if they never were (minutes, once), then says
-/// in one line what the run uses.
-async fn prepare_kit(kit: Kit, args: &RunArgs, workspace: &Path) -> anyhow::Result<()> {
-    let cache = Cache::from_env()?;
-    let image = args.image.clone();
-    let k = kit.clone();
-    let installed = tokio::task::spawn_blocking(move || {
-        // Only the default image is built implicitly; another name is the user's to build.
-        if image.as_deref().is_none_or(|i| i == debian::DEFAULT_NAME) {
-            super::image::ensure_built(&cache, debian::DEFAULT_NAME)?;
-        }
-        super::agent::ensure_installed(&cache, &k)?;
-        Ok::<_, anyhow::Error>(kit::store::current(&cache, &k.name)?.map(|(_, m)| m.version))
-    })
-    .await
-    .context("the kit install task")??;
-    let home = airlock_supervisor::homes::homes_dir()
-        .map(|d| d.join(&kit.name).display().to_string())
-        .unwrap_or_default();
-    crate::ui::note!(
-        "airlock: agent kit {} {} ({}), image {}, {}, home in {home} for {}",
-        kit.name,
-        installed.as_deref().unwrap_or("?"),
-        kit.install.package,
-        args.image.as_deref().unwrap_or(debian::DEFAULT_NAME),
-        match (&args.policy, &args.profile) {
-            (Some(p), _) => format!("policy {}", p.display()),
-            (None, Some(p)) => format!("profile {p}"),
-            (None, None) => "profile default".into(),
-        },
-        workspace.display()
-    );
-    Ok(())
 }
 
 fn policy_choice(args: &RunArgs) -> PolicyChoice {
@@ -510,7 +488,12 @@ async fn run(args: RunArgs, workspace: PathBuf, mut signals: Signals) -> anyhow:
     }
 
     let exec_started = Instant::now();
-    let running = exec(&sandbox, &args, policy, &mut signals);
+    let image_config = launch
+        .image
+        .as_ref()
+        .and_then(|i| i.manifest.oci.as_ref())
+        .map(|o| o.config.clone());
+    let running = exec(&sandbox, &args, policy, image_config.as_ref(), &mut signals);
     // No policy time limit: wait as long as the command runs.
     let limit = limits.timeout.unwrap_or(Duration::MAX);
     let outcome = match tokio::time::timeout(limit, running).await {
@@ -566,6 +549,7 @@ async fn exec(
     sandbox: &Sandbox,
     args: &RunArgs,
     policy: &Policy,
+    image: Option<&airlock_image::debian::manifest::OciRunConfig>,
     signals: &mut Signals,
 ) -> anyhow::Result<(u8, String)> {
     let stdin_is_tty = std::io::stdin().is_terminal();
@@ -586,13 +570,23 @@ async fn exec(
     {
         env.push(("TERM".into(), term));
     }
-    let request = airlock_supervisor::launch::exec_request(
+    let mut request = airlock_supervisor::launch::exec_request(
         policy,
         args.cmd.command.clone(),
         env,
         args.cmd.workdir.clone(),
         tty,
     );
+    if let Some(config) = image {
+        airlock_supervisor::launch::apply_image_config(
+            &mut request,
+            config,
+            args.cmd.workdir.is_some(),
+        );
+    }
+    if request.argv.is_empty() {
+        anyhow::bail!("no command: give one after `--` (the image names no Entrypoint or Cmd)");
+    }
     let (control_tx, control_rx) = mpsc::unbounded_channel();
     let (stdout, stderr, removed) = termfilter::stdio(!args.cmd.allow_title_and_clipboard);
     let io = ExecIo {

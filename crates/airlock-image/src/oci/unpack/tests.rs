@@ -91,10 +91,20 @@ fn files_dirs_links_and_modes_are_kept() {
     )
     .unwrap();
     let tool = std::fs::metadata(fx.root.join("bin/tool")).unwrap();
-    assert_eq!(tool.permissions().mode() & 0o7777, 0o4755, "set-id bits survive the chown");
+    assert_eq!(
+        tool.permissions().mode() & 0o7777,
+        0o4755,
+        "set-id bits survive the chown"
+    );
     assert_eq!(read(&fx, "etc/motd").as_deref(), Some("hello\n"));
-    assert_eq!(std::fs::read_link(fx.root.join("bin/sh")).unwrap(), Path::new("tool"));
-    assert_eq!(std::fs::metadata(fx.root.join("bin/tool2")).unwrap().ino(), tool.ino());
+    assert_eq!(
+        std::fs::read_link(fx.root.join("bin/sh")).unwrap(),
+        Path::new("tool")
+    );
+    assert_eq!(
+        std::fs::metadata(fx.root.join("bin/tool2")).unwrap().ino(),
+        tool.ino()
+    );
 }
 
 #[test]
@@ -122,9 +132,16 @@ fn whiteouts_remove_what_lower_layers_made_and_opaque_dirs_keep_only_this_layer(
     assert!(!fx.root.join("etc/a").exists());
     assert_eq!(read(&fx, "etc/b").as_deref(), Some("b"));
     assert!(!fx.root.join("opt/old").exists() && !fx.root.join("opt/keep").exists());
-    assert_eq!(read(&fx, "opt/new").as_deref(), Some("n"), "same-layer entries stay");
+    assert_eq!(
+        read(&fx, "opt/new").as_deref(),
+        Some("n"),
+        "same-layer entries stay"
+    );
     assert_eq!(read(&fx, "opt/later").as_deref(), Some("l"));
-    assert!(!fx.root.join(".wh.nothing-here").exists(), "a whiteout is never a file");
+    assert!(
+        !fx.root.join(".wh.nothing-here").exists(),
+        "a whiteout is never a file"
+    );
     assert!(!fx.root.join("opt/.wh..wh..opq").exists());
 }
 
@@ -171,18 +188,35 @@ fn names_and_links_never_lead_out_of_the_tree() {
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();
-    assert_eq!(outside_now, vec![std::ffi::OsString::from("keep")], "nothing was written outside");
-    assert_eq!(std::fs::read(fx.outside.join("keep")).unwrap(), b"host file");
+    assert_eq!(
+        outside_now,
+        vec![std::ffi::OsString::from("keep")],
+        "nothing was written outside"
+    );
+    assert_eq!(
+        std::fs::read(fx.outside.join("keep")).unwrap(),
+        b"host file"
+    );
     // What was written landed inside, where it would inside the image.
-    assert_eq!(read(&fx, "evil").as_deref(), Some("4"), "../ and symlinks resolve within the root");
-    assert!(!fx.root.join("stolen").exists(), "a hard link to a host file is refused");
+    assert_eq!(
+        read(&fx, "evil").as_deref(),
+        Some("4"),
+        "../ and symlinks resolve within the root"
+    );
+    assert!(
+        !fx.root.join("stolen").exists(),
+        "a hard link to a host file is refused"
+    );
 }
 
 #[test]
 fn a_whiteout_without_a_name_or_garbage_is_an_error_that_names_the_layer() {
     let fx = fx();
     let err = apply(&fx, &[layer(&[f("dir/.wh.", b"")])]).unwrap_err();
-    assert!(err.to_string().contains("layer 1") && err.to_string().contains("whiteout"), "{err}");
+    assert!(
+        err.to_string().contains("layer 1") && err.to_string().contains("whiteout"),
+        "{err}"
+    );
     let err = apply(&fx, &[b"not a tar at all, just text".repeat(40)]).unwrap_err();
     assert!(err.to_string().contains("layer 1"), "{err}");
 }
