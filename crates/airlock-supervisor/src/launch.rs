@@ -283,6 +283,17 @@ pub async fn prepare(options: &LaunchOptions, base: &Images) -> Result<Launch, L
         None => (image_name, false),
     };
     let mut images = base.clone();
+    if want_oci && image_name == "tiny" {
+        let f = if options.image.is_some() {
+            "image"
+        } else {
+            field
+        };
+        return Err(LaunchError::invalid(
+            f,
+            "`tiny` is airlock's built-in image, not an imported one: name it without `oci:`",
+        ));
+    }
     let image = if image_name == "tiny" {
         None
     } else {

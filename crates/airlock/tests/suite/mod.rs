@@ -12,6 +12,7 @@ mod image;
 mod large;
 mod mcp;
 mod net;
+mod oci;
 mod policy;
 mod pool;
 mod run;
