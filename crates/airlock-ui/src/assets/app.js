@@ -307,7 +307,12 @@ function follow() {
     await refreshSandbox();
     refreshIntegrity();
   });
-  es.onerror = () => { $('live-state').textContent = 'live updates interrupted; reload to resume'; };
+  // The browser would reconnect with the old position and repeat records: stop instead.
+  es.onerror = () => {
+    es.close();
+    if (state.source === es) state.source = null;
+    $('live-state').textContent = 'live updates interrupted; reload to resume';
+  };
 }
 
 function dropFirstRow() {
