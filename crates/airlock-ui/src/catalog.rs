@@ -24,6 +24,9 @@ pub struct SandboxView {
     /// Sums from its log.
     #[serde(flatten)]
     pub summary: Summary,
+    /// The log is large and still being indexed in the background: the sums cover only its
+    /// first and last records until then.
+    pub indexing: bool,
 }
 
 /// The result of verifying a log, for the integrity badge.
@@ -56,6 +59,12 @@ pub struct Integrity {
 
 type Stamp = (u64, Option<SystemTime>, u64, Option<SystemTime>);
 
+/// Logs larger than this are not indexed while the list waits: the list shows a glance at
+/// their ends and a background thread indexes them.
+pub const LIST_INDEX_LIMIT: u64 = 8 << 20;
+/// How much of each end of a large log the glance reads.
+const GLANCE: u64 = 256 << 10;
+
 /// The audit dir and what is known of its logs.
 #[derive(Debug)]
 pub struct Catalog {
@@ -63,6 +72,9 @@ pub struct Catalog {
     trusted: Option<PublicKey>,
     indexes: Mutex<HashMap<String, Arc<Mutex<LogIndex>>>>,
     verified: Mutex<HashMap<String, (Stamp, Integrity)>>,
+    /// Large logs queued for the background indexer, by id.
+    queued: Arc<Mutex<std::collections::HashSet<String>>>,
+    indexer: Mutex<Option<std::sync::mpsc::Sender<(String, Arc<Mutex<LogIndex>>)>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -77,7 +89,54 @@ impl Catalog {
             trusted,
             indexes: Mutex::new(HashMap::new()),
             verified: Mutex::new(HashMap::new()),
+            queued: Arc::default(),
+            indexer: Mutex::new(None),
         }
+    }
+
+    /// Queues a large log for the background indexer (started on first use, one log at a
+    /// time, so the list never waits for it).
+    fn queue(&self, id: &str, index: Arc<Mutex<LogIndex>>) {
+        if !lock(&self.queued).insert(id.to_string()) {
+            return;
+        }
+        let mut indexer = lock(&self.indexer);
+        let tx = indexer.get_or_insert_with(|| {
+            let (tx, rx) = std::sync::mpsc::channel::<(String, Arc<Mutex<LogIndex>>)>();
+            let queued = self.queued.clone();
+            std::thread::spawn(move || {
+                for (id, index) in rx {
+                    if let Err(e) = lock(&index).refresh() {
+                        tracing::warn!("indexing the log of {id}: {e}");
+                    }
+                    lock(&queued).remove(&id);
+                }
+            });
+            tx
+        });
+        let _ = tx.send((id.to_string(), index));
+    }
+
+    /// The list's view of `id`: from its index when that is done, or cheap to bring up to
+    /// date; else a glance at its ends while the background indexer reads it.
+    fn list_view(&self, id: &str) -> Result<SandboxView, UiError> {
+        let path = self.log_path(id)?;
+        let index = lock(&self.indexes)
+            .entry(id.to_string())
+            .or_insert_with(|| Arc::new(Mutex::new(LogIndex::new(&path))))
+            .clone();
+        let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        if let Ok(mut ix) = index.try_lock() {
+            if size.saturating_sub(ix.indexed_bytes()) <= LIST_INDEX_LIMIT {
+                ix.refresh()
+                    .map_err(|e| UiError::Internal(format!("reading {}: {e}", path.display())))?;
+                return Ok(view(id, ix.summary().clone(), false));
+            }
+        }
+        self.queue(id, index);
+        let summary = LogIndex::glance(&path, GLANCE)
+            .map_err(|e| UiError::Internal(format!("reading {}: {e}", path.display())))?;
+        Ok(view(id, summary, true))
     }
 
     /// The audit dir.
@@ -116,7 +175,7 @@ impl Catalog {
     pub fn sandbox(&self, id: &str) -> Result<SandboxView, UiError> {
         let index = self.index(id)?;
         let summary = lock(&index).summary().clone();
-        Ok(view(id, summary))
+        Ok(view(id, summary, false))
     }
 
     /// Every sandbox with a log in the audit dir, the most recent first.
@@ -140,7 +199,7 @@ impl Catalog {
             if !valid_id(id) {
                 continue;
             }
-            match self.sandbox(id) {
+            match self.list_view(id) {
                 Ok(v) => out.push(v),
                 Err(e) => tracing::warn!("skipping the log of {id}: {e}"),
             }
@@ -235,7 +294,7 @@ impl Catalog {
     }
 }
 
-fn view(id: &str, summary: Summary) -> SandboxView {
+fn view(id: &str, summary: Summary, indexing: bool) -> SandboxView {
     let overlay = airlock_supervisor::launch::overlays_dir()
         .map(|d| d.join(id).join("meta.json").is_file())
         .unwrap_or(false);
@@ -244,6 +303,7 @@ fn view(id: &str, summary: Summary) -> SandboxView {
         running: is_running(id),
         overlay,
         summary,
+        indexing,
     }
 }
 

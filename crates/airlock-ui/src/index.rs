@@ -353,6 +353,53 @@ impl LogIndex {
         }
     }
 
+    /// Bytes of the log indexed so far.
+    pub fn indexed_bytes(&self) -> u64 {
+        self.indexed
+    }
+
+    /// A summary of a large log from its first and last `window` bytes only: where and how it
+    /// started and ended, and its last seq as the record count. Sums that need every record
+    /// (fs ops, bytes, denials) cover only what those windows hold.
+    pub fn glance(path: &Path, window: u64) -> std::io::Result<Summary> {
+        let mut file = std::fs::File::open(path)?;
+        let len = file.metadata()?.len();
+        let mut ix = LogIndex::new(path);
+        let mut head = Vec::new();
+        (&mut file).take(window.min(len)).read_to_end(&mut head)?;
+        // Complete lines of the head only.
+        if let Some(end) = head.iter().rposition(|&b| b == b'\n') {
+            for line in head.get(..end).unwrap_or_default().split(|&b| b == b'\n') {
+                ix.add(0, line);
+            }
+        }
+        let tail_start = len.saturating_sub(window).max(window.min(len));
+        if tail_start < len {
+            file.seek(SeekFrom::Start(tail_start))?;
+            let mut tail = Vec::new();
+            file.take(len - tail_start).read_to_end(&mut tail)?;
+            // Drop the partial first line and any unfinished last line.
+            let first = tail
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(tail.len(), |n| n + 1);
+            let last = tail.iter().rposition(|&b| b == b'\n').unwrap_or(0);
+            if first <= last {
+                for line in tail
+                    .get(first..last)
+                    .unwrap_or_default()
+                    .split(|&b| b == b'\n')
+                {
+                    ix.add(0, line);
+                }
+            }
+        }
+        let last_seq = ix.entries.iter().map(|e| e.seq).max().unwrap_or(0);
+        let mut summary = ix.summary;
+        summary.records = summary.records.max(last_seq);
+        Ok(summary)
+    }
+
     /// The sums so far.
     pub fn summary(&self) -> &Summary {
         &self.summary

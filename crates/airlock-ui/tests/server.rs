@@ -350,3 +350,63 @@ fn only_loopback_addresses_are_served() {
     assert!(matches!(err, ServeError::NotLoopback(_)), "{err}");
     assert!(err.to_string().contains("loopback"), "{err}");
 }
+
+#[test]
+fn a_large_log_is_listed_at_once_and_indexed_in_the_background() {
+    let s = serve();
+    let key = HostKey::generate().unwrap();
+    let path = s._dir.path().join("sb-big.jsonl");
+    let (mut chain, _) = Chain::open(&path, ChainOptions::new("sb-big", key)).unwrap();
+    let n = 30_000u64;
+    for i in 0..n {
+        chain
+            .append(
+                &Event::new(Source::Host, kind::FS_WRITE)
+                    .with_decision(Decision::Allow)
+                    .with_fs(airlock_audit::FsInfo {
+                        op: "write".into(),
+                        path: format!("/workspace/some/longer/path/to/a/file/number/{i}.txt"),
+                        to: None,
+                        mount: Some("/workspace".into()),
+                    }),
+            )
+            .unwrap();
+    }
+    chain.finish().unwrap();
+    assert!(std::fs::metadata(&path).unwrap().len() > airlock_ui::catalog::LIST_INDEX_LIMIT);
+    let bearer = format!("Bearer {}", s.token);
+    let big = || {
+        let r = request(
+            s.addr,
+            "GET",
+            "/api/sandboxes",
+            &[("Authorization", &bearer)],
+            "",
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+        let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        v["sandboxes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == "sb-big")
+            .cloned()
+            .unwrap()
+    };
+    let first = big();
+    assert_eq!(first["records"], n, "the count is known at once: {first}");
+    assert_eq!(
+        first["indexing"], true,
+        "the first list does not wait for a large log: {first}"
+    );
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let now = big();
+        if now["indexing"] == false {
+            assert_eq!(now["fs_ops"], n, "{now}");
+            break;
+        }
+        assert!(std::time::Instant::now() < end, "never indexed: {now}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}

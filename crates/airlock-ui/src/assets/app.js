@@ -111,9 +111,9 @@ async function refreshList() {
       el('td', {}, shortTime(s.started)),
       el('td', {}, shortTime(s.ended)),
       el('td', {}, s.exit === null || s.exit === undefined ? '' : String(s.exit)),
-      el('td', { class: 'num' }, String(s.fs_ops)),
-      el('td', { class: 'num' }, bytes(s.bytes_in) + ' / ' + bytes(s.bytes_out)),
-      el('td', { class: 'num denials' }, denied ? denialText(s.denials) : '0'));
+      el('td', { class: 'num', title: s.indexing ? 'indexing this large log' : null }, s.indexing ? '…' : String(s.fs_ops)),
+      el('td', { class: 'num' }, s.indexing ? '…' : bytes(s.bytes_in) + ' / ' + bytes(s.bytes_out)),
+      el('td', { class: 'num denials' }, s.indexing ? '…' : denied ? denialText(s.denials) : '0'));
     tr.addEventListener('click', (ev) => {
       if (ev.target.tagName !== 'A') location.hash = '#/sb/' + s.id;
     });

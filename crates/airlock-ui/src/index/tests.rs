@@ -190,6 +190,36 @@ fn start_details_of_other_shapes_give_nothing_rather_than_garbage() {
     );
 }
 
+#[test]
+fn a_glance_at_the_ends_of_a_log_gives_its_start_end_and_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("sb-test.jsonl");
+    let mut events = sample();
+    let end = events.pop().unwrap();
+    for i in 0..2000 {
+        events.push(fs(
+            kind::FS_CREATE,
+            Decision::Allow,
+            &format!("/workspace/f{i}"),
+        ));
+    }
+    events.push(end);
+    write_log(&log, &events);
+    let s = LogIndex::glance(&log, 8 << 10).unwrap();
+    assert_eq!(s.image.as_deref(), Some("tiny"));
+    assert_eq!(s.exit, Some(3));
+    assert!(s.ended.is_some());
+    assert_eq!(
+        s.records,
+        events.len() as u64,
+        "the last seq counts the records"
+    );
+    assert!(s.fs_ops < 2000, "only the ends were read");
+    // A window larger than the log reads it all, once.
+    let all = LogIndex::glance(&log, 1 << 30).unwrap();
+    assert_eq!(all.fs_ops, 2002);
+}
+
 proptest! {
     /// Whatever bytes a log holds, indexing never panics, every line becomes one entry, and
     /// entries point inside the file.
