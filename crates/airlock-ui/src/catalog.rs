@@ -65,6 +65,9 @@ pub const LIST_INDEX_LIMIT: u64 = 8 << 20;
 /// How much of each end of a large log the glance reads.
 const GLANCE: u64 = 256 << 10;
 
+/// A log for the background indexer: its id and index.
+type Queued = (String, Arc<Mutex<LogIndex>>);
+
 /// The audit dir and what is known of its logs.
 #[derive(Debug)]
 pub struct Catalog {
@@ -74,7 +77,7 @@ pub struct Catalog {
     verified: Mutex<HashMap<String, (Stamp, Integrity)>>,
     /// Large logs queued for the background indexer, by id.
     queued: Arc<Mutex<std::collections::HashSet<String>>>,
-    indexer: Mutex<Option<std::sync::mpsc::Sender<(String, Arc<Mutex<LogIndex>>)>>>,
+    indexer: Mutex<Option<std::sync::mpsc::Sender<Queued>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -102,7 +105,7 @@ impl Catalog {
         }
         let mut indexer = lock(&self.indexer);
         let tx = indexer.get_or_insert_with(|| {
-            let (tx, rx) = std::sync::mpsc::channel::<(String, Arc<Mutex<LogIndex>>)>();
+            let (tx, rx) = std::sync::mpsc::channel::<Queued>();
             let queued = self.queued.clone();
             std::thread::spawn(move || {
                 for (id, index) in rx {
@@ -126,12 +129,12 @@ impl Catalog {
             .or_insert_with(|| Arc::new(Mutex::new(LogIndex::new(&path))))
             .clone();
         let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-        if let Ok(mut ix) = index.try_lock() {
-            if size.saturating_sub(ix.indexed_bytes()) <= LIST_INDEX_LIMIT {
-                ix.refresh()
-                    .map_err(|e| UiError::Internal(format!("reading {}: {e}", path.display())))?;
-                return Ok(view(id, ix.summary().clone(), false));
-            }
+        if let Ok(mut ix) = index.try_lock()
+            && size.saturating_sub(ix.indexed_bytes()) <= LIST_INDEX_LIMIT
+        {
+            ix.refresh()
+                .map_err(|e| UiError::Internal(format!("reading {}: {e}", path.display())))?;
+            return Ok(view(id, ix.summary().clone(), false));
         }
         self.queue(id, index);
         let summary = LogIndex::glance(&path, GLANCE)
