@@ -13,7 +13,7 @@ for a in "$@"; do
   case $a in --record) record=yes ;; --short) short=yes ;; *) echo "usage: $0 [--record] [--short]" >&2; exit 2 ;; esac
 done
 cargo build -q --release -p airlock
-AIRLOCK=$PWD/target/release/airlock
+AIRLOCK=${CARGO_TARGET_DIR:-$PWD/target}/release/airlock
 BB=$(command -v busybox)
 VIRTIOFSD=/usr/lib/qemu/virtiofsd
 work=$(mktemp -d /tmp/airlock-fsbench.XXXXXX)
@@ -68,6 +68,7 @@ guest_ws=$("$AIRLOCK" run --no-daemon --policy "$profile" --workspace "$work/ws"
 # The anchor: the same kernel and busybox, booted by QEMU directly with the workspace served by
 # QEMU's virtiofsd, the workload run by a minimal init.
 virtiofsd_out="virtiofsd missing"
+# shellcheck disable=SC2012 # newest first by mtime; the cache names are hex
 kernel=$(ls -t "${AIRLOCK_CACHE:-$HOME/.cache/airlock}"/kernel/*/vmlinux 2>/dev/null | head -1 || true)
 if [ -x "$VIRTIOFSD" ] && [ -n "$kernel" ]; then
   mkdir -p "$work/initrd/bin" "$work/initrd/proc" "$work/initrd/sys" "$work/initrd/dev" "$work/initrd/mnt"
