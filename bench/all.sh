@@ -10,6 +10,7 @@
 # Usage: bench/all.sh [--short] [--check] [--out DIR] [--density-count N] [--summary-only DIR]
 #   --short          pass --short to every bench (CI-sized: proves each still works; its
 #                    figures are not comparable to a full run); writes DATE-HOST-short/
+#   (without --out: bench/runs/DATE-HOST[-short]/, or DATE-HOST-2, -3... when that already has files)
 #   --check          afterwards, compare the summary's figures with the last committed
 #                    bench/runs/*/summary.md of the same mode; exit 1 when any is more than 20%
 #                    worse (direction-aware: for a "<=" goal higher is worse, for ">=" lower is)
@@ -38,7 +39,13 @@ while [ $# -gt 0 ]; do
 done
 suffix=''
 [ $short = yes ] && suffix=-short
-[ -n "$out" ] || out="bench/runs/$(date +%Y-%m-%d)-$(hostname -s)$suffix"
+if [ -z "$out" ]; then
+  # A folder of the same day that already holds runs (recorded by single benches) is left as it
+  # is: this run goes to the next free DATE-HOST-2, -3, ...
+  out="bench/runs/$(date +%Y-%m-%d)-$(hostname -s)$suffix"
+  n=1 base_out=$out
+  while [ -d "$out" ] && [ -n "$(ls -A "$out")" ]; do n=$((n + 1)); out="$base_out-$n"; done
+fi
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 work=$(mktemp -d /tmp/al-all.XXXXXX)
@@ -87,7 +94,7 @@ accel=${accel_line%% *}
 f() { [ -s "$out/$1" ] && ! head -n 1 "$out/$1" | grep -q FAILED; }   # a bench output that is usable
 num() { grep -Eo '^-?[0-9]+(\.[0-9]+)?$' <<<"${1:-}" || true; }
 # sk PREFIX FIELD: FIELD (negative: from the end) of skeleton.txt's first line starting with PREFIX.
-sk() { f skeleton.txt && awk -v p="$1" -v c="$2" 'index($0, p) == 1 {i = (c < 0) ? NF + c + 1 : c; print $i; exit}' "$out/skeleton.txt"; }
+sk() { f skeleton.txt || return 0; awk -v p="$1" -v c="$2" 'index($0, p) == 1 {i = (c < 0) ? NF + c + 1 : c; print $i; exit}' "$out/skeleton.txt"; }
 base_ms=$(num "$(sk 'baseline: bare QEMU boot' -2)")
 cold_ms=$(num "$(sk "cold \`airlock run -- true\`" -2)")
 cold_ratio=$(num "$(sk "cold \`airlock run -- true\`" -1)")
@@ -96,14 +103,18 @@ spawn1_ms=$(num "$(sk 'in-guest first spawn:' -2)")
 tiny_ms=$(num "$(sk 'tiny ' 2)")
 debian_ms=$(num "$(sk 'debian ' 2)")
 debian_ratio=$(num "$(sk 'debian ' 3)")
-pl() { f pool.txt && awk -F'|' -v k="$1" 'index($2, k) == 2 {gsub(/ /, "", $4); print $4; exit}' "$out/pool.txt"; }
+pl() { f pool.txt || return 0; awk -F'|' -v k="$1" 'index($2, k) == 2 {gsub(/ /, "", $4); print $4; exit}' "$out/pool.txt"; }
 api_ms=$(num "$(pl 'API exec round trip')")
 spawn_ms=$(num "$(pl 'in-guest spawn of')")
-eg() { f egress.txt && awk -F'|' -v k="$1" -v c="$2" 'index($2, k) == 2 {gsub(/ /, "", $c); print $c; exit}' "$out/egress.txt"; }
-fsr() { f fs.txt && awk -v w="$1" -v c="$2" '$1 == w {print $c; exit}' "$out/fs.txt"; }
-au() { f audit.txt && awk -v k="$1" 'index($0, k) == 1 {print $(NF-1), $NF; exit}' "$out/audit.txt"; }
+eg() { f egress.txt || return 0; awk -F'|' -v k="$1" -v c="$2" 'index($2, k) == 2 {gsub(/ /, "", $c); print $c; exit}' "$out/egress.txt"; }
+fsr() { f fs.txt || return 0; awk -v w="$1" -v c="$2" '$1 == w {print $c; exit}' "$out/fs.txt"; }
+au() { f audit.txt || return 0; awk -v k="$1" 'index($0, k) == 1 {print $(NF-1), $NF; exit}' "$out/audit.txt"; }
 audit_off=$(au "audit off") audit_on=$(au "audit on")
-dn() { f density.txt && awk -F'|' -v k="$1" 'index($2, k) {gsub(/[ *]/, "", $4); print $4; exit}' "$out/density.txt"; }
+audit_why=''
+if f audit.txt && grep -q '^audit overhead: not measured' "$out/audit.txt"; then
+  audit_why="bench/audit.sh's cargo bench audit_overhead failed; its reason is in audit.txt"
+fi
+dn() { f density.txt || return 0; awk -F'|' -v k="$1" 'index($2, k) {gsub(/[ *]/, "", $4); print $4; exit}' "$out/density.txt"; }
 mem_over=$(num "$(dn 'above the guest used memory')")
 mem_host=$(num "$(dn 'host total per idle sandbox')")
 mem_guest=$(num "$(dn 'MemTotal - MemAvailable')")
@@ -157,7 +168,7 @@ for spec in "stat_10k_files|stat 10k files" "read_100MB|read 100 MB" "untar_20MB
   s=$(secs "$(fsr "$w" 4)") v=$(secs "$(fsr "$w" 5)")
   row "airlock-fs / QEMU's virtiofsd: $label" "$s (share)" "$v (virtiofsd)" "$(num "$(fsr "$w" 7)")" "×" "<=" 1.2
 done
-row "audit on / audit off, 2000 file creations on the share" "${audit_on% *} ms (on)" "${audit_off% *} ms (off)" "$(num "${audit_on#* }")" "×" "<=" 1.05
+row "audit on / audit off, 2000 file creations on the share" "$(ms "${audit_on% *}") (on)" "$(ms "${audit_off% *}") (off)" "$(num "${audit_on#* }")" "×" "<=" 1.05 "$audit_why"
 row "Debian image cold run / tiny image cold run" "$(ms "$debian_ms") (debian)" "$(ms "$tiny_ms") (tiny)" "$debian_ratio" "×" "<=" 1.3
 row "host memory per idle sandbox above the guest's own used memory (PSS)" "${mem_host:--} MiB (QEMU + gateways + vsock + supervisor share)" \
   "${mem_guest:--} MiB (guest MemTotal - MemAvailable)" "$mem_over" " MiB" "<=" 40 "${dens_started:+$dens_started sandboxes}"
@@ -177,6 +188,8 @@ row "host memory per idle sandbox above the guest's own used memory (PSS)" "${me
   if [ -n "$dens_started" ]; then
     echo "Density: $dens_started idle sandboxes started in ${dens_time:-?} s${dens_stop:+; stopped early because $dens_stop}."
     [ -z "$dens_cpu" ] || echo "Idle host CPU, $dens_cpu; at that rate $dens_proj."
+    dens_want=${dens_started##* of }
+    [ "${dens_want:-50}" -ge 50 ] || echo "Density ran with $dens_want sandboxes, not the issue's 50 (bench/all.sh --density-count; bench/density.sh defaults to 50)."
   fi
   [ ${#failed[@]} -eq 0 ] || echo "Benches that failed in this run: ${failed[*]} (their rows say not measured; see their NAME.txt)."
   echo "Each figure comes from the NAME.txt beside this file; bench/agents.sh is not part of this run."

@@ -17,7 +17,7 @@ AIRLOCK=${CARGO_TARGET_DIR:-$PWD/target}/release/airlock
 BB=$(command -v busybox)
 VIRTIOFSD=/usr/lib/qemu/virtiofsd
 work=$(mktemp -d /tmp/airlock-fsbench.XXXXXX)
-trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
 if [ $short = yes ]; then dirs=10 big_dirs=20 big_mb=1; else dirs=100 big_dirs=2000 big_mb=100; fi
 big_files=$((big_dirs * 100))
@@ -95,7 +95,7 @@ INIT
     -chardev socket,id=fs,path="$work/vfs.sock" -device vhost-user-fs-device,chardev=fs,tag=ws \
     -kernel "$kernel" -initrd "$work/anchor.cpio" -append 'console=ttyS0 reboot=t panic=-1 quiet' \
     > "$work/anchor.log" 2>&1 || true
-  virtiofsd_out=$(grep -E '^[a-z0-9_]+ ([0-9.]+|failed)' "$work/anchor.log" | tr -d '\r' || true)
+  virtiofsd_out=$(grep -E '^[A-Za-z0-9_]+ ([0-9.]+|failed)' "$work/anchor.log" | tr -d '\r' || true)
 fi
 
 table=$(
