@@ -66,12 +66,12 @@ if [ $summary_only = no ]; then
     echo "bench/all.sh: $b ($(date -u +%T))" >&2
     t0=$(date +%s)
     if "bench/$b.sh" ${args[@]+"${args[@]}"} >"$work/$b.out" 2>"$work/$b.err"; then
-      { echo "# $(date -u +%FT%TZ) $(git rev-parse --short HEAD) $(nproc) cores, bench/$b.sh ${args[*]:-} ($(( $(date +%s) - t0 )) s)"
+      { echo "# $(date -u +%FT%TZ) $(git rev-parse --short HEAD) $(nproc) cores, bench/$b.sh${args[*]:+ ${args[*]}} ($(( $(date +%s) - t0 )) s)"
         cat "$work/$b.out"; } >"$out/$b.txt"
     else
       rc=$?
       failed+=("$b")
-      { echo "# $(date -u +%FT%TZ) $(git rev-parse --short HEAD) $(nproc) cores, bench/$b.sh ${args[*]:-} FAILED (exit $rc)"
+      { echo "# $(date -u +%FT%TZ) $(git rev-parse --short HEAD) $(nproc) cores, bench/$b.sh${args[*]:+ ${args[*]}} FAILED (exit $rc)"
         cat "$work/$b.out"; echo "--- stderr (last 30 lines)"; tail -n 30 "$work/$b.err"; } >"$out/$b.txt"
       echo "bench/all.sh: $b failed (exit $rc); see $out/$b.txt" >&2
     fi
