@@ -49,8 +49,8 @@ cold() {
   tail -n 1 "$work/run.err" | jq -r .total_ms
 }
 has_debian=no
-"$AIRLOCK" image ls 2>/dev/null | grep -qw debian && has_debian=yes
-[ -d "${AIRLOCK_CACHE:-$HOME/.cache/airlock}/images/debian/current" ] && has_debian=yes
+images=$("$AIRLOCK" image ls 2>/dev/null || true)
+[ -n "$(awk '$1 == "debian"' <<<"$images")" ] && has_debian=yes
 tiny=() debian=() spawn=()
 for _ in $(seq "$runs"); do
   tiny+=("$(cold tiny true)")
