@@ -48,6 +48,7 @@ api() { curl -sS --max-time 60 --unix-socket "$AIRLOCK_SOCKET" "$@"; }
 # The kit, installed once (cached under ~/.cache/airlock/kits), gives the host run its binary.
 "$AIRLOCK" agent install claude-code >/dev/null 2>&1 || true
 "$AIRLOCK" run --no-daemon --agent claude-code -- true >/dev/null 2>&1 || fail "the claude-code kit does not run"
+# shellcheck disable=SC2012 # the kit cache names are hex
 layer=$(ls -d ~/.cache/airlock/kits/claude-code/*/ 2>/dev/null | head -n1)
 [ -n "$layer" ] || fail "no claude-code kit in the cache"
 mkdir -p "$work/kit"

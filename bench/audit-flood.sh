@@ -13,7 +13,7 @@ for a in "$@"; do
   case $a in --record) record=yes ;; --short) n=2000 ;; *) echo "usage: $0 [--record] [--short]" >&2; exit 2 ;; esac
 done
 cargo build -q --release -p airlock
-AIRLOCK=$PWD/target/release/airlock
+AIRLOCK=${CARGO_TARGET_DIR:-$PWD/target}/release/airlock
 work=$(mktemp -d /tmp/airlock-flood.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/ws"

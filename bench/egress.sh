@@ -4,9 +4,14 @@
 # plain HTTP and as a CONNECT tunnel, against a direct connection to the same local server,
 # all measured in one run on loopback; then HTTPS direct vs through a passed-through CONNECT
 # tunnel vs through a tunnel the gateway terminates (credential injected).
-# Usage: bench/egress.sh [--record]   (--record also saves the table under bench/runs/)
+# Usage: bench/egress.sh [--record] [--short]   (--record also saves the table under bench/runs/;
+#   --short is accepted for bench/all.sh and changes nothing: the full run takes seconds)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+record=no
+for a in "$@"; do
+  case $a in --record) record=yes ;; --short) ;; *) echo "usage: bench/egress.sh [--record] [--short]" >&2; exit 2 ;; esac
+done
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 if ! out=$(cargo bench -q -p airlock-net --bench throughput 2>"$log"); then
@@ -21,7 +26,7 @@ if ! tls=$(cargo bench -q -p airlock-net --bench tls 2>"$log"); then
 fi
 out=$(printf '%s\n\n%s\n' "$(grep -v '^$' <<<"$out")" "$(grep -v '^$' <<<"$tls")")
 echo "$out"
-if [ "${1:-}" = "--record" ]; then
+if [ $record = yes ]; then
   dir="bench/runs/$(date +%Y-%m-%d)-$(hostname -s)"
   mkdir -p "$dir"
   { echo "# $(date -u +%FT%TZ) $(git rev-parse --short HEAD) $(nproc) cores"; echo "$out"; } > "$dir/egress.txt"

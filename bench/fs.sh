@@ -13,11 +13,11 @@ for a in "$@"; do
   case $a in --record) record=yes ;; --short) short=yes ;; *) echo "usage: $0 [--record] [--short]" >&2; exit 2 ;; esac
 done
 cargo build -q --release -p airlock
-AIRLOCK=$PWD/target/release/airlock
+AIRLOCK=${CARGO_TARGET_DIR:-$PWD/target}/release/airlock
 BB=$(command -v busybox)
 VIRTIOFSD=/usr/lib/qemu/virtiofsd
 work=$(mktemp -d /tmp/airlock-fsbench.XXXXXX)
-trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
 if [ $short = yes ]; then dirs=10 big_dirs=20 big_mb=1; else dirs=100 big_dirs=2000 big_mb=100; fi
 big_files=$((big_dirs * 100))
@@ -68,6 +68,7 @@ guest_ws=$("$AIRLOCK" run --no-daemon --policy "$profile" --workspace "$work/ws"
 # The anchor: the same kernel and busybox, booted by QEMU directly with the workspace served by
 # QEMU's virtiofsd, the workload run by a minimal init.
 virtiofsd_out="virtiofsd missing"
+# shellcheck disable=SC2012 # newest first by mtime; the cache names are hex
 kernel=$(ls -t "${AIRLOCK_CACHE:-$HOME/.cache/airlock}"/kernel/*/vmlinux 2>/dev/null | head -1 || true)
 if [ -x "$VIRTIOFSD" ] && [ -n "$kernel" ]; then
   mkdir -p "$work/initrd/bin" "$work/initrd/proc" "$work/initrd/sys" "$work/initrd/dev" "$work/initrd/mnt"
@@ -94,7 +95,7 @@ INIT
     -chardev socket,id=fs,path="$work/vfs.sock" -device vhost-user-fs-device,chardev=fs,tag=ws \
     -kernel "$kernel" -initrd "$work/anchor.cpio" -append 'console=ttyS0 reboot=t panic=-1 quiet' \
     > "$work/anchor.log" 2>&1 || true
-  virtiofsd_out=$(grep -E '^[a-z0-9_]+ ([0-9.]+|failed)' "$work/anchor.log" | tr -d '\r' || true)
+  virtiofsd_out=$(grep -E '^[A-Za-z0-9_]+ ([0-9.]+|failed)' "$work/anchor.log" | tr -d '\r' || true)
 fi
 
 table=$(

@@ -5,24 +5,30 @@
 #    be full again before each run so that each is a claim; each run's `pooled` is reported (from
 #    the daemon's create reply, logged by `airlock run` at debug level);
 #  - exec: the API's exec round trip in one running sandbox: `POST .../exec {"argv":["true"]}`
-#    read to its exit line, timed by curl (`time_total`: connect, request, stream), 200 times.
+#    read to its exit line, timed by curl (`time_total`: connect, request, stream), 200 times;
+#  - its anchor, in the same sandbox: the in-guest cost of spawning `true`, `/bin/true` run 200
+#    times by a shell inside the guest and timed there (the scheduler clock of /proc/self/sched,
+#    nanoseconds; the guest has no finer `date`), so the API's overhead is a difference.
 # Until the daemon has a pool, it runs against a pool-less daemon and reports "pooled: no".
-# Usage: bench/pool.sh [--record] [-n RUNS]   (--record also saves the table under bench/runs/)
+# Usage: bench/pool.sh [--record] [--short] [-n RUNS]
+#   (--record also saves the table under bench/runs/; --short: 2 runs and 30 execs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 record=no
 runs=5
+EXECS=200
 while [ $# -gt 0 ]; do
   case $1 in
     --record) record=yes ;;
+    --short) runs=2 EXECS=30 ;;
     -n) runs=${2:?-n needs a number}; shift ;;
-    *) echo "usage: bench/pool.sh [--record] [-n RUNS]" >&2; exit 2 ;;
+    *) echo "usage: bench/pool.sh [--record] [--short] [-n RUNS]" >&2; exit 2 ;;
   esac
   shift
 done
 POOL=2
-EXECS=200
+SPAWNS=200
 
 cargo build -q --release -p airlock
 AIRLOCK=${CARGO_TARGET_DIR:-$PWD/target}/release/airlock
@@ -117,6 +123,16 @@ for i in $(seq $EXECS); do
     || fail "exec $i did not end with exit 0: $(cat "$work/exec.out")"
   execs+=("$(awk -v t="$t" 'BEGIN{printf "%.1f", t*1000}')")
 done
+# The anchor: the same spawn timed inside the guest. `ts` reads the shell's own
+# /proc/PID/sched (se.exec_start, ms with ns digits) without spawning anything.
+# shellcheck disable=SC2016 # a script for the guest shell: its $ are the guest's
+spawn_loop='ts() { while read -r k _ v; do if [ "$k" = se.exec_start ]; then T=$v; return; fi; done < /proc/$$/sched; }
+/bin/true; ts; a=$T; i=0; while [ $i -lt '"$SPAWNS"' ]; do /bin/true; i=$((i+1)); done; ts; echo "spawn_loop_ms $a $T"'
+spawn_out=$(api -X POST -H 'Content-Type: application/json' -d "$(jq -cn --arg s "$spawn_loop" '{argv: ["sh", "-c", $s]}')" \
+  "http://airlock/v1/sandboxes/$id/exec" | jq -r 'select(.stream == "stdout") | .data' | base64 -d) \
+  || fail "the in-guest spawn loop failed"
+spawn_ms=$(awk -v n=$SPAWNS '$1 == "spawn_loop_ms" && $3 > $2 {printf "%.2f", ($3 - $2) / n}' <<<"$spawn_out")
+[ -n "$spawn_ms" ] || fail "the in-guest spawn loop printed no timing: $spawn_out"
 api -X DELETE "http://airlock/v1/sandboxes/$id" || fail "deleting $id failed"
 
 cold_ms=$(printf '%s\n' "${cold[@]}" | median)
@@ -138,6 +154,9 @@ table=$(
   awk -v d="$pool_desc" -v n="$runs" -v p="$pool_ms" -v c="$cold_ms" -v pl="${pooled[*]}" 'BEGIN{
     printf "| `airlock run -- true` through %s (wall time; pooled: %s) | %d | %d | | %.2f |\n", d, pl, n, p, p/c }'
   echo "| API exec round trip: \`POST /v1/sandboxes/ID/exec {\"argv\":[\"true\"]}\` read to its exit line, one running sandbox (curl time_total) | $EXECS | $exec_ms | $exec_p99 | |"
+  echo "| in-guest spawn of \`true\` in the same sandbox: \`/bin/true\` $SPAWNS times from sh, timed inside the guest (/proc/self/sched clock), per spawn | $SPAWNS | $spawn_ms | | |"
+  echo
+  awk -v e="$exec_ms" -v s="$spawn_ms" 'BEGIN{printf "API exec round trip above the in-guest spawn: %.1f ms\n", e - s}'
 )
 echo "$table"
 if [ $record = yes ]; then
