@@ -21,10 +21,14 @@ fn median(mut v: Vec<f64>) -> f64 {
 async fn measure(images: &Images, audit: bool) -> anyhow::Result<(f64, u64)> {
     let ws = tempfile::tempdir()?;
     let audit_dir = tempfile::tempdir()?;
-    let policy = airlock_policy::load_profile("default")
-        .map_err(|e| anyhow::anyhow!("{e}"))?
-        .with_workspace(ws.path())
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    // The policy exactly as `airlock run` loads it (the default profile plus its workspace
+    // mount), so the gateways accept the share.
+    let policy = airlock_supervisor::launch::load_policy(
+        &airlock_supervisor::launch::PolicyChoice::Profile("default".into()),
+        Some(ws.path()),
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?
+    .policy;
     let share = airlock_fs::Share {
         host_dir: std::fs::canonicalize(ws.path())?,
         guest_path: "/workspace".into(),
