@@ -206,13 +206,7 @@ fn import_in(
         build_secs: started.elapsed().as_secs(),
         archives: Vec::new(),
         packages: Vec::new(),
-        kernel: KernelRecord {
-            key: kernel.key.clone(),
-            source: kernel.manifest.source.clone(),
-            release: kernel.manifest.release.clone(),
-            config_sha256: kernel.manifest.config_sha256.clone(),
-            vmlinux_sha256: kernel.manifest.vmlinux_sha256.clone(),
-        },
+        kernel: KernelRecord::of(kernel),
         artefacts: vec![Artefact {
             path: ROOTFS.into(),
             size,

@@ -44,17 +44,7 @@ impl From<airlock_supervisor::review::ReviewError> for UiError {
     }
 }
 
-/// `e` and its sources, joined by `: `.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
+pub use airlock_jail::error_chain;
 
 /// A JSON error body with `status`.
 pub fn json_error(status: StatusCode, message: &str) -> Response {

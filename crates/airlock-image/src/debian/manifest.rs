@@ -139,6 +139,17 @@ pub struct KernelRecord {
 }
 
 impl KernelRecord {
+    /// The record of a built kernel, for an image that boots with it.
+    pub fn of(kernel: &crate::kernel::Kernel) -> KernelRecord {
+        KernelRecord {
+            key: kernel.key.clone(),
+            source: kernel.manifest.source.clone(),
+            release: kernel.manifest.release.clone(),
+            config_sha256: kernel.manifest.config_sha256.clone(),
+            vmlinux_sha256: kernel.manifest.vmlinux_sha256.clone(),
+        }
+    }
+
     /// The source package's version (after the package name in `source`).
     pub fn source_version(&self) -> Option<&str> {
         self.source

@@ -97,13 +97,7 @@ impl Builder<'_> {
             build_secs: started.elapsed().as_secs(),
             archives: archive_records,
             packages,
-            kernel: KernelRecord {
-                key: kernel.key.clone(),
-                source: kernel.manifest.source.clone(),
-                release: kernel.manifest.release.clone(),
-                config_sha256: kernel.manifest.config_sha256.clone(),
-                vmlinux_sha256: kernel.manifest.vmlinux_sha256.clone(),
-            },
+            kernel: KernelRecord::of(kernel),
             artefacts: vec![Artefact {
                 path: ROOTFS.into(),
                 size,
