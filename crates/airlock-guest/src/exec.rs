@@ -200,10 +200,25 @@ fn spawn(req: &ExecRequest, reaper: &Reaper) -> Result<Spawned, (SpawnFailure, S
         .argv
         .split_first()
         .ok_or_else(|| invalid("empty argv".into()))?;
+    let cwd = req.cwd.as_deref().unwrap_or("/");
+    // Inside a container root, files are looked up in it (checks made before the chroot).
+    let guest_path = |p: &str| match &req.root {
+        Some(root) => harden::root::inside(root, p),
+        None => Some(std::path::PathBuf::from(p)),
+    };
+    let root = match &req.root {
+        Some(root) => Some(harden::root::prepare(root, cwd).map_err(invalid)?),
+        None => None,
+    };
     let account = match &req.user {
         Some(name) => {
-            let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-            let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
+            let read = |p: &str| {
+                guest_path(p)
+                    .and_then(|p| std::fs::read_to_string(p).ok())
+                    .unwrap_or_default()
+            };
+            let passwd = read("/etc/passwd");
+            let group = read("/etc/group");
             let account = harden::resolve_user(&passwd, &group, name);
             Some(account.ok_or_else(|| {
                 invalid(format!("user {name:?} does not exist in the guest image"))
@@ -282,13 +297,15 @@ fn spawn(req: &ExecRequest, reaper: &Reaper) -> Result<Spawned, (SpawnFailure, S
         }
         cmd.env(k, v);
     }
-    let cwd = req.cwd.as_deref().unwrap_or("/");
-    if !std::path::Path::new(cwd).is_dir() {
+    if !guest_path(cwd).is_some_and(|p| p.is_dir()) {
         return Err(invalid(format!(
             "working directory {cwd:?} does not exist in the guest"
         )));
     }
-    cmd.current_dir(cwd);
+    // In a container root the child changes directory itself, after its chroot.
+    if root.is_none() {
+        cmd.current_dir(cwd);
+    }
 
     let other = |e: io::Error| (SpawnFailure::Other, e.to_string());
     let req_nnp = req.no_new_privs;
@@ -306,7 +323,7 @@ fn spawn(req: &ExecRequest, reaper: &Reaper) -> Result<Spawned, (SpawnFailure, S
     }
     let tty = req.tty.is_some();
     // SAFETY: the closure runs between fork and exec in the child; it only makes raw syscalls
-    // (setsid, the terminal ioctl, and those of `enter_in_child` and `apply_in_child`), all
+    // (setsid, the terminal ioctl, and those of the `enter_in_child`s and `apply_in_child`), all
     // async-signal-safe, and only reads memory it owns. A new session makes the command a
     // process group the host can signal as a whole.
     unsafe {
@@ -317,6 +334,9 @@ fn spawn(req: &ExecRequest, reaper: &Reaper) -> Result<Spawned, (SpawnFailure, S
             }
             if let Some(g) = &child_cgroup {
                 g.enter_in_child()?;
+            }
+            if let Some(r) = &root {
+                harden::root::enter_in_child(r)?;
             }
             harden::apply_in_child(
                 account.as_ref(),

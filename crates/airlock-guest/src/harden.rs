@@ -13,6 +13,8 @@ use std::collections::BTreeMap;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 
+pub mod root;
+
 /// A syscall refused by a profile, with why.
 struct Denied {
     nr: libc::c_long,

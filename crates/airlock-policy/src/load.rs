@@ -27,6 +27,7 @@ const PROFILES: &[(&str, &str)] = &[
     ("codex", include_str!("../profiles/codex.toml")),
     ("gemini", include_str!("../profiles/gemini.toml")),
     ("aider", include_str!("../profiles/aider.toml")),
+    ("container", include_str!("../profiles/container.toml")),
 ];
 
 /// Names of [`PROFILES`], in the same order.
@@ -37,6 +38,7 @@ const PROFILE_NAMES: &[&str] = &[
     "codex",
     "gemini",
     "aider",
+    "container",
 ];
 
 /// How many `extends` links a chain may have (profiles may build on each other).
@@ -410,6 +412,11 @@ mod tests {
         for (&(name, _), &listed) in PROFILES.iter().zip(PROFILE_NAMES) {
             assert_eq!(name, listed);
             let p = load_profile(name).unwrap_or_else(|e| panic!("{name}: {e}"));
+            if name == "container" {
+                // The shim shares each container's root itself; the profile shares nothing.
+                assert!(p.mounts().is_empty() && !p.needs_workspace());
+                continue;
+            }
             assert!(p.needs_workspace(), "{name}");
             assert_eq!(p.mounts()[0].guest, "/workspace", "{name}");
             assert!(
@@ -435,7 +442,7 @@ mod tests {
     fn unknown_profile() {
         assert_eq!(
             load_profile("nope").unwrap_err().to_string(),
-            "profile \"nope\": unknown profile \"nope\", expected one of: default, offline, claude-code, codex, gemini, aider"
+            "profile \"nope\": unknown profile \"nope\", expected one of: default, offline, claude-code, codex, gemini, aider, container"
         );
     }
 

@@ -246,6 +246,7 @@ mod tests {
             seccomp: crate::msg::SeccompProfile::Default,
             pids_max: Some(1024),
             landlock_write: None,
+            root: None,
         };
         encode(&Frame::Message(req), &mut out).unwrap();
         for n in 0..out.len() {

@@ -44,6 +44,11 @@ pub struct ExecRequest {
     /// lies beneath them); missing ones are skipped. Reads are not restricted.
     #[serde(default)]
     pub landlock_write: Option<Vec<String>>,
+    /// A container's root directory in the guest: the command runs in a mount namespace of its
+    /// own, chrooted there, with the guest's `/proc`, `/dev` and `/sys` bound in. `cwd`, `user`
+    /// and the `PATH` lookup then resolve inside it.
+    #[serde(default)]
+    pub root: Option<String>,
 }
 
 /// The in-guest seccomp profiles (see `airlock-guest`'s `harden.rs` for the lists).

@@ -129,9 +129,10 @@ fn exec_request() -> impl Strategy<Value = ExecRequest> {
         seccomp,
         proptest::option::of(any::<u32>()),
         proptest::option::of(strings()),
+        proptest::option::of(any::<String>()),
     )
         .prop_map(
-            |(argv, env, cwd, tty, user, no_new_privs, seccomp, pids_max, landlock_write)| {
+            |(argv, env, cwd, tty, user, no_new_privs, seccomp, pids_max, landlock_write, root)| {
                 ExecRequest {
                     argv,
                     env,
@@ -142,6 +143,7 @@ fn exec_request() -> impl Strategy<Value = ExecRequest> {
                     seccomp,
                     pids_max,
                     landlock_write,
+                    root,
                 }
             },
         )

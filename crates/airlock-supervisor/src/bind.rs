@@ -138,6 +138,51 @@ impl Sandbox {
             )))
     }
 
+    /// Shares one more directory into the running sandbox: binds the first free filesystem
+    /// gateway to `share`, decided by `policy` (which must have a mount at the share's guest
+    /// path), mounts it in the guest and records `sandbox.share`. The sandbox must have been
+    /// booted with a spare slot (`Machine::fs_slots`); devices cannot be added to a running VM.
+    pub async fn add_share(
+        &mut self,
+        policy: &airlock_policy::Policy,
+        share: &airlock_fs::Share,
+    ) -> Result<(), SandboxError> {
+        let devices = self.fs.len();
+        let (i, slot) = self
+            .fs
+            .iter_mut()
+            .enumerate()
+            .find(|(_, s)| !s.is_bound())
+            .ok_or(SandboxError::TooManyShares {
+                shares: devices + 1,
+                devices,
+            })?;
+        let bind = airlock_fs::process::FsBind::new(policy, share, None);
+        slot.bind(&bind)
+            .await
+            .map_err(|source| SandboxError::FsGateway {
+                what: share.guest_path.clone(),
+                source,
+            })?;
+        let read_only = share.mode == airlock_policy::MountMode::Ro;
+        self.control
+            .mount(&format!("fs{i}"), &share.guest_path, read_only)
+            .await?;
+        if let Some(r) = self.recorder.get() {
+            r.record(
+                Event::new(Source::Host, kind::SANDBOX_SHARE)
+                    .with_decision(Decision::Allow)
+                    .with_detail(format!(
+                        "{} at {} ({}), device fs{i}",
+                        share.host_dir.display(),
+                        share.guest_path,
+                        share.mode.as_str()
+                    )),
+            );
+        }
+        Ok(())
+    }
+
     /// Records the binding and starts publishing counters for `airlock stats`.
     pub(crate) fn finish_bind(&mut self, bind: Event) {
         let Some(r) = self.recorder.get().cloned() else {

@@ -36,6 +36,9 @@ pub struct SandboxConfig {
     pub id: Option<String>,
     /// Directories shared through the fs gateway, one device each.
     pub shares: Vec<airlock_fs::Share>,
+    /// Filesystem devices booted beyond `shares`, for directories shared later
+    /// ([`Sandbox::add_share`](crate::Sandbox::add_share)).
+    pub spare_shares: usize,
     /// How the egress gateway resolves names.
     pub resolver: Arc<dyn airlock_net::Resolver>,
     /// Ports on which a CONNECT must carry a TLS ClientHello whose SNI names the CONNECT host.
@@ -118,7 +121,7 @@ impl SandboxConfig {
             memory_mib: self.memory_mib,
             disk_bytes: self.disk_bytes,
             require_host_limits: self.require_host_limits,
-            fs_slots: self.shares.len(),
+            fs_slots: self.shares.len() + self.spare_shares,
             accel: self.accel.accel,
             boot_timeout: self.boot_timeout,
         }

@@ -5,6 +5,9 @@
 //! Ctrl-C is not stuck behind input the command has not read yet.
 
 use super::SandboxError;
+use crate::config::RecorderSlot;
+use airlock_audit::{Decision, Event, ProcInfo, Source, kind};
+use airlock_proto::EXEC_PORT;
 use airlock_proto::codec::{DATA_CHUNK, Decoder};
 use airlock_proto::{
     ExecControl, ExecEvent, ExecRequest, ExitStatus, Frame, SpawnFailure, Stream, encode,
@@ -13,6 +16,8 @@ use std::pin::Pin;
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::UnixStream;
 use tokio::sync::mpsc;
+use tokio::sync::oneshot;
+use tracing::Instrument;
 
 /// Where an exec session's input comes from and its output goes.
 pub struct ExecIo {
@@ -45,6 +50,96 @@ pub enum ExecOutcome {
     },
 }
 
+/// Runs commands in one guest and records each in its audit log (`proc.exec`, `proc.exit`,
+/// `proc.oom`). Cheap to clone; see [`Sandbox::executor`](crate::Sandbox::executor).
+#[derive(Clone)]
+pub struct Executor {
+    pub(crate) uds: std::path::PathBuf,
+    pub(crate) recorder: RecorderSlot,
+    pub(crate) span: tracing::Span,
+    pub(crate) memory_mib: u64,
+}
+
+impl Executor {
+    /// Runs one command, bridging `io`; sends its guest pid on `started` once it runs.
+    pub async fn exec(
+        &self,
+        request: ExecRequest,
+        io: ExecIo,
+        started: Option<oneshot::Sender<u32>>,
+    ) -> Result<ExecOutcome, SandboxError> {
+        self.exec_in(request, io, started)
+            .instrument(self.span.clone())
+            .await
+    }
+
+    async fn exec_in(
+        &self,
+        request: ExecRequest,
+        io: ExecIo,
+        started: Option<oneshot::Sender<u32>>,
+    ) -> Result<ExecOutcome, SandboxError> {
+        if let Some(r) = self.recorder.get() {
+            r.record(
+                Event::new(Source::Host, kind::PROC_EXEC)
+                    .with_decision(Decision::Allow)
+                    .with_proc(ProcInfo {
+                        argv: request.argv.clone(),
+                        cwd: request.cwd.clone(),
+                        ..ProcInfo::default()
+                    })
+                    .with_detail(format!(
+                        "exec request: user {}, seccomp {:?}, tty {}",
+                        request.user.as_deref().unwrap_or("root"),
+                        request.seccomp,
+                        request.tty.is_some()
+                    )),
+            );
+        }
+        let stream = airlock_vm::vsock::connect(&self.uds, EXEC_PORT).await?;
+        let outcome = run(stream, request, io, started).await;
+        if let Some(r) = self.recorder.get() {
+            if let Ok(ExecOutcome::Exited { oom_kills, .. }) = &outcome
+                && *oom_kills > 0
+            {
+                r.record(
+                    Event::new(Source::Guest, kind::PROC_OOM)
+                        .with_decision(Decision::Deny)
+                        .with_detail(format!(
+                            "the guest kernel's OOM killer ended {oom_kills} process(es) of this \
+                             command (guest memory {} MiB)",
+                            self.memory_mib
+                        )),
+                );
+            }
+            let ev = Event::new(Source::Host, kind::PROC_EXIT);
+            r.record(match &outcome {
+                Ok(ExecOutcome::Exited {
+                    status: ExitStatus::Code { code },
+                    ..
+                }) => ev.with_proc(ProcInfo {
+                    exit: Some(*code),
+                    ..ProcInfo::default()
+                }),
+                Ok(ExecOutcome::Exited {
+                    status: ExitStatus::Signal { signal },
+                    ..
+                }) => ev.with_proc(ProcInfo {
+                    signal: Some(*signal),
+                    ..ProcInfo::default()
+                }),
+                Ok(ExecOutcome::SpawnFailed { reason, message }) => ev
+                    .with_decision(Decision::Error)
+                    .with_detail(format!("spawn failed ({reason:?}): {message}")),
+                Err(e) => ev
+                    .with_decision(Decision::Error)
+                    .with_detail(format!("{e:#}")),
+            });
+        }
+        outcome
+    }
+}
+
 fn io_err(context: &'static str) -> impl FnOnce(std::io::Error) -> SandboxError {
     move |source| SandboxError::Io { context, source }
 }
@@ -54,6 +149,7 @@ pub async fn run(
     stream: UnixStream,
     request: ExecRequest,
     io: ExecIo,
+    mut started: Option<oneshot::Sender<u32>>,
 ) -> Result<ExecOutcome, SandboxError> {
     let (mut rd, mut wr) = stream.into_split();
     let mut buf = Vec::new();
@@ -97,7 +193,12 @@ pub async fn run(
                     Frame::Data(Stream::Stdin, _) | Frame::Eof(Stream::Stdin) => {
                         return Err(SandboxError::Protocol("guest sent stdin frames".into()));
                     }
-                    Frame::Eof(_) | Frame::Message(ExecEvent::Started { .. }) => {}
+                    Frame::Message(ExecEvent::Started { pid }) => {
+                        if let Some(tx) = started.take() {
+                            let _ = tx.send(pid);
+                        }
+                    }
+                    Frame::Eof(_) => {}
                     Frame::Message(ExecEvent::SpawnFailed { reason, message }) => {
                         return Ok(ExecOutcome::SpawnFailed { reason, message });
                     }

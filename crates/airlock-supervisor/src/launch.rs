@@ -413,6 +413,7 @@ pub async fn prepare(options: &LaunchOptions, base: &Images) -> Result<Launch, L
             (None, _) => format!("policy {origin}, image {image_name}"),
         },
         shares,
+        spare_shares: 0,
         id: Some(id.clone()),
         resolver: resolver()?,
         tls_ports: tls_ports()?,
@@ -498,6 +499,7 @@ pub fn exec_request(
         },
         pids_max: Some(policy.sandbox().pids),
         landlock_write: landlock_dirs(policy),
+        root: None,
     }
 }
 

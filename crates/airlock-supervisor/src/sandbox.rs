@@ -9,8 +9,8 @@ use crate::control::{Control, Ready};
 use crate::exec::{ExecIo, ExecOutcome};
 use crate::state::StateDir;
 use crate::{Recorder, SandboxError, disk};
-use airlock_audit::{Decision, Event, ProcInfo, Source, kind};
-use airlock_proto::{CONTROL_PORT, EXEC_PORT, ExecRequest, ExitStatus, PROTOCOL_VERSION};
+use airlock_audit::{Decision, Event, Source, kind};
+use airlock_proto::{CONTROL_PORT, ExecRequest, PROTOCOL_VERSION};
 use airlock_vm::qemu::QemuEngine;
 use airlock_vm::vsock::VsockBackend;
 use airlock_vm::{BootSpec, Drive, Engine, EngineError, Vm};
@@ -414,70 +414,30 @@ impl Sandbox {
         request: ExecRequest,
         io: ExecIo,
     ) -> Result<ExecOutcome, SandboxError> {
-        self.exec_in(request, io)
-            .instrument(self.span.clone())
-            .await
+        self.executor().exec(request, io, None).await
     }
 
-    async fn exec_in(&self, request: ExecRequest, io: ExecIo) -> Result<ExecOutcome, SandboxError> {
-        if let Some(r) = self.recorder.get() {
-            r.record(
-                Event::new(Source::Host, kind::PROC_EXEC)
-                    .with_decision(Decision::Allow)
-                    .with_proc(ProcInfo {
-                        argv: request.argv.clone(),
-                        cwd: request.cwd.clone(),
-                        ..ProcInfo::default()
-                    })
-                    .with_detail(format!(
-                        "exec request: user {}, seccomp {:?}, tty {}",
-                        request.user.as_deref().unwrap_or("root"),
-                        request.seccomp,
-                        request.tty.is_some()
-                    )),
-            );
+    /// What runs commands in this guest, detached from the `Sandbox` value so that commands
+    /// can run while it is changed (a share added).
+    pub fn executor(&self) -> crate::exec::Executor {
+        crate::exec::Executor {
+            uds: self.backend.socket.clone(),
+            recorder: self.recorder.clone(),
+            span: self.span.clone(),
+            memory_mib: self.machine.memory_mib,
         }
-        let stream = self.backend.connect(EXEC_PORT).await?;
-        let outcome = crate::exec::run(stream, request, io).await;
-        if let Some(r) = self.recorder.get() {
-            if let Ok(ExecOutcome::Exited { oom_kills, .. }) = &outcome
-                && *oom_kills > 0
-            {
-                r.record(
-                    Event::new(Source::Guest, kind::PROC_OOM)
-                        .with_decision(Decision::Deny)
-                        .with_detail(format!(
-                            "the guest kernel's OOM killer ended {oom_kills} process(es) of this \
-                             command (guest memory {} MiB)",
-                            self.machine.memory_mib
-                        )),
-                );
-            }
-            let ev = Event::new(Source::Host, kind::PROC_EXIT);
-            r.record(match &outcome {
-                Ok(ExecOutcome::Exited {
-                    status: ExitStatus::Code { code },
-                    ..
-                }) => ev.with_proc(ProcInfo {
-                    exit: Some(*code),
-                    ..ProcInfo::default()
-                }),
-                Ok(ExecOutcome::Exited {
-                    status: ExitStatus::Signal { signal },
-                    ..
-                }) => ev.with_proc(ProcInfo {
-                    signal: Some(*signal),
-                    ..ProcInfo::default()
-                }),
-                Ok(ExecOutcome::SpawnFailed { reason, message }) => ev
-                    .with_decision(Decision::Error)
-                    .with_detail(format!("spawn failed ({reason:?}): {message}")),
-                Err(e) => ev
-                    .with_decision(Decision::Error)
-                    .with_detail(format!("{e:#}")),
-            });
-        }
-        outcome
+    }
+
+    /// The VM engine's host pid, while it runs.
+    pub fn engine_pid(&self) -> Option<u32> {
+        self.vm.pid()
+    }
+
+    /// Live counters (engine CPU and memory, gateway operations); `None` without an audit log.
+    pub fn stats(&self) -> Option<crate::Stats> {
+        self.recorder
+            .get()
+            .map(|r| r.stats(&self.id, self.vm.pid()))
     }
 
     /// The audit recorder, if this sandbox records.

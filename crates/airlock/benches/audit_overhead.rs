@@ -54,6 +54,7 @@ async fn measure(images: &Images, audit: bool) -> anyhow::Result<(f64, u64)> {
         description: "bench".into(),
         policy: Arc::new(policy),
         shares: vec![share],
+        spare_shares: 0,
         id: None,
         resolver: airlock_net::system_resolver(),
         tls_ports: vec![443],
@@ -82,6 +83,7 @@ async fn measure(images: &Images, audit: bool) -> anyhow::Result<(f64, u64)> {
             seccomp: airlock_proto::SeccompProfile::Default,
             pids_max: None,
             landlock_write: None,
+            root: None,
         };
         let t0 = Instant::now();
         sandbox.exec(req, io).await?;

@@ -101,6 +101,7 @@ fn main() -> anyhow::Result<()> {
                 airlock_policy::load_profile("offline").map_err(|e| anyhow::anyhow!("{e}"))?,
             ),
             shares: vec![],
+            spare_shares: 0,
             id: None,
             resolver: airlock_net::system_resolver(),
             tls_ports: vec![443],
@@ -126,6 +127,7 @@ fn main() -> anyhow::Result<()> {
                 seccomp: airlock_proto::SeccompProfile::Default,
                 pids_max: None,
                 landlock_write: None,
+                root: None,
             };
             let t0 = Instant::now();
             sandbox.exec(req, io).await?;

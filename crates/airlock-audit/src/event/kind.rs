@@ -13,6 +13,8 @@ pub const SANDBOX_END: &str = "sandbox.end";
 pub const SANDBOX_BIND: &str = "sandbox.bind";
 /// A guest was unbound from its workspace and policy.
 pub const SANDBOX_UNBIND: &str = "sandbox.unbind";
+/// A directory was shared into a running sandbox (a container's root, by the containerd shim).
+pub const SANDBOX_SHARE: &str = "sandbox.share";
 /// The host refused to start a sandbox it could not enforce (fail closed).
 pub const SANDBOX_REFUSED: &str = "sandbox.refused";
 /// A file was opened for reading.

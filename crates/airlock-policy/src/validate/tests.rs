@@ -519,7 +519,7 @@ use crate::schema::EventDecision as EventDecisionAlias;
 fn extends_unknown_profile_still_reports_other_errors() {
     assert_error(
         "extends = \"claude\"\n[sandbox]\ncpus = 0\n",
-        "test.toml:1:11: extends: unknown profile \"claude\", expected one of: default, offline, claude-code, codex, gemini, aider\n\
+        "test.toml:1:11: extends: unknown profile \"claude\", expected one of: default, offline, claude-code, codex, gemini, aider, container\n\
          test.toml:3:8: sandbox.cpus: found 0, expected at least 1",
     );
 }

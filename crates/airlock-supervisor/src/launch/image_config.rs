@@ -52,6 +52,7 @@ mod tests {
             seccomp: airlock_proto::SeccompProfile::Default,
             pids_max: None,
             landlock_write: None,
+            root: None,
         }
     }
 
