@@ -71,7 +71,8 @@ pub struct ShimConfig {
     #[serde(default = "default_audit_dir")]
     pub audit_dir: PathBuf,
     /// Most containers one pod's VM takes, pause container included (one filesystem device
-    /// each, made at boot).
+    /// each, made at boot). QEMU's microvm has 8 virtio transports: the vsock device and the
+    /// sandbox disk leave 6 with the `tiny` image, one fewer per image or kit layer.
     #[serde(default = "default_max_containers")]
     pub max_containers: usize,
     /// VM memory in MiB when the pod's spec sets no limit (else the profile's).
@@ -88,8 +89,11 @@ fn default_audit_dir() -> PathBuf {
 }
 
 fn default_max_containers() -> usize {
-    8
+    MAX_CONTAINERS
 }
+
+/// The most containers a pod can hold (see [`ShimConfig::max_containers`]).
+pub const MAX_CONTAINERS: usize = 6;
 
 impl Default for ShimConfig {
     fn default() -> Self {
@@ -135,10 +139,13 @@ impl ShimConfig {
             key: key.to_string(),
             why,
         };
-        if !(1..=32).contains(&config.max_containers) {
+        if !(1..=MAX_CONTAINERS).contains(&config.max_containers) {
             return Err(invalid(
                 "max_containers",
-                format!("{} is out of range 1..=32", config.max_containers),
+                format!(
+                    "{} is out of range 1..={MAX_CONTAINERS} (virtio transports of the VM)",
+                    config.max_containers
+                ),
             ));
         }
         if let Some(m) = config.memory_mib
@@ -236,7 +243,7 @@ mod tests {
         for (text, want) in [
             (
                 "max_containers = 0",
-                "max_containers: 0 is out of range 1..=32",
+                "max_containers: 0 is out of range 1..=6",
             ),
             ("memory_mib = 10", "memory_mib: 10 is out of range"),
             (

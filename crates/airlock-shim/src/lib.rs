@@ -42,8 +42,16 @@ pub fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
+    // The supervisor waits for its own children (VM engine, gateways, image tools); a
+    // shim-wide SIGCHLD reaper would take their exit statuses from it.
+    let config = containerd_shim::Config {
+        no_reaper: true,
+        no_sub_reaper: true,
+        ..Default::default()
+    };
     runtime.block_on(containerd_shim::asynchronous::run::<shim::AirlockShim>(
-        RUNTIME_ID, None,
+        RUNTIME_ID,
+        Some(config),
     ));
     std::process::ExitCode::SUCCESS
 }

@@ -22,11 +22,7 @@ pub struct AirlockShim {
 impl Shim for AirlockShim {
     type T = Service;
 
-    async fn new(_runtime_id: &str, args: &Flags, config: &mut Config) -> Self {
-        // The supervisor waits for its own children (VM engine, gateways); a shim-wide reaper
-        // would take their exit statuses from it.
-        config.no_reaper = true;
-        config.no_sub_reaper = true;
+    async fn new(_runtime_id: &str, args: &Flags, _config: &mut Config) -> Self {
         AirlockShim {
             namespace: args.namespace.clone(),
             exit: Arc::new(ExitSignal::default()),

@@ -421,7 +421,7 @@ impl Sandbox {
     /// can run while it is changed (a share added).
     pub fn executor(&self) -> crate::exec::Executor {
         crate::exec::Executor {
-            uds: self.backend.socket.clone(),
+            uds: self.backend.uds.clone(),
             recorder: self.recorder.clone(),
             span: self.span.clone(),
             memory_mib: self.machine.memory_mib,

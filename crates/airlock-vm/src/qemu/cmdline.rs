@@ -11,8 +11,21 @@ pub const BASE_CMDLINE: &str = "console=ttyS0 reboot=t panic=-1 quiet";
 /// QEMU's built-in seccomp policy (`-sandbox`).
 pub const SANDBOX: &str = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny";
 
+/// virtio-mmio transports QEMU's microvm machine has; every virtio device takes one.
+pub const VIRTIO_TRANSPORTS: usize = 8;
+
 /// The argv (without the binary) that boots `spec`.
 pub fn args(spec: &BootSpec) -> Result<Vec<OsString>, EngineError> {
+    // The vsock device, one per share, one per drive.
+    let devices = 1 + spec.fs_devices.len() + spec.drives.len();
+    if devices > VIRTIO_TRANSPORTS {
+        return Err(EngineError::InvalidSpec(format!(
+            "{devices} virtio devices (vsock, {} shares, {} drives): the microvm machine has \
+             {VIRTIO_TRANSPORTS}",
+            spec.fs_devices.len(),
+            spec.drives.len()
+        )));
+    }
     if spec.cpus == 0 || spec.memory_mib < 64 {
         return Err(EngineError::InvalidSpec(format!(
             "need at least 1 cpu and 64 MiB (got {} cpus, {} MiB)",
@@ -209,6 +222,24 @@ mod tests {
         assert!(a.contains("-chardev socket,id=fs0,path=/s/fs0.sock -device vhost-user-fs-device,chardev=fs0,tag=ws"), "{a}");
         s.fs_devices = vec![(PathBuf::from("/s/fs0.sock"), "bad,tag".into())];
         assert!(args(&s).is_err());
+    }
+
+    #[test]
+    fn more_devices_than_microvm_transports_are_refused() {
+        let mut s = spec(Accel::Tcg);
+        s.drives = vec![Drive {
+            path: PathBuf::from("/s/disk.img"),
+            read_only: false,
+            serial: "airlock-disk".into(),
+        }];
+        s.fs_devices = (0..6)
+            .map(|i| (PathBuf::from(format!("/s/fs{i}.sock")), format!("fs{i}")))
+            .collect();
+        assert!(args(&s).is_ok());
+        s.fs_devices
+            .push((PathBuf::from("/s/fs6.sock"), "fs6".into()));
+        let e = args(&s).unwrap_err().to_string();
+        assert!(e.contains("9 virtio devices (vsock, 7 shares, 1 drives)"), "{e}");
     }
 
     #[test]
