@@ -239,7 +239,10 @@ mod tests {
         s.fs_devices
             .push((PathBuf::from("/s/fs6.sock"), "fs6".into()));
         let e = args(&s).unwrap_err().to_string();
-        assert!(e.contains("9 virtio devices (vsock, 7 shares, 1 drives)"), "{e}");
+        assert!(
+            e.contains("9 virtio devices (vsock, 7 shares, 1 drives)"),
+            "{e}"
+        );
     }
 
     #[test]

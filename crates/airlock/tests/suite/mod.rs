@@ -1,6 +1,7 @@
 mod agents;
 mod agents_tty;
 mod audit;
+mod containerd;
 mod credentials;
 mod daemon;
 mod e2b;
