@@ -212,6 +212,13 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_example_parses() {
+        let text = include_str!("../../../deploy/kubernetes/containerd-shim.toml");
+        let c = parse(text).unwrap();
+        assert_eq!(c.allowed_profiles, ["egress-registry"]);
+    }
+
+    #[test]
     fn an_empty_file_gives_the_defaults() {
         assert_eq!(parse("").unwrap(), ShimConfig::default());
     }

@@ -308,6 +308,10 @@ impl Task for Service {
             cols: u16::try_from(req.width).unwrap_or(u16::MAX),
         };
         self.with_proc(&req.id, &req.exec_id, |p, _| {
+            // A terminal that reports no size (0x0) keeps the one the process has.
+            if size.rows == 0 || size.cols == 0 {
+                return Ok(api::Empty::default());
+            }
             if p.stdio.terminal && p.resize(size) {
                 Ok(api::Empty::default())
             } else {
