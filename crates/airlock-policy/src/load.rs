@@ -27,6 +27,7 @@ const PROFILES: &[(&str, &str)] = &[
     ("codex", include_str!("../profiles/codex.toml")),
     ("gemini", include_str!("../profiles/gemini.toml")),
     ("aider", include_str!("../profiles/aider.toml")),
+    ("docker", include_str!("../profiles/docker.toml")),
 ];
 
 /// Names of [`PROFILES`], in the same order.
@@ -37,6 +38,7 @@ const PROFILE_NAMES: &[&str] = &[
     "codex",
     "gemini",
     "aider",
+    "docker",
 ];
 
 /// How many `extends` links a chain may have (profiles may build on each other).
@@ -435,7 +437,7 @@ mod tests {
     fn unknown_profile() {
         assert_eq!(
             load_profile("nope").unwrap_err().to_string(),
-            "profile \"nope\": unknown profile \"nope\", expected one of: default, offline, claude-code, codex, gemini, aider"
+            "profile \"nope\": unknown profile \"nope\", expected one of: default, offline, claude-code, codex, gemini, aider, docker"
         );
     }
 

@@ -3,6 +3,7 @@ mod agents_tty;
 mod audit;
 mod credentials;
 mod daemon;
+mod docker;
 mod e2b;
 mod fs;
 mod harden;

@@ -96,7 +96,7 @@ fn explain_rejects_bad_queries_and_unknown_profiles() {
     assert_eq!(out.status.code(), Some(125));
     assert!(
         text(&out.stderr).contains(
-            "unknown profile \"nope\"; shipped profiles: default, offline, claude-code, codex, gemini, aider"
+            "unknown profile \"nope\"; shipped profiles: default, offline, claude-code, codex, gemini, aider, docker"
         ),
         "{}",
         text(&out.stderr)
