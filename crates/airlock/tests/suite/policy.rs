@@ -8,7 +8,7 @@ fn every_shipped_profile_checks() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(
         text(&out.stdout),
-        "ok    profile default\nok    profile offline\nok    profile claude-code\nok    profile codex\nok    profile gemini\nok    profile aider\n"
+        "ok    profile default\nok    profile offline\nok    profile claude-code\nok    profile codex\nok    profile gemini\nok    profile aider\nok    profile docker\n"
     );
 }
 
