@@ -22,8 +22,12 @@ const HOST_CID: u32 = 2;
 const CONNECT_ATTEMPTS: u32 = 50;
 
 /// Serves until the host asks for shutdown (`Ok`) or the control connection is lost (`Err`).
-pub fn serve() -> io::Result<()> {
+/// With `docker`, the engine starts first, so it comes up while the host binds the sandbox.
+pub fn serve(docker: bool) -> io::Result<()> {
     let reaper = Reaper::start()?;
+    if docker {
+        crate::docker::start(&reaper);
+    }
     let listener = VsockListener::bind_with_cid_port(libc::VMADDR_CID_ANY, EXEC_PORT)?;
     thread::Builder::new()
         .name("exec-accept".into())

@@ -130,6 +130,10 @@ fn session(stream: VsockStream, reaper: &Reaper) -> io::Result<()> {
         None => return Ok(()),
     };
 
+    if let Err(message) = crate::docker::wait_ready() {
+        let reason = SpawnFailure::Other;
+        return writer.close_with(&Frame::Message(ExecEvent::SpawnFailed { reason, message }));
+    }
     let spawned = match spawn(&request, reaper) {
         Ok(s) => s,
         Err((reason, message)) => {

@@ -14,7 +14,8 @@ const NOSUID_NODEV_NOEXEC: MsFlags = MsFlags::MS_NOSUID
 /// Mounts `/proc`, `/sys` and `/dev`, moves `/` onto the disk-backed overlay when the host gave
 /// a disk ([`crate::rootfs`]), then mounts `/dev/pts`, `/dev/shm`, `/run` (and a tmpfs `/tmp`
 /// when there is no disk), points stdio at the console, sets the hostname and brings up loopback.
-pub fn setup() -> io::Result<()> {
+/// Returns what the root switch found (whether to start the Docker engine).
+pub fn setup() -> io::Result<crate::rootfs::Root> {
     let early: [(&str, &str, &str, MsFlags, Option<&str>); 3] = [
         ("proc", "/proc", "proc", NOSUID_NODEV_NOEXEC, None),
         ("sysfs", "/sys", "sysfs", NOSUID_NODEV_NOEXEC, None),
@@ -27,7 +28,7 @@ pub fn setup() -> io::Result<()> {
         ),
     ];
     mount_all(&early)?;
-    let on_disk = crate::rootfs::switch_to_disk_root()?;
+    let root = crate::rootfs::switch_to_disk_root()?;
     let late: [(&str, &str, &str, MsFlags, Option<&str>); 3] = [
         (
             "devpts",
@@ -52,7 +53,7 @@ pub fn setup() -> io::Result<()> {
         ),
     ];
     mount_all(&late)?;
-    if on_disk {
+    if root.on_disk {
         std::fs::create_dir_all("/tmp")?;
         std::fs::set_permissions("/tmp", std::os::unix::fs::PermissionsExt::from_mode(0o1777))?;
     } else {
@@ -71,7 +72,7 @@ pub fn setup() -> io::Result<()> {
     nix::unistd::sethostname("airlock")?;
     nix::sys::stat::umask(Mode::from_bits_truncate(0o022));
     loopback_up()?;
-    Ok(())
+    Ok(root)
 }
 
 fn mount_all(mounts: &[(&str, &str, &str, MsFlags, Option<&str>)]) -> io::Result<()> {

@@ -7,6 +7,7 @@
 #![warn(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
 
 mod control;
+mod docker;
 mod exec;
 mod harden;
 mod init;
@@ -22,11 +23,17 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let pid1 = std::process::id() == 1;
-    if pid1 && let Err(e) = init::setup() {
-        eprintln!("airlock-guest: init failed: {e}");
-        init::power_off();
+    let mut root = rootfs::Root::default();
+    if pid1 {
+        match init::setup() {
+            Ok(r) => root = r,
+            Err(e) => {
+                eprintln!("airlock-guest: init failed: {e}");
+                init::power_off();
+            }
+        }
     }
-    let result = control::serve();
+    let result = control::serve(root.docker);
     if let Err(e) = &result {
         eprintln!("airlock-guest: {e}");
     }

@@ -1,13 +1,17 @@
 //! The guest's root filesystem: an overlay whose writable layer is the sandbox disk.
 //!
-//! The host attaches up to three virtio-blk drives, told apart by their serial: `airlock-disk`,
-//! an empty ext4 of the policy's `sandbox.disk` size; `airlock-root`, an optional read-only image
-//! (squashfs by default); and `airlock-kit`, an optional read-only squashfs holding an agent kit
-//! (`/opt/airlock/kits/<name>` and its command in `/usr/local/bin`). The overlay's lower layers
-//! are the kit over the image, or the initramfs itself when there is no image; every write in
-//! the guest lands on the disk, so a full disk means ENOSPC in the guest and nothing more on the
-//! host. Then the agent moves into the overlay as `switch_root`
-//! does (the initramfs cannot be pivoted away).
+//! The host attaches virtio-blk drives told apart by their serial: `airlock-disk`, an empty ext4
+//! of the policy's `sandbox.disk` size; `airlock-root`, an optional read-only image (squashfs by
+//! default); `airlock-layer0`, `airlock-layer1`, ..., optional read-only squashfs layers of
+//! Debian packages (`sandbox.layers`, e.g. `docker`); and `airlock-kit`, an optional read-only
+//! squashfs holding an agent kit (`/opt/airlock/kits/<name>` and its command in
+//! `/usr/local/bin`). The overlay's lower layers are the kit over the layers over the image, or
+//! the initramfs itself when there is no image; every write in the guest lands on the disk, so
+//! a full disk means ENOSPC in the guest and nothing more on the host. Then the agent moves into
+//! the overlay as `switch_root` does (the initramfs cannot be pivoted away).
+//!
+//! A layer providing `dockerd` gets the engine's data directory on the disk itself (see
+//! [`crate::docker`]), and the caller starts the engine.
 
 use nix::mount::{MsFlags, mount};
 use std::io;
@@ -19,14 +23,27 @@ pub const DISK_SERIAL: &str = "airlock-disk";
 pub const ROOT_SERIAL: &str = "airlock-root";
 /// Serial of the agent kit layer.
 pub const KIT_SERIAL: &str = "airlock-kit";
+/// Serial prefix of package layers, numbered from the bottom one.
+pub const LAYER_SERIAL: &str = "airlock-layer";
+/// Most package layers looked for.
+const MAX_LAYERS: usize = 4;
+
+/// What the root switch found.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Root {
+    /// `/` is the disk-backed overlay.
+    pub on_disk: bool,
+    /// A layer provides the Docker engine.
+    pub docker: bool,
+}
 
 const STAGE: &str = "/.airlock";
 
-/// Moves `/` onto the overlay when the host gave a disk; returns whether it did. `/proc`, `/sys`
-/// and `/dev` must be mounted (they are moved along).
-pub fn switch_to_disk_root() -> io::Result<bool> {
+/// Moves `/` onto the overlay when the host gave a disk. `/proc`, `/sys` and `/dev` must be
+/// mounted (they are moved along).
+pub fn switch_to_disk_root() -> io::Result<Root> {
     let Some(disk) = find_by_serial(DISK_SERIAL)? else {
-        return Ok(false);
+        return Ok(Root::default());
     };
     let stage = Path::new(STAGE);
     let (disk_dir, lower_dir, kit_dir, root_dir) = (
@@ -64,14 +81,24 @@ pub fn switch_to_disk_root() -> io::Result<bool> {
         }
         None => PathBuf::from("/"),
     };
-    // Leftmost is the top layer: the kit's files shadow the image's.
-    let lowers = match find_by_serial(KIT_SERIAL)? {
-        Some(kit) => {
-            mount_dev(&kit, &kit_dir, "squashfs", MsFlags::MS_RDONLY, None)?;
-            format!("{}:{}", kit_dir.display(), lower.display())
-        }
-        None => lower.display().to_string(),
-    };
+    // Leftmost is the top layer: the kit's files shadow the layers', theirs the image's.
+    let mut lowers = vec![lower.display().to_string()];
+    let mut docker = false;
+    for i in 0..MAX_LAYERS {
+        let Some(dev) = find_by_serial(&format!("{LAYER_SERIAL}{i}"))? else {
+            break;
+        };
+        let dir = stage.join(format!("layer{i}"));
+        std::fs::create_dir_all(&dir)?;
+        mount_dev(&dev, &dir, "squashfs", MsFlags::MS_RDONLY, None)?;
+        docker |= dir.join(crate::docker::DOCKERD).is_file();
+        lowers.insert(0, dir.display().to_string());
+    }
+    if let Some(kit) = find_by_serial(KIT_SERIAL)? {
+        mount_dev(&kit, &kit_dir, "squashfs", MsFlags::MS_RDONLY, None)?;
+        lowers.insert(0, kit_dir.display().to_string());
+    }
+    let lowers = lowers.join(":");
     let options = format!(
         "lowerdir={lowers},upperdir={},workdir={}",
         upper.display(),
@@ -85,6 +112,9 @@ pub fn switch_to_disk_root() -> io::Result<bool> {
         Some(options.as_str()),
     )
     .map_err(|e| io::Error::other(format!("mount overlay ({options}): {e}")))?;
+    if docker {
+        bind_engine_data(&disk_dir, &root_dir)?;
+    }
 
     for pseudo in ["proc", "sys", "dev"] {
         let target = root_dir.join(pseudo);
@@ -103,7 +133,30 @@ pub fn switch_to_disk_root() -> io::Result<bool> {
         .map_err(|e| io::Error::other(format!("moving the overlay to /: {e}")))?;
     nix::unistd::chroot(".")?;
     std::env::set_current_dir("/")?;
-    Ok(true)
+    Ok(Root {
+        on_disk: true,
+        docker,
+    })
+}
+
+/// Binds a directory of the disk (ext4) on the engine's data root in the new root: its image
+/// layers are overlays, whose upper directories cannot live on the root overlay.
+fn bind_engine_data(disk_dir: &Path, root_dir: &Path) -> io::Result<()> {
+    let (source, target) = (
+        disk_dir.join("docker"),
+        root_dir.join(crate::docker::DATA_ROOT.trim_start_matches('/')),
+    );
+    std::fs::create_dir_all(&source)?;
+    std::fs::set_permissions(&source, std::os::unix::fs::PermissionsExt::from_mode(0o710))?;
+    std::fs::create_dir_all(&target)?;
+    mount(
+        Some(source.as_path()),
+        &target,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(|e| io::Error::other(format!("binding {}: {e}", target.display())))
 }
 
 fn mount_dev(

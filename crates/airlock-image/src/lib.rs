@@ -7,6 +7,7 @@ mod cpio;
 pub mod debian;
 pub mod kernel;
 pub mod kit;
+pub mod layer;
 pub mod oci;
 mod steps;
 pub mod tiny;

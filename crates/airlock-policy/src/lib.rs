@@ -33,7 +33,7 @@ pub use load::{json_schema, load_file, load_profile, load_str, profile_names, pr
 pub use parse_error::ParseError;
 pub use path::{BUILTIN_PROTECTED, PathError, ProtectedEntry};
 pub use policy::{
-    AGENT_HOME, AGENT_HOME_RULE, AuditPolicy, Credential, CredentialSource, MonitorEvent,
+    AGENT_HOME, AGENT_HOME_RULE, AuditPolicy, Credential, CredentialSource, LAYERS, MonitorEvent,
     MonitorRule, Mount, MountHost, PROTECTIONS, Policy, PolicySource, ProcessPolicy, SandboxLimits,
 };
 pub use reserved::{HostFile, Reserved, ReservedAccess};

@@ -28,6 +28,7 @@ const PROFILES: &[(&str, &str)] = &[
     ("gemini", include_str!("../profiles/gemini.toml")),
     ("aider", include_str!("../profiles/aider.toml")),
     ("container", include_str!("../profiles/container.toml")),
+    ("docker", include_str!("../profiles/docker.toml")),
 ];
 
 /// Names of [`PROFILES`], in the same order.
@@ -39,6 +40,7 @@ const PROFILE_NAMES: &[&str] = &[
     "gemini",
     "aider",
     "container",
+    "docker",
 ];
 
 /// How many `extends` links a chain may have (profiles may build on each other).
@@ -442,7 +444,7 @@ mod tests {
     fn unknown_profile() {
         assert_eq!(
             load_profile("nope").unwrap_err().to_string(),
-            "profile \"nope\": unknown profile \"nope\", expected one of: default, offline, claude-code, codex, gemini, aider, container"
+            "profile \"nope\": unknown profile \"nope\", expected one of: default, offline, claude-code, codex, gemini, aider, container, docker"
         );
     }
 

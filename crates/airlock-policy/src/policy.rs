@@ -60,6 +60,8 @@ pub struct PolicySource {
 pub struct SandboxLimits {
     /// Guest image name.
     pub image: String,
+    /// Package layers over the image, bottom first (names from [`LAYERS`]).
+    pub layers: Vec<String>,
     /// Virtual CPUs, at least 1.
     pub cpus: u32,
     /// Guest memory in bytes.
@@ -73,6 +75,10 @@ pub struct SandboxLimits {
     /// Host protections the run must have (names from [`PROTECTIONS`]).
     pub require: Vec<String>,
 }
+
+/// Package layers a policy may name in `sandbox.layers`: the files of `images/layers/`
+/// (airlock-image checks that the two lists agree).
+pub const LAYERS: &[&str] = &["docker"];
 
 /// Host protections a policy may require in `sandbox.require`.
 pub const PROTECTIONS: &[&str] = &[

@@ -44,6 +44,9 @@ pub(crate) struct PolicyFile {
 pub(crate) struct SandboxSection {
     /// Guest image name, e.g. `tiny` or `debian`. Default `tiny`.
     pub image: Option<String>,
+    /// Package layers mounted over a Debian image, built on first use: `docker` (a private
+    /// Docker engine, started at boot). Default: none.
+    pub layers: Option<Vec<String>>,
     /// Virtual CPUs, at least 1. Default 1.
     pub cpus: Option<u32>,
     /// Guest memory as a size string: `512M`, `512MiB`, `2G`, `2GiB` (binary units) or `500MB`

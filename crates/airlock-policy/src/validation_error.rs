@@ -36,6 +36,14 @@ pub enum ValidationError {
         /// The known protections.
         expected: String,
     },
+    /// `sandbox.layers` names no shipped layer.
+    #[error("unknown layer {found:?}, expected one of: {expected}")]
+    UnknownLayer {
+        /// The name as written.
+        found: String,
+        /// The shipped layers.
+        expected: String,
+    },
     /// `sandbox.image` is not a plain name.
     #[error(
         "invalid image name {found:?}, expected 1 to 64 lower-case letters, digits, `.`, `_` or \

@@ -60,6 +60,8 @@ pub struct Images {
     pub rootfs: Option<PathBuf>,
     /// An agent kit's layer (squashfs) mounted over the root image.
     pub kit: Option<PathBuf>,
+    /// Package layers (squashfs, `sandbox.layers`) mounted over the root image, bottom first.
+    pub layers: Vec<PathBuf>,
 }
 
 impl Images {
@@ -74,6 +76,7 @@ impl Images {
             tiny,
             rootfs: None,
             kit: None,
+            layers: Vec::new(),
         })
     }
 }

@@ -10,6 +10,7 @@
 mod env;
 mod error;
 mod image_config;
+mod layers;
 mod reserved;
 mod shares;
 
@@ -91,6 +92,8 @@ pub struct Launch {
     pub image_name: String,
     /// The agent kit's layer, verified and held in use while the sandbox runs.
     pub kit: Option<airlock_image::kit::store::OpenedKit>,
+    /// The package layers, verified.
+    pub layers: Vec<airlock_image::layer::store::OpenedLayer>,
     /// The policy.
     pub policy: Arc<Policy>,
     /// How the policy is named.
@@ -375,6 +378,8 @@ pub async fn prepare(options: &LaunchOptions, base: &Images) -> Result<Launch, L
             Some(opened)
         }
     };
+    let (image, layers) = layers::open(&policy, image, &image_name, field, &origin).await?;
+    images.layers = layers.iter().map(|l| l.layer.clone()).collect();
     let egress_tls = crate::credentials::prepare(&policy)
         .await
         .map_err(LaunchError::Credentials)?;
@@ -411,7 +416,7 @@ pub async fn prepare(options: &LaunchOptions, base: &Images) -> Result<Launch, L
                 format!("policy {origin}, image {} (build {})", i.name, i.build_id)
             }
             (None, _) => format!("policy {origin}, image {image_name}"),
-        },
+        } + &layers::describe(&layers),
         shares,
         spare_shares: 0,
         id: Some(id.clone()),
@@ -428,6 +433,7 @@ pub async fn prepare(options: &LaunchOptions, base: &Images) -> Result<Launch, L
         image,
         image_name,
         kit,
+        layers,
         origin,
         has_overlay,
         workspace: source.workspace,

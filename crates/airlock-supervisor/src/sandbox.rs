@@ -270,6 +270,14 @@ impl Sandbox {
                 serial: "airlock-root".into(),
             });
         }
+        // The guest stacks them in this order (`airlock-layer0` lowest) above the image.
+        for (i, layer) in images.layers.iter().enumerate() {
+            drives.push(Drive {
+                path: layer.clone(),
+                read_only: true,
+                serial: format!("airlock-layer{i}"),
+            });
+        }
         if let Some(kit) = &images.kit {
             drives.push(Drive {
                 path: kit.clone(),

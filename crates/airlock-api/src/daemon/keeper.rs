@@ -23,6 +23,10 @@ impl Daemon {
         launch: &airlock_supervisor::launch::Launch,
     ) -> Option<(Sandbox, String)> {
         let pool = self.pool.as_ref()?;
+        // Warm guests boot without package layers.
+        if !launch.images.layers.is_empty() {
+            return None;
+        }
         // An agent's guest is pooled under its kit's name.
         let key = launch
             .kit

@@ -14,7 +14,7 @@
 //! the package inventory and manifest in `record.rs`, and mount safety in `mounts.rs`.
 
 mod host;
-mod mounts;
+pub(crate) mod mounts;
 mod record;
 mod step;
 mod tree;

@@ -1,4 +1,4 @@
-//! `[sandbox]`: image, CPUs, memory, disk, pids, timeout and required protections.
+//! `[sandbox]`: image, layers, CPUs, memory, disk, pids, timeout and required protections.
 
 use crate::policy::SandboxLimits;
 use crate::source::Layer;
@@ -24,6 +24,7 @@ impl Ctx<'_> {
     pub(super) fn sandbox(&mut self, layers: &[Layer]) -> SandboxLimits {
         let mut limits = SandboxLimits {
             image: DEFAULT_IMAGE.to_owned(),
+            layers: Vec::new(),
             cpus: DEFAULT_CPUS,
             memory_bytes: DEFAULT_MEMORY,
             disk_bytes: DEFAULT_DISK,
@@ -42,6 +43,22 @@ impl Ctx<'_> {
                         found: it.value.clone(),
                     },
                 );
+            }
+        }
+        if let Some(it) = last(layers, "sandbox.layers", |f| &f.sandbox.layers) {
+            for (i, name) in it.value.iter().enumerate() {
+                if !crate::policy::LAYERS.contains(&name.as_str()) {
+                    self.error(
+                        it.src,
+                        &format!("{}[{i}]", it.key),
+                        ValidationError::UnknownLayer {
+                            found: name.clone(),
+                            expected: crate::policy::LAYERS.join(", "),
+                        },
+                    );
+                } else if !limits.layers.contains(name) {
+                    limits.layers.push(name.clone());
+                }
             }
         }
         if let Some(it) = last(layers, "sandbox.cpus", |f| &f.sandbox.cpus) {

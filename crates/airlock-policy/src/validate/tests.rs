@@ -52,7 +52,7 @@ fn unknown_keys_point_at_the_key() {
     assert_error(
         "colour = \"red\"\n[sandbox]\ncpus = 1\n  memroy = \"1G\"\n",
         "test.toml:1:1: unknown key `colour`, expected one of: audit, extends, filesystem, monitor, network, process, sandbox\n\
-         test.toml:4:3: sandbox: unknown key `memroy`, expected one of: cpus, disk, image, memory, pids, require, timeout",
+         test.toml:4:3: sandbox: unknown key `memroy`, expected one of: cpus, disk, image, layers, memory, pids, require, timeout",
     );
     assert_error(
         "[[filesystem.mounts]]\nworkspace = true\nguest = \"/w\"\nreadonly = true\n",
@@ -114,6 +114,7 @@ fn sandbox_defaults_and_units() {
         *p.sandbox(),
         SandboxLimits {
             image: "tiny".to_owned(),
+            layers: vec![],
             cpus: 1,
             memory_bytes: 512 << 20,
             disk_bytes: 2 << 30,
@@ -519,7 +520,7 @@ use crate::schema::EventDecision as EventDecisionAlias;
 fn extends_unknown_profile_still_reports_other_errors() {
     assert_error(
         "extends = \"claude\"\n[sandbox]\ncpus = 0\n",
-        "test.toml:1:11: extends: unknown profile \"claude\", expected one of: default, offline, claude-code, codex, gemini, aider, container\n\
+        "test.toml:1:11: extends: unknown profile \"claude\", expected one of: default, offline, claude-code, codex, gemini, aider, container, docker\n\
          test.toml:3:8: sandbox.cpus: found 0, expected at least 1",
     );
 }
@@ -614,5 +615,19 @@ fn max_open_has_a_default_and_a_range() {
     assert_error(
         "[filesystem]\nmax_open = 8\n",
         "test.toml:2:12: filesystem.max_open: out of range: found 8, expected an integer from 16 to 1048576",
+    );
+}
+
+#[test]
+fn layers_are_checked_by_name() {
+    let p = load("[sandbox]\nimage = \"debian\"\nlayers = [\"docker\", \"docker\"]\n").unwrap();
+    assert_eq!(p.sandbox().layers, ["docker"]);
+    assert!(load("[sandbox]\n").unwrap().sandbox().layers.is_empty());
+    let err = load("[sandbox]\nlayers = [\"docker\", \"podman\"]\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(":2:21: sandbox.layers[1]: unknown layer \"podman\", expected one of: docker"),
+        "{err}"
     );
 }

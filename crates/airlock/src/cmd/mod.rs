@@ -6,6 +6,7 @@ pub mod audit;
 pub mod daemon;
 pub mod doctor;
 pub mod image;
+pub mod layers;
 pub mod mcp;
 pub mod overlay;
 pub mod policy;

@@ -23,7 +23,7 @@ pub struct CreateArgs {
     /// Policy file (its text is sent to the daemon).
     #[arg(long, value_name = "FILE", conflicts_with = "profile")]
     policy: Option<PathBuf>,
-    /// A shipped profile: default, offline, claude-code, codex, gemini, aider.
+    /// A shipped profile: default, offline, claude-code, codex, gemini, aider, docker, container.
     #[arg(long, value_name = "NAME")]
     profile: Option<String>,
     /// An agent kit layered over the image, with its home for the workspace (`airlock agent ls`).

@@ -49,7 +49,7 @@ pub struct RunArgs {
     /// Policy file governing the sandbox (default: the shipped `default` profile).
     #[arg(long, value_name = "FILE", conflicts_with = "profile")]
     policy: Option<std::path::PathBuf>,
-    /// A shipped policy profile: default, offline, claude-code, codex, gemini, aider.
+    /// A shipped policy profile: default, offline, claude-code, codex, gemini, aider, docker, container.
     #[arg(long, value_name = "NAME")]
     profile: Option<String>,
     /// Run with an agent kit (`airlock agent ls`): its command installed over the image, its
@@ -128,6 +128,12 @@ async fn dispatch(mut args: RunArgs) -> anyhow::Result<u8> {
             r = prepared => r?,
             sig = signals.recv() => return Ok(interrupted(sig, "installing the agent kit")),
         }
+    }
+    let layers =
+        super::layers::prepare_for_run(policy_choice(&args), args.image.as_deref(), &workspace);
+    tokio::select! {
+        r = layers => r?,
+        sig = signals.recv() => return Ok(interrupted(sig, "building a package layer")),
     }
     let args = RunArgs {
         kit: kit.map(Box::new),

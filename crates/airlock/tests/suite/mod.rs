@@ -4,6 +4,7 @@ mod audit;
 mod containerd;
 mod credentials;
 mod daemon;
+mod docker;
 mod e2b;
 mod fs;
 mod harden;

@@ -8,7 +8,7 @@ fn every_shipped_profile_checks() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(
         text(&out.stdout),
-        "ok    profile default\nok    profile offline\nok    profile claude-code\nok    profile codex\nok    profile gemini\nok    profile aider\nok    profile container\n"
+        "ok    profile default\nok    profile offline\nok    profile claude-code\nok    profile codex\nok    profile gemini\nok    profile aider\nok    profile container\nok    profile docker\n"
     );
 }
 
@@ -96,7 +96,7 @@ fn explain_rejects_bad_queries_and_unknown_profiles() {
     assert_eq!(out.status.code(), Some(125));
     assert!(
         text(&out.stderr).contains(
-            "unknown profile \"nope\"; shipped profiles: default, offline, claude-code, codex, gemini, aider, container"
+            "unknown profile \"nope\"; shipped profiles: default, offline, claude-code, codex, gemini, aider, container, docker"
         ),
         "{}",
         text(&out.stderr)

@@ -9,13 +9,13 @@ use std::path::{Path, PathBuf};
 use crate::{ImageError, io_err};
 
 /// A private `/proc` inside the build chroot, unmounted when dropped.
-pub(super) struct ProcMount {
+pub(crate) struct ProcMount {
     target: PathBuf,
     mounted: bool,
 }
 
 impl ProcMount {
-    pub(super) fn mount(target: &Path) -> Result<ProcMount, ImageError> {
+    pub(crate) fn mount(target: &Path) -> Result<ProcMount, ImageError> {
         use nix::mount::MsFlags;
         std::fs::create_dir_all(target)
             .map_err(io_err(format!("creating {}", target.display())))?;
@@ -36,7 +36,7 @@ impl ProcMount {
         })
     }
 
-    pub(super) fn unmount(mut self) -> Result<(), ImageError> {
+    pub(crate) fn unmount(mut self) -> Result<(), ImageError> {
         self.mounted = false;
         nix::mount::umount2(&self.target, nix::mount::MntFlags::empty()).map_err(|e| {
             ImageError::Io {
@@ -57,7 +57,7 @@ impl Drop for ProcMount {
 }
 
 /// Mount points at or below `dir`, deepest first, from `/proc/self/mountinfo`.
-pub(super) fn mounts_under(dir: &Path) -> Result<Vec<PathBuf>, ImageError> {
+pub(crate) fn mounts_under(dir: &Path) -> Result<Vec<PathBuf>, ImageError> {
     let text = std::fs::read_to_string("/proc/self/mountinfo")
         .map_err(io_err("reading /proc/self/mountinfo"))?;
     let mut found: Vec<PathBuf> = mount_points(&text)
@@ -100,7 +100,7 @@ fn unescape_octal(s: &str) -> String {
 
 /// Deletes `dir` after unmounting anything below it; refuses if something stays mounted, so a
 /// leftover bind or proc mount can never make the deletion reach outside the tree.
-pub(super) fn remove_tree(dir: &Path) -> Result<(), ImageError> {
+pub(crate) fn remove_tree(dir: &Path) -> Result<(), ImageError> {
     if !dir.exists() {
         return Ok(());
     }
