@@ -53,7 +53,10 @@ pub struct Container {
 
 /// The VM of one pod (or lone container) and what runs in it.
 pub struct Pod {
-    sandbox: Sandbox,
+    /// The VM; `None` once stopped.
+    sandbox: Option<Sandbox>,
+    /// A lone container (`ctr run`), not a pod: its VM stops when its init process ends.
+    pub alone: bool,
     /// Runs commands without holding the pod.
     pub executor: Executor,
     policy: std::sync::Arc<Policy>,
@@ -134,7 +137,8 @@ impl Pod {
         Ok(Pod {
             executor: sandbox.executor(),
             engine_pid: sandbox.engine_pid().unwrap_or(0),
-            sandbox,
+            sandbox: Some(sandbox),
+            alone: spec.role == Role::Alone,
             policy: launch.policy,
             containers: BTreeMap::new(),
             audit_log,
@@ -164,6 +168,8 @@ impl Pod {
             mode: airlock_policy::MountMode::Rw,
         };
         self.sandbox
+            .as_mut()
+            .ok_or_else(|| PodError::Policy("the pod's VM has stopped".into()))?
             .add_share(&policy, &share)
             .await
             .map_err(Box::new)?;
@@ -183,14 +189,22 @@ impl Pod {
 
     /// Live figures of the VM.
     pub fn stats(&self) -> Option<airlock_supervisor::Stats> {
-        self.sandbox.stats()
+        self.sandbox.as_ref().and_then(Sandbox::stats)
     }
 
-    /// Stops the VM and everything it started; seals the audit log.
-    pub async fn shutdown(self, reason: &str) {
-        if let Err(e) = self.sandbox.shutdown(reason).await {
+    /// Stops the VM and everything it started and seals the audit log; the containers' state
+    /// stays for `State`, `Wait` and `Delete`.
+    pub async fn stop_vm(&mut self, reason: &str) {
+        if let Some(sandbox) = self.sandbox.take()
+            && let Err(e) = sandbox.shutdown(reason).await
+        {
             tracing::warn!("stopping the pod's sandbox: {e:#}");
         }
+    }
+
+    /// Stops the VM (if still running) and drops the pod.
+    pub async fn shutdown(mut self, reason: &str) {
+        self.stop_vm(reason).await;
     }
 }
 

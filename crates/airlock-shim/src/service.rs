@@ -258,16 +258,19 @@ impl Service {
         exit: Exit,
         unannounced: bool,
     ) {
-        if exec_id.is_empty()
-            && let Some(c) = self
-                .state
-                .lock()
-                .await
-                .as_ref()
-                .and_then(|p| p.containers.get(id))
-        {
-            for p in c.procs.values() {
-                p.signal(libc::SIGKILL);
+        if exec_id.is_empty() {
+            let mut guard = self.state.lock().await;
+            if let Some(pod) = guard.as_mut() {
+                if let Some(c) = pod.containers.get(id) {
+                    for p in c.procs.values() {
+                        p.signal(libc::SIGKILL);
+                    }
+                }
+                // A lone container's VM has nothing left to run: free it now, as runc frees
+                // a container's processes when its init ends.
+                if pod.alone {
+                    pod.stop_vm("the container's init process ended").await;
+                }
             }
         }
         if unannounced {

@@ -306,6 +306,13 @@ fn ctr_runs_containers_in_vms_with_exec_kill_terminal_and_cleanup() {
         text(&ctd.ctr(&["task", "ls"]).stdout).contains("STOPPED")
     });
     assert!(stopped, "{}", text(&ctd.ctr(&["task", "ls"]).stdout));
+    // The process died, and the VM went with it; the task's state stays for delete.
+    assert!(
+        wait_until(Duration::from_secs(20), || qemus(&airlock) == 0),
+        "the VM outlived its container"
+    );
+    let listed = ok(&ctd.ctr(&["task", "ls"]), "ctr task ls");
+    assert!(listed.contains("STOPPED"), "{listed}");
     ok(&ctd.ctr(&["task", "delete", "c2"]), "ctr task delete");
     ok(&ctd.ctr(&["container", "rm", "c2"]), "ctr container rm");
     assert!(
