@@ -20,8 +20,7 @@ from grpc_tools import protoc
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def load():
-    out = tempfile.mkdtemp(prefix="cri-py-")
+def load(out):
     rc = protoc.main(["protoc", f"-I{HERE}", f"--python_out={out}", f"--grpc_python_out={out}", "cri.proto"])
     if rc != 0:
         sys.exit(f"protoc failed ({rc})")
@@ -46,7 +45,11 @@ def pod_config(pb, name, log_dir, annotations):
 
 def main():
     sock, cmd, args = sys.argv[1], sys.argv[2], sys.argv[3:]
-    pb, rpc = load()
+    with tempfile.TemporaryDirectory(prefix="cri-py-") as out:
+        run(sock, cmd, args, *load(out))
+
+
+def run(sock, cmd, args, pb, rpc):
     stub = rpc.RuntimeServiceStub(grpc.insecure_channel("unix://" + sock))
     t = 600
     if cmd == "version":
