@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 const XSS_NAME: &str = "<img src=x onerror=alert(1)>.txt";
 
 /// A child process killed when dropped.
-struct Killed(Child);
+/// A child killed on drop, with a directory removed after it (the browser's profile).
+struct Killed(Child, Option<tempfile::TempDir>);
 
 impl Drop for Killed {
     fn drop(&mut self) {
@@ -43,7 +44,7 @@ fn start_ui(a: &Airlock, overlays: &Path) -> (Killed, String) {
         url.starts_with("http://127.0.0.1:") && url.contains("?token="),
         "{url:?}"
     );
-    (Killed(child), url)
+    (Killed(child, None), url)
 }
 
 /// chromedriver on a free port, and a headless chromium session through it.
@@ -59,6 +60,11 @@ async fn browser() -> (Killed, Client) {
         .local_addr()
         .unwrap()
         .port();
+    let profile = tempfile::Builder::new()
+        .prefix("airlock-ui-test-profile-")
+        .tempdir()
+        .unwrap();
+    let profile_arg = format!("--user-data-dir={}", profile.path().display());
     let driver = Killed(
         Command::new("/usr/bin/chromedriver")
             .arg(format!("--port={port}"))
@@ -66,6 +72,7 @@ async fn browser() -> (Killed, Client) {
             .stderr(Stdio::null())
             .spawn()
             .unwrap(),
+        Some(profile),
     );
     assert!(
         wait_until(Duration::from_secs(30), || std::net::TcpStream::connect((
@@ -81,7 +88,7 @@ async fn browser() -> (Killed, Client) {
         json!({
             "binary": "/usr/bin/chromium",
             "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--window-size=1400,1000", "--user-data-dir=/tmp/airlock-ui-test-profile-".to_string() + &port.to_string()],
+                     "--window-size=1400,1000", profile_arg],
         }),
     );
     let connector = hyper_util::client::legacy::connect::HttpConnector::new();
