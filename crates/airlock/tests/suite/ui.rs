@@ -17,12 +17,15 @@ const XSS_NAME: &str = "<img src=x onerror=alert(1)>.txt";
 
 /// A child process killed when dropped.
 /// A child killed on drop, with a directory removed after it (the browser's profile).
-struct Killed(Child, Option<tempfile::TempDir>);
+struct Killed {
+    child: Child,
+    _profile: Option<tempfile::TempDir>,
+}
 
 impl Drop for Killed {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -44,7 +47,13 @@ fn start_ui(a: &Airlock, overlays: &Path) -> (Killed, String) {
         url.starts_with("http://127.0.0.1:") && url.contains("?token="),
         "{url:?}"
     );
-    (Killed(child, None), url)
+    (
+        Killed {
+            child,
+            _profile: None,
+        },
+        url,
+    )
 }
 
 /// chromedriver on a free port, and a headless chromium session through it.
@@ -65,15 +74,15 @@ async fn browser() -> (Killed, Client) {
         .tempdir()
         .unwrap();
     let profile_arg = format!("--user-data-dir={}", profile.path().display());
-    let driver = Killed(
-        Command::new("/usr/bin/chromedriver")
+    let driver = Killed {
+        child: Command::new("/usr/bin/chromedriver")
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap(),
-        Some(profile),
-    );
+        _profile: Some(profile),
+    };
     assert!(
         wait_until(Duration::from_secs(30), || std::net::TcpStream::connect((
             "127.0.0.1",
