@@ -268,6 +268,9 @@ fn the_review_page_shows_a_run_live_verifies_it_and_applies_or_discards_its_chan
 
         // The denied connection stands out, with its rule.
         c.find(Locator::Css("#f-decision input[value=deny]")).await.unwrap().click().await.unwrap();
+        // The filtered page replaces the table asynchronously: wait for it, not for a row the
+        // unfiltered table already had.
+        until(&c, "the denials-only page", "(() => { const rs = [...document.querySelectorAll('#timeline tr.rec')]; return rs.length > 0 && rs.every(r => r.dataset.decision === 'deny'); })()", 30).await;
         let denied = until(&c, "the denied connection", &row_with("net.http", "evil.example"), 30).await;
         assert_eq!(denied["decision"], "deny", "{denied}");
         assert!(denied["cls"].as_str().unwrap().contains("dec-deny"), "{denied}");
