@@ -95,20 +95,13 @@ impl Sandbox {
                 owner_map(&share.host_dir)
                     .map(|m| [m.guest_uid, m.guest_gid, m.host_uid, m.host_gid]),
             );
-            let slot = self.fs.get_mut(i).ok_or(SandboxError::TooManyShares {
-                shares: config.shares.len(),
-                devices: i,
-            })?;
-            slot.bind(&bind)
-                .await
-                .map_err(|source| SandboxError::FsGateway {
-                    what: share.guest_path.clone(),
-                    source,
-                })?;
-            let read_only = share.mode == airlock_policy::MountMode::Ro;
-            self.control
-                .mount(&format!("fs{i}"), &share.guest_path, read_only)
-                .await?;
+            if i >= self.fs.len() {
+                return Err(SandboxError::TooManyShares {
+                    shares: config.shares.len(),
+                    devices: i,
+                });
+            }
+            self.bind_slot(i, &bind, share).await?;
         }
         let shares: Vec<String> = config
             .shares
@@ -148,26 +141,16 @@ impl Sandbox {
         share: &airlock_fs::Share,
     ) -> Result<(), SandboxError> {
         let devices = self.fs.len();
-        let (i, slot) = self
+        let i = self
             .fs
-            .iter_mut()
-            .enumerate()
-            .find(|(_, s)| !s.is_bound())
+            .iter()
+            .position(|s| !s.is_bound())
             .ok_or(SandboxError::TooManyShares {
                 shares: devices + 1,
                 devices,
             })?;
         let bind = airlock_fs::process::FsBind::new(policy, share, None);
-        slot.bind(&bind)
-            .await
-            .map_err(|source| SandboxError::FsGateway {
-                what: share.guest_path.clone(),
-                source,
-            })?;
-        let read_only = share.mode == airlock_policy::MountMode::Ro;
-        self.control
-            .mount(&format!("fs{i}"), &share.guest_path, read_only)
-            .await?;
+        self.bind_slot(i, &bind, share).await?;
         if let Some(r) = self.recorder.get() {
             r.record(
                 Event::new(Source::Host, kind::SANDBOX_SHARE)
@@ -181,6 +164,29 @@ impl Sandbox {
             );
         }
         Ok(())
+    }
+
+    /// Binds filesystem gateway `i` to `share` and mounts it in the guest as device `fs{i}`.
+    async fn bind_slot(
+        &mut self,
+        i: usize,
+        bind: &airlock_fs::process::FsBind,
+        share: &airlock_fs::Share,
+    ) -> Result<(), SandboxError> {
+        let slot = self.fs.get_mut(i).ok_or(SandboxError::TooManyShares {
+            shares: i + 1,
+            devices: i,
+        })?;
+        slot.bind(bind)
+            .await
+            .map_err(|source| SandboxError::FsGateway {
+                what: share.guest_path.clone(),
+                source,
+            })?;
+        let read_only = share.mode == airlock_policy::MountMode::Ro;
+        self.control
+            .mount(&format!("fs{i}"), &share.guest_path, read_only)
+            .await
     }
 
     /// Records the binding and starts publishing counters for `airlock stats`.

@@ -448,6 +448,21 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// Runs a host tool the tests need (`umoci`, `skopeo`, `tar`) in `cwd`; panics with its stderr
+/// when it fails, or with the setup command when it is missing.
+pub fn host_tool(cmd: &str, args: &[&str], cwd: &Path) {
+    let out = Command::new(cmd)
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd} is missing ({e}): run ./scripts/setup --tests"));
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?}: {}",
+        text(&out.stderr)
+    );
+}
+
 /// Lossy UTF-8 of a byte buffer, for assertions.
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()

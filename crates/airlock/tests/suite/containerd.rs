@@ -12,19 +12,7 @@ use std::time::Duration;
 const RUNTIME: &str = "io.containerd.airlock.v2";
 const IMAGE: &str = "localhost/bb:latest";
 
-#[allow(clippy::unwrap_used)]
-fn tool(cmd: &str, args: &[&str], cwd: &Path) {
-    let out = Command::new(cmd)
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd} is missing ({e}): run ./scripts/setup --tests"));
-    assert!(
-        out.status.success(),
-        "{cmd} {args:?}: {}",
-        text(&out.stderr)
-    );
-}
+use airlock_testkit::host_tool as tool;
 
 /// An OCI archive of busybox with two tags: `latest` (Cmd `sh`) and `pause` (sleeps; the CRI
 /// sandbox image).

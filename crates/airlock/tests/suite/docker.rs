@@ -8,20 +8,8 @@ use super::image::debian_image;
 use airlock_testkit::audit::{Decision, kind, net_is};
 use airlock_testkit::{Airlock, require_root, text};
 use std::path::Path;
-use std::process::Command;
 
-fn tool(cmd: &str, args: &[&str], cwd: &Path) {
-    let out = Command::new(cmd)
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd} is missing ({e}): run ./scripts/setup --tests"));
-    assert!(
-        out.status.success(),
-        "{cmd} {args:?}: {}",
-        text(&out.stderr)
-    );
-}
+use airlock_testkit::host_tool as tool;
 
 /// Writes `dir/busybox.tar`, a `docker save` archive of `busybox:latest`: busybox-static and
 /// the applets the tests run, one layer, `Cmd ["sh"]`.

@@ -4,20 +4,8 @@
 
 use airlock_testkit::{Airlock, text};
 use std::path::Path;
-use std::process::Command;
 
-fn tool(cmd: &str, args: &[&str], cwd: &Path) {
-    let out = Command::new(cmd)
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd} is missing ({e}): run ./scripts/setup --tests"));
-    assert!(
-        out.status.success(),
-        "{cmd} {args:?}: {}",
-        text(&out.stderr)
-    );
-}
+use airlock_testkit::host_tool as tool;
 
 /// An OCI layout at `dir/img` holding `app`: busybox, a user `app` (1234), `FOO=bar`, working
 /// dir `/data`, `Cmd ["echo", "from-cmd"]`; layer 1 has `/etc/removed.txt`, layer 2 deletes it.
