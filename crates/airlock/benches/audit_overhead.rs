@@ -6,63 +6,66 @@
 
 use airlock_image::Cache;
 use airlock_proto::ExecRequest;
-use airlock_supervisor::{AuditConfig, ExecIo, Images, Sandbox, SandboxConfig};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use airlock_supervisor::{ExecIo, Images, Sandbox, launch};
+use std::time::Instant;
 
 const FILES: u32 = 2000;
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 5;
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
-async fn measure(images: &Images, audit: bool) -> anyhow::Result<(f64, u64)> {
+/// A started sandbox and the directories it lives on, dropped after it stops.
+struct Bench {
+    sandbox: Sandbox,
+    _ws: tempfile::TempDir,
+    _audit_dir: tempfile::TempDir,
+}
+
+async fn start(images: &Images, audit: bool) -> anyhow::Result<Bench> {
     let ws = tempfile::tempdir()?;
     let audit_dir = tempfile::tempdir()?;
-    // The policy exactly as `airlock run` loads it (the default profile plus its workspace
-    // mount), so the gateways accept the share.
-    let policy = airlock_supervisor::launch::load_policy(
-        &airlock_supervisor::launch::PolicyChoice::Profile("default".into()),
-        Some(ws.path()),
-    )
-    .map_err(|e| anyhow::anyhow!("{e}"))?
-    .policy;
-    let share = airlock_fs::Share {
-        host_dir: std::fs::canonicalize(ws.path())?,
-        guest_path: "/workspace".into(),
-        mode: airlock_policy::MountMode::Rw,
-    };
-    let config = SandboxConfig {
-        cpus: 1,
-        memory_mib: 512,
-        disk_bytes: 1 << 30,
-        require_host_limits: false,
+    // Prepared exactly as `airlock run` prepares it (the default profile, its workspace share),
+    // then only the recorder differs between the two runs.
+    let options = launch::LaunchOptions {
+        policy: launch::PolicyChoice::Profile("default".into()),
+        workspace: Some(std::fs::canonicalize(ws.path())?),
+        image: None,
+        cpus: Some(1),
+        memory_mib: Some(512),
         keep: false,
-        boot_timeout: Duration::from_secs(120),
-        accel: airlock_vm::accel::probe(),
-        audit: audit.then(|| AuditConfig {
-            path: None,
-            dir: audit_dir.path().to_owned(),
-            key: audit_dir.path().join("key"),
-            monitor: vec![],
-            redact: airlock_supervisor::Redactor::default(),
-            notify: airlock_supervisor::Notifier::stderr(),
-            guest_rate: 2000,
-        }),
-        description: "bench".into(),
-        policy: Arc::new(policy),
-        shares: vec![share],
-        spare_shares: 0,
-        id: None,
-        resolver: airlock_net::system_resolver(),
-        tls_ports: vec![443],
-        egress_tls: None,
+        env: vec![],
+        notify: airlock_supervisor::Notifier::stderr(),
+        kit: None,
     };
+    let launch = launch::prepare(&options, images)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut config = launch.config;
+    config.description = "bench".into();
+    config.audit = match config.audit.take() {
+        Some(mut a) if audit => {
+            a.path = None;
+            a.dir = audit_dir.path().to_owned();
+            a.key = audit_dir.path().join("key");
+            Some(a)
+        }
+        _ => None,
+    };
+    let images = &launch.images;
     let sandbox = Sandbox::start(&config, images).await?;
-    let mut times = Vec::new();
-    for round in 0..ROUNDS {
+    Ok(Bench {
+        sandbox,
+        _ws: ws,
+        _audit_dir: audit_dir,
+    })
+}
+
+/// One round of the workload; returns its time in ms.
+async fn round(sandbox: &Sandbox, round: usize) -> anyhow::Result<f64> {
+    {
         let (_tx, control) = tokio::sync::mpsc::unbounded_channel();
         let io = ExecIo {
             stdin: None,
@@ -87,20 +90,33 @@ async fn measure(images: &Images, audit: bool) -> anyhow::Result<(f64, u64)> {
         };
         let t0 = Instant::now();
         sandbox.exec(req, io).await?;
-        times.push(t0.elapsed().as_secs_f64() * 1000.0);
+        Ok(t0.elapsed().as_secs_f64() * 1000.0)
     }
-    let events = sandbox
+}
+
+/// Both sandboxes run side by side and the rounds alternate, so drift on the host (page
+/// cache, other load) falls on both alike.
+async fn measure(images: &Images) -> anyhow::Result<(f64, f64, u64)> {
+    let off = start(images, false).await?;
+    let on = start(images, true).await?;
+    let (mut t_off, mut t_on) = (Vec::new(), Vec::new());
+    for r in 0..ROUNDS {
+        t_off.push(round(&off.sandbox, r).await?);
+        t_on.push(round(&on.sandbox, r).await?);
+    }
+    let events = on
+        .sandbox
         .recorder()
         .map_or(0, |r| r.stats("bench", None).events);
-    sandbox.shutdown("bench done").await?;
-    Ok((median(times), events))
+    off.sandbox.shutdown("bench done").await?;
+    on.sandbox.shutdown("bench done").await?;
+    Ok((median(t_off), median(t_on), events))
 }
 
 fn main() -> anyhow::Result<()> {
     let rt = tokio::runtime::Runtime::new()?;
     let images = Images::resolve(&Cache::from_env()?, &indicatif::ProgressBar::hidden())?;
-    let (off, _) = rt.block_on(measure(&images, false))?;
-    let (on, events) = rt.block_on(measure(&images, true))?;
+    let (off, on, events) = rt.block_on(measure(&images))?;
     println!("audit overhead: {FILES} file creations on the workspace share, median of {ROUNDS}");
     println!("{:<28} {:>10} {:>8}", "measurement", "median ms", "ratio");
     println!(
