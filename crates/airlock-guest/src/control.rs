@@ -36,9 +36,10 @@ pub fn serve(docker: bool) -> io::Result<()> {
                 match conn {
                     Ok(stream) => {
                         let reaper = reaper.clone();
+                        let accepted = std::time::Instant::now();
                         let _ = thread::Builder::new()
                             .name("exec".into())
-                            .spawn(move || exec::serve(stream, &reaper));
+                            .spawn(move || exec::serve(stream, &reaper, accepted));
                     }
                     Err(e) => eprintln!("airlock-guest: accept: {e}"),
                 }

@@ -10,8 +10,8 @@ use crate::pty;
 use crate::reaper::Reaper;
 use airlock_proto::codec::{DATA_CHUNK, Decoder};
 use airlock_proto::{
-    ExecControl, ExecEvent, ExecRequest, ExitStatus, Frame, GuestEvent, SpawnFailure, Stream,
-    encode,
+    ExecControl, ExecEvent, ExecRequest, ExitStatus, Frame, GuestEvent, GuestTimings, SpawnFailure,
+    Stream, encode,
 };
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{Signal, killpg};
@@ -25,6 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
+use std::time::Instant;
 use vsock::VsockStream;
 
 /// Search path for commands, as Debian's login shells set it.
@@ -39,8 +40,8 @@ const DRAIN_IDLE_MS: u16 = 200;
 static NEXT_CGROUP: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// Serves one exec connection to completion; errors end this session only.
-pub fn serve(stream: VsockStream, reaper: &Reaper) {
-    if let Err(e) = session(stream, reaper) {
+pub fn serve(stream: VsockStream, reaper: &Reaper, accepted: Instant) {
+    if let Err(e) = session(stream, reaper, accepted) {
         eprintln!("airlock-guest: exec session: {e}");
     }
 }
@@ -115,7 +116,7 @@ enum StdinSink {
     Pty(std::fs::File),
 }
 
-fn session(stream: VsockStream, reaper: &Reaper) -> io::Result<()> {
+fn session(stream: VsockStream, reaper: &Reaper, accepted: Instant) -> io::Result<()> {
     let mut reader = FrameReader::new(stream.try_clone()?);
     let writer = Arc::new(Writer {
         state: Mutex::new(WriterState {
@@ -129,6 +130,7 @@ fn session(stream: VsockStream, reaper: &Reaper) -> io::Result<()> {
         Some(_) => return Err(io::Error::other("first frame is not an exec request")),
         None => return Ok(()),
     };
+    let requested = Instant::now();
 
     if let Err(message) = crate::docker::wait_ready() {
         let reason = SpawnFailure::Other;
@@ -148,6 +150,7 @@ fn session(stream: VsockStream, reaper: &Reaper) -> io::Result<()> {
         stdin,
         pty_master,
     } = spawned;
+    let running = Instant::now();
     writer.send(&Frame::Message(ExecEvent::Started { pid }))?;
     let pgid = Pid::from_raw(i32::try_from(pid).unwrap_or(i32::MAX));
     let exited = Arc::new(AtomicBool::new(false));
@@ -179,13 +182,27 @@ fn session(stream: VsockStream, reaper: &Reaper) -> io::Result<()> {
         }
         Err(_) => return Err(io::Error::other("reaper stopped")),
     };
+    let ended = Instant::now();
     exited.store(true, Ordering::SeqCst);
     drop(exit_w);
     for p in pumps {
         let _ = p.join();
     }
     let oom_kills = cgroup.as_ref().map_or(0, |g| g.oom_kills());
-    writer.close_with(&Frame::Message(ExecEvent::Exited { status, oom_kills }))
+    let us = |from: Instant, to: Instant| {
+        u64::try_from(to.saturating_duration_since(from).as_micros()).unwrap_or(u64::MAX)
+    };
+    let timings = GuestTimings {
+        request_us: us(accepted, requested),
+        spawn_us: us(requested, running),
+        run_us: us(running, ended),
+        drain_us: us(ended, Instant::now()),
+    };
+    writer.close_with(&Frame::Message(ExecEvent::Exited {
+        status,
+        oom_kills,
+        timings,
+    }))
 }
 
 struct Spawned {

@@ -112,7 +112,27 @@ pub enum ExecEvent {
         /// Processes of the command's tree that the guest kernel's OOM killer ended.
         #[serde(default)]
         oom_kills: u32,
+        /// Where the guest agent's time went (the guest's word: for display, never trusted).
+        #[serde(default)]
+        timings: GuestTimings,
     },
+}
+
+/// Stages of one exec as the guest agent timed them, in microseconds of the guest's monotonic
+/// clock. The host shows them beside its own round trip, so the share of the transport is a
+/// difference, not a guess.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuestTimings {
+    /// From accepting the connection to the request decoded.
+    pub request_us: u64,
+    /// From the request to the command running: user lookup, cgroup, seccomp and Landlock
+    /// set-up, fork and exec.
+    pub spawn_us: u64,
+    /// From the command running to its exit reaped.
+    pub run_us: u64,
+    /// From its exit to the last of its output sent.
+    pub drain_us: u64,
 }
 
 /// Why a command could not be started.
@@ -288,11 +308,20 @@ mod tests {
         let json = serde_json::to_string(&ExecEvent::Exited {
             status: ExitStatus::Signal { signal: 9 },
             oom_kills: 1,
+            timings: GuestTimings::default(),
         })
         .unwrap();
         assert_eq!(
             json,
-            r#"{"type":"exited","status":{"type":"signal","signal":9},"oom_kills":1}"#
+            r#"{"type":"exited","status":{"type":"signal","signal":9},"oom_kills":1,"timings":{"request_us":0,"spawn_us":0,"run_us":0,"drain_us":0}}"#
+        );
+        // A guest that sends no timings is still understood.
+        let old: ExecEvent = serde_json::from_str(
+            r#"{"type":"exited","status":{"type":"code","code":0},"oom_kills":0}"#,
+        )
+        .unwrap();
+        assert!(
+            matches!(old, ExecEvent::Exited { timings, .. } if timings == GuestTimings::default())
         );
     }
 

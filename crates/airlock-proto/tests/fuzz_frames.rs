@@ -9,7 +9,7 @@
 use airlock_proto::codec::{MAX_FRAME_LEN, decode};
 use airlock_proto::{
     CodecError, ControlRequest, Decoder, ExecControl, ExecEvent, ExecRequest, ExitStatus, Frame,
-    GuestEvent, SeccompProfile, SpawnFailure, Stream, WindowSize, encode,
+    GuestEvent, GuestTimings, SeccompProfile, SpawnFailure, Stream, WindowSize, encode,
 };
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
@@ -108,8 +108,18 @@ fn exec_event() -> impl Strategy<Value = ExecEvent> {
         any::<u32>().prop_map(|pid| ExecEvent::Started { pid }),
         (reason, any::<String>())
             .prop_map(|(reason, message)| ExecEvent::SpawnFailed { reason, message }),
-        (exit_status(), any::<u32>())
-            .prop_map(|(status, oom_kills)| ExecEvent::Exited { status, oom_kills }),
+        (exit_status(), any::<u32>(), any::<[u64; 4]>()).prop_map(|(status, oom_kills, t)| {
+            ExecEvent::Exited {
+                status,
+                oom_kills,
+                timings: GuestTimings {
+                    request_us: t[0],
+                    spawn_us: t[1],
+                    run_us: t[2],
+                    drain_us: t[3],
+                },
+            }
+        }),
     ]
 }
 

@@ -10,7 +10,8 @@ use airlock_audit::{Decision, Event, ProcInfo, Source, kind};
 use airlock_proto::EXEC_PORT;
 use airlock_proto::codec::{DATA_CHUNK, Decoder};
 use airlock_proto::{
-    ExecControl, ExecEvent, ExecRequest, ExitStatus, Frame, SpawnFailure, Stream, encode,
+    ExecControl, ExecEvent, ExecRequest, ExitStatus, Frame, GuestTimings, SpawnFailure, Stream,
+    encode,
 };
 use std::pin::Pin;
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -31,6 +32,15 @@ pub struct ExecIo {
     pub control: mpsc::UnboundedReceiver<ExecControl>,
 }
 
+/// Stages of one exec: the host's connection set-up and the guest agent's own account.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExecTimings {
+    /// Connecting to the guest's exec port (the vsock `CONNECT` handshake), in microseconds.
+    pub connect_us: u64,
+    /// The guest agent's stages (its word: for display only).
+    pub guest: GuestTimings,
+}
+
 /// How an exec session ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ExecOutcome {
@@ -40,6 +50,8 @@ pub enum ExecOutcome {
         status: ExitStatus,
         /// Processes of its tree that the guest's OOM killer ended.
         oom_kills: u32,
+        /// Where the time went.
+        timings: ExecTimings,
     },
     /// The command could not be started.
     SpawnFailed {
@@ -96,8 +108,13 @@ impl Executor {
                     )),
             );
         }
+        let t0 = std::time::Instant::now();
         let stream = airlock_vm::vsock::connect(&self.uds, EXEC_PORT).await?;
-        let outcome = run(stream, request, io, started).await;
+        let connect_us = u64::try_from(t0.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let mut outcome = run(stream, request, io, started).await;
+        if let Ok(ExecOutcome::Exited { timings, .. }) = &mut outcome {
+            timings.connect_us = connect_us;
+        }
         if let Some(r) = self.recorder.get() {
             if let Ok(ExecOutcome::Exited { oom_kills, .. }) = &outcome
                 && *oom_kills > 0
@@ -202,8 +219,19 @@ pub async fn run(
                     Frame::Message(ExecEvent::SpawnFailed { reason, message }) => {
                         return Ok(ExecOutcome::SpawnFailed { reason, message });
                     }
-                    Frame::Message(ExecEvent::Exited { status, oom_kills }) => {
-                        return Ok(ExecOutcome::Exited { status, oom_kills });
+                    Frame::Message(ExecEvent::Exited {
+                        status,
+                        oom_kills,
+                        timings,
+                    }) => {
+                        return Ok(ExecOutcome::Exited {
+                            status,
+                            oom_kills,
+                            timings: ExecTimings {
+                                connect_us: 0,
+                                guest: timings,
+                            },
+                        });
                     }
                 }
             }

@@ -37,7 +37,7 @@ pub use audit::{
 pub use config::{Images, Machine, RecorderSlot, SandboxConfig, StartTimings};
 pub use control::{Control, Ready};
 pub use error::SandboxError;
-pub use exec::{ExecIo, ExecOutcome, Executor};
+pub use exec::{ExecIo, ExecOutcome, ExecTimings, Executor};
 pub use sandbox::Sandbox;
 pub use state::{StateDir, new_sandbox_id, state_root};
 pub use stats::{MAX_USAGE_SAMPLES, Stats, UsageLog, UsageSample, usage_path};

@@ -9,7 +9,7 @@
 
 use airlock_image::Cache;
 use airlock_proto::ExecRequest;
-use airlock_supervisor::{ExecIo, Images, Sandbox, SandboxConfig};
+use airlock_supervisor::{ExecIo, ExecOutcome, ExecTimings, Images, Sandbox, SandboxConfig};
 use airlock_vm::qemu::QemuEngine;
 use airlock_vm::vsock::VsockBackend;
 use airlock_vm::{BootSpec, Engine, Vm};
@@ -109,7 +109,10 @@ fn main() -> anyhow::Result<()> {
         };
         let sandbox = Sandbox::start(&config, &images).await?;
         let mut times = Vec::new();
-        for _ in 0..WARM_EXECS {
+        // Alternating: the default hardening, then none (root, no seccomp, no cgroup cap), so
+        // the cost of setting up the hardening shows as a difference in the same guest.
+        for i in 0..2 * WARM_EXECS {
+            let hardened = i % 2 == 0;
             let (_tx, control) = tokio::sync::mpsc::unbounded_channel();
             let io = ExecIo {
                 stdin: None,
@@ -122,16 +125,24 @@ fn main() -> anyhow::Result<()> {
                 env: vec![],
                 cwd: None,
                 tty: None,
-                user: Some("agent".into()),
-                no_new_privs: true,
-                seccomp: airlock_proto::SeccompProfile::Default,
+                user: hardened.then(|| "agent".into()),
+                no_new_privs: hardened,
+                seccomp: if hardened {
+                    airlock_proto::SeccompProfile::Default
+                } else {
+                    airlock_proto::SeccompProfile::Unconfined
+                },
                 pids_max: None,
                 landlock_write: None,
                 root: None,
             };
             let t0 = Instant::now();
-            sandbox.exec(req, io).await?;
-            times.push(t0.elapsed().as_secs_f64() * 1000.0);
+            let outcome = sandbox.exec(req, io).await?;
+            let total = t0.elapsed().as_secs_f64() * 1000.0;
+            let ExecOutcome::Exited { timings, .. } = outcome else {
+                anyhow::bail!("`true` did not run: {outcome:?}");
+            };
+            times.push((hardened, total, timings));
         }
         sandbox.shutdown("bench done").await?;
         Ok::<_, anyhow::Error>(times)
@@ -164,6 +175,14 @@ fn main() -> anyhow::Result<()> {
         ),
         ("  guest ready (boot to agent ready)", "guest_ready_ms"),
         ("  exec round trip", "exec_ms"),
+        ("    host: vsock connect", "exec_connect_ms"),
+        (
+            "    guest: accept to request decoded",
+            "exec_guest_request_ms",
+        ),
+        ("    guest: request to running", "exec_guest_spawn_ms"),
+        ("    guest: running to exit reaped", "exec_guest_run_ms"),
+        ("    guest: exit to output drained", "exec_guest_drain_ms"),
         ("  teardown", "teardown_ms"),
     ] {
         println!(
@@ -173,12 +192,49 @@ fn main() -> anyhow::Result<()> {
             phase(key) / base
         );
     }
-    let w = median(warm);
-    println!(
-        "{:<46} {:>10.1} {:>8.3}",
-        format!("warm exec round trip, running guest (n={WARM_EXECS})"),
-        w,
-        w / base
-    );
+    // The warm round trip, split by stage: host connect, then the guest agent's own account;
+    // what is left is the frames' way over vsock and the host's handling of them.
+    for hardened in [true, false] {
+        let runs: Vec<_> = warm.iter().filter(|r| r.0 == hardened).collect();
+        let med = |f: &dyn Fn(&(bool, f64, ExecTimings)) -> f64| {
+            median(runs.iter().map(|r| f(r)).collect())
+        };
+        let us = |v: u64| v as f64 / 1000.0;
+        let w = med(&|r| r.1);
+        let label = if hardened {
+            "default hardening: user agent, seccomp, no_new_privs"
+        } else {
+            "no hardening: root, no seccomp"
+        };
+        println!(
+            "{:<46} {:>10.1} {:>8.3}",
+            format!("warm exec round trip, running guest (n={WARM_EXECS})"),
+            w,
+            w / base
+        );
+        println!("  ({label})");
+        let connect = med(&|r| us(r.2.connect_us));
+        let request = med(&|r| us(r.2.guest.request_us));
+        let spawn = med(&|r| us(r.2.guest.spawn_us));
+        let run = med(&|r| us(r.2.guest.run_us));
+        let drain = med(&|r| us(r.2.guest.drain_us));
+        let rest = med(&|r| {
+            r.1 - us(r.2.connect_us)
+                - us(r.2.guest.request_us)
+                - us(r.2.guest.spawn_us)
+                - us(r.2.guest.run_us)
+                - us(r.2.guest.drain_us)
+        });
+        for (label, v) in [
+            ("  host: vsock connect (CONNECT handshake)", connect),
+            ("  guest: accept to request decoded", request),
+            ("  guest: request to running (set-up, fork, exec)", spawn),
+            ("  guest: running to exit reaped", run),
+            ("  guest: exit to output drained", drain),
+            ("  rest: frames over vsock, host handling", rest),
+        ] {
+            println!("{:<46} {:>10.1} {:>8.3}", label, v, v / base);
+        }
+    }
     Ok(())
 }

@@ -255,7 +255,9 @@ pub fn line<T: serde::Serialize>(value: &T) -> Vec<u8> {
 /// The wire form of how a command ended.
 pub fn exit_of(outcome: &ExecOutcome) -> ExecExit {
     match outcome {
-        ExecOutcome::Exited { status, oom_kills } => ExecExit {
+        ExecOutcome::Exited {
+            status, oom_kills, ..
+        } => ExecExit {
             exit_code: status.shell_code(),
             code: match status {
                 ExitStatus::Code { code } => Some(*code),
@@ -327,6 +329,7 @@ mod tests {
         let e = exit_of(&ExecOutcome::Exited {
             status: ExitStatus::Signal { signal: 9 },
             oom_kills: 1,
+            timings: airlock_supervisor::ExecTimings::default(),
         });
         assert_eq!(
             e,

@@ -24,12 +24,13 @@ use airlock_image::kit::{self, Kit};
 use airlock_policy::{MountMode, Policy};
 use airlock_proto::{ExecControl, WindowSize};
 use airlock_supervisor::launch::{LaunchError, LaunchOptions, LoadedPolicy, PolicyChoice};
-use airlock_supervisor::{ExecIo, ExecOutcome, Sandbox};
+use airlock_supervisor::{ExecIo, ExecOutcome, ExecTimings, Sandbox};
 use anyhow::Context;
 use clap::Args;
 use hyper::Method;
 use std::io::{IsTerminal, Read};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tokio::signal::unix::{SignalKind, signal};
@@ -437,6 +438,12 @@ struct Timings {
     guest_ready_ms: f64,
     guest_uptime_ms: u64,
     exec_ms: f64,
+    /// `exec_ms` split: the vsock connection, then the guest agent's own stages.
+    exec_connect_ms: f64,
+    exec_guest_request_ms: f64,
+    exec_guest_spawn_ms: f64,
+    exec_guest_run_ms: f64,
+    exec_guest_drain_ms: f64,
     teardown_ms: f64,
     total_ms: f64,
 }
@@ -499,7 +506,15 @@ async fn run(args: RunArgs, workspace: PathBuf, mut signals: Signals) -> anyhow:
         .as_ref()
         .and_then(|i| i.manifest.oci.as_ref())
         .map(|o| o.config.clone());
-    let running = exec(&sandbox, &args, policy, image_config.as_ref(), &mut signals);
+    let stages = OnceLock::new();
+    let running = exec(
+        &sandbox,
+        &args,
+        policy,
+        image_config.as_ref(),
+        &mut signals,
+        &stages,
+    );
     // No policy time limit: wait as long as the command runs.
     let limit = limits.timeout.unwrap_or(Duration::MAX);
     let outcome = match tokio::time::timeout(limit, running).await {
@@ -524,12 +539,20 @@ async fn run(args: RunArgs, workspace: PathBuf, mut signals: Signals) -> anyhow:
     let teardown = teardown_started.elapsed();
     if args.timings {
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        // Microseconds as milliseconds (u64 → f64 loses nothing below 2^53 µs).
+        let us = |v: u64| v as f64 / 1000.0;
+        let stage = stages.get().copied().unwrap_or_default();
         let t = Timings {
             image_resolve_ms: ms(image_resolve),
             engine_start_ms: start_timings.engine_start_ms,
             guest_ready_ms: start_timings.guest_ready_ms,
             guest_uptime_ms: start_timings.guest_uptime_ms,
             exec_ms: ms(exec_time),
+            exec_connect_ms: us(stage.connect_us),
+            exec_guest_request_ms: us(stage.guest.request_us),
+            exec_guest_spawn_ms: us(stage.guest.spawn_us),
+            exec_guest_run_ms: us(stage.guest.run_us),
+            exec_guest_drain_ms: us(stage.guest.drain_us),
             teardown_ms: ms(teardown),
             total_ms: ms(started.elapsed()),
         };
@@ -557,6 +580,7 @@ async fn exec(
     policy: &Policy,
     image: Option<&airlock_image::debian::manifest::OciRunConfig>,
     signals: &mut Signals,
+    stages: &OnceLock<ExecTimings>,
 ) -> anyhow::Result<(u8, String)> {
     let stdin_is_tty = std::io::stdin().is_terminal();
     // Listening before the size is read: a resize during the start is delivered afterwards.
@@ -656,7 +680,12 @@ async fn exec(
     drop(_raw);
     note_removed(removed.load(Ordering::Relaxed));
     Ok(match outcome {
-        ExecOutcome::Exited { status, oom_kills } => {
+        ExecOutcome::Exited {
+            status,
+            oom_kills,
+            timings,
+        } => {
+            let _ = stages.set(timings);
             note_oom(oom_kills);
             (
                 exit::clamp(status.shell_code()),
