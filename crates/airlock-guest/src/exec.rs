@@ -149,6 +149,7 @@ fn session(stream: VsockStream, reaper: &Reaper, accepted: Instant) -> io::Resul
         outputs,
         stdin,
         pty_master,
+        forking,
     } = spawned;
     let running = Instant::now();
     writer.send(&Frame::Message(ExecEvent::Started { pid }))?;
@@ -194,7 +195,8 @@ fn session(stream: VsockStream, reaper: &Reaper, accepted: Instant) -> io::Resul
     };
     let timings = GuestTimings {
         request_us: us(accepted, requested),
-        spawn_us: us(requested, running),
+        setup_us: us(requested, forking),
+        spawn_us: us(forking, running),
         run_us: us(running, ended),
         drain_us: us(ended, Instant::now()),
     };
@@ -213,6 +215,8 @@ struct Spawned {
     outputs: Vec<(OwnedFd, Stream)>,
     stdin: StdinSink,
     pty_master: Option<OwnedFd>,
+    /// When the fork began (for the exec's timings).
+    forking: Instant,
 }
 
 fn spawn(req: &ExecRequest, reaper: &Reaper) -> Result<Spawned, (SpawnFailure, String)> {
@@ -260,7 +264,7 @@ fn spawn(req: &ExecRequest, reaper: &Reaper) -> Result<Spawned, (SpawnFailure, S
         Some(Arc::new(group))
     };
     let child_cgroup = cgroup.clone();
-    let mut filters = harden::filters(req.seccomp).map_err(|e| {
+    let mut filters = harden::filters_cached(req.seccomp).map_err(|e| {
         (
             SpawnFailure::Other,
             format!("building the seccomp filter: {e}"),
@@ -369,6 +373,7 @@ fn spawn(req: &ExecRequest, reaper: &Reaper) -> Result<Spawned, (SpawnFailure, S
         });
     }
 
+    let forking = Instant::now();
     let spawn_result = reaper.spawn(|| {
         let child = cmd.spawn()?;
         let pid = child.id();
@@ -433,6 +438,7 @@ fn spawn(req: &ExecRequest, reaper: &Reaper) -> Result<Spawned, (SpawnFailure, S
         outputs,
         stdin,
         pty_master,
+        forking,
     })
 }
 

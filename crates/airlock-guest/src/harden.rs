@@ -12,6 +12,7 @@ use seccompiler::{
 use std::collections::BTreeMap;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::OnceLock;
 
 pub mod root;
 
@@ -159,6 +160,23 @@ fn arch() -> TargetArch {
 fn cond(arg: u8, op: SeccompCmpOp, value: u64) -> Result<SeccompCondition, seccompiler::Error> {
     SeccompCondition::new(arg, SeccompCmpArgLen::Qword, op, value)
         .map_err(seccompiler::Error::Backend)
+}
+
+/// [`filters`], compiled once per profile for the agent's life: the rules are constants, and
+/// compiling them again for every command costs milliseconds under emulation.
+pub fn filters_cached(profile: SeccompProfile) -> Result<Vec<BpfProgram>, seccompiler::Error> {
+    static DEFAULT: OnceLock<Vec<BpfProgram>> = OnceLock::new();
+    static STRICT: OnceLock<Vec<BpfProgram>> = OnceLock::new();
+    let cell = match profile {
+        SeccompProfile::Unconfined => return Ok(Vec::new()),
+        SeccompProfile::Default => &DEFAULT,
+        SeccompProfile::Strict => &STRICT,
+    };
+    if let Some(programs) = cell.get() {
+        return Ok(programs.clone());
+    }
+    let programs = filters(profile)?;
+    Ok(cell.get_or_init(|| programs).clone())
 }
 
 /// The BPF programs for `profile`, in install order; empty for `unconfined`.
@@ -636,6 +654,25 @@ mod tests {
         let s = filters(SeccompProfile::Strict).unwrap();
         assert_eq!(d.len(), 2);
         assert!(s[0].len() > d[0].len(), "strict adds rules");
+    }
+
+    #[test]
+    fn cached_programs_are_the_compiled_ones_per_profile() {
+        for profile in [
+            SeccompProfile::Default,
+            SeccompProfile::Strict,
+            SeccompProfile::Unconfined,
+        ] {
+            let fresh = filters(profile).unwrap();
+            let first = filters_cached(profile).unwrap();
+            let mut second = filters_cached(profile).unwrap();
+            assert_eq!(first, fresh, "{profile:?}");
+            // Each caller gets its own copy: rewriting one for notifications leaves the cache.
+            if let Some(p) = second.first_mut() {
+                notify_denials(p);
+            }
+            assert_eq!(filters_cached(profile).unwrap(), fresh, "{profile:?}");
+        }
     }
 
     #[test]

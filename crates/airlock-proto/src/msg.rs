@@ -126,8 +126,11 @@ pub enum ExecEvent {
 pub struct GuestTimings {
     /// From accepting the connection to the request decoded.
     pub request_us: u64,
-    /// From the request to the command running: user lookup, cgroup, seccomp and Landlock
-    /// set-up, fork and exec.
+    /// From the request to the fork: user lookup, cgroup, seccomp and Landlock set-up.
+    #[serde(default)]
+    pub setup_us: u64,
+    /// From the fork to the command running: the child's hardening, exec, and the hand-over
+    /// of its seccomp listener.
     pub spawn_us: u64,
     /// From the command running to its exit reaped.
     pub run_us: u64,
@@ -313,7 +316,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             json,
-            r#"{"type":"exited","status":{"type":"signal","signal":9},"oom_kills":1,"timings":{"request_us":0,"spawn_us":0,"run_us":0,"drain_us":0}}"#
+            r#"{"type":"exited","status":{"type":"signal","signal":9},"oom_kills":1,"timings":{"request_us":0,"setup_us":0,"spawn_us":0,"run_us":0,"drain_us":0}}"#
         );
         // A guest that sends no timings is still understood.
         let old: ExecEvent = serde_json::from_str(

@@ -108,15 +108,16 @@ fn exec_event() -> impl Strategy<Value = ExecEvent> {
         any::<u32>().prop_map(|pid| ExecEvent::Started { pid }),
         (reason, any::<String>())
             .prop_map(|(reason, message)| ExecEvent::SpawnFailed { reason, message }),
-        (exit_status(), any::<u32>(), any::<[u64; 4]>()).prop_map(|(status, oom_kills, t)| {
+        (exit_status(), any::<u32>(), any::<[u64; 5]>()).prop_map(|(status, oom_kills, t)| {
             ExecEvent::Exited {
                 status,
                 oom_kills,
                 timings: GuestTimings {
                     request_us: t[0],
-                    spawn_us: t[1],
-                    run_us: t[2],
-                    drain_us: t[3],
+                    setup_us: t[1],
+                    spawn_us: t[2],
+                    run_us: t[3],
+                    drain_us: t[4],
                 },
             }
         }),

@@ -180,7 +180,11 @@ fn main() -> anyhow::Result<()> {
             "    guest: accept to request decoded",
             "exec_guest_request_ms",
         ),
-        ("    guest: request to running", "exec_guest_spawn_ms"),
+        (
+            "    guest: set-up (user, cgroup, filters)",
+            "exec_guest_setup_ms",
+        ),
+        ("    guest: fork, hardening, exec", "exec_guest_spawn_ms"),
         ("    guest: running to exit reaped", "exec_guest_run_ms"),
         ("    guest: exit to output drained", "exec_guest_drain_ms"),
         ("  teardown", "teardown_ms"),
@@ -215,12 +219,14 @@ fn main() -> anyhow::Result<()> {
         println!("  ({label})");
         let connect = med(&|r| us(r.2.connect_us));
         let request = med(&|r| us(r.2.guest.request_us));
+        let setup = med(&|r| us(r.2.guest.setup_us));
         let spawn = med(&|r| us(r.2.guest.spawn_us));
         let run = med(&|r| us(r.2.guest.run_us));
         let drain = med(&|r| us(r.2.guest.drain_us));
         let rest = med(&|r| {
             r.1 - us(r.2.connect_us)
                 - us(r.2.guest.request_us)
+                - us(r.2.guest.setup_us)
                 - us(r.2.guest.spawn_us)
                 - us(r.2.guest.run_us)
                 - us(r.2.guest.drain_us)
@@ -228,7 +234,8 @@ fn main() -> anyhow::Result<()> {
         for (label, v) in [
             ("  host: vsock connect (CONNECT handshake)", connect),
             ("  guest: accept to request decoded", request),
-            ("  guest: request to running (set-up, fork, exec)", spawn),
+            ("  guest: set-up (user, cgroup, filters)", setup),
+            ("  guest: fork, hardening, exec", spawn),
             ("  guest: running to exit reaped", run),
             ("  guest: exit to output drained", drain),
             ("  rest: frames over vsock, host handling", rest),

@@ -441,6 +441,7 @@ struct Timings {
     /// `exec_ms` split: the vsock connection, then the guest agent's own stages.
     exec_connect_ms: f64,
     exec_guest_request_ms: f64,
+    exec_guest_setup_ms: f64,
     exec_guest_spawn_ms: f64,
     exec_guest_run_ms: f64,
     exec_guest_drain_ms: f64,
@@ -550,6 +551,7 @@ async fn run(args: RunArgs, workspace: PathBuf, mut signals: Signals) -> anyhow:
             exec_ms: ms(exec_time),
             exec_connect_ms: us(stage.connect_us),
             exec_guest_request_ms: us(stage.guest.request_us),
+            exec_guest_setup_ms: us(stage.guest.setup_us),
             exec_guest_spawn_ms: us(stage.guest.spawn_us),
             exec_guest_run_ms: us(stage.guest.run_us),
             exec_guest_drain_ms: us(stage.guest.drain_us),
