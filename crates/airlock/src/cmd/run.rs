@@ -11,6 +11,8 @@
 //! it has not ended after [`GRACE`], or a second signal arrives, the sandbox is torn down and
 //! airlock exits with 128+N. Teardown runs on every path, so nothing is left behind.
 
+mod timings;
+
 use super::args::CommandArgs;
 use super::image::resolve_images;
 use super::stream::{ExecEnd, ExecSpec, OnSignal};
@@ -431,24 +433,6 @@ async fn delete(client: &Client, id: &str) -> anyhow::Result<()> {
     }
 }
 
-#[derive(serde::Serialize)]
-struct Timings {
-    image_resolve_ms: f64,
-    engine_start_ms: f64,
-    guest_ready_ms: f64,
-    guest_uptime_ms: u64,
-    exec_ms: f64,
-    /// `exec_ms` split: the vsock connection, then the guest agent's own stages.
-    exec_connect_ms: f64,
-    exec_guest_request_ms: f64,
-    exec_guest_setup_ms: f64,
-    exec_guest_spawn_ms: f64,
-    exec_guest_run_ms: f64,
-    exec_guest_drain_ms: f64,
-    teardown_ms: f64,
-    total_ms: f64,
-}
-
 /// Boots the sandbox here.
 async fn run(args: RunArgs, workspace: PathBuf, mut signals: Signals) -> anyhow::Result<u8> {
     let started = Instant::now();
@@ -539,25 +523,14 @@ async fn run(args: RunArgs, workspace: PathBuf, mut signals: Signals) -> anyhow:
     let shutdown = sandbox.shutdown(&reason).await;
     let teardown = teardown_started.elapsed();
     if args.timings {
-        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-        // Microseconds as milliseconds (u64 → f64 loses nothing below 2^53 µs).
-        let us = |v: u64| v as f64 / 1000.0;
-        let stage = stages.get().copied().unwrap_or_default();
-        let t = Timings {
-            image_resolve_ms: ms(image_resolve),
-            engine_start_ms: start_timings.engine_start_ms,
-            guest_ready_ms: start_timings.guest_ready_ms,
-            guest_uptime_ms: start_timings.guest_uptime_ms,
-            exec_ms: ms(exec_time),
-            exec_connect_ms: us(stage.connect_us),
-            exec_guest_request_ms: us(stage.guest.request_us),
-            exec_guest_setup_ms: us(stage.guest.setup_us),
-            exec_guest_spawn_ms: us(stage.guest.spawn_us),
-            exec_guest_run_ms: us(stage.guest.run_us),
-            exec_guest_drain_ms: us(stage.guest.drain_us),
-            teardown_ms: ms(teardown),
-            total_ms: ms(started.elapsed()),
-        };
+        let t = timings::Timings::new(
+            image_resolve,
+            &start_timings,
+            exec_time,
+            stages.get().copied().unwrap_or_default(),
+            teardown,
+            started.elapsed(),
+        );
         crate::ui::note!("{}", serde_json::to_string(&t).unwrap_or_default());
     }
     if has_overlay {
