@@ -4,6 +4,11 @@ use crate::accel::Accel;
 use crate::engine::{BootSpec, EngineError};
 use std::ffi::OsString;
 
+/// TCG's translated-code cache, MiB. QEMU's default (1 GiB) lets a busy sandbox's cache grow
+/// to a gibibyte of host memory; booting a tiny guest fills about 40 MiB. 256 bounds the
+/// growth and leaves room for large runtimes' code before QEMU has to flush and retranslate.
+const TCG_TB_MIB: u32 = 256;
+
 /// Kernel command line every guest gets. `reboot=t` plus `-no-reboot` turns the guest's reboot
 /// syscall into a QEMU exit (microvm has no ACPI power-off); `panic=-1` does the same on panic.
 pub const BASE_CMDLINE: &str = "console=ttyS0 reboot=t panic=-1 quiet";
@@ -58,7 +63,7 @@ pub fn args(spec: &BootSpec) -> Result<Vec<OsString>, EngineError> {
         Accel::Kvm => a.extend(["-accel".into(), "kvm".into(), "-cpu".into(), "host".into()]),
         Accel::Tcg => a.extend([
             "-accel".into(),
-            "tcg,thread=multi".into(),
+            format!("tcg,thread=multi,tb-size={TCG_TB_MIB}"),
             "-cpu".into(),
             "max".into(),
         ]),
@@ -203,7 +208,7 @@ mod tests {
     fn tcg_microvm_without_nic() {
         let a = joined(&spec(Accel::Tcg));
         assert!(a.starts_with("-M microvm,"), "{a}");
-        assert!(a.contains("-accel tcg,thread=multi -cpu max"));
+        assert!(a.contains("-accel tcg,thread=multi,tb-size=256 -cpu max"));
         assert!(a.contains("memory-backend-memfd,id=mem,size=512M,share=on"));
         assert!(a.contains("-nodefaults"));
         assert!(a.contains(&format!("-sandbox {SANDBOX}")), "{a}");
