@@ -11,7 +11,10 @@
 //!
 //! Threads: `vhost-user-backend` runs one vring thread (`handle_event`), which pops descriptor
 //! chains and hands each to a small pool of worker threads; the workers decode, decide, do the
-//! I/O and return the chain. Built by `serve.rs`.
+//! I/O and return the chain. The last chain of a batch the vring thread serves itself, once it
+//! has taken on the workers' confinement: a guest that waits for each reply (a `find`, a
+//! `stat` loop) then pays no hand-over to another thread, while requests queued together
+//! still run in parallel. Built by `serve.rs`.
 //!
 //! Late binding: a device may start without a filesystem ([`FsDevice::unbound`]), so a warm
 //! guest can boot with it before anyone knows the share. Until [`FsDevice::bind`], every
@@ -21,7 +24,7 @@
 use std::io;
 use std::ops::Deref;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 use std::thread::JoinHandle;
@@ -95,6 +98,15 @@ impl From<DeviceError> for io::Error {
 }
 
 type Job = Box<dyn FnOnce() + Send + 'static>;
+
+/// Confines the calling thread as the workers are confined (a gateway process's Landlock layer
+/// for the threads that serve). The vring thread runs it once before serving a request itself.
+pub type Confine = Arc<dyn Fn() -> io::Result<()> + Send + Sync>;
+
+/// The vring thread's readiness to serve requests itself ([`FsDevice::inline`]).
+const INLINE_UNTRIED: u8 = 0;
+const INLINE_READY: u8 = 1;
+const INLINE_REFUSED: u8 = 2;
 
 /// A fixed pool of threads, each with its own filesystem attributes (see [`sys::unshare_fs`]).
 struct Pool {
@@ -197,6 +209,10 @@ pub struct FsDevice<F: FileSystem + Sync> {
     event_idx: AtomicBool,
     pool: OnceLock<Pool>,
     threads: usize,
+    /// Set by `bind`: how the vring thread takes on the workers' confinement.
+    confine: OnceLock<Option<Confine>>,
+    /// `INLINE_*`: whether the vring thread may serve requests itself.
+    inline: AtomicU8,
     exit: Mutex<Option<(EventConsumer, EventNotifier)>>,
     span: tracing::Span,
 }
@@ -224,6 +240,8 @@ where
             event_idx: AtomicBool::new(false),
             pool: OnceLock::new(),
             threads,
+            confine: OnceLock::new(),
+            inline: AtomicU8::new(INLINE_UNTRIED),
             exit: Mutex::new(Some(exit)),
             span,
         })
@@ -232,9 +250,19 @@ where
     /// Serves `fs` from now on. The workers start here and inherit this thread's filesystem
     /// attributes, credentials and Landlock domain.
     pub fn bind(&self, fs: F) -> Result<(), DeviceError> {
+        self.bind_confined(fs, None)
+    }
+
+    /// [`bind`](Self::bind), and `confine` gives the vring thread the Landlock domain the
+    /// calling thread took on (the vring thread predates it), so that it may serve requests
+    /// itself. Without `confine` the calling thread must have taken on none.
+    pub fn bind_confined(&self, fs: F, confine: Option<Confine>) -> Result<(), DeviceError> {
         if self.server.get().is_some() {
             return Err(DeviceError::AlreadyBound);
         }
+        self.confine
+            .set(confine)
+            .map_err(|_| DeviceError::AlreadyBound)?;
         let pool = Pool::new(self.threads, &self.span)?;
         self.pool.set(pool).map_err(|_| DeviceError::AlreadyBound)?;
         self.server
@@ -261,20 +289,18 @@ where
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
             .ok_or(DeviceError::NoMemory)?;
-        loop {
-            // Take one chain at a time and release the vring lock before serving it: the
-            // worker locks the vring again to return it.
-            let chain = {
-                let mut state = vring.get_mut();
-                state
-                    .get_queue_mut()
-                    .iter(mem.memory())
-                    .map_err(|_| DeviceError::IterateQueue)?
-                    .next()
-            };
-            let Some(chain) = chain else {
-                return Ok(());
-            };
+        // Take one chain at a time and release the vring lock before serving it: the worker
+        // locks the vring again to return it.
+        let next = || -> Result<Option<Chain>, DeviceError> {
+            let mut state = vring.get_mut();
+            Ok(state
+                .get_queue_mut()
+                .iter(mem.memory())
+                .map_err(|_| DeviceError::IterateQueue)?
+                .next())
+        };
+        let mut pending = next()?;
+        while let Some(chain) = pending.take() {
             let (Some(server), Some(pool)) = (self.server.get(), self.pool.get()) else {
                 let head = chain.head_index();
                 let len = refuse_unbound(&mem.memory(), chain);
@@ -287,16 +313,52 @@ where
                 );
                 continue;
             };
+            let event_idx = self.event_idx.load(Ordering::Relaxed);
+            pending = next()?;
+            // The last of the batch is served here, unless this thread cannot be confined.
+            if pending.is_none() && self.inline() {
+                serve_chain(server, &mem, vring, chain, event_idx);
+                continue;
+            }
             let server = Arc::clone(server);
             let mem = mem.clone();
             let vring = vring.clone();
-            let event_idx = self.event_idx.load(Ordering::Relaxed);
             let span = self.span.clone();
             pool.run(Box::new(move || {
                 let _enter = span.enter();
                 serve_chain(&server, &mem, &vring, chain, event_idx);
             }));
         }
+        Ok(())
+    }
+
+    /// Whether the calling (vring) thread may serve requests itself. The first call, after
+    /// binding, gives it what the workers have: its own filesystem attributes with the umask
+    /// `PassthroughFs` set (0), and the confinement from `bind_confined`. If any step fails
+    /// it never serves, and the workers do everything.
+    fn inline(&self) -> bool {
+        match self.inline.load(Ordering::Acquire) {
+            INLINE_READY => return true,
+            INLINE_REFUSED => return false,
+            _ => {}
+        }
+        let Some(confine) = self.confine.get() else {
+            return false;
+        };
+        let prepared = airlock_jail::ns::unshare_fs().and_then(|()| {
+            // Only after the unshare: the umask is then this thread's alone.
+            nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+            confine.as_ref().map_or(Ok(()), |c| c())
+        });
+        let state = match prepared {
+            Ok(()) => INLINE_READY,
+            Err(e) => {
+                tracing::warn!(error = %e, "the vring thread cannot take on the workers' confinement; the workers serve every request");
+                INLINE_REFUSED
+            }
+        };
+        self.inline.store(state, Ordering::Release);
+        state == INLINE_READY
     }
 }
 

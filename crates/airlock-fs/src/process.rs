@@ -335,22 +335,33 @@ fn run() -> Result<(), FsProcessError> {
     // directory; as root, reads only of what is attached under `/bind` and `/proc`. The
     // workers start after this, under it.
     let serving = served.clone().unwrap_or_else(|| host_dir.clone());
-    let writable: Vec<&Path> = if read_only {
-        vec![&socket_dir]
+    let writable: Vec<PathBuf> = if read_only {
+        vec![socket_dir.clone()]
     } else {
-        vec![&serving, &socket_dir]
+        vec![serving, socket_dir.clone()]
     };
-    let landlock = if root {
-        airlock_jail::landlock::only_beneath(
-            &[Path::new(BIND_DIR), Path::new(PROC_DIR)],
-            &writable,
-        )?
-    } else {
-        airlock_jail::landlock::writes_only_beneath(&writable)?
-    };
-    if root && landlock == airlock_jail::landlock::LandlockStatus::NotEnforced {
-        return Err(airlock_jail::JailError::LandlockMissing.into());
-    }
+    // Made again, alike, by the vring thread (started before this layer) when it first serves.
+    let serving_layer = Arc::new(move || {
+        let writable: Vec<&Path> = writable.iter().map(PathBuf::as_path).collect();
+        let status = if root {
+            airlock_jail::landlock::only_beneath(
+                &[Path::new(BIND_DIR), Path::new(PROC_DIR)],
+                &writable,
+            )?
+        } else {
+            airlock_jail::landlock::writes_only_beneath(&writable)?
+        };
+        if root && status == airlock_jail::landlock::LandlockStatus::NotEnforced {
+            return Err(airlock_jail::JailError::LandlockMissing);
+        }
+        Ok(status)
+    });
+    let landlock = serving_layer()?;
+    let confine: crate::device::Confine = Arc::new(move || {
+        serving_layer()
+            .map(|_| ())
+            .map_err(|e| std::io::Error::other(e.to_string()))
+    });
     let landlock = match early.landlock {
         Some(first) => format!(
             "{first} (all threads), then {landlock} (serving threads); reads confined to the \
@@ -373,6 +384,7 @@ fn run() -> Result<(), FsProcessError> {
             host_uid: hu,
             host_gid: hg,
         }),
+        confine,
     )?;
     eprintln!(
         "airlock fs gateway: {} {}; mount jail {}, Landlock {landlock}, seccomp allow-list of {} \

@@ -24,7 +24,7 @@ use virtiofsd::passthrough::{self, CachePolicy, InodeFileHandlesMode, Passthroug
 use vm_memory::{GuestMemoryAtomic, GuestMemoryMmap};
 
 use crate::backend::GatedFs;
-use crate::device::{DeviceError, FsDevice};
+use crate::device::{Confine, DeviceError, FsDevice};
 use crate::events::FsEvents;
 use crate::gate::Gate;
 use crate::overlay::{Overlay, OverlayError};
@@ -237,7 +237,15 @@ impl FsGateway {
         // Checked before listening, so a bad share never leaves a socket behind.
         let prepared = prepare(&share, &policy, None)?;
         let (gateway, binder) = Self::start_unbound(socket, options.threads)?;
-        binder.bind_prepared(prepared, policy, share.mode, events, options.owner_map)?;
+        // In-process: no thread here takes on a Landlock domain, so the vring thread needs none.
+        binder.bind_prepared(
+            prepared,
+            policy,
+            share.mode,
+            events,
+            options.owner_map,
+            None,
+        )?;
         Ok(gateway)
     }
 
@@ -527,7 +535,8 @@ impl Binder {
     /// `served` is where this process sees the share, if not at its host path (a jail that
     /// mounted it elsewhere; `share.host_dir` is then taken as canonical). The workers start on
     /// a thread spawned here, so they inherit the caller's credentials and Landlock domain:
-    /// confine the calling thread first.
+    /// confine the calling thread first, and pass in `confine` what does that, so the vring
+    /// thread (started before) can take on the same domain and serve requests itself.
     pub fn bind(
         self,
         share: Share,
@@ -535,9 +544,17 @@ impl Binder {
         policy: Arc<Policy>,
         events: Arc<dyn FsEvents>,
         owner_map: Option<OwnerMap>,
+        confine: Confine,
     ) -> Result<(), FsError> {
         let prepared = prepare(&share, &policy, served)?;
-        self.bind_prepared(prepared, policy, share.mode, events, owner_map)
+        self.bind_prepared(
+            prepared,
+            policy,
+            share.mode,
+            events,
+            owner_map,
+            Some(confine),
+        )
     }
 
     fn bind_prepared(
@@ -547,6 +564,7 @@ impl Binder {
         mode: MountMode,
         events: Arc<dyn FsEvents>,
         owner_map: Option<OwnerMap>,
+        confine: Option<Confine>,
     ) -> Result<(), FsError> {
         let max_open = u64::from(policy.max_open());
         let quota = (mode != MountMode::Ro).then(|| policy.quota());
@@ -586,7 +604,7 @@ impl Binder {
                     Some(bytes) => fs.with_quota(bytes),
                     None => fs,
                 };
-                device.bind(fs).map_err(FsError::Device)
+                device.bind_confined(fs, confine).map_err(FsError::Device)
             })
             .map_err(FsError::Thread)?;
         thread.join().map_err(|_| FsError::Died)?

@@ -179,3 +179,53 @@ fn a_device_binds_once() {
     ));
     device.shutdown();
 }
+
+/// Calls `inline` twice on a thread of its own (it unshares that thread's filesystem
+/// attributes and sets its umask); returns both answers and how often `confine` ran.
+fn inline_twice(confine_ok: Option<bool>) -> (bool, bool, usize) {
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let confine: Option<Confine> = confine_ok.map(|ok| {
+        let calls = Arc::clone(&calls);
+        Arc::new(move || {
+            calls.fetch_add(1, Ordering::SeqCst);
+            if ok {
+                Ok(())
+            } else {
+                Err(io::Error::other("no Landlock here"))
+            }
+        }) as Confine
+    });
+    let (a, b) = std::thread::spawn(move || {
+        airlock_jail::ns::unshare_fs().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let device = FsDevice::unbound(1, tracing::Span::none()).unwrap();
+        let unbound = device.inline();
+        device.bind_confined(gated(dir.path()), confine).unwrap();
+        let answers = (device.inline(), device.inline());
+        if answers.0 {
+            // As PassthroughFs::new left it on the thread that bound: the guest's mode bits
+            // reach the host unmasked.
+            let was = nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+            assert!(was.is_empty(), "umask {was:?}");
+        }
+        device.shutdown();
+        assert!(
+            !unbound,
+            "an unbound device never serves on the vring thread"
+        );
+        answers
+    })
+    .join()
+    .unwrap();
+    (a, b, calls.load(Ordering::SeqCst))
+}
+
+#[test]
+fn the_vring_thread_serves_only_once_confined_like_the_workers() {
+    // Confinement taken on once, then kept.
+    assert_eq!(inline_twice(Some(true)), (true, true, 1));
+    // Confinement failed: the workers serve everything, and it is not retried per request.
+    assert_eq!(inline_twice(Some(false)), (false, false, 1));
+    // In-process (no Landlock domain to match): served after unsharing the fs attributes.
+    assert!(inline_twice(None).0);
+}
