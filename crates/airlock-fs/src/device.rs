@@ -301,6 +301,7 @@ where
         };
         let mut pending = next()?;
         while let Some(chain) = pending.take() {
+            pending = next()?;
             let (Some(server), Some(pool)) = (self.server.get(), self.pool.get()) else {
                 let head = chain.head_index();
                 let len = refuse_unbound(&mem.memory(), chain);
@@ -314,7 +315,6 @@ where
                 continue;
             };
             let event_idx = self.event_idx.load(Ordering::Relaxed);
-            pending = next()?;
             // The last of the batch is served here, unless this thread cannot be confined.
             if pending.is_none() && self.inline() {
                 serve_chain(server, &mem, vring, chain, event_idx);
