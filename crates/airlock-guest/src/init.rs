@@ -157,7 +157,7 @@ pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 /// Mounts cgroup v2 and enables the pids and memory controllers for per-command groups.
 ///
 /// `favordynmods`: every command moves into a group of its own, and without it each move waits
-/// for an RCU grace period (the thread-group lock's writer side): about 15 ms per command under
+/// for an RCU grace period (the thread-group lock's writer side): about 12 ms per command under
 /// emulation. With it, fork and exit pay a little instead. A kernel without the option (before
 /// 6.0) gets the plain mount.
 fn cgroups() -> io::Result<()> {

@@ -127,7 +127,6 @@ pub struct GuestTimings {
     /// From accepting the connection to the request decoded.
     pub request_us: u64,
     /// From the request to the fork: user lookup, cgroup, seccomp and Landlock set-up.
-    #[serde(default)]
     pub setup_us: u64,
     /// From the fork to the command running: the child's hardening, exec, and the hand-over
     /// of its seccomp listener.

@@ -65,33 +65,31 @@ async fn start(images: &Images, audit: bool) -> anyhow::Result<Bench> {
 
 /// One round of the workload; returns its time in ms.
 async fn round(sandbox: &Sandbox, round: usize) -> anyhow::Result<f64> {
-    {
-        let (_tx, control) = tokio::sync::mpsc::unbounded_channel();
-        let io = ExecIo {
-            stdin: None,
-            stdout: Box::pin(tokio::io::sink()),
-            stderr: Box::pin(tokio::io::sink()),
-            control,
-        };
-        let script = format!(
-            "mkdir r{round} && cd r{round} && i=0; while [ $i -lt {FILES} ]; do echo $i > f$i; i=$((i+1)); done"
-        );
-        let req = ExecRequest {
-            argv: vec!["sh".into(), "-c".into(), script],
-            env: vec![],
-            cwd: Some("/workspace".into()),
-            tty: None,
-            user: Some("agent".into()),
-            no_new_privs: true,
-            seccomp: airlock_proto::SeccompProfile::Default,
-            pids_max: None,
-            landlock_write: None,
-            root: None,
-        };
-        let t0 = Instant::now();
-        sandbox.exec(req, io).await?;
-        Ok(t0.elapsed().as_secs_f64() * 1000.0)
-    }
+    let (_tx, control) = tokio::sync::mpsc::unbounded_channel();
+    let io = ExecIo {
+        stdin: None,
+        stdout: Box::pin(tokio::io::sink()),
+        stderr: Box::pin(tokio::io::sink()),
+        control,
+    };
+    let script = format!(
+        "mkdir r{round} && cd r{round} && i=0; while [ $i -lt {FILES} ]; do echo $i > f$i; i=$((i+1)); done"
+    );
+    let req = ExecRequest {
+        argv: vec!["sh".into(), "-c".into(), script],
+        env: vec![],
+        cwd: Some("/workspace".into()),
+        tty: None,
+        user: Some("agent".into()),
+        no_new_privs: true,
+        seccomp: airlock_proto::SeccompProfile::Default,
+        pids_max: None,
+        landlock_write: None,
+        root: None,
+    };
+    let t0 = Instant::now();
+    sandbox.exec(req, io).await?;
+    Ok(t0.elapsed().as_secs_f64() * 1000.0)
 }
 
 /// Both sandboxes run side by side and the rounds alternate, so drift on the host (page

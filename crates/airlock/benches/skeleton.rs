@@ -109,7 +109,7 @@ fn main() -> anyhow::Result<()> {
         };
         let sandbox = Sandbox::start(&config, &images).await?;
         let mut times = Vec::new();
-        // Alternating: the default hardening, then none (root, no seccomp, no cgroup cap), so
+        // Alternating: the default hardening, then none (root, no seccomp, no no_new_privs), so
         // the cost of setting up the hardening shows as a difference in the same guest.
         for i in 0..2 * WARM_EXECS {
             let hardened = i % 2 == 0;
