@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Egress gateway benchmark: prints a table of throughput (one 100 MB response) and latency
-# (median of 200 small GETs, a new connection each) through the gateway's TCP listener, as
-# plain HTTP and as a CONNECT tunnel, against a direct connection to the same local server,
-# all measured in one run on loopback; then HTTPS direct vs through a passed-through CONNECT
+# Egress gateway benchmark: prints a table of throughput (median of 7 responses of 100 MB) and
+# latency (median of 200 small GETs, a new connection each) through the gateway's TCP listener,
+# as plain HTTP and as a CONNECT tunnel, against a direct connection to the same local server
+# and against a bare splice relay (the floor of any relay on this host), the routes taking
+# turns, all in one run on loopback; then HTTPS direct vs through a passed-through CONNECT
 # tunnel vs through a tunnel the gateway terminates (credential injected).
 # Usage: bench/egress.sh [--record] [--short]   (--record also saves the table under bench/runs/;
 #   --short is accepted for bench/all.sh and changes nothing: the full run takes seconds)

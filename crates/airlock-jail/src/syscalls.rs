@@ -477,6 +477,11 @@ pub const EGRESS_GATEWAY: &[Syscall] = &[
         "faccessat2",
         "the resolver checking its files",
     ),
+    s(
+        libc::SYS_splice,
+        "splice",
+        "relaying bytes socket to pipe to socket without copying them",
+    ),
 ];
 
 const fn s(nr: libc::c_long, name: &'static str, why: &'static str) -> Syscall {

@@ -2,7 +2,10 @@
 //! connection to the same local server, measured in one run. Run by `bench/egress.sh`
 //! (`cargo bench -p airlock-net --bench throughput`); prints a Markdown table.
 //!
-//! - throughput: one 100 MB response (`GET /big`), direct, through the gateway as plain HTTP
+//! Rounds alternate the routes (direct, plain, tunnel), so a slow spell of a shared machine
+//! does not land on one route only.
+//!
+//! - throughput: median of 7 100 MB responses (`GET /big`), direct, through the gateway as plain HTTP
 //!   (absolute-form), and through a CONNECT tunnel (origin-form GET inside it);
 //! - latency: median of 200 small GETs, each on a new connection (the gateway serves one
 //!   request per connection, so the direct baseline opens one per request too).
@@ -25,6 +28,8 @@ const SMALL_BODY: &[u8] = b"ok";
 #[derive(Clone, Copy)]
 enum Route {
     Direct,
+    /// Through [`start_bare_relay`]: the floor any relay on this host pays.
+    Bare,
     Plain,
     Tunnel,
 }
@@ -32,6 +37,7 @@ enum Route {
 struct Setup {
     origin: SocketAddr,
     gateway: SocketAddr,
+    bare: SocketAddr,
     big: u64,
 }
 
@@ -39,7 +45,7 @@ struct Setup {
 async fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     let (big, requests, repeats) = if full {
-        (100_000_000u64, 200usize, 3usize)
+        (100_000_000u64, 200usize, 7usize)
     } else {
         (1_000_000, 5, 1)
     };
@@ -59,43 +65,54 @@ async fn main() {
     let setup = Setup {
         origin,
         gateway,
+        bare: start_bare_relay(origin),
         big,
     };
 
     let mut rows = Vec::new();
     let mb = big as f64 / 1e6;
-    let direct = throughput(&setup, Route::Direct, repeats).await;
-    for (name, route) in [
-        ("plain HTTP", Route::Plain),
-        ("CONNECT tunnel", Route::Tunnel),
-    ] {
-        let via = throughput(&setup, route, repeats).await;
+    // Rounds alternate the routes, so a slow spell of the machine falls on all of them alike.
+    let routes = [Route::Direct, Route::Plain, Route::Tunnel, Route::Bare];
+    let big_times = interleaved(&setup, &routes, "/big", repeats).await;
+    let small_times = interleaved(&setup, &routes, "/small", requests).await;
+    let rate = |d: Duration| mb / d.as_secs_f64();
+    let micros = |d: Duration| d.as_secs_f64() * 1e6;
+    for (i, name) in [(1, "plain HTTP"), (2, "CONNECT tunnel")] {
         rows.push((
             format!("GET {mb:.0} MB, {name} (MB/s)"),
-            mb / direct.as_secs_f64(),
-            mb / via.as_secs_f64(),
+            rate(big_times[0]),
+            rate(big_times[i]),
+            rate(big_times[3]),
         ));
     }
-    let direct = latency(&setup, Route::Direct, requests).await;
-    for (name, route) in [
-        ("plain HTTP", Route::Plain),
-        ("CONNECT tunnel", Route::Tunnel),
-    ] {
-        let via = latency(&setup, route, requests).await;
+    for (i, name) in [(1, "plain HTTP"), (2, "CONNECT tunnel")] {
         rows.push((
             format!("small GET, {name}: median of {requests} (µs)"),
-            direct.as_secs_f64() * 1e6,
-            via.as_secs_f64() * 1e6,
+            micros(small_times[0]),
+            micros(small_times[i]),
+            micros(small_times[3]),
         ));
     }
 
     println!("egress gateway vs direct, loopback, {} cores", cores());
     println!();
-    println!("| measure | direct | gateway | gateway/direct |");
-    println!("|---|---:|---:|---:|");
-    for (name, d, g) in rows {
-        println!("| {name} | {d:.1} | {g:.1} | {:.2} |", g / d);
+    println!(
+        "| measure | direct | gateway | gateway/direct | bare relay | bare relay/direct | gateway/bare relay |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for (name, d, g, b) in rows {
+        println!(
+            "| {name} | {d:.1} | {g:.1} | {:.2} | {b:.1} | {:.2} | {:.2} |",
+            g / d,
+            b / d,
+            g / b
+        );
     }
+    println!();
+    println!(
+        "bare relay: accept, connect to the origin, poll(2) and splice(2) on one thread; \
+         no parsing, policy or accounting: what a second TCP hop on this host costs by itself"
+    );
     let c = gw.counters();
     println!();
     println!(
@@ -115,28 +132,23 @@ fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-/// Median time of `repeats` big transfers.
-async fn throughput(setup: &Setup, route: Route, repeats: usize) -> Duration {
-    let mut times = Vec::new();
-    for _ in 0..repeats {
-        let started = Instant::now();
-        let body = fetch(setup, route, "/big").await;
-        times.push(started.elapsed());
-        assert_eq!(body, setup.big, "short transfer");
+/// Median time of `rounds` fetches of `path` per route, the routes taking turns each round.
+async fn interleaved(setup: &Setup, routes: &[Route], path: &str, rounds: usize) -> Vec<Duration> {
+    let mut times = vec![Vec::with_capacity(rounds); routes.len()];
+    for _ in 0..rounds {
+        for (route, times) in routes.iter().zip(&mut times) {
+            let started = Instant::now();
+            let body = fetch(setup, *route, path).await;
+            times.push(started.elapsed());
+            let want = if path == "/big" {
+                setup.big
+            } else {
+                SMALL_BODY.len() as u64
+            };
+            assert_eq!(body, want, "short transfer");
+        }
     }
-    median(times)
-}
-
-/// Median time of `n` small GETs, each on its own connection.
-async fn latency(setup: &Setup, route: Route, n: usize) -> Duration {
-    let mut times = Vec::with_capacity(n);
-    for _ in 0..n {
-        let started = Instant::now();
-        let body = fetch(setup, route, "/small").await;
-        times.push(started.elapsed());
-        assert_eq!(body, SMALL_BODY.len() as u64);
-    }
-    median(times)
+    times.into_iter().map(median).collect()
 }
 
 fn median(mut times: Vec<Duration>) -> Duration {
@@ -149,8 +161,13 @@ async fn fetch(setup: &Setup, route: Route, path: &str) -> u64 {
     let origin = setup.origin;
     let mut s;
     let request = match route {
-        Route::Direct => {
-            s = TcpStream::connect(origin).await.unwrap();
+        Route::Direct | Route::Bare => {
+            let to = if matches!(route, Route::Bare) {
+                setup.bare
+            } else {
+                origin
+            };
+            s = TcpStream::connect(to).await.unwrap();
             format!("GET {path} HTTP/1.1\r\nHost: {origin}\r\n\r\n")
         }
         Route::Plain => {
@@ -246,4 +263,79 @@ async fn start_origin(big: u64) -> SocketAddr {
         }
     });
     addr
+}
+
+/// The anchor for "what does a relay cost at all": a transparent TCP forwarder to `origin`
+/// on one thread, serving one connection at a time (the bench is sequential): `poll(2)` on
+/// both sockets, and `splice(2)` through a pipe per direction. No parsing, policy, DNS,
+/// counting or hand-over between threads, so the gateway's extra cost over it is ours and its
+/// cost over a direct connection is the second hop's.
+fn start_bare_relay(origin: SocketAddr) -> SocketAddr {
+    let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let client = client.unwrap();
+            let upstream = std::net::TcpStream::connect(origin).unwrap();
+            client.set_nodelay(true).unwrap();
+            upstream.set_nodelay(true).unwrap();
+            relay_one(&client, &upstream);
+        }
+    });
+    addr
+}
+
+/// Splices `a` and `b` both ways until both have ended their sending.
+fn relay_one(a: &std::net::TcpStream, b: &std::net::TcpStream) {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use std::os::fd::AsFd;
+    let pipes = [pipe(), pipe()];
+    let ends = [(a, b), (b, a)];
+    let mut open = [true, true];
+    while open.iter().any(|o| *o) {
+        let live: Vec<usize> = (0..2).filter(|i| open[*i]).collect();
+        let mut fds: Vec<PollFd> = live
+            .iter()
+            .map(|i| PollFd::new(ends[*i].0.as_fd(), PollFlags::POLLIN))
+            .collect();
+        poll(&mut fds, PollTimeout::NONE).unwrap();
+        let ready: Vec<bool> = fds.iter().map(|f| f.any().unwrap_or(false)).collect();
+        drop(fds);
+        for (i, ready) in live.into_iter().zip(ready) {
+            if ready && !splice_once(ends[i].0, &pipes[i], ends[i].1) {
+                open[i] = false;
+                let _ = ends[i].1.shutdown(std::net::Shutdown::Write);
+            }
+        }
+    }
+}
+
+fn pipe() -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    use std::os::fd::AsRawFd;
+    let (out, inp) = nix::unistd::pipe2(OFlag::O_CLOEXEC).unwrap();
+    let _ = fcntl(inp.as_raw_fd(), FcntlArg::F_SETPIPE_SZ(256 * 1024));
+    (out, inp)
+}
+
+/// Moves what `from` has into the pipe and all of it on to `to`; false at end of stream.
+fn splice_once(
+    from: &std::net::TcpStream,
+    (pipe_out, pipe_in): &(std::os::fd::OwnedFd, std::os::fd::OwnedFd),
+    to: &std::net::TcpStream,
+) -> bool {
+    use nix::fcntl::{SpliceFFlags, splice};
+    let flags = SpliceFFlags::SPLICE_F_MOVE;
+    let n = match splice(from, None, pipe_in, None, 256 * 1024, flags) {
+        Ok(0) | Err(_) => return false,
+        Ok(n) => n,
+    };
+    let mut left = n;
+    while left > 0 {
+        match splice(pipe_out, None, to, None, left, flags) {
+            Ok(0) | Err(_) => return false,
+            Ok(m) => left -= m,
+        }
+    }
+    true
 }

@@ -4,7 +4,9 @@
 //! a credential written into it). Run by `bench/egress.sh`
 //! (`cargo bench -p airlock-net --bench tls`); prints a Markdown table.
 //!
-//! - throughput: one 100 MB response on one connection;
+//! Rounds alternate the three routes, so a slow spell of a shared machine falls on all alike.
+//!
+//! - throughput: median of 7 rounds of one 100 MB response on one connection;
 //! - latency: median of 200 small GETs, each on a new connection (TCP, CONNECT, TLS handshake
 //!   and the request).
 //!
@@ -48,7 +50,7 @@ struct Setup {
 async fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     let (big, requests, repeats) = if full {
-        (100_000_000u64, 200usize, 3usize)
+        (100_000_000u64, 200usize, 7usize)
     } else {
         (1_000_000, 5, 1)
     };
@@ -107,13 +109,11 @@ source = "env:BENCH_KEY"
 
     let mb = big as f64 / 1e6;
     let mut rows = Vec::new();
-    let mut t = Vec::new();
-    let mut cpu = Vec::new();
-    for route in [Route::Direct, Route::Passthrough, Route::Terminated] {
-        let (wall, used) = throughput(&setup, route, repeats).await;
-        t.push(wall);
-        cpu.push(used);
-    }
+    let routes = [Route::Direct, Route::Passthrough, Route::Terminated];
+    let (t, cpu): (Vec<_>, Vec<_>) = throughput(&setup, &routes, repeats)
+        .await
+        .into_iter()
+        .unzip();
     rows.push((
         format!("GET {mb:.0} MB over HTTPS (MB/s)"),
         t.iter().map(|d| mb / d.as_secs_f64()).collect::<Vec<_>>(),
@@ -126,10 +126,7 @@ source = "env:BENCH_KEY"
             .map(|d| d.as_secs_f64() * 1e3)
             .collect::<Vec<_>>(),
     ));
-    let mut l = Vec::new();
-    for route in [Route::Direct, Route::Passthrough, Route::Terminated] {
-        l.push(latency(&setup, route, requests).await);
-    }
+    let l = latency(&setup, &routes, requests).await;
     rows.push((
         format!("small HTTPS GET, new connection: median of {requests} (µs)"),
         l.iter().map(|d| d.as_secs_f64() * 1e6).collect(),
@@ -161,19 +158,27 @@ source = "env:BENCH_KEY"
     task.await.unwrap();
 }
 
-/// Median wall time of one big transfer, and the process CPU time (user + system, every
-/// thread) that transfer used.
-async fn throughput(setup: &Setup, route: Route, repeats: usize) -> (Duration, Duration) {
-    let mut times = Vec::new();
-    for _ in 0..repeats {
-        let cpu = cpu_time();
-        let started = Instant::now();
-        let body = fetch(setup, route, "/big").await;
-        times.push((started.elapsed(), cpu_time().saturating_sub(cpu)));
-        assert_eq!(body, setup.big, "short transfer");
+/// Per route: the median wall time of one big transfer, and the process CPU time (user +
+/// system, every thread) that transfer used. Rounds alternate the routes, so a slow spell of
+/// a shared machine falls on all of them alike.
+async fn throughput(setup: &Setup, routes: &[Route], rounds: usize) -> Vec<(Duration, Duration)> {
+    let mut times = vec![Vec::new(); routes.len()];
+    for _ in 0..rounds {
+        for (route, times) in routes.iter().zip(&mut times) {
+            let cpu = cpu_time();
+            let started = Instant::now();
+            let body = fetch(setup, *route, "/big").await;
+            times.push((started.elapsed(), cpu_time().saturating_sub(cpu)));
+            assert_eq!(body, setup.big, "short transfer");
+        }
     }
-    times.sort();
-    times[times.len() / 2]
+    times
+        .into_iter()
+        .map(|mut t| {
+            t.sort();
+            t[t.len() / 2]
+        })
+        .collect()
 }
 
 /// CPU time this process used so far (all threads, user and system), from `/proc/self/stat`
@@ -188,15 +193,18 @@ fn cpu_time() -> Duration {
     Duration::from_millis(ticks * 10)
 }
 
-async fn latency(setup: &Setup, route: Route, n: usize) -> Duration {
-    let mut times = Vec::with_capacity(n);
+/// Per route, the median time of `n` small GETs; the routes take turns.
+async fn latency(setup: &Setup, routes: &[Route], n: usize) -> Vec<Duration> {
+    let mut times = vec![Vec::with_capacity(n); routes.len()];
     for _ in 0..n {
-        let started = Instant::now();
-        let body = fetch(setup, route, "/small").await;
-        times.push(started.elapsed());
-        assert_eq!(body, SMALL_BODY.len() as u64);
+        for (route, times) in routes.iter().zip(&mut times) {
+            let started = Instant::now();
+            let body = fetch(setup, *route, "/small").await;
+            times.push(started.elapsed());
+            assert_eq!(body, SMALL_BODY.len() as u64);
+        }
     }
-    median(times)
+    times.into_iter().map(median).collect()
 }
 
 fn median(mut times: Vec<Duration>) -> Duration {

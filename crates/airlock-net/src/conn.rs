@@ -19,6 +19,7 @@
 
 mod http;
 mod reply;
+mod socket;
 mod splice;
 mod terminate;
 mod tunnel;
@@ -41,6 +42,7 @@ use crate::request::{self, RequestError, RequestHead, RequestTarget};
 use crate::resolve::{self, MAX_ADDRESSES, ResolveError};
 use airlock_audit::kind;
 use reply::{REPLY_TIMEOUT, error_reply, linger};
+pub(crate) use socket::GuestStream;
 use splice::Progress;
 
 /// Size of each read from the guest while the head is arriving.
@@ -54,7 +56,7 @@ pub(crate) async fn serve<S>(
     mut client: S,
     mut shutdown: watch::Receiver<bool>,
 ) where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: GuestStream,
 {
     let started = Instant::now();
     let policy = shared.policy();
@@ -192,7 +194,7 @@ impl Conn<'_> {
     /// Runs the connection, filling `ev`; returns whether an event should be recorded.
     async fn run<S>(&self, client: &mut S, ev: &mut NetEvent) -> bool
     where
-        S: AsyncRead + AsyncWrite + Unpin + Send,
+        S: GuestStream,
     {
         let cfg = &self.shared.config;
         let mut buf = Vec::with_capacity(HEAD_READ_LEN);
@@ -225,7 +227,7 @@ impl Conn<'_> {
         ev: &mut NetEvent,
     ) -> bool
     where
-        S: AsyncRead + AsyncWrite + Unpin + Send,
+        S: GuestStream,
     {
         if buf.starts_with(b"CONNECT ") {
             ev.kind = kind::NET_CONNECT;
@@ -272,7 +274,7 @@ impl Conn<'_> {
     /// Writes a 403 for `decision` and closes.
     async fn deny<S>(&self, client: &mut S, decision: &Decision, ev: &mut NetEvent)
     where
-        S: AsyncRead + AsyncWrite + Unpin + Send,
+        S: GuestStream,
     {
         ev.decision = NetDecision::Deny;
         ev.rule = decision.rule.clone();
@@ -292,7 +294,7 @@ impl Conn<'_> {
         ev: &mut NetEvent,
     ) -> Option<TcpStream>
     where
-        S: AsyncRead + AsyncWrite + Unpin + Send,
+        S: GuestStream,
     {
         let cfg = &self.shared.config;
         let mut addrs = match target {
@@ -350,7 +352,7 @@ impl Conn<'_> {
 
     async fn fail<S>(&self, client: &mut S, code: u16, ev: &mut NetEvent) -> Option<TcpStream>
     where
-        S: AsyncRead + AsyncWrite + Unpin + Send,
+        S: GuestStream,
     {
         ev.status = Some(code);
         let phrase = if code == 504 {

@@ -12,14 +12,14 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use airlock_policy::Policy;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::config::{Counters, GatewayConfig, Shared, Stats};
-use crate::conn;
+use crate::conn::{self, GuestStream};
 use crate::events::NetEvents;
 use crate::resolve::Resolver;
 
@@ -150,7 +150,7 @@ impl Gateway {
         peer: String,
         shutdown: watch::Receiver<bool>,
     ) where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        S: GuestStream,
     {
         let stats = &self.shared.stats;
         stats.connections.fetch_add(1, Ordering::Relaxed);
@@ -203,7 +203,7 @@ fn log_join(joined: Result<(), tokio::task::JoinError>) {
 
 /// A listener the accept loop can take streams from.
 trait Accept: Send {
-    type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    type Stream: GuestStream;
     /// The next stream and a name for its peer (for the `conn` span).
     fn accept(&mut self) -> impl Future<Output = io::Result<(Self::Stream, String)>> + Send;
 }

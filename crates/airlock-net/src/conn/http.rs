@@ -12,11 +12,12 @@
 use std::sync::atomic::Ordering;
 
 use airlock_policy::{Decision, Target};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use super::reply::error_reply;
+use super::socket::Move;
 use super::splice::{Body, RelayEnd, UpMode, len_u64, relay};
-use super::{Conn, event_host, invalid_host_decision, set};
+use super::{Conn, GuestStream, event_host, invalid_host_decision, set};
 use crate::events::{NetDecision, NetEvent};
 use crate::reason;
 use crate::request::{BodyFraming, ChunkedBody, RequestHead};
@@ -50,7 +51,7 @@ impl Conn<'_> {
         pending: Vec<u8>,
         ev: &mut NetEvent,
     ) where
-        S: AsyncRead + AsyncWrite + Unpin + Send,
+        S: GuestStream,
     {
         ev.kind = kind::NET_HTTP;
         ev.port = port;
@@ -131,10 +132,11 @@ impl Conn<'_> {
             BodyFraming::Chunked => Body::Chunked(ChunkedBody::new()),
         };
         let end = relay(
-            client,
+            &*client,
             upstream,
             pending,
             UpMode::Body(body),
+            Move::Splice,
             self.shared.config.idle_timeout,
             self.progress,
             &self.shared.stats,

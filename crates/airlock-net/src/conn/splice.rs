@@ -12,14 +12,16 @@ use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use super::socket::{self, Move, PumpError, Socket};
 use crate::request::{self, ChunkedBody};
 
-/// Buffer size of each direction of a splice.
-const RELAY_BUF_LEN: usize = 64 * 1024;
+/// Buffer for a plain-HTTP request body, which the gateway reads to find its end.
+const BODY_BUF_LEN: usize = 64 * 1024;
+/// Buffer for a plain-HTTP response until its status line has been read.
+const STATUS_BUF_LEN: usize = 16 * 1024;
 
 /// Bytes relayed so far, readable after the connection's future was dropped (shutdown).
 #[derive(Debug, Default)]
@@ -101,73 +103,85 @@ enum UpError {
 
 /// Splices `client` and `upstream`, first sending `pending` (bytes the guest sent after the
 /// head) upstream. Bytes are counted in `progress` and the gateway's stats as they move.
-pub(super) async fn relay<S>(
-    client: &mut S,
-    mut upstream: TcpStream,
+///
+/// Streams move with [`socket::pump`] as `how` says; the request body of plain HTTP and the
+/// first bytes of its response always pass through a buffer, since the gateway reads their
+/// framing.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one call site per flow, all named"
+)]
+pub(super) async fn relay<S: Socket>(
+    client: &S,
+    upstream: TcpStream,
     pending: Vec<u8>,
     mode: UpMode,
+    how: Move,
     idle: Duration,
     progress: &Progress,
     stats: &crate::config::Stats,
-) -> RelayEnd
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send,
-{
+) -> RelayEnd {
     let t0 = Instant::now();
     let last = AtomicU64::new(0);
     let touch = || {
         let ms = u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX);
         last.store(ms, Ordering::Relaxed);
     };
-    let (mut ur, mut uw) = upstream.split();
-    let (mut cr, mut cw) = tokio::io::split(client);
+    let upstream = &upstream;
     let stream_mode = matches!(mode, UpMode::Stream);
     let status_wanted = !stream_mode;
+    let count_up = |n: usize| {
+        touch();
+        progress.up.fetch_add(len_u64(n), Ordering::Relaxed);
+        stats.add_up(n);
+    };
+    let count_down = |n: usize| {
+        touch();
+        progress.down.fetch_add(len_u64(n), Ordering::Relaxed);
+        stats.add_down(n);
+    };
 
     let up = async {
-        let mut buf = vec![0u8; RELAY_BUF_LEN];
         match mode {
             UpMode::Stream => {
                 if !pending.is_empty() {
-                    uw.write_all(&pending).await.map_err(UpError::Upstream)?;
-                    progress
-                        .up
-                        .fetch_add(len_u64(pending.len()), Ordering::Relaxed);
-                    stats.add_up(pending.len());
+                    socket::write_all(upstream, &pending)
+                        .await
+                        .map_err(UpError::Upstream)?;
+                    count_up(pending.len());
                 }
-                loop {
-                    let n = cr.read(&mut buf).await.map_err(UpError::Client)?;
-                    if n == 0 {
-                        let _ = uw.shutdown().await;
-                        return Ok(());
-                    }
-                    touch();
-                    let data = buf.get(..n).unwrap_or_default();
-                    uw.write_all(data).await.map_err(UpError::Upstream)?;
-                    progress.up.fetch_add(len_u64(n), Ordering::Relaxed);
-                    stats.add_up(n);
-                }
+                socket::pump(client, upstream, how, count_up)
+                    .await
+                    .map_err(|e| match e {
+                        PumpError::From(e) => UpError::Client(e),
+                        PumpError::To(e) => UpError::Upstream(e),
+                    })
             }
             UpMode::Body(mut body) => {
                 if !pending.is_empty() && !body.is_done() {
                     let take = body.take(&pending).map_err(UpError::BadBody)?;
                     let part = pending.get(..take).unwrap_or_default();
-                    uw.write_all(part).await.map_err(UpError::Upstream)?;
-                    progress.up.fetch_add(len_u64(take), Ordering::Relaxed);
-                    stats.add_up(take);
+                    socket::write_all(upstream, part)
+                        .await
+                        .map_err(UpError::Upstream)?;
+                    count_up(take);
                 }
+                let mut buf = Vec::new();
                 while !body.is_done() {
-                    let n = cr.read(&mut buf).await.map_err(UpError::Client)?;
+                    buf.resize(BODY_BUF_LEN, 0);
+                    let n = socket::read(client, &mut buf)
+                        .await
+                        .map_err(UpError::Client)?;
                     if n == 0 {
                         return Err(UpError::Client(io::ErrorKind::UnexpectedEof.into()));
                     }
-                    touch();
                     let data = buf.get(..n).unwrap_or_default();
                     let take = body.take(data).map_err(UpError::BadBody)?;
                     let part = data.get(..take).unwrap_or_default();
-                    uw.write_all(part).await.map_err(UpError::Upstream)?;
-                    progress.up.fetch_add(len_u64(take), Ordering::Relaxed);
-                    stats.add_up(take);
+                    socket::write_all(upstream, part)
+                        .await
+                        .map_err(UpError::Upstream)?;
+                    count_up(take);
                 }
                 Ok(())
             }
@@ -175,27 +189,37 @@ where
     };
 
     let down = async {
-        let mut buf = vec![0u8; RELAY_BUF_LEN];
-        let mut first = status_wanted;
-        loop {
-            let n = ur.read(&mut buf).await.map_err(RelayEnd::Upstream)?;
-            if n == 0 {
-                let _ = cw.shutdown().await;
-                return Ok::<(), RelayEnd>(());
-            }
-            touch();
-            let data = buf.get(..n).unwrap_or_default();
-            if first {
+        if status_wanted {
+            // Until the status line is seen, bytes pass through a buffer to be read.
+            let mut buf = vec![0u8; STATUS_BUF_LEN];
+            loop {
+                let n = socket::read(upstream, &mut buf)
+                    .await
+                    .map_err(RelayEnd::Upstream)?;
+                if n == 0 {
+                    socket::shutdown_write(client);
+                    return Ok::<(), RelayEnd>(());
+                }
+                let data = buf.get(..n).unwrap_or_default();
                 let (status, more) = request::scan_status(data);
                 if let Some(status) = status {
                     progress.status.store(u64::from(status), Ordering::Relaxed);
                 }
-                first = more;
+                socket::write_all(client, data)
+                    .await
+                    .map_err(RelayEnd::Client)?;
+                count_down(n);
+                if !more {
+                    break;
+                }
             }
-            cw.write_all(data).await.map_err(RelayEnd::Client)?;
-            progress.down.fetch_add(len_u64(n), Ordering::Relaxed);
-            stats.add_down(n);
         }
+        socket::pump(upstream, client, how, count_down)
+            .await
+            .map_err(|e| match e {
+                PumpError::From(e) => RelayEnd::Upstream(e),
+                PumpError::To(e) => RelayEnd::Client(e),
+            })
     };
 
     tokio::pin!(up, down);

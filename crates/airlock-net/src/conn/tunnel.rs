@@ -8,13 +8,14 @@
 //! refusal is a plain close, not an HTTP reply.
 
 use airlock_policy::Target;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::time::{Instant, timeout, timeout_at};
 
 use super::reply::REPLY_TIMEOUT;
+use super::socket::Move;
 use super::splice::{UpMode, relay};
 use super::terminate::Handoff;
-use super::{Conn, event_host, invalid_host_decision, set};
+use super::{Conn, GuestStream, event_host, invalid_host_decision, set};
 use crate::events::{NetDecision, NetEvent};
 use crate::reason;
 use crate::sni::{self, Sni, SniError};
@@ -38,7 +39,7 @@ impl Conn<'_> {
         mut pending: Vec<u8>,
         ev: &mut NetEvent,
     ) where
-        S: AsyncRead + AsyncWrite + Unpin + Send,
+        S: GuestStream,
     {
         ev.kind = kind::NET_CONNECT;
         ev.port = port;
@@ -123,11 +124,20 @@ impl Conn<'_> {
         ev.decision = NetDecision::Allow;
         ev.rule = decision.rule;
         ev.reason = decision.reason;
+        // TLS records are copied: spliced, they reached a TLS client in pieces it had to
+        // reassemble (`bench/egress.sh`, passthrough 100 MB on loopback: about 500 MB/s spliced
+        // against 900 MB/s copied, and 1.8x the CPU). Other streams are spliced.
+        let how = if self.shared.config.tls_ports.contains(&port) {
+            Move::Copy
+        } else {
+            Move::Splice
+        };
         let end = relay(
-            client,
+            &*client,
             upstream,
             pending,
             UpMode::Stream,
+            how,
             self.shared.config.idle_timeout,
             self.progress,
             &self.shared.stats,
