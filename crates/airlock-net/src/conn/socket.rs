@@ -244,6 +244,25 @@ mod tests {
         let mut rest = Vec::new();
         unix_b.read_to_end(&mut rest).await.unwrap();
         assert!(rest.is_empty(), "the end of stream passed on: {rest:?}");
+
+        // The other way, Unix to TCP, as a guest's upload takes.
+        let (mut unix_a, unix_b) = UnixStream::pair().unwrap();
+        let relay = pump(&unix_b, &tcp_server, Move::Splice, |_| {});
+        let send = async {
+            unix_a.write_all(&data).await.unwrap();
+            unix_a.shutdown().await.unwrap();
+        };
+        let receive = async {
+            let mut got = Vec::new();
+            tcp_client.read_to_end(&mut got).await.unwrap();
+            got
+        };
+        let (relayed, (), got) = tokio::join!(relay, send, receive);
+        relayed.unwrap();
+        assert!(
+            got == data,
+            "Unix to TCP: bytes changed or the end of stream was lost"
+        );
     }
 
     /// A peer that has gone is reported on the side it went from.
