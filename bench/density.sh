@@ -8,9 +8,13 @@
 #    plus the supervisor's share (the daemon's own PSS divided by the sandboxes), summed over all
 #    sandboxes and divided by their number (PSS splits pages shared between processes, such as
 #    guest RAM mapped by QEMU and the vhost-user backends, so the sum counts each page once);
-#  - the guest's own used memory: /proc/meminfo read inside each guest through the exec API,
-#    MemTotal - MemAvailable (what the guest could not give back) and MemTotal - MemFree;
-#  - the host CPU the idle sandboxes burn (all processes under the daemon, over 10 s).
+#  - QEMU's PSS split into guest RAM (the memfd) and TCG's translation cache (none under KVM);
+#  - the guest's own used memory: /proc/meminfo read inside each guest through the exec API:
+#    the guest RAM it holds (its RAM size - MemAvailable, which counts what its kernel reserved
+#    before MemTotal; the table's "guest used"), MemTotal - MemAvailable and MemTotal - MemFree;
+#  - the host CPU the idle sandboxes burn (all processes under the daemon, over 10 s);
+#  - memory given back: the guest RAM all QEMUs on the host map, before, at the peak of a
+#    200 MiB write to one guest's /tmp, and 10 s after the guest deleted it (free page reporting).
 # The creates stop early, and the table says why, when one fails, one takes longer than
 # --start-timeout, or the host has less than --min-free MiB available: a 2-core TCG host may not
 # hold N; the table then reports how far it got.
@@ -158,6 +162,25 @@ def pss(pid):
     except OSError:
         pass
     return 0
+def qemu_parts(pid):
+    """QEMU's PSS split by mapping, KiB: guest RAM (the memfd), TCG's translation cache (its one
+    anonymous read-write-execute mapping; absent under KVM), and the rest."""
+    parts = {"ram": 0, "tcg": 0}
+    total, what = 0, None
+    try:
+        for line in open(f"/proc/{pid}/smaps"):
+            f = line.split()
+            if len(f) >= 5 and "-" in f[0] and ":" not in f[0]:
+                name = " ".join(f[5:])
+                what = "ram" if "memfd:mem" in name else "tcg" if (f[1] == "rwxp" and not name) else None
+            elif f and f[0] == "Pss:":
+                kib = int(f[1])
+                total += kib
+                if what:
+                    parts[what] += kib
+    except (OSError, ValueError, IndexError):
+        pass
+    return parts
 def cpu_ticks(pids):
     t = 0
     for pid in pids:
@@ -175,6 +198,10 @@ for pid in pids:
         continue
     sums[k] = sums.get(k, 0) + pss(pid)
     counts[k] = counts.get(k, 0) + 1
+    if k == "qemu":
+        for part, kib in qemu_parts(pid).items():
+            sums["qemu_" + part] = sums.get("qemu_" + part, 0) + kib
+            counts["qemu_" + part] = counts.get("qemu_" + part, 0) + 1
 c0, w0 = cpu_ticks(pids), time.time()
 time.sleep(10)
 c1, w1 = cpu_ticks(pids), time.time()
@@ -186,15 +213,37 @@ PY
 )
 
 # (c) The guests' own view: /proc/meminfo inside each, through the exec API.
-guest_avail=() guest_free=()
+guest_avail=() guest_free=() guest_ram=()
 for id in "${ids[@]}"; do
   out=$(api --max-time 60 -X POST -H 'Content-Type: application/json' -d '{"argv":["cat","/proc/meminfo"]}' \
     "http://airlock/v1/sandboxes/$id/exec" | jq -r 'select(.stream == "stdout") | .data' | base64 -d) \
     || fail "reading /proc/meminfo in $id failed"
   guest_avail+=("$(awk '$1=="MemTotal:"{t=$2} $1=="MemAvailable:"{a=$2} END{printf "%.1f", (t-a)/1024}' <<<"$out")")
+  # All the RAM the guest holds: what it does not count as available, including the memory its
+  # kernel reserved before MemTotal was counted (its image, the page array).
+  guest_ram+=("$(awk -v ram="$memory_mib" '$1=="MemAvailable:"{printf "%.1f", ram - $2/1024}' <<<"$out")")
   guest_free+=("$(awk '$1=="MemTotal:"{t=$2} $1=="MemFree:"{f=$2} END{printf "%.1f", (t-f)/1024}' <<<"$out")")
 done
 g_used=$(printf '%s\n' "${guest_avail[@]}" | median)
+g_held=$(printf '%s\n' "${guest_ram[@]}" | median)
+
+# (d) Memory given back: one guest fills 200 MiB of its /tmp, then deletes it; the guests
+# report free blocks to QEMU (virtio-balloon free page reporting), which drops them.
+memfd_mib() {
+  local total=0 pid kib
+  for pid in $(pgrep '^qemu-system' || true); do
+    kib=$(awk '/^[0-9a-f]+-[0-9a-f]+ /{m = ($0 ~ /memfd:mem/)} m && $1 == "Rss:" {r += $2} END{print r + 0}' "/proc/$pid/smaps" 2>/dev/null || echo 0)
+    total=$((total + kib))
+  done
+  echo $((total / 1024))
+}
+gexec() { api --max-time 120 -X POST -H 'Content-Type: application/json' -d "$2" "http://airlock/v1/sandboxes/$1/exec" >/dev/null; }
+burst_before=$(memfd_mib)
+gexec "${ids[0]}" '{"argv":["dd","if=/dev/zero","of=/tmp/burst","bs=1M","count=200"]}' || fail "the 200 MiB burst failed"
+burst_peak=$(memfd_mib)
+gexec "${ids[0]}" '{"argv":["rm","/tmp/burst"]}' || fail "removing the burst failed"
+sleep $SETTLE
+burst_after=$(memfd_mib)
 g_nonfree=$(printf '%s\n' "${guest_free[@]}" | median)
 start_med=$(printf '%s\n' "${starts[@]}" | median)
 accel=$(awk '$2 == "accelerator" && !done {print $3; done=1}' <<<"$("$AIRLOCK" doctor 2>/dev/null || true)")
@@ -202,7 +251,8 @@ accel=$(awk '$2 == "accelerator" && !done {print $3; done=1}' <<<"$("$AIRLOCK" d
 table=$(
   awk -v n="$started" -v want="$count" -v mem="$memory_mib" -v accel="${accel:-unknown}" -v cores="$(nproc)" \
       -v tall="$t_all_ms" -v smed="$start_med" -v slast="${starts[-1]}" -v reason="$stop_reason" \
-      -v didle="$daemon_idle_kib" -v gused="$g_used" -v gnonfree="$g_nonfree" -v host="$host" 'BEGIN{
+      -v didle="$daemon_idle_kib" -v gused="$g_used" -v gnonfree="$g_nonfree" -v gheld="$g_held" -v host="$host" \
+      -v bbefore="$burst_before" -v bpeak="$burst_peak" -v bafter="$burst_after" -v settle="$SETTLE" 'BEGIN{
     split(host, lines, "\n")
     for (i in lines) { split(lines[i], f, " ")
       if (f[1] == "pss") { pss[f[2]] = f[3]; cnt[f[2]] = f[4] }
@@ -219,14 +269,21 @@ table=$(
     label["gateway_egress"] = "egress gateway (`airlock __gateway egress`)"; label["vsock"] = "vhost-device-vsock"
     label["jail"] = "engine jail intermediate (a fork of the daemon, QEMU'"'"'s parent)"
     for (j = 1; j <= 5; j++) { k = order[j]
-      printf "| %s | %d | %.1f |\n", label[k], cnt[k], pss[k]/1024/n; total += pss[k] }
+      printf "| %s | %d | %.1f |\n", label[k], cnt[k], pss[k]/1024/n; total += pss[k]
+      if (k == "qemu") {
+        printf "| of which guest RAM (the memfd QEMU maps) | | %.1f |\n", pss["qemu_ram"]/1024/n
+        printf "| of which TCG translation cache (emulation only; none under KVM) | | %.1f |\n", pss["qemu_tcg"]/1024/n
+      } }
     for (k in pss) if (k ~ /^other:/) { printf "| other: %s | %d | %.1f |\n", substr(k, 7), cnt[k], pss[k]/1024/n; total += pss[k] }
     printf "| supervisor share (daemon PSS / %d; %.1f MiB with no sandbox) | 1 | %.1f |\n", n, didle/1024, pss["supervisor"]/1024/n
     total += pss["supervisor"]
     printf "| **host total per idle sandbox** | | **%.1f** |\n", total/1024/n
     printf "| guest used, MemTotal - MemAvailable (median of %d guests) | | %.1f |\n", n, gused
     printf "| guest used, MemTotal - MemFree (median; includes page cache) | | %.1f |\n", gnonfree
-    printf "| **host per idle sandbox above the guest used memory** (goal <= 40) | | **%.1f** |\n", total/1024/n - gused
+    printf "| guest RAM held, %s MiB - MemAvailable (median; includes what its kernel reserved before counting MemTotal) | | %.1f |\n", mem, gheld
+    printf "| **host per idle sandbox above the guest used memory** (goal <= 40; guest used = RAM held) | | **%.1f** |\n", total/1024/n - gheld
+    printf "| host per idle sandbox above the guest used memory, without the TCG translation cache | | %.1f |\n", total/1024/n - gheld - pss["qemu_tcg"]/1024/n
+    printf "\nmemory given back: guest RAM mapped by all QEMUs %d MiB; one guest wrote 200 MiB to its /tmp: %d MiB; %d s after it deleted them: %d MiB\n", bbefore, bpeak, settle, bafter
     printf "\nidle host CPU, all processes under the daemon over 10 s: %.1f%% of one core (%.2f%% per sandbox)\n", cpu, cpu/n
     printf "at that rate 50 idle sandboxes would keep %.1f cores busy (this host has %d)\n", cpu/n*50/100, cores
   }'

@@ -16,12 +16,15 @@ pub const BASE_CMDLINE: &str = "console=ttyS0 reboot=t panic=-1 quiet";
 /// QEMU's built-in seccomp policy (`-sandbox`).
 pub const SANDBOX: &str = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny";
 
+/// The balloon device, for free page reporting only.
+pub const BALLOON: &str = "virtio-balloon-device,free-page-reporting=on";
+
 /// virtio-mmio transports QEMU's microvm machine has; every virtio device takes one.
 pub const VIRTIO_TRANSPORTS: usize = 8;
 
 /// The argv (without the binary) that boots `spec`.
 pub fn args(spec: &BootSpec) -> Result<Vec<OsString>, EngineError> {
-    // The vsock device, one per share, one per drive.
+    // The vsock device, one per share, one per drive; the balloon only takes a spare one.
     let devices = 1 + spec.fs_devices.len() + spec.drives.len();
     if devices > VIRTIO_TRANSPORTS {
         return Err(EngineError::InvalidSpec(format!(
@@ -87,6 +90,12 @@ pub fn args(spec: &BootSpec) -> Result<Vec<OsString>, EngineError> {
         "-device".into(),
         "vhost-user-vsock-device,chardev=vsock".into(),
     ]);
+    if devices < VIRTIO_TRANSPORTS {
+        // Free page reporting only: the guest reports free blocks and QEMU drops them from the
+        // memfd, so an idle sandbox holds what it uses, not what it once touched. The host
+        // never inflates the balloon. A VM that needs every transport goes without it.
+        a.extend(["-device".into(), BALLOON.into()]);
+    }
     for (i, (socket, tag)) in spec.fs_devices.iter().enumerate() {
         if tag.is_empty()
             || tag.len() > 36
@@ -241,6 +250,12 @@ mod tests {
             .map(|i| (PathBuf::from(format!("/s/fs{i}.sock")), format!("fs{i}")))
             .collect();
         assert!(args(&s).is_ok());
+        // Eight transports in use: no room left for the balloon, and none is needed.
+        assert!(!joined(&s).contains(BALLOON));
+        s.fs_devices.pop();
+        assert!(joined(&s).contains(BALLOON));
+        s.fs_devices
+            .push((PathBuf::from("/s/fs5.sock"), "fs5".into()));
         s.fs_devices
             .push((PathBuf::from("/s/fs6.sock"), "fs6".into()));
         let e = args(&s).unwrap_err().to_string();
