@@ -12,7 +12,7 @@ use crate::{Recorder, SandboxError, disk};
 use airlock_audit::{Decision, Event, Source, kind};
 use airlock_proto::{CONTROL_PORT, ExecRequest, PROTOCOL_VERSION};
 use airlock_vm::qemu::QemuEngine;
-use airlock_vm::vsock::VsockBackend;
+use airlock_vm::vsock::{self, VsockBackend};
 use airlock_vm::{BootSpec, Drive, Engine, EngineError, Vm};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -516,11 +516,22 @@ fn sandbox_span(id: &str) -> tracing::Span {
     tracing::info_span!("sandbox", id = %id)
 }
 
+/// How many refused control connections may be closing gently at once; past that, they are
+/// dropped at once (the guest's own connection may then hang, nothing else).
+const REFUSED_CLOSING: usize = 8;
+
 /// Accepts every later connection to the control port, records it as refused and closes it:
 /// only the guest agent's first connection is the control connection.
 async fn refuse_control_connections(listener: tokio::net::UnixListener, recorder: RecorderSlot) {
+    let closing = Arc::new(tokio::sync::Semaphore::new(REFUSED_CLOSING));
     while let Ok((stream, _)) = listener.accept().await {
-        drop(stream);
+        // Closed gently so the guest sees its connection end (see `close_gently`).
+        if let Ok(permit) = closing.clone().try_acquire_owned() {
+            tokio::spawn(async move {
+                vsock::close_gently(stream, vsock::GENTLE_CLOSE_TIME).await;
+                drop(permit);
+            });
+        }
         if let Some(r) = recorder.get() {
             r.record(
                 Event::new(Source::Host, kind::POLICY_DENY)

@@ -151,6 +151,37 @@ impl VsockBackend {
     }
 }
 
+/// How long [`close_gently`] waits for the guest to close its end.
+pub const GENTLE_CLOSE_TIME: Duration = Duration::from_secs(5);
+/// How much of the guest's input [`close_gently`] reads and discards at most.
+const GENTLE_CLOSE_BYTES: usize = 64 * 1024;
+
+/// Ends a guest-facing stream so the guest sees it end.
+///
+/// Why not just drop it: if the host closes a stream while guest data sits unread in it, the
+/// backend's next read fails with `ECONNRESET`, and `vhost-device-vsock` 0.3 then stops
+/// watching the stream without telling the guest, whose `read` waits forever. So this
+/// half-closes (the backend reads end-of-stream and sends the guest its shutdown), then reads
+/// and discards until the guest closes too, for at most [`GENTLE_CLOSE_TIME`] and 64 KiB.
+/// Returns whether the guest closed its end in that time.
+pub async fn close_gently(mut stream: UnixStream, within: Duration) -> bool {
+    let ended = tokio::time::timeout(within, async {
+        stream.shutdown().await.ok()?;
+        let mut sink = [0u8; 4096];
+        let mut drained = 0;
+        while drained <= GENTLE_CLOSE_BYTES {
+            match stream.read(&mut sink).await {
+                Ok(0) => return Some(()),
+                Ok(n) => drained += n,
+                Err(_) => return None,
+            }
+        }
+        None
+    })
+    .await;
+    matches!(ended, Ok(Some(())))
+}
+
 /// Connects through the hybrid socket `uds` to guest `port`.
 pub async fn connect(uds: &Path, port: u32) -> Result<UnixStream, VsockError> {
     let mut s = UnixStream::connect(uds)
@@ -203,6 +234,44 @@ mod tests {
         assert_eq!(parse_reply(b"OK"), None);
         assert_eq!(parse_reply(b"ERR"), None);
         assert_eq!(parse_reply(b"OK x"), None);
+    }
+
+    /// What the backend sees of the host's end: the reason for [`close_gently`].
+    #[tokio::test]
+    async fn a_gentle_close_ends_the_stream_where_a_drop_resets_it() {
+        // Dropped with unread input: the other side's read fails, as the backend's does.
+        let (host, mut backend) = UnixStream::pair().unwrap();
+        backend.write_all(b"{\"ready\":{}}\n").await.unwrap();
+        drop(host);
+        let mut buf = [0u8; 64];
+        let err = backend.read(&mut buf).await.unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset);
+
+        // Closed gently: the other side reads end-of-stream, then closes, and the host knows.
+        let (host, mut backend) = UnixStream::pair().unwrap();
+        backend.write_all(b"{\"ready\":{}}\n").await.unwrap();
+        let closing = tokio::spawn(close_gently(host, Duration::from_secs(5)));
+        assert_eq!(backend.read(&mut buf).await.unwrap(), 0);
+        backend
+            .write_all(b"more input, read and discarded")
+            .await
+            .unwrap();
+        drop(backend);
+        assert!(closing.await.unwrap(), "the guest's close was seen");
+    }
+
+    #[tokio::test]
+    async fn a_gentle_close_gives_up_on_a_guest_that_keeps_its_end_open() {
+        let (host, mut backend) = UnixStream::pair().unwrap();
+        let t0 = Instant::now();
+        assert!(!close_gently(host, Duration::from_millis(200)).await);
+        assert!(t0.elapsed() >= Duration::from_millis(200));
+        let mut buf = [0u8; 8];
+        assert_eq!(
+            backend.read(&mut buf).await.unwrap(),
+            0,
+            "and the stream is closed"
+        );
     }
 
     #[tokio::test]

@@ -14,6 +14,7 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -52,6 +53,9 @@ static long x32(void) { return syscall(0x40000000L | SYS_keyctl, 0, -3, 1); }
 static long vsock_to(unsigned cid, unsigned port) {
     int fd = socket(AF_VSOCK, SOCK_STREAM, 0);
     if (fd < 0) return -1;
+    /* A connection the host neither serves nor ends reports EAGAIN here instead of hanging. */
+    struct timeval wait = {.tv_sec = 30};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof wait);
     struct sockaddr_vm addr = {.svm_family = AF_VSOCK, .svm_cid = cid, .svm_port = port};
     long rc = connect(fd, (struct sockaddr *)&addr, sizeof addr);
     int saved = errno;
