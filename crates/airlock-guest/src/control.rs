@@ -88,8 +88,10 @@ pub fn serve(docker: bool) -> io::Result<()> {
         {
             match frame {
                 Frame::Message(ControlRequest::Shutdown {}) => {
-                    // Report the last processes before the power goes.
+                    // Report the last processes and sync before the goodbye: the host may
+                    // stop the VM as soon as it hears it.
                     flush.flush(Duration::from_millis(500));
+                    nix::unistd::sync();
                     report::send(&writer, GuestEvent::Bye {})?;
                     return Ok(());
                 }

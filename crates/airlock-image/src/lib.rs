@@ -3,6 +3,7 @@
 //! `~/.cache/airlock`). Nothing cached is ever rebuilt; a new input gives a new key.
 
 mod builds;
+mod checked;
 mod cpio;
 pub mod debian;
 pub mod kernel;

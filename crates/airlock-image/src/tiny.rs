@@ -77,14 +77,25 @@ pub fn ensure(cache: &Cache) -> Result<TinyImage, ImageError> {
     let key = key(&bb);
     let dir = cache.dir("images")?;
     let initrd = dir.join(format!("tiny-{key}.cpio"));
+    // Found byte-for-byte equal to this build before, and not written since: boot it.
+    if super::checked::recall(&initrd).is_some() {
+        return Ok(TinyImage { initrd, key });
+    }
     // The image is a pure function of its inputs and takes milliseconds to make: make it in
-    // memory every time and boot the cached file only if it is byte-for-byte that.
+    // memory and boot the cached file only if it is byte-for-byte that.
     let applets = busybox_applets(&busybox)?;
     let bytes = build(guest_agent(), &bb, &applets)
         .map_err(io_err(format!("building {}", initrd.display())))?;
     let verify = || -> Result<TinyImage, ImageError> {
         let expected = hex::encode(Sha256::digest(&bytes));
+        let started = std::time::SystemTime::now();
+        let before = super::checked::snapshot(&initrd);
         let actual = super::sha256_file(&initrd)?;
+        if actual == expected
+            && let Some(before) = before
+        {
+            super::checked::remember(&initrd, &actual, before, started);
+        }
         if actual != expected {
             return Err(ImageError::Tampered(Box::new(super::Tampered {
                 what: "image tiny".into(),

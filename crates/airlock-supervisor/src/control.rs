@@ -139,11 +139,11 @@ impl Control {
 
     /// Asks the guest to power off, and waits (up to `limit`) for its goodbye, which comes after
     /// its last process reports, so none is lost at teardown.
-    pub async fn shutdown(&self, limit: std::time::Duration) {
+    /// Returns whether the goodbye came.
+    pub async fn shutdown(&self, limit: std::time::Duration) -> bool {
         let bye = self.bye.notified();
-        if self.send(&ControlRequest::Shutdown {}).await.is_ok() {
-            let _ = tokio::time::timeout(limit, bye).await;
-        }
+        self.send(&ControlRequest::Shutdown {}).await.is_ok()
+            && tokio::time::timeout(limit, bye).await.is_ok()
     }
 
     async fn send(&self, req: &ControlRequest) -> Result<(), SandboxError> {

@@ -1,8 +1,8 @@
 //! Start-up benchmark for the walking skeleton (`cargo bench -p airlock --bench skeleton`).
 //!
 //! Prints one table, all measured in this invocation:
-//! - baseline: bare QEMU boot of the same kernel and device set to power-off (init is busybox
-//!   `reboot -f`), median of N;
+//! - baseline: bare QEMU boot of the same kernel and initramfs to power-off (init is busybox
+//!   `reboot -f`; vsock only, no shares or disk), median of N, taking turns with the cold runs;
 //! - cold `airlock run -- true`: wall time (median of N), split into the phases airlock reports
 //!   with `--timings`, and its ratio to the baseline;
 //! - warm exec round trip: `true` run repeatedly in one already-booted sandbox.
@@ -15,7 +15,7 @@ use airlock_vm::vsock::VsockBackend;
 use airlock_vm::{BootSpec, Engine, Vm};
 use std::time::{Duration, Instant};
 
-const COLD_RUNS: usize = 5;
+const COLD_RUNS: usize = 7;
 const WARM_EXECS: usize = 30;
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -32,9 +32,11 @@ fn main() -> anyhow::Result<()> {
         .prefix("al-bench-")
         .tempdir_in("/tmp")?;
 
-    // Baseline: the engine alone, same kernel, initramfs and devices.
+    // Baseline and cold runs take turns, so that drift on a shared host moves both alike.
     let mut baseline = Vec::new();
+    let mut cold: Vec<serde_json::Value> = Vec::new();
     for i in 0..COLD_RUNS {
+        // Baseline: the engine alone, same kernel and initramfs, no shares or disk.
         let dir = state.path().join(format!("base{i}"));
         std::fs::create_dir_all(&dir)?;
         let ms = rt.block_on(async {
@@ -62,11 +64,8 @@ fn main() -> anyhow::Result<()> {
             Ok::<_, anyhow::Error>(t0.elapsed().as_secs_f64() * 1000.0)
         })?;
         baseline.push(ms);
-    }
 
-    // Cold airlock runs through the real CLI.
-    let mut cold: Vec<serde_json::Value> = Vec::new();
-    for _ in 0..COLD_RUNS {
+        // A cold airlock run through the real CLI.
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_airlock"))
             .args(["run", "--timings", "--", "true"])
             .env("AIRLOCK_STATE_DIR", state.path())
