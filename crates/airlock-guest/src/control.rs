@@ -8,7 +8,9 @@ use crate::proxy;
 use crate::reaper::Reaper;
 use crate::report;
 use airlock_proto::codec::Decoder;
-use airlock_proto::{CONTROL_PORT, ControlRequest, EXEC_PORT, Frame, GuestEvent, PROTOCOL_VERSION};
+use airlock_proto::{
+    BootStages, CONTROL_PORT, ControlRequest, EXEC_PORT, Frame, GuestEvent, PROTOCOL_VERSION,
+};
 use std::io::{self, Read};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -23,7 +25,8 @@ const CONNECT_ATTEMPTS: u32 = 50;
 
 /// Serves until the host asks for shutdown (`Ok`) or the control connection is lost (`Err`).
 /// With `docker`, the engine starts first, so it comes up while the host binds the sandbox.
-pub fn serve(docker: bool) -> io::Result<()> {
+/// `boot` says when the agent started and finished its init, for the ready message.
+pub fn serve(docker: bool, boot: BootStages) -> io::Result<()> {
     let reaper = Reaper::start()?;
     if docker {
         crate::docker::start(&reaper);
@@ -60,6 +63,7 @@ pub fn serve(docker: bool) -> io::Result<()> {
             .map(|u| u.release().to_string_lossy().into_owned())
             .unwrap_or_default(),
         uptime_ms: uptime_ms(),
+        boot,
     };
     report::send(&writer, ready)?;
     // Process events start after `ready`, which must be the first message the host sees.
@@ -143,7 +147,8 @@ fn connect_host() -> io::Result<VsockStream> {
     Err(last.unwrap_or_else(|| io::Error::other("no connect attempt")))
 }
 
-fn uptime_ms() -> u64 {
+/// Milliseconds since the guest kernel booted (CLOCK_BOOTTIME).
+pub fn uptime_ms() -> u64 {
     nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME)
         .map(|t| {
             let ms = t

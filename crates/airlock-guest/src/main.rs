@@ -23,6 +23,10 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let pid1 = std::process::id() == 1;
+    let mut boot = airlock_proto::BootStages {
+        agent_start_ms: control::uptime_ms(),
+        init_done_ms: 0,
+    };
     let mut root = rootfs::Root::default();
     if pid1 {
         match init::setup() {
@@ -33,7 +37,8 @@ fn main() -> ExitCode {
             }
         }
     }
-    let result = control::serve(root.docker);
+    boot.init_done_ms = control::uptime_ms();
+    let result = control::serve(root.docker, boot);
     if let Err(e) = &result {
         eprintln!("airlock-guest: {e}");
     }

@@ -137,6 +137,17 @@ pub struct GuestTimings {
     pub drain_us: u64,
 }
 
+/// When the guest reached each stage of its start, in milliseconds since its kernel booted
+/// (CLOCK_BOOTTIME), so the host can split the wait for ready into kernel and agent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BootStages {
+    /// The guest agent started as PID 1: the kernel's own boot, device probes included.
+    pub agent_start_ms: u64,
+    /// Its init was done: file systems, the disk root, cgroups, loopback.
+    pub init_done_ms: u64,
+}
+
 /// Why a command could not be started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -202,6 +213,8 @@ pub enum GuestEvent {
         kernel_release: String,
         /// Milliseconds since the guest kernel booted (CLOCK_BOOTTIME).
         uptime_ms: u64,
+        /// How that time was spent before ready.
+        boot: BootStages,
     },
     /// A [`ControlRequest::Mount`] succeeded.
     Mounted {

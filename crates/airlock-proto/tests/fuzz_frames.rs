@@ -8,8 +8,9 @@
 
 use airlock_proto::codec::{MAX_FRAME_LEN, decode};
 use airlock_proto::{
-    CodecError, ControlRequest, Decoder, ExecControl, ExecEvent, ExecRequest, ExitStatus, Frame,
-    GuestEvent, GuestTimings, SeccompProfile, SpawnFailure, Stream, WindowSize, encode,
+    BootStages, CodecError, ControlRequest, Decoder, ExecControl, ExecEvent, ExecRequest,
+    ExitStatus, Frame, GuestEvent, GuestTimings, SeccompProfile, SpawnFailure, Stream, WindowSize,
+    encode,
 };
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
@@ -51,14 +52,27 @@ fn strings() -> impl Strategy<Value = Vec<String>> {
 
 fn guest_event() -> impl Strategy<Value = GuestEvent> {
     prop_oneof![
-        (any::<u32>(), any::<String>(), any::<String>(), any::<u64>()).prop_map(
-            |(protocol, agent_version, kernel_release, uptime_ms)| GuestEvent::Ready {
-                protocol,
-                agent_version,
-                kernel_release,
-                uptime_ms,
-            }
-        ),
+        (
+            any::<u32>(),
+            any::<String>(),
+            any::<String>(),
+            any::<u64>(),
+            any::<(u64, u64)>()
+        )
+            .prop_map(
+                |(protocol, agent_version, kernel_release, uptime_ms, (start, init))| {
+                    GuestEvent::Ready {
+                        protocol,
+                        agent_version,
+                        kernel_release,
+                        uptime_ms,
+                        boot: BootStages {
+                            agent_start_ms: start,
+                            init_done_ms: init,
+                        },
+                    }
+                }
+            ),
         any::<u32>().prop_map(|id| GuestEvent::Mounted { id }),
         (
             any::<u32>(),

@@ -90,6 +90,10 @@ pub struct StartTimings {
     pub guest_ready_ms: f64,
     /// The guest's own view: kernel boot to agent ready.
     pub guest_uptime_ms: u64,
+    /// The guest's view: kernel boot to its agent starting as PID 1.
+    pub guest_agent_start_ms: u64,
+    /// The guest's view: kernel boot to its agent's init done (file systems, disk root, cgroups).
+    pub guest_init_done_ms: u64,
 }
 
 /// Where a sandbox's audit events go: empty until a log is opened, which for a warm guest is

@@ -24,6 +24,8 @@ pub struct Ready {
     pub kernel_release: String,
     /// Guest uptime at ready, ms.
     pub uptime_ms: u64,
+    /// The guest's stages before ready (its word: shown, never used for decisions).
+    pub boot: airlock_proto::BootStages,
 }
 
 /// The control connection.
@@ -49,11 +51,13 @@ impl Control {
                 protocol,
                 kernel_release,
                 uptime_ms,
+                boot,
                 ..
             }) => Ready {
                 protocol,
                 kernel_release,
                 uptime_ms,
+                boot,
             },
             Some(other) => {
                 return Err(SandboxError::Protocol(format!(

@@ -363,6 +363,7 @@ impl Sandbox {
         let Ready {
             kernel_release,
             uptime_ms,
+            boot,
             ..
         } = ready;
         // The control port stays taken: anything else in the guest that connects to it is
@@ -372,6 +373,8 @@ impl Sandbox {
             engine_start_ms: crate::bind::ms(engine_start),
             guest_ready_ms: crate::bind::ms(t0.elapsed().saturating_sub(engine_start)),
             guest_uptime_ms: uptime_ms,
+            guest_agent_start_ms: boot.agent_start_ms,
+            guest_init_done_ms: boot.init_done_ms,
         };
         Ok(Sandbox {
             id: state.id().to_string(),

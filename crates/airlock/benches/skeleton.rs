@@ -83,6 +83,8 @@ fn main() -> anyhow::Result<()> {
         cold.push(serde_json::from_str(&line)?);
     }
     let phase = |k: &str| median(cold.iter().filter_map(|v| v.get(k)?.as_f64()).collect());
+    let f = |k: &str, v: &serde_json::Value| v.get(k).and_then(|x| x.as_f64()).unwrap_or(f64::NAN);
+    let derived = |g: &dyn Fn(&serde_json::Value) -> f64| median(cold.iter().map(g).collect());
 
     // Warm exec round trips in one booted sandbox.
     let warm = rt.block_on(async {
@@ -173,6 +175,13 @@ fn main() -> anyhow::Result<()> {
             "engine_start_ms",
         ),
         ("  guest ready (boot to agent ready)", "guest_ready_ms"),
+        ("    host: until the guest kernel's clock starts", "-qemu"),
+        ("    guest: kernel boot to agent start", "-kernel"),
+        ("    guest: agent init (fs, disk root, cgroups)", "-init"),
+        (
+            "    guest: init done to ready (listen, connect)",
+            "-connect",
+        ),
         ("  exec round trip", "exec_ms"),
         ("    host: vsock connect", "exec_connect_ms"),
         (
@@ -188,12 +197,15 @@ fn main() -> anyhow::Result<()> {
         ("    guest: exit to output drained", "exec_guest_drain_ms"),
         ("  teardown", "teardown_ms"),
     ] {
-        println!(
-            "{:<46} {:>10.1} {:>8.2}",
-            label,
-            phase(key),
-            phase(key) / base
-        );
+        let value = match key {
+            // The guest's stages, from its clock (kernel boot = 0), per run, then the median.
+            "-qemu" => derived(&|v| f("guest_ready_ms", v) - f("guest_uptime_ms", v)),
+            "-kernel" => derived(&|v| f("guest_agent_start_ms", v)),
+            "-init" => derived(&|v| f("guest_init_done_ms", v) - f("guest_agent_start_ms", v)),
+            "-connect" => derived(&|v| f("guest_uptime_ms", v) - f("guest_init_done_ms", v)),
+            _ => phase(key),
+        };
+        println!("{:<46} {:>10.1} {:>8.2}", label, value, value / base);
     }
     // The warm round trip, split by stage: host connect, then the guest agent's own account;
     // what is left is the frames' way over vsock and the host's handling of them.

@@ -10,6 +10,9 @@ pub struct Timings {
     engine_start_ms: f64,
     guest_ready_ms: f64,
     guest_uptime_ms: u64,
+    /// `guest_uptime_ms` split, in the guest's clock since its kernel booted.
+    guest_agent_start_ms: u64,
+    guest_init_done_ms: u64,
     exec_ms: f64,
     /// `exec_ms` split: the vsock connection, then the guest agent's own stages.
     exec_connect_ms: f64,
@@ -40,6 +43,8 @@ impl Timings {
             engine_start_ms: start.engine_start_ms,
             guest_ready_ms: start.guest_ready_ms,
             guest_uptime_ms: start.guest_uptime_ms,
+            guest_agent_start_ms: start.guest_agent_start_ms,
+            guest_init_done_ms: start.guest_init_done_ms,
             exec_ms: ms(exec),
             exec_connect_ms: us(stage.connect_us),
             exec_guest_request_ms: us(stage.guest.request_us),
