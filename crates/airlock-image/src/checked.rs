@@ -40,7 +40,8 @@ struct Stamp {
     sha256: String,
 }
 
-fn identity(path: &Path) -> Option<Identity> {
+/// The identity to pass to [`remember`], taken before reading the file.
+pub(crate) fn identity(path: &Path) -> Option<Identity> {
     let m = std::fs::metadata(path).ok()?;
     let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
     Some(Identity {
@@ -92,10 +93,18 @@ pub(crate) fn remember(path: &Path, sha256: &str, before: Identity, started: Sys
 /// Hex SHA-256 of `path`, hashed in full unless a stamp shows it unchanged since the last full
 /// hash. `expected` is only used to decide whether to remember: a mismatch is never stamped.
 pub(crate) fn sha256(path: &Path, expected: &str) -> Result<String, crate::ImageError> {
+    sha256_from(path, expected, SystemTime::now())
+}
+
+/// [`sha256`] for a check that starts at `started`.
+fn sha256_from(
+    path: &Path,
+    expected: &str,
+    started: SystemTime,
+) -> Result<String, crate::ImageError> {
     if let Some(sha) = recall(path) {
         return Ok(sha);
     }
-    let started = SystemTime::now();
     let before = identity(path);
     let sha = crate::sha256_file(path)?;
     if let Some(before) = before
@@ -104,11 +113,6 @@ pub(crate) fn sha256(path: &Path, expected: &str) -> Result<String, crate::Image
         remember(path, &sha, before, started);
     }
     Ok(sha)
-}
-
-/// The identity to pass to [`remember`], taken before reading the file.
-pub(crate) fn snapshot(path: &Path) -> Option<Identity> {
-    identity(path)
 }
 
 #[cfg(test)]
@@ -189,9 +193,13 @@ mod tests {
         assert_eq!(recall(&p), None);
         std::fs::write(&stamp, vec![b' '; 10_000]).unwrap();
         assert_eq!(recall(&p), None);
-        // Hashed in full, and (being new) not stamped; a wrong expectation is never stamped.
-        let sha = sha256(&p, "0000").unwrap();
+        // A settled file whose hash is not the expected one: hashed in full, never stamped.
+        let later = SystemTime::now() + SETTLE + Duration::from_secs(1);
+        let sha = sha256_from(&p, "0000", later).unwrap();
         assert_eq!(sha, crate::sha256_file(&p).unwrap());
         assert_eq!(recall(&p), None);
+        // The same file with the right expectation is stamped, and the next check recalls it.
+        assert_eq!(sha256_from(&p, &sha, later).unwrap(), sha);
+        assert_eq!(recall(&p), Some(sha));
     }
 }
