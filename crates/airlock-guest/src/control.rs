@@ -67,7 +67,7 @@ pub fn serve(docker: bool, boot: BootStages) -> io::Result<()> {
     };
     report::send(&writer, ready)?;
     // Process events start after `ready`, which must be the first message the host sees.
-    let flush = procmon::Flush::default();
+    let flush = procmon::Flush::new()?;
     match procmon::subscribe() {
         Ok(fd) => {
             let writer = writer.clone();

@@ -159,18 +159,13 @@ fn session(stream: VsockStream, reaper: &Reaper, accepted: Instant) -> io::Resul
     // The exit notifier: the write end is dropped when the command exits, which wakes the pumps.
     let (exit_r, exit_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
     let exit_r = Arc::new(exit_r);
-    let mut pumps = Vec::new();
-    for (fd, which) in outputs {
+    let pumps = {
         let (writer, exit_r) = (writer.clone(), exit_r.clone());
-        pumps.push(thread::spawn(move || pump(fd, which, &writer, &exit_r)));
-    }
-
-    let (stdin_tx, stdin_rx) = sync_channel::<Option<Vec<u8>>>(STDIN_QUEUE);
-    let is_pty = matches!(stdin, StdinSink::Pty(_));
-    thread::spawn(move || stdin_writer(stdin, &stdin_rx));
+        thread::spawn(move || pump(outputs, &writer, &exit_r))
+    };
     {
         let exited = exited.clone();
-        thread::spawn(move || input(reader, stdin_tx, pty_master, pgid, is_pty, &exited));
+        thread::spawn(move || input(reader, stdin, pty_master, pgid, &exited));
     }
 
     let status = match status_rx.recv() {
@@ -186,9 +181,7 @@ fn session(stream: VsockStream, reaper: &Reaper, accepted: Instant) -> io::Resul
     let ended = Instant::now();
     exited.store(true, Ordering::SeqCst);
     drop(exit_w);
-    for p in pumps {
-        let _ = p.join();
-    }
+    let _ = pumps.join();
     let oom_kills = cgroup.as_ref().map_or(0, |g| g.oom_kills());
     let us = |from: Instant, to: Instant| {
         u64::try_from(to.saturating_duration_since(from).as_micros()).unwrap_or(u64::MAX)
@@ -392,22 +385,12 @@ fn spawn(req: &ExecRequest, reaper: &Reaper) -> Result<Spawned, (SpawnFailure, S
     let pid = child.id();
     if let Some((ours, theirs)) = denial_channel {
         drop(theirs);
-        match harden::receive_listener(&ours) {
-            Ok(listener) => {
-                let _ = thread::Builder::new()
-                    .name("seccomp-notify".into())
-                    .spawn(move || {
-                        harden::serve_denials(&listener, |d| {
-                            let (syscall, reason) = harden::describe(d.nr);
-                            crate::report::report(GuestEvent::SyscallDenied {
-                                pid: d.pid,
-                                syscall: syscall.to_string(),
-                                reason: reason.to_string(),
-                            });
-                        });
-                    });
-            }
-            Err(e) => eprintln!("airlock-guest: {e}"),
+        let served = harden::receive_listener(&ours).and_then(|listener| {
+            harden::DenialServer::get(report_denial)?.add(listener);
+            Ok(())
+        });
+        if let Err(e) = served {
+            eprintln!("airlock-guest: seccomp notifications: {e}");
         }
     }
 
@@ -442,75 +425,125 @@ fn spawn(req: &ExecRequest, reaper: &Reaper) -> Result<Spawned, (SpawnFailure, S
     })
 }
 
-/// Copies one output stream to the host until EOF, or until it idles after the command exited.
-fn pump(fd: OwnedFd, which: Stream, writer: &Writer, exit_r: &OwnedFd) {
-    let mut file = std::fs::File::from(fd);
+/// Reports a refused syscall to the host.
+fn report_denial(d: harden::Denial) {
+    let (syscall, reason) = harden::describe(d.nr);
+    crate::report::report(GuestEvent::SyscallDenied {
+        pid: d.pid,
+        syscall: syscall.to_string(),
+        reason: reason.to_string(),
+    });
+}
+
+/// Copies the output streams to the host until each reaches EOF, or until they idle after the
+/// command exited. One thread serves them all: a thread per stream costs milliseconds per exec
+/// under emulation.
+fn pump(outputs: Vec<(OwnedFd, Stream)>, writer: &Writer, exit_r: &OwnedFd) {
+    let mut open: Vec<(std::fs::File, Stream)> = outputs
+        .into_iter()
+        .map(|(fd, which)| (std::fs::File::from(fd), which))
+        .collect();
     let mut buf = vec![0u8; DATA_CHUNK];
     let mut command_exited = false;
-    loop {
+    while !open.is_empty() {
         let timeout = if command_exited {
             PollTimeout::from(DRAIN_IDLE_MS)
         } else {
             PollTimeout::NONE
         };
-        let mut fds = [
-            PollFd::new(file.as_fd(), PollFlags::POLLIN),
-            PollFd::new(exit_r.as_fd(), PollFlags::POLLIN),
-        ];
-        let polled = if command_exited {
-            poll(&mut fds[..1], timeout)
-        } else {
-            poll(&mut fds, timeout)
-        };
-        match polled {
-            Ok(0) => break, // idle after exit: a background process holds the stream
+        let mut fds: Vec<PollFd<'_>> = open
+            .iter()
+            .map(|(f, _)| PollFd::new(f.as_fd(), PollFlags::POLLIN))
+            .collect();
+        if !command_exited {
+            fds.push(PollFd::new(exit_r.as_fd(), PollFlags::POLLIN));
+        }
+        match poll(&mut fds, timeout) {
+            Ok(0) => break, // idle after exit: a background process holds the streams
             Ok(_) => {}
             Err(nix::errno::Errno::EINTR) => continue,
             Err(_) => break,
         }
-        let [data, exit] = &fds;
-        if !command_exited && exit.any().unwrap_or(false) {
+        let ready: Vec<bool> = fds.iter().map(|f| f.any().unwrap_or(false)).collect();
+        drop(fds);
+        if !command_exited && ready.get(open.len()).copied().unwrap_or(false) {
             command_exited = true;
         }
-        if !data.any().unwrap_or(false) {
-            continue;
-        }
-        match file.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => {
-                let chunk = buf.get(..n).unwrap_or_default().to_vec();
-                if writer.send(&Frame::Data(which, chunk)).is_err() {
-                    return;
-                }
+        let mut ended = vec![false; open.len()];
+        for (((file, which), ready), ended) in open.iter_mut().zip(&ready).zip(&mut ended) {
+            if !*ready {
+                continue;
             }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => break, // EIO on a PTY master once the last slave holder is gone
+            match file.read(&mut buf) {
+                Ok(0) => *ended = true,
+                Ok(n) => {
+                    let chunk = buf.get(..n).unwrap_or_default().to_vec();
+                    if writer.send(&Frame::Data(*which, chunk)).is_err() {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // EIO on a PTY master once the last slave holder is gone.
+                Err(_) => *ended = true,
+            }
+            if *ended {
+                let _ = writer.send(&Frame::Eof(*which));
+            }
         }
+        let mut ended = ended.into_iter();
+        open.retain(|_| !ended.next().unwrap_or(false));
     }
-    let _ = writer.send(&Frame::Eof(which));
+    for (_, which) in open {
+        let _ = writer.send(&Frame::Eof(which));
+    }
 }
 
 /// Decodes host frames: stdin data, resizes, signals. A vanished host kills the command.
+///
+/// The stdin writer thread starts with the first data: most commands get none, and a thread
+/// costs milliseconds per exec under emulation.
 fn input(
     mut reader: FrameReader,
-    stdin_tx: SyncSender<Option<Vec<u8>>>,
+    stdin: StdinSink,
     pty_master: Option<OwnedFd>,
     pgid: Pid,
-    is_pty: bool,
     exited: &AtomicBool,
 ) {
-    let mut stdin_tx = Some(stdin_tx);
+    let is_pty = matches!(stdin, StdinSink::Pty(_));
+    let mut stdin = Some(stdin);
+    let mut stdin_tx: Option<SyncSender<Option<Vec<u8>>>> = None;
+    // The sender for stdin data, starting the writer on first use; `None` once stdin ended.
+    let sender = |stdin: &mut Option<StdinSink>, tx: &mut Option<SyncSender<_>>| {
+        if tx.is_none()
+            && let Some(sink) = stdin.take()
+        {
+            let (new_tx, rx) = sync_channel::<Option<Vec<u8>>>(STDIN_QUEUE);
+            thread::spawn(move || stdin_writer(sink, &rx));
+            *tx = Some(new_tx);
+        }
+        tx.clone()
+    };
+    let mut stdin_ended = false;
     loop {
         match reader.next::<ExecControl>() {
             Ok(Some(Frame::Data(Stream::Stdin, bytes))) => {
-                if let Some(tx) = &stdin_tx {
+                if !stdin_ended && let Some(tx) = sender(&mut stdin, &mut stdin_tx) {
                     let _ = tx.send(Some(bytes));
                 }
             }
             Ok(Some(Frame::Eof(Stream::Stdin))) => {
-                if let Some(tx) = stdin_tx.take() {
-                    // On a terminal, end-of-input is the VEOF character (^D).
-                    let _ = tx.send(if is_pty { Some(vec![0x04]) } else { None });
+                if !stdin_ended {
+                    stdin_ended = true;
+                    if is_pty {
+                        // On a terminal, end-of-input is the VEOF character (^D).
+                        if let Some(tx) = sender(&mut stdin, &mut stdin_tx) {
+                            let _ = tx.send(Some(vec![0x04]));
+                        }
+                    } else if let Some(tx) = stdin_tx.take() {
+                        let _ = tx.send(None);
+                    } else {
+                        stdin = None; // closes the command's stdin
+                    }
                 }
             }
             Ok(Some(Frame::Message(ExecControl::Resize { size }))) => {

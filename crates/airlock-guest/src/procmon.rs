@@ -253,9 +253,14 @@ pub fn subscribe() -> io::Result<OwnedFd> {
 }
 
 /// Asks [`run`] to report everything it holds now (before power-off) and waits for it.
-#[derive(Clone, Default)]
+///
+/// A request wakes [`run`] through a pipe, so the reader sleeps in `poll` with no timeout while
+/// nothing is pending: an idle guest has no periodic wake-ups from here.
+#[derive(Clone)]
 pub struct Flush {
     inner: std::sync::Arc<(std::sync::Mutex<FlushState>, std::sync::Condvar)>,
+    /// Read end (polled by [`run`]) and write end (one byte per request), both non-blocking.
+    wake: std::sync::Arc<(OwnedFd, OwnedFd)>,
 }
 
 #[derive(Default)]
@@ -265,6 +270,16 @@ struct FlushState {
 }
 
 impl Flush {
+    /// A flush handle with its wake-up pipe.
+    pub fn new() -> io::Result<Flush> {
+        let flags = nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK;
+        let wake = nix::unistd::pipe2(flags)?;
+        Ok(Flush {
+            inner: std::sync::Arc::default(),
+            wake: std::sync::Arc::new(wake),
+        })
+    }
+
     /// Requests a flush and waits up to `limit` for it.
     pub fn flush(&self, limit: std::time::Duration) {
         let (lock, cv) = &*self.inner;
@@ -273,6 +288,8 @@ impl Flush {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         st.requested += 1;
         let want = st.requested;
+        // A full pipe already holds a wake-up, so a failed write loses nothing.
+        let _ = nix::unistd::write(&self.wake.1, &[1]);
         let _unused = cv
             .wait_timeout_while(st, limit, |s| s.done < want)
             .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -293,6 +310,12 @@ impl Flush {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .done = upto;
         cv.notify_all();
+    }
+
+    /// Empties the wake-up pipe (requests are counted in the state, not the bytes).
+    fn clear_wake(&self) {
+        let mut sink = [0u8; 64];
+        while matches!(nix::unistd::read(self.wake.0.as_raw_fd(), &mut sink), Ok(n) if n > 0) {}
     }
 }
 
@@ -344,15 +367,35 @@ pub fn run(
     // busybox running an applet inside that process (e.g. the last command of `sh -c`).
     let mut execd: std::collections::HashMap<u32, String> = std::collections::HashMap::new();
     const EXECD_CAP: usize = 65_536;
-    let timeout = nix::sys::time::TimeVal::new(0, 10_000);
-    nix::sys::socket::setsockopt(fd, nix::sys::socket::sockopt::ReceiveTimeout, &timeout)?;
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use std::os::fd::AsFd;
     let mut buf = vec![0u8; 64 * 1024];
+    let mut drained = false;
     loop {
-        let mut drained = false;
+        // Sleep until an event or a flush request; with renames pending, until the oldest is due.
+        let timeout = match pending.iter().map(|(_, at, ..)| *at).min() {
+            None => PollTimeout::NONE,
+            Some(oldest) => {
+                let left = COMM_WAIT.saturating_sub(oldest.elapsed()).as_millis();
+                PollTimeout::from(u16::try_from(left).unwrap_or(u16::MAX))
+            }
+        };
+        if drained {
+            let mut fds = [
+                PollFd::new(fd.as_fd(), PollFlags::POLLIN),
+                PollFd::new(flush.wake.0.as_fd(), PollFlags::POLLIN),
+            ];
+            match poll(&mut fds, timeout) {
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+            flush.clear_wake();
+        }
+        drained = false;
         match nix::sys::socket::recv(
             fd.as_raw_fd(),
             &mut buf,
-            nix::sys::socket::MsgFlags::empty(),
+            nix::sys::socket::MsgFlags::MSG_DONTWAIT,
         ) {
             Ok(n) => {
                 for ev in parse(buf.get(..n).unwrap_or_default()) {

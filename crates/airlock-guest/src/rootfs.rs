@@ -42,7 +42,15 @@ const STAGE: &str = "/.airlock";
 /// Moves `/` onto the overlay when the host gave a disk. `/proc`, `/sys` and `/dev` must be
 /// mounted (they are moved along).
 pub fn switch_to_disk_root() -> io::Result<Root> {
-    let Some(disk) = find_by_serial(DISK_SERIAL)? else {
+    // Each read of a virtio-blk serial is a request to the device: read them all once.
+    let drives = drives_by_serial()?;
+    let find_by_serial = |serial: &str| {
+        drives
+            .iter()
+            .find(|(s, _)| s == serial)
+            .map(|(_, dev)| dev.clone())
+    };
+    let Some(disk) = find_by_serial(DISK_SERIAL) else {
         return Ok(Root::default());
     };
     let stage = Path::new(STAGE);
@@ -68,7 +76,7 @@ pub fn switch_to_disk_root() -> io::Result<Root> {
     std::fs::create_dir_all(&upper)?;
     std::fs::create_dir_all(&work)?;
 
-    let lower = match find_by_serial(ROOT_SERIAL)? {
+    let lower = match find_by_serial(ROOT_SERIAL) {
         Some(image) => {
             let fstype = cmdline_value("airlock.rootfstype").unwrap_or_else(|| "squashfs".into());
             if !matches!(fstype.as_str(), "squashfs" | "erofs" | "ext4") {
@@ -85,7 +93,7 @@ pub fn switch_to_disk_root() -> io::Result<Root> {
     let mut lowers = vec![lower.display().to_string()];
     let mut docker = false;
     for i in 0..MAX_LAYERS {
-        let Some(dev) = find_by_serial(&format!("{LAYER_SERIAL}{i}"))? else {
+        let Some(dev) = find_by_serial(&format!("{LAYER_SERIAL}{i}")) else {
             break;
         };
         let dir = stage.join(format!("layer{i}"));
@@ -94,7 +102,7 @@ pub fn switch_to_disk_root() -> io::Result<Root> {
         docker |= dir.join(crate::docker::DOCKERD).is_file();
         lowers.insert(0, dir.display().to_string());
     }
-    if let Some(kit) = find_by_serial(KIT_SERIAL)? {
+    if let Some(kit) = find_by_serial(KIT_SERIAL) {
         mount_dev(&kit, &kit_dir, "squashfs", MsFlags::MS_RDONLY, None)?;
         lowers.insert(0, kit_dir.display().to_string());
     }
@@ -182,22 +190,21 @@ fn mount_dev(
     })
 }
 
-/// `/dev/<name>` of the block device whose serial is `serial`.
-fn find_by_serial(serial: &str) -> io::Result<Option<PathBuf>> {
+/// Block devices and their serials, as `/sys/block` lists them.
+fn drives_by_serial() -> io::Result<Vec<(String, PathBuf)>> {
     let entries = match std::fs::read_dir("/sys/block") {
         Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e),
     };
+    let mut drives = Vec::new();
     for entry in entries.flatten() {
-        let name = entry.file_name();
-        let found = std::fs::read_to_string(entry.path().join("serial"))
-            .is_ok_and(|s| s.trim_end_matches(['\n', '\0']) == serial);
-        if found {
-            return Ok(Some(Path::new("/dev").join(name)));
+        if let Ok(serial) = std::fs::read_to_string(entry.path().join("serial")) {
+            let serial = serial.trim_end_matches(['\n', '\0']).to_string();
+            drives.push((serial, Path::new("/dev").join(entry.file_name())));
         }
     }
-    Ok(None)
+    Ok(drives)
 }
 
 /// `key=value` from the kernel command line.

@@ -25,62 +25,19 @@ impl Sandbox {
         }
         self.bound = true;
         let t0 = Instant::now();
-        // The egress gateway, in a jailed process of its own: the guest's 127.0.0.1:3128
-        // tunnels arrive on this listener, which it inherits.
-        let listener = self
-            .backend
-            .listen(PROXY_PORT)?
-            .into_std()
-            .map_err(|source| SandboxError::Io {
-                context: "preparing the egress listener",
-                source,
-            })?;
-        let dns = match config.resolver.spec() {
-            Some(airlock_net::ResolverSpec::System) => None,
-            Some(airlock_net::ResolverSpec::Dns(server)) => Some(server),
-            None => return Err(SandboxError::Resolver),
-        };
-        let tls = config.egress_tls.as_ref();
-        let spec = airlock_net::process::EgressSpec {
-            policy: config.policy.source().clone(),
-            dns,
-            tls_ports: config.tls_ports.clone(),
-            authority: tls.and_then(|t| t.authority.clone()),
-            roots: tls.map(|t| t.roots.clone()).unwrap_or_default(),
-            secrets: tls.map(|t| t.secrets.clone()).unwrap_or_default(),
-        };
-        let sink = self.recorder.clone();
-        // The gateway asks for fresh credential values on its stdout; they are read on the
-        // host and answered on its stdin.
-        let (refresh_tx, refresh_rx) = tokio::sync::mpsc::unbounded_channel();
-        let mut egress = airlock_net::client::spawn(
-            &spec,
-            std::os::fd::OwnedFd::from(listener),
-            &self.state.path().join("egress.log"),
-            move |line| {
-                if let Some(l) = airlock_net::NetLine::parse(line) {
-                    if let Some(r) = sink.get() {
-                        r.record(l.to_event());
-                    }
-                } else if let Some(req) = airlock_net::process::RefreshRequest::parse(line) {
-                    let _ = refresh_tx.send(req.refresh);
-                } else {
-                    tracing::warn!("malformed line from the egress gateway");
-                    if let Some(r) = sink.get() {
-                        r.record(crate::audit::malformed_line("egress"));
-                    }
-                }
-            },
-        )
-        .await
-        .map_err(SandboxError::Egress)?;
-        if let (Some(input), Some(tls)) = (egress.take_input(), tls) {
-            tokio::spawn(
-                answer_refreshes(input, refresh_rx, tls.sources.clone())
-                    .instrument(self.span.clone()),
+        if self.egress.is_none() {
+            self.egress = Some(
+                start_egress(
+                    &self.backend,
+                    &self.recorder,
+                    self.state.path(),
+                    &self.span,
+                    config,
+                )
+                .await?,
             );
         }
-        self.egress = Some(egress);
+        let tls = config.egress_tls.as_ref();
         if let Some(tls) = tls
             && (!tls.guest_ca.is_empty() || !tls.guest_env.is_empty())
         {
@@ -88,20 +45,12 @@ impl Sandbox {
                 .configure(&tls.guest_ca, &tls.guest_env)
                 .await?;
         }
+        bind_slots(&mut self.fs, config).await?;
         for (i, share) in config.shares.iter().enumerate() {
-            let bind = airlock_fs::process::FsBind::new(
-                &config.policy,
-                share,
-                owner_map(&share.host_dir)
-                    .map(|m| [m.guest_uid, m.guest_gid, m.host_uid, m.host_gid]),
-            );
-            if i >= self.fs.len() {
-                return Err(SandboxError::TooManyShares {
-                    shares: config.shares.len(),
-                    devices: i,
-                });
-            }
-            self.bind_slot(i, &bind, share).await?;
+            let read_only = share.mode == airlock_policy::MountMode::Ro;
+            self.control
+                .mount(&format!("fs{i}"), &share.guest_path, read_only)
+                .await?;
         }
         let shares: Vec<String> = config
             .shares
@@ -276,4 +225,100 @@ async fn answer_refreshes(
             return;
         }
     }
+}
+
+/// Starts the egress gateway for `config`'s policy, in a jailed process of its own: the guest's
+/// 127.0.0.1:3128 tunnels arrive on the vsock listener it inherits.
+pub(crate) async fn start_egress(
+    backend: &airlock_vm::vsock::VsockBackend,
+    recorder: &crate::config::RecorderSlot,
+    state_dir: &std::path::Path,
+    span: &tracing::Span,
+    config: &SandboxConfig,
+) -> Result<airlock_jail::gateway::GatewayProcess, SandboxError> {
+    // The egress gateway, in a jailed process of its own: the guest's 127.0.0.1:3128
+    // tunnels arrive on this listener, which it inherits.
+    let listener = backend
+        .listen(PROXY_PORT)?
+        .into_std()
+        .map_err(|source| SandboxError::Io {
+            context: "preparing the egress listener",
+            source,
+        })?;
+    let dns = match config.resolver.spec() {
+        Some(airlock_net::ResolverSpec::System) => None,
+        Some(airlock_net::ResolverSpec::Dns(server)) => Some(server),
+        None => return Err(SandboxError::Resolver),
+    };
+    let tls = config.egress_tls.as_ref();
+    let spec = airlock_net::process::EgressSpec {
+        policy: config.policy.source().clone(),
+        dns,
+        tls_ports: config.tls_ports.clone(),
+        authority: tls.and_then(|t| t.authority.clone()),
+        roots: tls.map(|t| t.roots.clone()).unwrap_or_default(),
+        secrets: tls.map(|t| t.secrets.clone()).unwrap_or_default(),
+    };
+    let sink = recorder.clone();
+    // The gateway asks for fresh credential values on its stdout; they are read on the
+    // host and answered on its stdin.
+    let (refresh_tx, refresh_rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut egress = airlock_net::client::spawn(
+        &spec,
+        std::os::fd::OwnedFd::from(listener),
+        &state_dir.join("egress.log"),
+        move |line| {
+            if let Some(l) = airlock_net::NetLine::parse(line) {
+                if let Some(r) = sink.get() {
+                    r.record(l.to_event());
+                }
+            } else if let Some(req) = airlock_net::process::RefreshRequest::parse(line) {
+                let _ = refresh_tx.send(req.refresh);
+            } else {
+                tracing::warn!("malformed line from the egress gateway");
+                if let Some(r) = sink.get() {
+                    r.record(crate::audit::malformed_line("egress"));
+                }
+            }
+        },
+    )
+    .await
+    .map_err(SandboxError::Egress)?;
+    if let (Some(input), Some(tls)) = (egress.take_input(), tls) {
+        tokio::spawn(
+            answer_refreshes(input, refresh_rx, tls.sources.clone()).instrument(span.clone()),
+        );
+    }
+    Ok(egress)
+}
+
+/// Binds the filesystem gateways to `config`'s shares, each with the policy and the owner map
+/// of its host directory; slots already bound are left alone. The guest mounts nothing here.
+pub(crate) async fn bind_slots(
+    fs: &mut [airlock_fs::client::FsSlot],
+    config: &SandboxConfig,
+) -> Result<(), SandboxError> {
+    if config.shares.len() > fs.len() {
+        return Err(SandboxError::TooManyShares {
+            shares: config.shares.len(),
+            devices: fs.len(),
+        });
+    }
+    for (share, slot) in config.shares.iter().zip(fs.iter_mut()) {
+        if slot.is_bound() {
+            continue;
+        }
+        let bind = airlock_fs::process::FsBind::new(
+            &config.policy,
+            share,
+            owner_map(&share.host_dir).map(|m| [m.guest_uid, m.guest_gid, m.host_uid, m.host_gid]),
+        );
+        slot.bind(&bind)
+            .await
+            .map_err(|source| SandboxError::FsGateway {
+                what: share.guest_path.clone(),
+                source,
+            })?;
+    }
+    Ok(())
 }

@@ -89,7 +89,15 @@ impl Sandbox {
             }
             let _ = recorder.set(r);
         }
-        let booted = Self::boot(&config.machine(), images, state, recorder.clone(), span).await;
+        let booted = Self::boot(
+            &config.machine(),
+            images,
+            state,
+            recorder.clone(),
+            span,
+            Some(config),
+        )
+        .await;
         let result = match booted {
             Ok(mut sandbox) => match sandbox.bind(config).await {
                 Ok(bind) => {
@@ -123,7 +131,7 @@ impl Sandbox {
     ) -> Result<Sandbox, SandboxError> {
         let state = StateDir::create_with(id, false)?;
         let span = sandbox_span(id);
-        Self::boot(machine, images, state, Arc::default(), span.clone())
+        Self::boot(machine, images, state, Arc::default(), span.clone(), None)
             .instrument(span)
             .await
     }
@@ -206,21 +214,26 @@ impl Sandbox {
         self.vm.has_exited()
     }
 
+    /// Boots the guest and waits for its agent. With `early` (a cold start, whose binding is
+    /// known), the egress gateway starts and the filesystem gateways are bound while the guest
+    /// boots, so that binding after it only mounts the shares.
     async fn boot(
         machine: &Machine,
         images: &Images,
         state: StateDir,
         recorder: RecorderSlot,
         span: tracing::Span,
+        early: Option<&SandboxConfig>,
     ) -> Result<Sandbox, SandboxError> {
         let t0 = Instant::now();
-        let disk = disk::create(&state.path().join("disk.img"), machine.disk_bytes)?;
-        let mut backend =
-            VsockBackend::start(state.path(), &state.path().join("vsock.log")).await?;
-        let started = async {
-            let listener = backend.listen(CONTROL_PORT)?;
-            let engine = QemuEngine::locate()?;
-            let mut fs = Vec::new();
+        // The disk, the vsock backend and the filesystem gateways do not depend on each other:
+        // they start together.
+        let disk = {
+            let (path, bytes) = (state.path().join("disk.img"), machine.disk_bytes);
+            tokio::task::spawn_blocking(move || disk::create(&path, bytes))
+        };
+        let slots = async {
+            let mut fs: Vec<airlock_fs::client::FsSlot> = Vec::new();
             let mut fs_devices = Vec::new();
             // One jailed gateway process per share it may take; each learns its share at bind.
             for i in 0..machine.fs_slots {
@@ -244,17 +257,72 @@ impl Sandbox {
                 .map_err(|source| SandboxError::FsGateway {
                     what: format!("slot {i}"),
                     source,
-                })?;
-                fs_devices.push((slot.socket().to_path_buf(), format!("fs{i}")));
-                fs.push(slot);
+                });
+                match slot {
+                    Ok(slot) => {
+                        fs_devices.push((slot.socket().to_path_buf(), format!("fs{i}")));
+                        fs.push(slot);
+                    }
+                    Err(e) => {
+                        for slot in fs {
+                            slot.stop(Duration::from_secs(1)).await;
+                        }
+                        return Err(e);
+                    }
+                }
             }
-            Ok::<_, SandboxError>((listener, engine, fs, fs_devices))
+            Ok((fs, fs_devices))
+        };
+        let vsock_log = state.path().join("vsock.log");
+        let (backend, slots, disk) =
+            tokio::join!(VsockBackend::start(state.path(), &vsock_log), slots, disk);
+        let disk = disk.unwrap_or_else(|e| {
+            Err(SandboxError::Io {
+                context: "creating the sandbox disk",
+                source: std::io::Error::other(e),
+            })
+        });
+        let started = match (backend, slots, disk) {
+            (Ok(backend), Ok(slots), Ok(disk)) => Ok((backend, slots, disk)),
+            (backend, slots, disk) => {
+                let mut first = None;
+                match backend {
+                    Ok(mut b) => b.stop().await,
+                    Err(e) => first = Some(SandboxError::from(e)),
+                }
+                match slots {
+                    Ok((fs, _)) => {
+                        for slot in fs {
+                            slot.stop(Duration::from_secs(1)).await;
+                        }
+                    }
+                    Err(e) => first = first.or(Some(e)),
+                }
+                Err(first.or(disk.err()))
+            }
+        };
+        let (mut backend, (mut fs, fs_devices), disk) = match started {
+            Ok(v) => v,
+            Err(e) => {
+                return Err(e.unwrap_or_else(|| SandboxError::Io {
+                    context: "starting the sandbox",
+                    source: std::io::Error::other("a start-up step failed without an error"),
+                }));
+            }
+        };
+        let located = async {
+            let listener = backend.listen(CONTROL_PORT)?;
+            let engine = QemuEngine::locate()?;
+            Ok::<_, SandboxError>((listener, engine))
         }
         .await;
-        let (listener, engine, fs, fs_devices) = match started {
+        let (listener, engine) = match located {
             Ok(v) => v,
             Err(e) => {
                 backend.stop().await;
+                for slot in fs {
+                    slot.stop(Duration::from_secs(1)).await;
+                }
                 return Err(e);
             }
         };
@@ -325,7 +393,8 @@ impl Sandbox {
             })?;
             Control::handshake(stream, recorder.clone()).await
         };
-        let outcome = tokio::select! {
+        let ready = async {
+            tokio::select! {
             r = tokio::time::timeout(machine.boot_timeout, accept) => match r {
                 Ok(r) => r,
                 Err(_) => Err(SandboxError::BootTimeout { secs: machine.boot_timeout.as_secs(), console: airlock_audit::tail_lines(&spec.console_log, CONSOLE_TAIL) }),
@@ -338,6 +407,23 @@ impl Sandbox {
                 },
                 Err(e) => SandboxError::Engine(e),
             }),
+            }
+        };
+        let prepare = async {
+            let Some(config) = early else {
+                return Ok(None);
+            };
+            let egress =
+                crate::bind::start_egress(&backend, &recorder, state.path(), &span, config).await?;
+            // The gateway is kept even when a slot fails to bind, so that it is stopped below.
+            let bound = crate::bind::bind_slots(&mut fs, config).await;
+            Ok::<_, SandboxError>(Some((egress, bound)))
+        };
+        let (outcome, prepared) = tokio::join!(ready, prepare);
+        let (egress, outcome) = match prepared {
+            Ok(None) => (None, outcome),
+            Ok(Some((egress, bound))) => (Some(egress), bound.and(outcome)),
+            Err(e) => (None, outcome.and(Err(e))),
         };
         let outcome = outcome.and_then(|(control, ready)| {
             if ready.protocol == PROTOCOL_VERSION {
@@ -353,6 +439,9 @@ impl Sandbox {
             Ok(v) => v,
             Err(e) => {
                 let _ = vm.stop(Duration::ZERO).await;
+                if let Some(egress) = egress {
+                    egress.stop(Duration::from_secs(1)).await;
+                }
                 backend.stop().await;
                 for slot in fs {
                     slot.stop(Duration::from_secs(1)).await;
@@ -386,7 +475,7 @@ impl Sandbox {
             stats_task: None,
             control_guard: Some(control_guard),
             fs,
-            egress: None,
+            egress,
             machine: machine.clone(),
             booted: Instant::now(),
             bound: false,

@@ -127,10 +127,13 @@ pub fn args(spec: &BootSpec) -> Result<Vec<OsString>, EngineError> {
             )));
         }
         // discard/detect-zeroes: space the guest frees is given back to the sparse host file.
+        // cache=unsafe: the writable disk lives and dies with the sandbox, so the guest's flushes
+        // (its sync before goodbye) need not wait for the host's own disk: on a host busy with
+        // writes, each fdatasync took 100+ ms. Written data still reaches the host file.
         let mode = if drive.read_only {
             "read-only=on"
         } else {
-            "read-only=off,discard=unmap,detect-zeroes=unmap"
+            "read-only=off,cache=unsafe,discard=unmap,detect-zeroes=unmap"
         };
         a.extend([
             "-drive".into(),
@@ -206,7 +209,9 @@ mod tests {
             },
         ];
         let a = joined(&s);
-        assert!(a.contains("-drive file=/s/disk.img,if=none,id=drive0,format=raw,read-only=off,"));
+        assert!(a.contains(
+            "-drive file=/s/disk.img,if=none,id=drive0,format=raw,read-only=off,cache=unsafe,"
+        ));
         assert!(a.contains("-device virtio-blk-device,drive=drive0,serial=airlock-disk"));
         assert!(a.contains("file=/i/rootfs.squashfs,if=none,id=drive1,format=raw,read-only=on "));
         s.drives[1].serial = "bad serial".into();
