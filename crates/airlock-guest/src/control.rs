@@ -40,9 +40,12 @@ pub fn serve(docker: bool, boot: BootStages) -> io::Result<()> {
                     Ok(stream) => {
                         let reaper = reaper.clone();
                         let accepted = std::time::Instant::now();
-                        let _ = thread::Builder::new()
-                            .name("exec".into())
-                            .spawn(move || exec::serve(stream, &reaper, accepted));
+                        let served = crate::pool::spawn("exec", move || {
+                            exec::serve(stream, &reaper, accepted);
+                        });
+                        if let Err(e) = served {
+                            eprintln!("airlock-guest: exec session: {e}");
+                        }
                     }
                     Err(e) => eprintln!("airlock-guest: accept: {e}"),
                 }

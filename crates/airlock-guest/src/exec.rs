@@ -161,11 +161,16 @@ fn session(stream: VsockStream, reaper: &Reaper, accepted: Instant) -> io::Resul
     let exit_r = Arc::new(exit_r);
     let pumps = {
         let (writer, exit_r) = (writer.clone(), exit_r.clone());
-        thread::spawn(move || pump(outputs, &writer, &exit_r))
+        crate::pool::spawn("exec-output", move || pump(outputs, &writer, &exit_r))
     };
     {
         let exited = exited.clone();
-        thread::spawn(move || input(reader, stdin, pty_master, pgid, &exited));
+        let started = crate::pool::spawn("exec-input", move || {
+            input(reader, stdin, pty_master, pgid, &exited);
+        });
+        if let Err(e) = started {
+            eprintln!("airlock-guest: exec input: {e}");
+        }
     }
 
     let status = match status_rx.recv() {
@@ -181,7 +186,10 @@ fn session(stream: VsockStream, reaper: &Reaper, accepted: Instant) -> io::Resul
     let ended = Instant::now();
     exited.store(true, Ordering::SeqCst);
     drop(exit_w);
-    let _ = pumps.join();
+    match pumps {
+        Ok(pumps) => pumps.join(),
+        Err(e) => eprintln!("airlock-guest: exec output: {e}"),
+    }
     let oom_kills = cgroup.as_ref().map_or(0, |g| g.oom_kills());
     let us = |from: Instant, to: Instant| {
         u64::try_from(to.saturating_duration_since(from).as_micros()).unwrap_or(u64::MAX)
@@ -518,7 +526,10 @@ fn input(
             && let Some(sink) = stdin.take()
         {
             let (new_tx, rx) = sync_channel::<Option<Vec<u8>>>(STDIN_QUEUE);
-            thread::spawn(move || stdin_writer(sink, &rx));
+            let started = crate::pool::spawn("exec-stdin", move || stdin_writer(sink, &rx));
+            if let Err(e) = started {
+                eprintln!("airlock-guest: exec stdin: {e}");
+            }
             *tx = Some(new_tx);
         }
         tx.clone()

@@ -55,7 +55,8 @@ pub fn setup() -> io::Result<crate::rootfs::Root> {
     mount_all(&late)?;
     if root.on_disk {
         std::fs::create_dir_all("/tmp")?;
-        std::fs::set_permissions("/tmp", std::os::unix::fs::PermissionsExt::from_mode(0o1777))?;
+        // Only when needed: changing a directory of the image copies it up to the disk layer.
+        set_mode("/tmp", 0o1777)?;
     } else {
         mount_all(&[(
             "tmpfs",
@@ -68,11 +69,20 @@ pub fn setup() -> io::Result<crate::rootfs::Root> {
     console_stdio()?;
     cgroups()?;
     // The initramfs root starts world-writable (1777); make it an ordinary root-owned `/`.
-    std::fs::set_permissions("/", std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    set_mode("/", 0o755)?;
     nix::unistd::sethostname("airlock")?;
     nix::sys::stat::umask(Mode::from_bits_truncate(0o022));
     loopback_up()?;
     Ok(root)
+}
+
+/// Gives `path` the permission bits `mode` unless it has them already.
+fn set_mode(path: &str, mode: u32) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if std::fs::metadata(path)?.permissions().mode() & 0o7777 != mode {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    }
+    Ok(())
 }
 
 fn mount_all(mounts: &[(&str, &str, &str, MsFlags, Option<&str>)]) -> io::Result<()> {

@@ -11,6 +11,7 @@ mod docker;
 mod exec;
 mod harden;
 mod init;
+mod pool;
 mod procmon;
 mod proxy;
 mod pty;

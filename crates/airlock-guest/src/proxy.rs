@@ -50,7 +50,7 @@ pub fn start() -> io::Result<()> {
                     continue; // dropping closes it
                 }
                 let open = open.clone();
-                let spawned = thread::Builder::new().name("proxy".into()).spawn(move || {
+                let spawned = crate::pool::spawn("proxy", move || {
                     if let Err(e) = tunnel(tcp) {
                         eprintln!("airlock-guest: proxy tunnel: {e}");
                     }
@@ -67,15 +67,13 @@ pub fn start() -> io::Result<()> {
 fn tunnel(tcp: TcpStream) -> io::Result<()> {
     let vs = VsockStream::connect_with_cid_port(HOST_CID, PROXY_PORT)?;
     let (mut tcp_r, mut vs_w) = (tcp.try_clone()?, vs.try_clone()?);
-    let up = thread::Builder::new()
-        .name("proxy-up".into())
-        .spawn(move || {
-            let _ = io::copy(&mut tcp_r, &mut vs_w);
-            let _ = vs_w.shutdown(Shutdown::Write);
-        })?;
+    let up = crate::pool::spawn("proxy-up", move || {
+        let _ = io::copy(&mut tcp_r, &mut vs_w);
+        let _ = vs_w.shutdown(Shutdown::Write);
+    })?;
     let (mut vs_r, mut tcp_w) = (vs, tcp);
     let _ = io::copy(&mut vs_r, &mut tcp_w);
     let _ = tcp_w.shutdown(Shutdown::Write);
-    let _ = up.join();
+    up.join();
     Ok(())
 }
