@@ -422,7 +422,8 @@ impl Sandbox {
         let (outcome, prepared) = tokio::join!(ready, prepare);
         let (egress, outcome) = match prepared {
             Ok(None) => (None, outcome),
-            Ok(Some((egress, bound))) => (Some(egress), bound.and(outcome)),
+            // A failed boot is reported before a failed binding, as when neither could start.
+            Ok(Some((egress, bound))) => (Some(egress), outcome.and_then(|v| bound.map(|()| v))),
             Err(e) => (None, outcome.and(Err(e))),
         };
         let outcome = outcome.and_then(|(control, ready)| {
