@@ -12,7 +12,9 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-type Job = Box<dyn FnOnce() + Send + 'static>;
+/// A job and where to say it is done: said once its worker is back in the pool (or gone), so a
+/// caller that waits for one job and then hands over the next finds that worker idle.
+type Job = (Box<dyn FnOnce() + Send + 'static>, SyncSender<()>);
 
 /// Idle workers kept at most; a worker finding the pool full leaves.
 const MAX_IDLE: usize = 16;
@@ -35,10 +37,7 @@ impl Done {
 /// Runs `job` on an idle worker, or on a new thread named `name` when none is idle.
 pub fn spawn(name: &str, job: impl FnOnce() + Send + 'static) -> io::Result<Done> {
     let (done_tx, done_rx) = sync_channel(1);
-    let mut job: Job = Box::new(move || {
-        job();
-        let _ = done_tx.send(());
-    });
+    let mut job: Job = (Box::new(job), done_tx);
     loop {
         let idle = IDLE.lock().unwrap_or_else(PoisonError::into_inner).pop();
         let Some(worker) = idle else { break };
@@ -57,13 +56,19 @@ pub fn spawn(name: &str, job: impl FnOnce() + Send + 'static) -> io::Result<Done
 fn work(first: Job, me: &SyncSender<Job>, jobs: &Receiver<Job>) {
     let mut job = first;
     loop {
-        job();
-        {
+        let (run, done) = job;
+        run(); // a panic ends this worker; `done` is dropped, which also wakes the caller
+        let full = {
             let mut idle = IDLE.lock().unwrap_or_else(PoisonError::into_inner);
-            if idle.len() >= MAX_IDLE {
-                return;
+            let full = idle.len() >= MAX_IDLE;
+            if !full {
+                idle.push(me.clone());
             }
-            idle.push(me.clone());
+            full
+        };
+        let _ = done.send(());
+        if full {
+            return;
         }
         match jobs.recv_timeout(IDLE_LIMIT) {
             Ok(next) => job = next,
@@ -92,9 +97,9 @@ mod tests {
             .join();
         }
         assert_eq!(ran.load(Ordering::SeqCst), 20);
-        // One after another: an idle worker takes each next job (other tests may share the pool,
-        // so only a bound, not exactly one).
-        assert!(threads.lock().unwrap().len() < 20);
+        // One after another: a finished job's worker is idle before its caller hears of it, so
+        // each next job finds one (other tests share the pool: a bound, not exactly one).
+        assert!(threads.lock().unwrap().len() < 10);
     }
 
     #[test]
