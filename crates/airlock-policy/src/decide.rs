@@ -10,7 +10,7 @@ use std::net::IpAddr;
 
 use crate::address::AddressClass;
 use crate::host::{Target, canonical_ip};
-use crate::path::{PathMatch, PathRule, normalize_guest, normalize_rel};
+use crate::path::{PathMatch, normalize_guest, normalize_rel};
 use crate::policy::{HttpRule, NetRule, Policy};
 use crate::reason;
 use crate::reserved::ReservedAccess;
@@ -404,19 +404,19 @@ impl Policy {
             let refuses = |hit| op.write_rule_refuses(hit);
             let folded = crate::path::fold_name(&path);
             if m.protected
-                && let Some(r) = first_hit(&self.protected, &path, refuses).or_else(|| {
+                && let Some(r) = self.protected.first_hit(&path, refuses).or_else(|| {
                     folded
                         .as_deref()
-                        .and_then(|f| first_hit(&self.protected, f, refuses))
+                        .and_then(|f| self.protected.first_hit(f, refuses))
                 })
             {
                 return Decision::new(Verdict::Deny, &r.rule, reason::PROTECTED_PATH);
             }
-            if let Some(r) = first_hit(&self.deny_write, &path, refuses) {
+            if let Some(r) = self.deny_write.first_hit(&path, refuses) {
                 return Decision::new(Verdict::Deny, &r.rule, reason::WRITE_DENIED);
             }
         }
-        if let Some(r) = first_hit(&self.deny_read, &path, |m| op.read_rule_refuses(m)) {
+        if let Some(r) = self.deny_read.first_hit(&path, |m| op.read_rule_refuses(m)) {
             return Decision::new(Verdict::Deny, &r.rule, reason::READ_DENIED);
         }
         if op.is_mutation() && m.mode == MountMode::Ro {
@@ -424,15 +424,6 @@ impl Policy {
         }
         Decision::new(Verdict::Allow, &m.rule, reason::ALLOWED)
     }
-}
-
-/// The first rule whose relation to `path` makes `refuses` true.
-fn first_hit<'a>(
-    rules: &'a [PathRule],
-    path: &str,
-    refuses: impl Fn(PathMatch) -> bool,
-) -> Option<&'a PathRule> {
-    rules.iter().find(|r| refuses(r.check(path)))
 }
 
 /// Longest HTTP path accepted.

@@ -15,6 +15,7 @@ mod host;
 mod load;
 mod parse_error;
 mod path;
+mod path_set;
 mod policy;
 pub mod reason;
 mod reserved;

@@ -7,7 +7,7 @@
 
 use std::sync::OnceLock;
 
-use globset::{GlobBuilder, GlobMatcher};
+use globset::{Glob, GlobBuilder, GlobMatcher};
 
 /// Longest relative path accepted from a request (a few times Linux's `PATH_MAX`).
 const MAX_PATH_LEN: usize = 16 * 1024;
@@ -391,6 +391,22 @@ impl PathRule {
             ancestors,
             deep_ancestors,
         })
+    }
+
+    /// Every glob of the rule with what a hit on it means, for [`crate::path_set::PathRules`].
+    pub(crate) fn globs(&self) -> impl Iterator<Item = (&Glob, PathMatch)> {
+        let direct = std::iter::once(&self.matcher)
+            .chain(self.dir.as_ref())
+            .map(|m| (m.glob(), PathMatch::Direct));
+        let ancestors = self
+            .ancestors
+            .iter()
+            .map(|m| (m.glob(), PathMatch::Ancestor));
+        let deep = self
+            .deep_ancestors
+            .iter()
+            .map(|m| (m.glob(), PathMatch::DeepAncestor));
+        direct.chain(ancestors).chain(deep)
     }
 
     /// Matches a path normalised by [`normalize_rel`].

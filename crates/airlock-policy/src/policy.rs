@@ -8,7 +8,7 @@ use globset::GlobMatcher;
 
 use crate::error::{ErrorKind, Location, PolicyError, PolicyErrors};
 use crate::host::{Endpoint, Target};
-use crate::path::PathRule;
+use crate::path_set::PathRules;
 use crate::reserved::{HostFile, Reserved, ReservedRule};
 use crate::schema::{EventDecision, MonitorAction, MountMode, SeccompProfile};
 use crate::validation_error::ValidationError;
@@ -21,9 +21,9 @@ pub struct Policy {
     pub(crate) mounts: Vec<Mount>,
     /// Built-in (minus `unprotect`) and `protect` entries; applied in every mount with
     /// `protected = true`.
-    pub(crate) protected: Vec<PathRule>,
-    pub(crate) deny_write: Vec<PathRule>,
-    pub(crate) deny_read: Vec<PathRule>,
+    pub(crate) protected: PathRules,
+    pub(crate) deny_write: PathRules,
+    pub(crate) deny_read: PathRules,
     pub(crate) network: NetworkRules,
     pub(crate) process: ProcessPolicy,
     pub(crate) audit: AuditPolicy,

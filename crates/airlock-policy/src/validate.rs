@@ -14,6 +14,7 @@ mod process;
 mod sandbox;
 mod values;
 
+use crate::path_set::PathRules;
 use crate::policy::Policy;
 use crate::source::{Env, Layer, Loc, Source};
 use crate::validation_error::ValidationError;
@@ -52,9 +53,9 @@ pub(crate) fn build(
         source: crate::policy::PolicySource::default(),
         sandbox,
         mounts,
-        protected,
-        deny_write,
-        deny_read,
+        protected: PathRules::new(protected),
+        deny_write: PathRules::new(deny_write),
+        deny_read: PathRules::new(deny_read),
         network,
         process,
         audit,

@@ -68,9 +68,12 @@ impl Guard {
 /// Device and inode of `rel` beneath `root`, resolved without following any link and without
 /// leaving `root`.
 pub(crate) fn identity_beneath(root: &Path, rel: &str) -> io::Result<(u64, u64)> {
+    identity_beneath_fd(&open_root(root)?, rel)
+}
+
+/// `root` as an `O_PATH` directory descriptor, for [`identity_beneath_fd`].
+pub(crate) fn open_root(root: &Path) -> io::Result<OwnedFd> {
     let root_c = CString::new(root.as_os_str().as_bytes())
-        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-    let rel_c = CString::new(if rel.is_empty() { "." } else { rel })
         .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
     // SAFETY: open reads a NUL-terminated path that outlives the call; the result is a new
     // descriptor owned below.
@@ -84,7 +87,13 @@ pub(crate) fn identity_beneath(root: &Path, rel: &str) -> io::Result<(u64, u64)>
         return Err(io::Error::last_os_error());
     }
     // SAFETY: a fresh descriptor returned by open, owned by nobody else.
-    let dir = unsafe { OwnedFd::from_raw_fd(dir) };
+    Ok(unsafe { OwnedFd::from_raw_fd(dir) })
+}
+
+/// [`identity_beneath`] from an open root directory.
+pub(crate) fn identity_beneath_fd(dir: &OwnedFd, rel: &str) -> io::Result<(u64, u64)> {
+    let rel_c = CString::new(if rel.is_empty() { "." } else { rel })
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
     // SAFETY: open_how is plain integers; all-zero is a valid value.
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
     how.flags = (libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC) as u64;

@@ -10,7 +10,6 @@ use virtiofsd::filesystem::{Context, Entry, FileSystem};
 
 use super::GatedFs;
 use super::err;
-use super::guard::identity_beneath;
 use super::linked;
 use crate::events::FsEvent;
 use crate::gate::Request;
@@ -240,7 +239,7 @@ where
             return Ok(());
         };
         // Still a name of this file? An inode number the host reused for a new file is not.
-        if identity_beneath(&self.nodes.root, &other).ok() != Some(id) {
+        if self.nodes.identity(&other).ok() != Some(id) {
             self.denied.forget(id);
             return Ok(());
         }

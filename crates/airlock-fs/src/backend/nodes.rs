@@ -20,12 +20,13 @@
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::CString;
 use std::io;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use virtiofsd::filesystem::{Context, Entry, FileSystem};
 
-use super::guard::{Guard, identity_beneath};
+use super::guard::{Guard, identity_beneath, identity_beneath_fd, open_root};
 use super::linked::Denied;
 use super::quota::Quota;
 use crate::events::{FsEvent, FsEvents};
@@ -74,6 +75,9 @@ pub(super) struct Nodes {
     table: Mutex<Table>,
     /// Where this process sees the share: identities are resolved beneath it.
     pub(super) root: PathBuf,
+    /// `root`, opened on first use: by then the share is mounted there (a gateway starts
+    /// before its share is bound). Saves an open and a close on each identity check.
+    root_fd: OnceLock<OwnedFd>,
     pub(super) max_resident: usize,
 }
 
@@ -82,7 +86,21 @@ impl Nodes {
         Nodes {
             table: Mutex::new(Table::default()),
             root,
+            root_fd: OnceLock::new(),
             max_resident: max_resident.max(16),
+        }
+    }
+
+    /// Device and inode of share path `rel` ([`identity_beneath`]).
+    pub(super) fn identity(&self, rel: &str) -> io::Result<HostId> {
+        if let Some(fd) = self.root_fd.get() {
+            return identity_beneath_fd(fd, rel);
+        }
+        // Another thread may have been first: then its descriptor is kept and ours closed.
+        let _ = self.root_fd.set(open_root(&self.root)?);
+        match self.root_fd.get() {
+            Some(fd) => identity_beneath_fd(fd, rel),
+            None => identity_beneath(&self.root, rel),
         }
     }
 
@@ -308,7 +326,7 @@ where
         };
         let path = self.first_path(guest)?;
         if let Check::ByName(op) = check
-            && identity_beneath(&self.nodes.root, &path).ok() != Some(host)
+            && self.nodes.identity(&path).ok() != Some(host)
         {
             return Err(self.replaced(op, &path));
         }
@@ -329,7 +347,7 @@ where
         }
         let entry = self.walk(ctx, &path)?;
         // The name must still lead to the node the guest holds.
-        let found = identity_beneath(&self.nodes.root, &path).ok();
+        let found = self.nodes.identity(&path).ok();
         if found != Some(host) || found.map(|h| h.1) != Some(entry.attr.ino) {
             self.inner.forget(ctx, entry.inode, 1);
             return Err(self.replaced(
@@ -405,7 +423,7 @@ where
             return Ok(entry);
         }
         // The identity is resolved by name on our side: it must be the entry's inode.
-        let host = match identity_beneath(&self.nodes.root, path) {
+        let host = match self.nodes.identity(path) {
             Ok(h) if h.1 == entry.attr.ino => h,
             _ => {
                 self.inner.forget(ctx, entry.inode, 1);
