@@ -171,7 +171,10 @@ for spec in "GET 100 MB, plain HTTP|egress, 100 MB plain HTTP, gateway/direct|MB
   # The floor: a bare splice relay (no parsing, policy or accounting) on the same host and run.
   b=$(num "$(eg "$key" 6)") br=$(num "$(eg "$key" 7)") gb=$(num "$(eg "$key" 8)") limit=''
   if [ -n "$br" ] && [ -n "$gb" ] && ! meets "$br" "$op" "$goal" && meets "$gb" "$op" "$([ "$op" = "<=" ] && echo 1.2 || echo 0.9)"; then
-    limit="a bare splice relay, with no parsing, policy or accounting, is itself ${br}× direct ($b $unit) in this run: a second TCP hop on $cores cores; the gateway is ${gb}× that relay"
+    relay="a bare splice relay, with no parsing, policy or accounting,"
+    # A CONNECT tunnel's floor pays the protocol's own round trip (CONNECT, then 200) too.
+    case $key in *CONNECT*) relay="a bare splice relay that answers the CONNECT itself (the round trip every CONNECT proxy adds), with no policy or accounting," ;; esac
+    limit="$relay is itself ${br}× direct ($b $unit) in this run: a second TCP hop on $cores cores; the gateway is ${gb}× that relay"
   fi
   row "$path" "${g:--} $unit (gateway)" "${d:--} $unit (direct)" "$r" "×" "$op" "$goal" "" "$limit"
 done

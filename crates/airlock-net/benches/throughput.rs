@@ -2,8 +2,8 @@
 //! connection to the same local server, measured in one run. Run by `bench/egress.sh`
 //! (`cargo bench -p airlock-net --bench throughput`); prints a Markdown table.
 //!
-//! Rounds alternate the routes (direct, plain, tunnel), so a slow spell of a shared machine
-//! does not land on one route only.
+//! Rounds alternate the routes (direct, plain, tunnel, bare relay, bare relay with CONNECT), so
+//! a slow spell of a shared machine does not land on one route only.
 //!
 //! - throughput: median of 7 100 MB responses (`GET /big`), direct, through the gateway as plain HTTP
 //!   (absolute-form), and through a CONNECT tunnel (origin-form GET inside it);
@@ -30,6 +30,9 @@ enum Route {
     Direct,
     /// Through [`start_bare_relay`]: the floor any relay on this host pays.
     Bare,
+    /// Through [`start_bare_relay`] with a CONNECT first: the floor of any CONNECT tunnel,
+    /// which by the protocol waits for the proxy's `200` before it carries the request.
+    BareTunnel,
     Plain,
     Tunnel,
 }
@@ -38,6 +41,7 @@ struct Setup {
     origin: SocketAddr,
     gateway: SocketAddr,
     bare: SocketAddr,
+    bare_tunnel: SocketAddr,
     big: u64,
 }
 
@@ -65,32 +69,41 @@ async fn main() {
     let setup = Setup {
         origin,
         gateway,
-        bare: start_bare_relay(origin),
+        bare: start_bare_relay(origin, false),
+        bare_tunnel: start_bare_relay(origin, true),
         big,
     };
 
     let mut rows = Vec::new();
     let mb = big as f64 / 1e6;
     // Rounds alternate the routes, so a slow spell of the machine falls on all of them alike.
-    let routes = [Route::Direct, Route::Plain, Route::Tunnel, Route::Bare];
+    let routes = [
+        Route::Direct,
+        Route::Plain,
+        Route::Tunnel,
+        Route::Bare,
+        Route::BareTunnel,
+    ];
     let big_times = interleaved(&setup, &routes, "/big", repeats).await;
     let small_times = interleaved(&setup, &routes, "/small", requests).await;
     let rate = |d: Duration| mb / d.as_secs_f64();
     let micros = |d: Duration| d.as_secs_f64() * 1e6;
-    for (i, name) in [(1, "plain HTTP"), (2, "CONNECT tunnel")] {
+    // Each gateway route beside the bare relay of the same kind: plain, or CONNECT first.
+    let kinds = [(1, 3, "plain HTTP"), (2, 4, "CONNECT tunnel")];
+    for (i, b, name) in kinds {
         rows.push((
             format!("GET {mb:.0} MB, {name} (MB/s)"),
             rate(big_times[0]),
             rate(big_times[i]),
-            rate(big_times[3]),
+            rate(big_times[b]),
         ));
     }
-    for (i, name) in [(1, "plain HTTP"), (2, "CONNECT tunnel")] {
+    for (i, b, name) in kinds {
         rows.push((
             format!("small GET, {name}: median of {requests} (µs)"),
             micros(small_times[0]),
             micros(small_times[i]),
-            micros(small_times[3]),
+            micros(small_times[b]),
         ));
     }
 
@@ -111,7 +124,9 @@ async fn main() {
     println!();
     println!(
         "bare relay: accept, connect to the origin, poll(2) and splice(2) on one thread; \
-         no parsing, policy or accounting: what a second TCP hop on this host costs by itself"
+         no parsing, policy or accounting: what a second TCP hop on this host costs by itself; \
+         for the CONNECT rows it first reads the CONNECT head and answers 200, the round trip \
+         every CONNECT proxy adds"
     );
     let c = gw.counters();
     println!();
@@ -174,8 +189,13 @@ async fn fetch(setup: &Setup, route: Route, path: &str) -> u64 {
             s = TcpStream::connect(setup.gateway).await.unwrap();
             format!("GET http://{origin}{path} HTTP/1.1\r\nHost: {origin}\r\n\r\n")
         }
-        Route::Tunnel => {
-            s = TcpStream::connect(setup.gateway).await.unwrap();
+        Route::Tunnel | Route::BareTunnel => {
+            let to = if matches!(route, Route::Tunnel) {
+                setup.gateway
+            } else {
+                setup.bare_tunnel
+            };
+            s = TcpStream::connect(to).await.unwrap();
             s.set_nodelay(true).unwrap();
             s.write_all(format!("CONNECT {origin} HTTP/1.1\r\nHost: {origin}\r\n\r\n").as_bytes())
                 .await
@@ -269,16 +289,36 @@ async fn start_origin(big: u64) -> SocketAddr {
 /// on one thread, serving one connection at a time (the bench is sequential): `poll(2)` on
 /// both sockets, and `splice(2)` through a pipe per direction. No parsing, policy, DNS,
 /// counting or hand-over between threads, so the gateway's extra cost over it is ours and its
-/// cost over a direct connection is the second hop's.
-fn start_bare_relay(origin: SocketAddr) -> SocketAddr {
+/// cost over a direct connection is the second hop's. With `connect`, each client first sends
+/// a CONNECT head, which is read (not parsed: the origin is fixed) and answered `200` after the
+/// origin connection is made, as the gateway does.
+fn start_bare_relay(origin: SocketAddr, connect: bool) -> SocketAddr {
+    use std::io::{Read, Write};
     let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
     let addr = listener.local_addr().unwrap();
     std::thread::spawn(move || {
         for client in listener.incoming() {
-            let client = client.unwrap();
-            let upstream = std::net::TcpStream::connect(origin).unwrap();
+            let mut client = client.unwrap();
             client.set_nodelay(true).unwrap();
+            let mut head = Vec::new();
+            if connect {
+                let mut chunk = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let n = client.read(&mut chunk).unwrap();
+                    assert!(n > 0, "the client left before its CONNECT head ended");
+                    head.extend_from_slice(&chunk[..n]);
+                }
+            }
+            let mut upstream = std::net::TcpStream::connect(origin).unwrap();
             upstream.set_nodelay(true).unwrap();
+            if connect {
+                // Whatever followed the head already belongs to the tunnel.
+                let end = head.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                upstream.write_all(&head[end..]).unwrap();
+                client
+                    .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                    .unwrap();
+            }
             relay_one(&client, &upstream);
         }
     });

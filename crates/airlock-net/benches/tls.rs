@@ -244,6 +244,8 @@ async fn fetch(setup: &Setup, route: Route, path: &str) -> u64 {
         "GET {path} HTTP/1.1\r\nHost: {origin}\r\nx-api-key: {PLACEHOLDER}\r\nConnection: close\r\n\r\n"
     );
     s.write_all(request.as_bytes()).await.unwrap();
+    // A TLS stream may still hold the request's record after write_all: send it now.
+    s.flush().await.unwrap();
     read_response(&mut s).await
 }
 
