@@ -2,7 +2,7 @@
 # Every benchmark in one invocation, one table: runs bench/egress.sh, audit.sh (with
 # audit-flood.sh), skeleton.sh, pool.sh, fs.sh and density.sh one after another (never two
 # VM-booting benches at once), saves each one's output as NAME.txt in bench/runs/DATE-HOST/ and
-# writes summary.md there: one row per measure of issue 22's table, with the figure, its anchor
+# writes summary.md there: one row per measure of issue 22's table and of issue 17's TLS goals, with the figure, its anchor
 # measured in the same run, the goal and PASS, FAIL or LIMIT (missed, with the floor measured in
 # the same run that prevents it), and which accelerator and how many cores produced it. A row
 # whose bench does not print what it needs says "not measured" (no number is ever made up).
@@ -178,6 +178,23 @@ for spec in "GET 100 MB, plain HTTP|egress, 100 MB plain HTTP, gateway/direct|MB
   fi
   row "$path" "${g:--} $unit (gateway)" "${d:--} $unit (direct)" "$r" "×" "$op" "$goal" "" "$limit"
 done
+# HTTPS the gateway terminates (issue 17) against the same origin through a CONNECT tunnel it
+# passes through; the TLS table's columns: direct, passthrough, terminated, terminated/passthrough.
+for spec in "GET 100 MB over HTTPS, the gateway on a core of its own|egress, 100 MB HTTPS, terminated / CONNECT passthrough, the gateway's threads on a core of their own" \
+            "GET 100 MB over HTTPS, every thread on every core|egress, 100 MB HTTPS, terminated / CONNECT passthrough, every party on the same $cores cores"; do
+  IFS='|' read -r key path <<<"$spec"
+  p=$(eg "$key" 4) t=$(eg "$key" 5) note=''
+  case $key in
+    *"every core"*) cp=$(eg 'CPU time for 100 MB, all parties (' 4) ct=$(eg 'CPU time for 100 MB, all parties (' 5)
+      [ -z "$ct" ] || note="CPU-bound: all parties together spend $ct ms per 100 MB terminated, $cp ms passed through" ;;
+    *) cg=$(eg "CPU time for 100 MB, the gateway's threads" 5)
+      [ -z "$cg" ] || note="the gateway's threads spend $cg ms per 100 MB terminated" ;;
+  esac
+  row "$path" "${t:--} MB/s (terminated)" "${p:--} MB/s (passthrough)" "$(num "$(eg "$key" 6)")" "×" ">=" 0.8 "$note"
+done
+lp=$(num "$(eg 'small HTTPS GET' 4)") lt=$(num "$(eg 'small HTTPS GET' 5)")
+row "egress, small HTTPS GET on a new connection, terminated minus CONNECT passthrough" "${lt:--} µs (terminated)" "${lp:--} µs (passthrough)" \
+  "$(awk -v a="$lt" -v b="$lp" 'BEGIN{if (a == "" || b == "") exit; printf "%.2f", (a - b) / 1000}')" " ms" "<=" 1
 for spec in "stat_10k_files|stat 10k files|3" "read_100MB|read 100 MB|1.5" "untar_20MB|untar 20 MB|3"; do
   IFS='|' read -r w label goal <<<"$spec"
   s=$(secs "$(fsr "$w" 4)") l=$(secs "$(fsr "$w" 3)")

@@ -5,8 +5,14 @@
 //! (`cargo bench -p airlock-net --bench tls`); prints a Markdown table.
 //!
 //! Rounds alternate the three routes, so a slow spell of a shared machine falls on all alike.
+//! The gateway runs on a runtime of its own, as in its process (two worker threads); client
+//! and origin share a second one. Each throughput round runs twice: once with every thread
+//! free to use every core, and once with the gateway's threads held to one core and the client's
+//! and origin's to the others, as on a host where the guest's vCPU and a remote origin do
+//! not take the gateway's CPU.
 //!
-//! - throughput: median of 7 rounds of one 100 MB response on one connection;
+//! - throughput: median of 15 rounds of one 100 MB response on one connection;
+//! - CPU: the mean over those rounds, of the whole process and of the gateway's threads;
 //! - latency: median of 200 small GETs, each on a new connection (TCP, CONNECT, TLS handshake
 //!   and the request).
 //!
@@ -22,6 +28,8 @@ use airlock_net::secrets::{SecretSpec, Secrets};
 use airlock_net::tls::{self, Authority};
 use airlock_net::{Gateway, NoEvents, Termination, system_resolver};
 use airlock_policy::Target;
+use nix::sched::{CpuSet, sched_setaffinity};
+use nix::unistd::Pid;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -44,13 +52,72 @@ struct Setup {
     /// What the client trusts: the origin CA and the sandbox CA.
     client: Arc<rustls::ClientConfig>,
     big: u64,
+    /// The threads of the client and origin (with the main thread) and of the gateway.
+    ends: Threads,
+    gateway_threads: Threads,
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
+/// Thread ids of a runtime's workers, recorded as they start.
+#[derive(Clone, Default)]
+struct Threads(Arc<std::sync::Mutex<Vec<Pid>>>);
+
+impl Threads {
+    fn add_current(&self) {
+        self.0.lock().unwrap().push(nix::unistd::gettid());
+    }
+
+    fn runtime(&self, name: &str, workers: usize) -> tokio::runtime::Runtime {
+        let t = self.clone();
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .thread_name(name)
+            .enable_all()
+            .on_thread_start(move || t.add_current())
+            .build()
+            .unwrap()
+    }
+
+    /// Holds every thread to `cpus`.
+    fn pin(&self, cpus: &CpuSet) {
+        for tid in self.0.lock().unwrap().iter() {
+            sched_setaffinity(*tid, cpus).unwrap();
+        }
+    }
+
+    /// CPU time these threads used so far (user and system).
+    fn cpu_time(&self) -> Duration {
+        let tids = self.0.lock().unwrap();
+        let ticks: u64 = tids
+            .iter()
+            .map(|tid| proc_ticks(&format!("/proc/self/task/{tid}/stat")))
+            .sum();
+        Duration::from_millis(ticks * 10)
+    }
+}
+
+/// Where each party's threads may run.
+#[derive(Clone, Copy, PartialEq)]
+enum Placement {
+    /// Every thread on every core.
+    Shared,
+    /// The gateway on the last core, client and origin on the others.
+    OwnCore,
+}
+
+fn main() {
+    let ends = Threads::default();
+    let gateway_threads = Threads::default();
+    let runtime = ends.runtime("ends", 2);
+    // The gateway's process runs two worker threads.
+    let gateway_runtime = gateway_threads.runtime("gateway", 2);
+    ends.add_current();
+    runtime.block_on(run(ends, gateway_threads, gateway_runtime.handle().clone()));
+}
+
+async fn run(ends: Threads, gateway_threads: Threads, gateway_runtime: tokio::runtime::Handle) {
     let full = std::env::args().any(|a| a == "--bench");
     let (big, requests, repeats) = if full {
-        (100_000_000u64, 200usize, 7usize)
+        (100_000_000u64, 200usize, 15usize)
     } else {
         (1_000_000, 5, 1)
     };
@@ -93,11 +160,16 @@ source = "env:BENCH_KEY"
             None,
         )),
     ));
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+    // Made here, registered with the gateway's runtime there.
+    let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    listener.set_nonblocking(true).unwrap();
     let gateway = listener.local_addr().unwrap();
     let (stop, rx) = tokio::sync::watch::channel(false);
     let serving = gw.clone();
-    let task = tokio::spawn(async move { serving.serve_tcp(listener, rx).await });
+    let task = gateway_runtime.spawn(async move {
+        let listener = TcpListener::from_std(listener).unwrap();
+        serving.serve_tcp(listener, rx).await
+    });
     let roots = tls::roots(&[origin_ca.cert.clone(), sandbox_ca.cert.clone()]).0;
     let setup = Setup {
         plain_origin,
@@ -105,27 +177,49 @@ source = "env:BENCH_KEY"
         gateway,
         client: tls::client_config(Arc::new(roots), &[tls::HTTP11]).unwrap(),
         big,
+        ends,
+        gateway_threads,
     };
 
     let mb = big as f64 / 1e6;
     let mut rows = Vec::new();
     let routes = [Route::Direct, Route::Passthrough, Route::Terminated];
-    let (t, cpu): (Vec<_>, Vec<_>) = throughput(&setup, &routes, repeats)
-        .await
-        .into_iter()
-        .unzip();
-    rows.push((
-        format!("GET {mb:.0} MB over HTTPS (MB/s)"),
-        t.iter().map(|d| mb / d.as_secs_f64()).collect::<Vec<_>>(),
-    ));
-    // Client, gateway and origin share this process and its cores: with every core busy,
-    // throughput can be no better than the inverse of the CPU each byte costs.
-    rows.push((
-        format!("CPU time for {mb:.0} MB, all parties (ms)"),
-        cpu.iter()
-            .map(|d| d.as_secs_f64() * 1e3)
-            .collect::<Vec<_>>(),
-    ));
+    let placements = placements();
+    let measured = throughput(&setup, &routes, &placements, repeats).await;
+    for (placement, per_route) in placements.iter().zip(&measured) {
+        let (name, cpu_note) = match placement.0 {
+            Placement::Shared => ("every thread on every core", "all parties"),
+            Placement::OwnCore => (
+                "the gateway on a core of its own",
+                "all parties, gateway on its core",
+            ),
+        };
+        rows.push((
+            format!("GET {mb:.0} MB over HTTPS, {name} (MB/s)"),
+            per_route
+                .iter()
+                .map(|m| mb / m.wall.as_secs_f64())
+                .collect::<Vec<_>>(),
+        ));
+        // With every core busy, throughput can be no better than the inverse of the CPU each
+        // byte costs.
+        rows.push((
+            format!("CPU time for {mb:.0} MB, {cpu_note} (ms)"),
+            per_route
+                .iter()
+                .map(|m| m.cpu.as_secs_f64() * 1e3)
+                .collect(),
+        ));
+        if placement.0 == Placement::OwnCore {
+            rows.push((
+                format!("CPU time for {mb:.0} MB, the gateway's threads (ms)"),
+                per_route
+                    .iter()
+                    .map(|m| m.gateway_cpu.as_secs_f64() * 1e3)
+                    .collect(),
+            ));
+        }
+    }
     let l = latency(&setup, &routes, requests).await;
     rows.push((
         format!("small HTTPS GET, new connection: median of {requests} (µs)"),
@@ -148,6 +242,22 @@ source = "env:BENCH_KEY"
             v[2] / v[1]
         );
     }
+    match placements
+        .iter()
+        .find_map(|(p, cores)| (*p == Placement::OwnCore).then_some(cores))
+    {
+        Some(Some((_, gateway))) => {
+            let core = (0..CpuSet::count()).find(|&c| gateway.is_set(c).unwrap_or(false));
+            println!(
+                "every thread on every core: client, origin and the gateway's two threads compete for all cores; \
+                 the gateway on a core of its own: its threads held to core {}, client and origin to the others, \
+                 as when the guest's vCPU and a remote origin do not take the gateway's CPU; \
+                 CPU rows are means over the rounds",
+                core.map_or_else(|| "?".to_owned(), |c| c.to_string())
+            );
+        }
+        _ => println!("one core only: the gateway could not be given a core of its own"),
+    }
     let c = gw.counters();
     assert_eq!(
         c.denied + c.errors,
@@ -158,39 +268,98 @@ source = "env:BENCH_KEY"
     task.await.unwrap();
 }
 
-/// Per route: the median wall time of one big transfer, and the process CPU time (user +
-/// system, every thread) that transfer used. Rounds alternate the routes, so a slow spell of
-/// a shared machine falls on all of them alike.
-async fn throughput(setup: &Setup, routes: &[Route], rounds: usize) -> Vec<(Duration, Duration)> {
-    let mut times = vec![Vec::new(); routes.len()];
+/// One route's figures for a big transfer.
+#[derive(Clone, Copy, Default)]
+struct Measured {
+    /// Median wall time.
+    wall: Duration,
+    /// Mean CPU time of the whole process (user + system, every thread).
+    cpu: Duration,
+    /// Mean CPU time of the gateway's threads.
+    gateway_cpu: Duration,
+}
+
+/// The placements to measure, with the cores of each party (`None`: every core). Holding the
+/// gateway to a core needs at least two.
+fn placements() -> Vec<(Placement, Option<(CpuSet, CpuSet)>)> {
+    let mut out = vec![(Placement::Shared, None)];
+    let all = nix::sched::sched_getaffinity(Pid::from_raw(0)).unwrap();
+    let cpus: Vec<usize> = (0..CpuSet::count())
+        .filter(|&c| all.is_set(c).unwrap_or(false))
+        .collect();
+    if let Some((&last, rest)) = cpus.split_last()
+        && !rest.is_empty()
+    {
+        let mut gateway = CpuSet::new();
+        gateway.set(last).unwrap();
+        let mut ends = CpuSet::new();
+        for &c in rest {
+            ends.set(c).unwrap();
+        }
+        out.push((Placement::OwnCore, Some((ends, gateway))));
+    }
+    out
+}
+
+/// Per placement and route: the big transfer's [`Measured`] figures. Each round runs every
+/// placement and, in each, every route, so a slow spell of a shared machine falls on all alike.
+async fn throughput(
+    setup: &Setup,
+    routes: &[Route],
+    placements: &[(Placement, Option<(CpuSet, CpuSet)>)],
+    rounds: usize,
+) -> Vec<Vec<Measured>> {
+    let all = nix::sched::sched_getaffinity(Pid::from_raw(0)).unwrap();
+    let mut runs = vec![vec![Vec::new(); routes.len()]; placements.len()];
     for _ in 0..rounds {
-        for (route, times) in routes.iter().zip(&mut times) {
-            let cpu = cpu_time();
-            let started = Instant::now();
-            let body = fetch(setup, *route, "/big").await;
-            times.push((started.elapsed(), cpu_time().saturating_sub(cpu)));
-            assert_eq!(body, setup.big, "short transfer");
+        for ((_, cores), runs) in placements.iter().zip(&mut runs) {
+            let (ends, gateway) = cores.as_ref().map_or((&all, &all), |(e, g)| (e, g));
+            setup.ends.pin(ends);
+            setup.gateway_threads.pin(gateway);
+            for (route, runs) in routes.iter().zip(runs.iter_mut()) {
+                let (cpu, gateway_cpu) = (cpu_time(), setup.gateway_threads.cpu_time());
+                let started = Instant::now();
+                let body = fetch(setup, *route, "/big").await;
+                runs.push(Measured {
+                    wall: started.elapsed(),
+                    cpu: cpu_time().saturating_sub(cpu),
+                    gateway_cpu: setup.gateway_threads.cpu_time().saturating_sub(gateway_cpu),
+                });
+                assert_eq!(body, setup.big, "short transfer");
+            }
         }
     }
-    times
-        .into_iter()
-        .map(|mut t| {
-            t.sort();
-            t[t.len() / 2]
+    setup.ends.pin(&all);
+    setup.gateway_threads.pin(&all);
+    let n = u32::try_from(rounds).unwrap();
+    runs.into_iter()
+        .map(|per_route| {
+            per_route
+                .into_iter()
+                .map(|runs| Measured {
+                    wall: median(runs.iter().map(|m| m.wall).collect()),
+                    cpu: runs.iter().map(|m| m.cpu).sum::<Duration>() / n,
+                    gateway_cpu: runs.iter().map(|m| m.gateway_cpu).sum::<Duration>() / n,
+                })
+                .collect()
         })
         .collect()
 }
 
-/// CPU time this process used so far (all threads, user and system), from `/proc/self/stat`
-/// (in clock ticks, which Linux reports at 100 per second whatever the kernel's HZ).
+/// CPU time this process used so far (all threads, user and system).
 fn cpu_time() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    Duration::from_millis(proc_ticks("/proc/self/stat") * 10)
+}
+
+/// User plus system time from a `stat` file of `/proc` (in clock ticks, which Linux reports at
+/// 100 per second whatever the kernel's HZ).
+fn proc_ticks(path: &str) -> u64 {
+    let stat = std::fs::read_to_string(path).unwrap();
     // Fields after the command name, which ends at the last ')'.
     let rest = &stat[stat.rfind(')').unwrap() + 2..];
     let f: Vec<&str> = rest.split(' ').collect();
     // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
-    let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
-    Duration::from_millis(ticks * 10)
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
 }
 
 /// Per route, the median time of `n` small GETs; the routes take turns.
