@@ -116,12 +116,17 @@ id=$(api -X POST -H 'Content-Type: application/json' \
 [[ $id =~ ^[0-9a-f]{12}$ ]] || fail "creating the exec sandbox failed: $id"
 wait_pool_full
 execs=()
+: >"$work/stages.tsv"
 for i in $(seq $EXECS); do
   t=$(api -X POST -H 'Content-Type: application/json' -d '{"argv":["true"]}' \
     -o "$work/exec.out" -w '%{time_total}' "http://airlock/v1/sandboxes/$id/exec")
   tail -n 1 "$work/exec.out" | jq -e '.exit.exit_code == 0' >/dev/null \
     || fail "exec $i did not end with exit 0: $(cat "$work/exec.out")"
   execs+=("$(awk -v t="$t" 'BEGIN{printf "%.1f", t*1000}')")
+  # The exec's stages, from its exit line (a daemon that does not report them gives none).
+  tail -n 1 "$work/exec.out" | jq -r --arg t "$t" '.exit.timings // empty
+    | [($t | tonumber) * 1e6, .host_us, .connect_us, .guest_request_us, .guest_setup_us,
+       .guest_spawn_us, .guest_run_us, .guest_drain_us] | @tsv' >>"$work/stages.tsv"
 done
 # The anchor: the same spawn timed inside the guest. `ts` reads the shell's own
 # /proc/PID/sched (se.exec_start, ms with ns digits) without spawning anything.
@@ -145,6 +150,33 @@ if [ ${#pool_args[@]} -gt 0 ]; then
 else
   pool_desc="\`airlock daemon\` (this build has no pool)"
 fi
+# The exec round trip by stage: the median over the execs of each stage, and of what lies
+# between the clocks (each exec's own difference, then its median).
+stages() {
+  local n
+  n=$(wc -l <"$work/stages.tsv")
+  if [ "$n" -eq 0 ]; then
+    echo
+    echo "exec stages: not reported by this daemon (no \`timings\` in the exit line)"
+    return
+  fi
+  med() { awk -F'\t' "{ print ($1) / 1000 }" "$work/stages.tsv" | median; }
+  echo
+  echo "API exec round trip by stage, median of $n execs (ms; guest stages are the guest agent's own clock):"
+  echo
+  echo "| stage | median ms |"
+  echo "|---|---:|"
+  echo "| curl's round trip (time_total) | $(med '$1') |"
+  echo "| HTTP and the daemon's handling around the exec: round trip minus the daemon's exec time | $(med '$1 - $2') |"
+  echo "| the daemon's exec time: request handed to the sandbox to exit status back | $(med '$2') |"
+  echo "| of which: vsock connect to the guest's exec port | $(med '$3') |"
+  echo "| of which: guest, connection accepted to request decoded | $(med '$4') |"
+  echo "| of which: guest, request to fork (user, cgroup, seccomp, Landlock set-up) | $(med '$5') |"
+  echo "| of which: guest, fork to the command running | $(med '$6') |"
+  echo "| of which: guest, running to exit reaped | $(med '$7') |"
+  echo "| of which: guest, exit to the last output sent | $(med '$8') |"
+  echo "| of which: between the clocks (frames over vsock both ways, the supervisor's work): exec time minus connect and guest stages | $(med '$2 - $3 - $4 - $5 - $6 - $7 - $8') |"
+}
 table=$(
   echo "airlock warm pool, tiny image, $(nproc) cores, accelerator: ${accel:-unknown}"
   echo
@@ -157,6 +189,7 @@ table=$(
   echo "| in-guest spawn of \`true\` in the same sandbox: \`/bin/true\` $SPAWNS times from sh, timed inside the guest (/proc/self/sched clock), per spawn | $SPAWNS | $spawn_ms | | |"
   echo
   awk -v e="$exec_ms" -v s="$spawn_ms" 'BEGIN{printf "API exec round trip above the in-guest spawn: %.1f ms\n", e - s}'
+  stages
 )
 echo "$table"
 if [ $record = yes ]; then

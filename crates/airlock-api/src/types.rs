@@ -214,6 +214,29 @@ pub struct ExecExit {
     /// The guest's message for `spawn_error` (untrusted text).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Where the exec's time went, when the command ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timings: Option<ExecStages>,
+}
+
+/// Where an exec's time went, in microseconds: the daemon's own clock, and the guest agent's
+/// account of its stages (its word, for diagnosis only: nothing is decided on it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ExecStages {
+    /// The daemon: from handing the request to the sandbox to the exit status back.
+    pub host_us: u64,
+    /// Of that, connecting to the guest's exec port (the vsock handshake).
+    pub connect_us: u64,
+    /// Guest: from accepting the connection to the request decoded.
+    pub guest_request_us: u64,
+    /// Guest: from the request to the fork (user lookup, cgroup, seccomp and Landlock set-up).
+    pub guest_setup_us: u64,
+    /// Guest: from the fork to the command running (the child's hardening and exec).
+    pub guest_spawn_us: u64,
+    /// Guest: from the command running to its exit reaped.
+    pub guest_run_us: u64,
+    /// Guest: from its exit to the last of its output sent.
+    pub guest_drain_us: u64,
 }
 
 /// Body of `POST .../execs/{exec_id}/stdin`.

@@ -10,7 +10,7 @@
 use super::entry::{Entry, lock};
 use super::error::DaemonError;
 use super::handle::{ExecHandle, check_size};
-use crate::types::{ErrorBody, ExecBody, ExecExit, ExecLine, TerminalSize};
+use crate::types::{ErrorBody, ExecBody, ExecExit, ExecLine, ExecStages, TerminalSize};
 use airlock_proto::{ExitStatus, WindowSize};
 use airlock_supervisor::{ExecIo, ExecOutcome};
 use base64::Engine as _;
@@ -177,17 +177,22 @@ pub fn start(entry: &Arc<Entry>, body: ExecBody) -> Result<Started, DaemonError>
         }
         let pump_out = tokio::spawn(pump(out_r, "stdout", lines_tx.clone()));
         let pump_err = tokio::spawn(pump(err_r, "stderr", lines_tx.clone()));
+        let t0 = std::time::Instant::now();
         let outcome = tokio::select! {
             r = sandbox.exec(request, io) => Some(r),
             _ = stopping.wait_for(|s| *s) => None,
         };
+        let host_us = u64::try_from(t0.elapsed().as_micros()).unwrap_or(u64::MAX);
         // The exec's writers are dropped now: the pumps reach end of output.
         let _ = pump_out.await;
         let _ = pump_err.await;
         drop(sandbox);
         let last = match outcome {
             Some(Ok(outcome)) => ExecLine {
-                exit: Some(exit_of(&outcome)),
+                exit: Some(ExecExit {
+                    timings: stages_of(&outcome, host_us),
+                    ..exit_of(&outcome)
+                }),
                 ..ExecLine::default()
             },
             Some(Err(e)) => ExecLine {
@@ -284,6 +289,22 @@ pub fn exit_of(outcome: &ExecOutcome) -> ExecExit {
     }
 }
 
+/// Where a command's time went: `host_us` on the daemon's clock, the rest from `outcome`.
+pub fn stages_of(outcome: &ExecOutcome, host_us: u64) -> Option<ExecStages> {
+    match outcome {
+        ExecOutcome::Exited { timings, .. } => Some(ExecStages {
+            host_us,
+            connect_us: timings.connect_us,
+            guest_request_us: timings.guest.request_us,
+            guest_setup_us: timings.guest.setup_us,
+            guest_spawn_us: timings.guest.spawn_us,
+            guest_run_us: timings.guest.run_us,
+            guest_drain_us: timings.guest.drain_us,
+        }),
+        ExecOutcome::SpawnFailed { .. } => None,
+    }
+}
+
 /// Parses a signal given as a number or a name (`TERM`, `SIGTERM`).
 pub fn parse_signal(v: &serde_json::Value) -> Result<i32, DaemonError> {
     let bad = || {
@@ -346,5 +367,41 @@ mod tests {
         });
         assert_eq!(e.exit_code, 127);
         assert_eq!(e.spawn_error.as_deref(), Some("not_found"));
+    }
+
+    #[test]
+    fn stages_carry_the_host_time_and_the_guest_account() {
+        let timings = airlock_supervisor::ExecTimings {
+            connect_us: 300,
+            guest: airlock_proto::GuestTimings {
+                request_us: 1,
+                setup_us: 2,
+                spawn_us: 3,
+                run_us: 4,
+                drain_us: 5,
+            },
+        };
+        let outcome = ExecOutcome::Exited {
+            status: ExitStatus::Code { code: 0 },
+            oom_kills: 0,
+            timings,
+        };
+        assert_eq!(
+            stages_of(&outcome, 9_000),
+            Some(ExecStages {
+                host_us: 9_000,
+                connect_us: 300,
+                guest_request_us: 1,
+                guest_setup_us: 2,
+                guest_spawn_us: 3,
+                guest_run_us: 4,
+                guest_drain_us: 5,
+            })
+        );
+        let failed = ExecOutcome::SpawnFailed {
+            reason: SpawnFailure::NotFound,
+            message: "x".into(),
+        };
+        assert_eq!(stages_of(&failed, 9_000), None);
     }
 }
