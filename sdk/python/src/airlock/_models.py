@@ -266,6 +266,8 @@ class ExecExit:
     """
     message: Optional[str] = None
     """The guest's message for `spawn_error` (untrusted text)."""
+    timings: Optional[ExecStages] = None
+    """Where the exec's time went, when the command ran."""
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ExecExit:
@@ -277,6 +279,7 @@ class ExecExit:
             oom_kills=d.get("oom_kills", 0),
             spawn_error=d.get("spawn_error"),
             message=d.get("message"),
+            timings=None if d.get("timings") is None else ExecStages.from_dict(d["timings"]),
         )
 
     def to_dict(self) -> Dict[str, Any]:
@@ -292,6 +295,8 @@ class ExecExit:
             out["spawn_error"] = self.spawn_error
         if self.message is not None:
             out["message"] = self.message
+        if self.timings is not None:
+            out["timings"] = self.timings.to_dict()
         return out
 
 
@@ -336,6 +341,56 @@ class ExecLine:
             out["exit"] = self.exit.to_dict()
         if self.error is not None:
             out["error"] = self.error.to_dict()
+        return out
+
+
+@dataclass(frozen=True)
+class ExecStages:
+    """Where an exec's time went, in microseconds: the daemon's own clock, and the guest
+    agent's account of its stages (its word, for diagnosis only: nothing is decided on
+    it).
+    """
+
+    host_us: int
+    """The daemon: from handing the request to the sandbox to the exit status back."""
+    connect_us: int
+    """Of that, connecting to the guest's exec port (the vsock handshake)."""
+    guest_request_us: int
+    """Guest: from accepting the connection to the request decoded."""
+    guest_setup_us: int
+    """Guest: from the request to the fork (user lookup, cgroup, seccomp and Landlock set-
+    up).
+    """
+    guest_spawn_us: int
+    """Guest: from the fork to the command running (the child's hardening and exec)."""
+    guest_run_us: int
+    """Guest: from the command running to its exit reaped."""
+    guest_drain_us: int
+    """Guest: from its exit to the last of its output sent."""
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ExecStages:
+        """Parse the JSON object of a `ExecStages` (unknown keys are ignored)."""
+        return cls(
+            host_us=d["host_us"],
+            connect_us=d["connect_us"],
+            guest_request_us=d["guest_request_us"],
+            guest_setup_us=d["guest_setup_us"],
+            guest_spawn_us=d["guest_spawn_us"],
+            guest_run_us=d["guest_run_us"],
+            guest_drain_us=d["guest_drain_us"],
+        )
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The JSON object of this `ExecStages` (None fields left out)."""
+        out: Dict[str, Any] = {}
+        out["host_us"] = self.host_us
+        out["connect_us"] = self.connect_us
+        out["guest_request_us"] = self.guest_request_us
+        out["guest_setup_us"] = self.guest_setup_us
+        out["guest_spawn_us"] = self.guest_spawn_us
+        out["guest_run_us"] = self.guest_run_us
+        out["guest_drain_us"] = self.guest_drain_us
         return out
 
 
